@@ -1,0 +1,1 @@
+"""Dagster assets by billing domain: events -> rating -> invoicing -> reporting."""

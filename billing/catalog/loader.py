@@ -1,0 +1,162 @@
+"""Load a catalog folder of YAML files, with errors that name the file, line and field.
+
+Every ``*.yaml`` file in the folder may hold any of the top-level lists
+``metrics``, ``plans``, ``customers`` and ``subscriptions``; the lists are
+concatenated, ids must be unique, and every reference must resolve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from billing.catalog.models import MODEL_TYPES, Catalog, Customer, Metric, Plan, Subscription
+
+SECTIONS: dict[str, type] = {
+    "metrics": Metric,
+    "plans": Plan,
+    "customers": Customer,
+    "subscriptions": Subscription,
+}
+
+
+class CatalogError(ValueError):
+    """One or more problems in the catalog; each message names file, line and field."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("invalid catalog:\n  " + "\n  ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class _Item:
+    section: str
+    index: int
+    file: Path
+    node: yaml.Node
+    value: object
+
+    def where(self, *field: str | int) -> str:
+        line = _line_of(self.node, field)
+        path = self.section + f"[{self.index}]" + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in field
+        )
+        return f"{self.file.name}:{line}: {path}"
+
+
+def _line_of(node: yaml.Node, field: Iterable[str | int]) -> int:
+    """1-based line of the deepest YAML node on ``field`` that exists."""
+    for part in field:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if part < len(node.value) else None
+        else:
+            child = None
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
+
+
+def _read(path: Path) -> list[_Item]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError([f"{path.name}: not valid YAML: {exc}"]) from exc
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise CatalogError([f"{path.name}:1: expected a mapping of sections {sorted(SECTIONS)}"])
+    items, problems = [], []
+    for key, node in root.value:
+        section = key.value
+        if section not in SECTIONS:
+            problems.append(f"{path.name}:{key.start_mark.line + 1}: unknown section {section!r}")
+            continue
+        if not isinstance(data[section], list):
+            problems.append(f"{path.name}:{node.start_mark.line + 1}: {section} must be a list")
+            continue
+        for index, (child, value) in enumerate(zip(node.value, data[section], strict=True)):
+            items.append(_Item(section, index, path, child, value))
+    if problems:
+        raise CatalogError(problems)
+    return items
+
+
+def load_catalog(folder: str | Path) -> Catalog:
+    folder = Path(folder)
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise CatalogError([f"{folder}: no *.yaml catalog files found"])
+    items = [item for path in files for item in _read(path)]
+
+    parsed: dict[str, list] = {section: [] for section in SECTIONS}
+    origin: dict[tuple[str, str], _Item] = {}
+    problems: list[str] = []
+    for item in items:
+        try:
+            obj = TypeAdapter(SECTIONS[item.section]).validate_python(item.value)
+        except ValidationError as exc:
+            for err in exc.errors():
+                field = tuple(p for p in err["loc"] if not _is_union_tag(p))
+                problems.append(f"{item.where(*field)}: {err['msg']}")
+            continue
+        key = (item.section, obj.id)
+        if key in origin:
+            problems.append(f"{item.where('id')}: duplicate id {obj.id!r} "
+                            f"(first defined at {origin[key].where('id')})")
+            continue
+        origin[key] = item
+        parsed[item.section].append(obj)
+
+    catalog = Catalog(**parsed)
+    problems += _reference_problems(catalog, origin)
+    if problems:
+        raise CatalogError(problems)
+    return catalog
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # Pydantic puts the discriminator value ('unit', 'tiered') in error locations.
+    return part in MODEL_TYPES
+
+
+def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item]) -> list[str]:
+    metric_ids = {m.id for m in catalog.metrics}
+    plan_ids = {p.id for p in catalog.plans}
+    customer_ids = {c.id for c in catalog.customers}
+    problems = []
+    price_origin: dict[str, str] = {}
+    for plan in catalog.plans:
+        item = origin[("plans", plan.id)]
+        for index, price in enumerate(plan.prices):
+            if price.billable_metric_id and price.billable_metric_id not in metric_ids:
+                problems.append(f"{item.where('prices', index, 'billable_metric_id')}: "
+                                f"unknown metric {price.billable_metric_id!r}")
+            if price.id in price_origin:
+                problems.append(f"{item.where('prices', index, 'id')}: duplicate price id "
+                                f"{price.id!r} (also in plan {price_origin[price.id]!r})")
+            price_origin[price.id] = plan.id
+    external_ids: dict[str, str] = {}
+    for customer in catalog.customers:
+        ext = customer.external_customer_id
+        if ext and ext in external_ids:
+            item = origin[("customers", customer.id)]
+            problems.append(f"{item.where('external_customer_id')}: external_customer_id {ext!r} "
+                            f"is already used by customer {external_ids[ext]!r}")
+        elif ext:
+            external_ids[ext] = customer.id
+    for sub in catalog.subscriptions:
+        item = origin[("subscriptions", sub.id)]
+        if sub.customer_id not in customer_ids:
+            problems.append(f"{item.where('customer_id')}: unknown customer {sub.customer_id!r}")
+        if sub.plan_id not in plan_ids:
+            problems.append(f"{item.where('plan_id')}: unknown plan {sub.plan_id!r}")
+    return problems

@@ -1,0 +1,25 @@
+"""Jobs: land events (daily partitions) and bill a month (monthly partitions)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+ingest_events_job = dg.define_asset_job(
+    "ingest_events",
+    selection=dg.AssetSelection.assets("events", "rejected_events"),
+    description="Check and land raw event batches into day partitions of the event lake.",
+)
+
+monthly_billing_job = dg.define_asset_job(
+    "monthly_billing",
+    selection=dg.AssetSelection.groups("rating", "invoicing")
+    | dg.AssetSelection.assets("revenue_summary"),
+    description="Rate usage, price line items, issue draft invoices and documents, "
+    "and summarise revenue for one billing month.",
+)
+
+refresh_views_job = dg.define_asset_job(
+    "refresh_lake_views",
+    selection=dg.AssetSelection.assets("lake_views"),
+    description="Recreate the DuckDB views over every lake table in data/orb.duckdb.",
+)

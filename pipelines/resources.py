@@ -1,0 +1,40 @@
+"""The one resource every asset uses: where the data lives and which catalog to bill from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from billing.catalog import Catalog, load_catalog
+from storage.lake import Lake
+
+DEFAULT_DATA_DIR = "data"
+DEFAULT_ISSUER = "Example Cloud, Inc."
+
+
+class OrbStore(dg.ConfigurableResource):
+    """The data directory (lake, landing folder, reports) and the catalog folder.
+
+    ``catalog_dir`` defaults to ``<data_dir>/catalog``, where the sample generator
+    writes; point it at your own catalog-as-code repository in production."""
+
+    data_dir: str = DEFAULT_DATA_DIR
+    catalog_dir: str = ""
+    issuer: str = DEFAULT_ISSUER
+
+    @classmethod
+    def from_env(cls) -> OrbStore:
+        return cls(
+            data_dir=os.environ.get("ORB_DATA_DIR", DEFAULT_DATA_DIR),
+            catalog_dir=os.environ.get("ORB_CATALOG_DIR", ""),
+            issuer=os.environ.get("ORB_ISSUER", DEFAULT_ISSUER),
+        )
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.data_dir)
+
+    def catalog(self) -> Catalog:
+        return load_catalog(Path(self.catalog_dir or Path(self.data_dir) / "catalog"))

@@ -1,0 +1,67 @@
+"""Run the pipeline's jobs in-process, the same asset graph the UI shows.
+
+Runs are recorded in the Dagster instance under DAGSTER_HOME when it is set (as
+``make`` sets it), so that ``make ui`` shows what the CLI did.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+
+import dagster as dg
+
+from assets.partitions import DAILY
+from pricing_sql.rating import event_days
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+# The CLI prints its own summary; Dagster's step-by-step log stays in the run record.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else (
+        dg.DagsterInstance.ephemeral())
+
+
+def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
+    if not result.success:
+        failures = [event.message for event in result.all_events if event.is_failure]
+        raise RuntimeError(f"{what} failed: " + "; ".join(str(f) for f in failures))
+
+
+def land_days(defs: dg.Definitions, first: date, last: date,
+              on: dg.DagsterInstance) -> None:
+    """Land events for the UTC days ``first``..``last`` (inclusive) in a single run."""
+    result = defs.resolve_job_def("ingest_events").execute_in_process(
+        instance=on, run_config=QUIET,
+        tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()})
+    _check(result, f"landing events {first}..{last}")
+
+
+def bill_month(defs: dg.Definitions, month: date, on: dg.DagsterInstance) -> None:
+    result = defs.resolve_job_def("monthly_billing").execute_in_process(
+        instance=on, run_config=QUIET, partition_key=month.isoformat())
+    _check(result, f"billing {month:%Y-%m}")
+
+
+def refresh_views(defs: dg.Definitions, on: dg.DagsterInstance) -> None:
+    result = defs.resolve_job_def("refresh_lake_views").execute_in_process(
+        instance=on, run_config=QUIET)
+    _check(result, "refreshing lake views")
+
+
+def bill_months(defs: dg.Definitions, months: list[date], on: dg.DagsterInstance) -> None:
+    """Land every UTC day the months can draw events from, then bill each month."""
+    days = sorted({day for month in months for day in event_days(month)})
+    # The day after the last month may not have ended yet; it has no partition then.
+    last_partition = date.fromisoformat(DAILY.get_last_partition_key())
+    land_days(defs, days[0], min(days[-1], last_partition), on)
+    for month in months:
+        bill_month(defs, month, on)
+    refresh_views(defs, on)
+
+
+def last_complete_month(today: date) -> date:
+    return (today.replace(day=1) - timedelta(days=1)).replace(day=1)

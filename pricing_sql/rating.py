@@ -1,0 +1,66 @@
+"""Rate one billing month: usage per subscription and metric, priced line items, invoices.
+
+Each step is set-based SQL over all customers at once; Python only supplies the
+catalog tables and the list of lake files to read.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import duckdb
+import pyarrow as pa
+
+from billing import periods
+from billing.catalog import Catalog
+from pricing_sql.catalog_tables import (
+    billing_windows_table,
+    price_tiers_table,
+    subscription_prices_table,
+)
+from pricing_sql.loader import load_sql
+from pricing_sql.metrics import compile_usage_query
+from storage.lake import Lake
+
+USAGE_SCHEMA = pa.schema([
+    ("subscription_id", pa.string()),
+    ("metric_id", pa.string()),
+    ("quantity", pa.decimal128(38, 9)),
+])
+
+
+def event_days(month: date) -> list[date]:
+    """UTC days whose events can fall in ``month`` in some customer's time zone
+    (UTC-12 to UTC+14 reach at most one day past either end of the UTC month)."""
+    days = periods.days_of_month(month)
+    return [days[0] - timedelta(days=1), *days, days[-1] + timedelta(days=1)]
+
+
+def compute_usage(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
+                  month: date) -> pa.Table:
+    """One row per (subscription, metric) with the metric's value over the
+    subscription's part of the customer's local month."""
+    files = lake.existing_partitions("events", "event_date", event_days(month))
+    if not files or not catalog.metrics:
+        return USAGE_SCHEMA.empty_table()
+    con.register("billing_windows", billing_windows_table(catalog, month))
+    con.execute(load_sql("usage_events"), {"files": files})
+    query = compile_usage_query({m.id: m.sql for m in catalog.metrics}, source="period_events")
+    usage = con.sql(query.sql(dialect="duckdb")).to_arrow_table()
+    return usage.sort_by([("subscription_id", "ascending"), ("metric_id", "ascending")]).cast(
+        USAGE_SCHEMA
+    )
+
+
+def price_line_items(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: date,
+                     usage: pa.Table) -> pa.Table:
+    """Every price of every subscription active in ``month``, priced and rounded."""
+    con.register("subscription_prices", subscription_prices_table(catalog, month))
+    con.register("price_tiers", price_tiers_table(catalog))
+    con.register("usage", usage)
+    return con.sql(load_sql("line_items")).to_arrow_table()
+
+
+def build_invoices(con: duckdb.DuckDBPyConnection, line_items: pa.Table) -> pa.Table:
+    con.register("line_items", line_items)
+    return con.sql(load_sql("invoices")).to_arrow_table()

@@ -1,0 +1,1 @@
+"""Customer- and finance-facing documents rendered from the lake with jinja2."""

@@ -1,0 +1,151 @@
+"""A realistic sample: the catalog in ``sample_data/catalog`` plus generated customers,
+subscriptions and usage events, the same for the same seed.
+
+Events land as one Parquet batch per UTC day, shaped the way a producer sends them
+(every field a string, properties as JSON text). A small share is deliberately
+bad or re-sent, so that the pipeline's rejection and deduplication show up in
+the demo: events for unknown customers, unreadable timestamps, missing keys, and
+a batch that re-sends events already landed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+
+from billing import periods
+
+# Which plans customers choose, and where they live.
+PLAN_MIX = {"starter": 0.45, "growth": 0.35, "enterprise_eur": 0.12, "growth_jpy": 0.08}
+PLAN_ZONES = {
+    "starter": ["UTC", "America/New_York", "America/Los_Angeles", "Europe/London"],
+    "growth": ["America/New_York", "America/Chicago", "America/Los_Angeles", "UTC"],
+    "enterprise_eur": ["Europe/Berlin", "Europe/Paris", "Europe/Madrid"],
+    "growth_jpy": ["Asia/Tokyo"],
+}
+EVENT_MIX = {"api_request": 0.58, "completion": 0.30, "seat_active": 0.10, "storage_snapshot": 0.02}
+ENDPOINTS = ["/v1/chat", "/v1/embeddings", "/v1/files", "/v1/moderations"]
+RESENT_SHARE = 0.005
+BAD_EVENTS = 200
+
+
+def write_catalog(folder: Path, customers: int, first_month: date, seed: int) -> None:
+    """Copy the sample plans and metrics and generate customers with subscriptions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.yaml", "plans.yaml"):
+        source = resources.files("sample_data").joinpath("catalog", name)
+        with resources.as_file(source) as path:
+            shutil.copyfile(path, folder / name)
+    rng = np.random.default_rng(seed)
+    plan_ids = rng.choice(list(PLAN_MIX), size=customers, p=list(PLAN_MIX.values()))
+    rows, subs = [], []
+    for index, plan_id in enumerate(plan_ids, start=1):
+        customer_id = f"cus_{index:04d}"
+        zone = str(rng.choice(PLAN_ZONES[plan_id]))
+        rows.append({
+            "id": customer_id,
+            "external_customer_id": f"acct-{index:04d}",
+            "name": f"Customer {index:04d}",
+            "email": f"billing+{index:04d}@example.com",
+            "timezone": zone,
+        })
+        # Most customers are on board from the first month; some join a month later
+        # and a few leave before the last month, so partial subscriptions show up.
+        start = first_month if index % 10 else periods.add_months(first_month, 1)
+        end = periods.add_months(first_month, 2) if index % 17 == 0 else None
+        subs.append({"id": f"sub_{index:04d}", "customer_id": customer_id, "plan_id": str(plan_id),
+                     "start_date": start, "end_date": end})
+    with open(folder / "customers.yaml", "w", encoding="utf-8") as handle:
+        yaml.safe_dump({"customers": rows, "subscriptions": subs}, handle, sort_keys=False)
+
+
+def write_events(landing: Path, catalog_folder: Path, first_month: date, months: int,
+                 events: int, seed: int) -> int:
+    """Generate ``events`` usage events over ``months`` calendar months (UTC) and land
+    them as daily Parquet batches; returns the number of raw events written."""
+    customers = yaml.safe_load((catalog_folder / "customers.yaml").read_text())["customers"]
+    rng = np.random.default_rng(seed + 1)
+    start = datetime.combine(first_month, datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(periods.add_months(first_month, months), datetime.min.time(),
+                           tzinfo=UTC)
+
+    weights = rng.lognormal(mean=0.0, sigma=1.0, size=len(customers))
+    who = rng.choice(len(customers), size=events, p=weights / weights.sum())
+    seats = rng.integers(3, 60, size=len(customers))
+    storage = rng.uniform(5, 500, size=len(customers))
+    span_us = int((end - start).total_seconds() * 1_000_000)
+    offsets = np.sort(rng.integers(0, span_us, size=events))
+    frame = pl.DataFrame({
+        "who": who,
+        "event_name": rng.choice(list(EVENT_MIX), size=events, p=list(EVENT_MIX.values())),
+        "at_us": offsets,
+        "tokens": rng.integers(50, 4000, size=events),
+        "user": rng.integers(0, 1 << 30, size=events) % seats[who],
+        "gb": np.round(storage[who] * (1 + offsets / span_us), 1),
+        "endpoint": rng.choice(ENDPOINTS, size=events),
+        "by_external": rng.random(size=events) < 0.5,
+    })
+    ids = pl.Series([c["id"] for c in customers])
+    external_ids = pl.Series([c["external_customer_id"] for c in customers])
+    raw = frame.with_columns(
+        timestamp=(pl.lit(start) + pl.duration(microseconds=pl.col("at_us")))
+        .dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        customer_id=pl.when(~pl.col("by_external")).then(ids.gather(frame["who"])),
+        external_customer_id=pl.when(pl.col("by_external")).then(external_ids.gather(frame["who"])),
+        idempotency_key=pl.format("evt_{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(8)),
+        properties=_properties(),
+        day=(pl.lit(start) + pl.duration(microseconds=pl.col("at_us"))).dt.date(),
+    ).select("day", "event_name", "timestamp", "customer_id", "external_customer_id",
+             "idempotency_key", "properties")
+
+    landing.mkdir(parents=True, exist_ok=True)
+    for (day,), batch in raw.partition_by("day", as_dict=True).items():
+        batch.drop("day").write_parquet(landing / f"events-{day}.parquet")
+    resent = raw.sample(fraction=RESENT_SHARE, seed=seed).drop("day")
+    resent.write_parquet(landing / "resent-batch.parquet")
+    bad = _bad_events(raw.drop("day"), rng)
+    bad.write_parquet(landing / "bad-batch.parquet")
+    return len(raw) + len(resent) + len(bad)
+
+
+def _properties() -> pl.Expr:
+    name = pl.col("event_name")
+    return (
+        pl.when(name == "api_request")
+        .then(pl.concat_str(pl.lit('{"endpoint": "'), pl.col("endpoint"), pl.lit('"}')))
+        .when(name == "completion")
+        .then(pl.concat_str(pl.lit('{"tokens": '), pl.col("tokens").cast(pl.String), pl.lit("}")))
+        .when(name == "seat_active")
+        .then(pl.concat_str(pl.lit('{"user_id": "u'), pl.col("user").cast(pl.String), pl.lit('"}')))
+        .otherwise(pl.concat_str(pl.lit('{"gb": '), pl.col("gb").cast(pl.String), pl.lit("}")))
+    )
+
+
+def _bad_events(raw: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """Events a real producer sends by mistake, each kind a quarter of BAD_EVENTS."""
+    sample = raw.sample(n=BAD_EVENTS, seed=int(rng.integers(1 << 31)))
+    kind = pl.int_range(pl.len()) % 4
+    return sample.with_columns(
+        idempotency_key=pl.format("bad_{}", pl.int_range(pl.len())),
+    ).with_columns(
+        # An unknown customer: both references point at nobody in the catalog.
+        customer_id=pl.when(kind == 0).then(pl.lit("cus_9999")).otherwise(pl.col("customer_id")),
+        external_customer_id=pl.when(kind == 0).then(None)
+        .otherwise(pl.col("external_customer_id")),
+        timestamp=pl.when(kind == 1).then(pl.lit("yesterday")).otherwise(pl.col("timestamp")),
+        idempotency_key=pl.when(kind == 2).then(None).otherwise(pl.col("idempotency_key")),
+        properties=pl.when(kind == 3).then(pl.lit("[1, 2")).otherwise(pl.col("properties")),
+    )
+
+
+def generate(data_dir: Path, customers: int, events: int, first_month: date, months: int,
+             seed: int) -> int:
+    catalog_folder = data_dir / "catalog"
+    write_catalog(catalog_folder, customers, first_month, seed)
+    return write_events(data_dir / "landing", catalog_folder, first_month, months, events, seed)

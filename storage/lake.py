@@ -1,0 +1,99 @@
+"""The Parquet lake: where every table lives on disk, and how partitions are written.
+
+Layout under the data directory (see docs/lake.md)::
+
+    landing/                       raw event batches as received (never modified)
+    lake/<table>/<key>=<value>/data.parquet
+    reports/                       rendered documents
+    orb.duckdb                     views over the lake for analysts
+
+A partition is one file, written to a temporary name in the same directory and
+renamed into place, so readers see either the old or the new partition, never
+half of one. The same rows in the same order give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARTITION_FILE = "data.parquet"
+
+
+class Lake:
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.root / "orb.duckdb"
+
+    def table_dir(self, table: str) -> Path:
+        return self.root / "lake" / table
+
+    def partition_file(self, table: str, key: str, value: object) -> Path:
+        return self.table_dir(table) / f"{key}={value}" / PARTITION_FILE
+
+    def write_partition(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
+        """Atomically replace one partition with ``rows``."""
+        target = self.partition_file(table, key, value)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_name(f".{PARTITION_FILE}.{uuid.uuid4().hex}.tmp")
+        try:
+            pq.write_table(rows, scratch, compression="zstd")
+            with open(scratch, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(scratch, target)
+        finally:
+            scratch.unlink(missing_ok=True)
+        return target
+
+    def read_partition(self, table: str, key: str, value: object) -> pa.Table:
+        path = self.partition_file(table, key, value)
+        if not path.exists():
+            raise FileNotFoundError(f"partition {key}={value} of table {table!r} is missing: "
+                                    f"{path} (materialize the upstream asset first)")
+        return pq.read_table(path, partitioning=None)
+
+    def replace_directory(self, target: Path, files: dict[str, str]) -> Path:
+        """Replace ``target`` with a folder holding exactly ``files`` (name -> text).
+
+        The new folder is written beside the old one and swapped in with renames,
+        so stale files from an earlier run never survive a re-run."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        fresh, stale = target.with_name(f".{target.name}.{token}"), target.with_name(
+            f".{target.name}.{token}.old")
+        fresh.mkdir()
+        for name, text in files.items():
+            (fresh / name).write_text(text, encoding="utf-8")
+        if target.exists():
+            os.replace(target, stale)
+        os.replace(fresh, target)
+        shutil.rmtree(stale, ignore_errors=True)
+        return target
+
+    def existing_partitions(self, table: str, key: str, values: Iterable[object]) -> list[str]:
+        """Paths of the partitions among ``values`` that exist, as strings for DuckDB."""
+        paths = (self.partition_file(table, key, value) for value in values)
+        return [str(path) for path in paths if path.exists()]
+
+    def all_partitions(self, table: str) -> list[str]:
+        return sorted(str(p) for p in self.table_dir(table).glob(f"*=*/{PARTITION_FILE}"))
+
+    def landing_files(self) -> list[str]:
+        return sorted(str(p) for p in self.landing.rglob("*.parquet"))
