@@ -38,7 +38,10 @@ SCALAR_FUNCTIONS = (
     exp.Least, exp.Lower, exp.Upper, exp.Cast, exp.TryCast, exp.Distinct, exp.Nullif,
     exp.Connector,
 )
-FORBIDDEN_CLAUSES = ("joins", "group", "having", "order", "limit", "offset", "qualify", "with")
+# sqlglot's argument names for the clauses a metric may not have.
+FORBIDDEN_CLAUSES = {"joins": "JOIN", "group": "GROUP BY", "having": "HAVING", "order": "ORDER BY",
+                     "limit": "LIMIT", "offset": "OFFSET", "qualify": "QUALIFY", "with_": "WITH",
+                     "distinct": "SELECT DISTINCT"}
 
 
 class MetricSQLError(ValueError):
@@ -78,12 +81,12 @@ def parse_metric(sql: str) -> exp.Select:
 
 
 def _check_shape(select: exp.Select) -> None:
-    for clause in FORBIDDEN_CLAUSES:
+    for clause, name in FORBIDDEN_CLAUSES.items():
         if select.args.get(clause):
             node = select.args[clause]
             node = node[0] if isinstance(node, list) else node
-            raise MetricSQLError(f"{clause.upper()} is not allowed in a metric", node)
-    source = select.args.get("from_") or select.args.get("from")
+            raise MetricSQLError(f"{name} is not allowed in a metric", node)
+    source = select.args.get("from_")
     table = source.this if source else None
     if not isinstance(table, exp.Table) or table.name != "events" or table.db or table.catalog:
         raise MetricSQLError("a metric must select FROM events", table or select)

@@ -100,10 +100,15 @@ def load_catalog(folder: str | Path) -> Catalog:
     parsed: dict[str, list] = {section: [] for section in SECTIONS}
     origin: dict[tuple[str, str], _Item] = {}
     problems: list[str] = []
+    # Ids of items that failed validation still count as defined, so one bad plan
+    # is reported once, not again by every subscription on it.
+    invalid: set[tuple[str, str]] = set()
     for item in items:
         try:
             obj = TypeAdapter(SECTIONS[item.section]).validate_python(item.value)
         except ValidationError as exc:
+            if isinstance(item.value, dict) and "id" in item.value:
+                invalid.add((item.section, str(item.value["id"])))
             for err in exc.errors():
                 field = tuple(p for p in err["loc"] if not _is_union_tag(p))
                 problems.append(f"{item.where(*field)}: {err['msg']}")
@@ -117,7 +122,7 @@ def load_catalog(folder: str | Path) -> Catalog:
         parsed[item.section].append(obj)
 
     catalog = Catalog(**parsed)
-    problems += _reference_problems(catalog, origin)
+    problems += _reference_problems(catalog, origin, invalid)
     if problems:
         raise CatalogError(problems)
     return catalog
@@ -128,10 +133,14 @@ def _is_union_tag(part: str | int) -> bool:
     return part in MODEL_TYPES
 
 
-def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item]) -> list[str]:
-    metric_ids = {m.id for m in catalog.metrics}
-    plan_ids = {p.id for p in catalog.plans}
-    customer_ids = {c.id for c in catalog.customers}
+def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
+                        invalid: set[tuple[str, str]]) -> list[str]:
+    def known(section: str, defined: list) -> set[str]:
+        return {x.id for x in defined} | {key for sec, key in invalid if sec == section}
+
+    metric_ids = known("metrics", catalog.metrics)
+    plan_ids = known("plans", catalog.plans)
+    customer_ids = known("customers", catalog.customers)
     problems = []
     price_origin: dict[str, str] = {}
     for plan in catalog.plans:

@@ -1,0 +1,40 @@
+"""Small catalogs built in code for tests."""
+
+from billing.catalog import Catalog
+
+
+def tiered(price_id, metric, tiers):
+    return {"id": price_id, "name": price_id, "billable_metric_id": metric, "model_type": "tiered",
+            "tiered_config": {"tiers": [
+                {"first_unit": first, "last_unit": last, "unit_amount": amount}
+                for first, last, amount in tiers]}}
+
+
+def unit(price_id, amount, metric=None, fixed_quantity=None):
+    price = {"id": price_id, "name": price_id, "model_type": "unit",
+             "unit_config": {"unit_amount": amount}}
+    if metric:
+        price["billable_metric_id"] = metric
+    else:
+        price["fixed_price_quantity"] = fixed_quantity
+    return price
+
+
+def catalog(plans, customers, subscriptions, metrics=("calls", "tokens")):
+    return Catalog.model_validate({
+        "metrics": [{"id": m, "name": m, "sql": "SELECT count(*) FROM events"} for m in metrics],
+        "plans": plans,
+        "customers": customers,
+        "subscriptions": subscriptions,
+    })
+
+
+def one_plan(prices, currency="USD", timezone="UTC", customers=1):
+    """``customers`` customers c0.. each on plan p from 2026-01-01."""
+    return catalog(
+        plans=[{"id": "p", "name": "P", "currency": currency, "prices": prices}],
+        customers=[{"id": f"c{i}", "name": f"C{i}", "timezone": timezone}
+                   for i in range(customers)],
+        subscriptions=[{"id": f"s{i}", "customer_id": f"c{i}", "plan_id": "p",
+                        "start_date": "2026-01-01"} for i in range(customers)],
+    )

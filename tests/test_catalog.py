@@ -1,0 +1,117 @@
+import textwrap
+from decimal import Decimal
+
+import pytest
+
+from billing.catalog import CatalogError, load_catalog
+
+METRICS = """\
+metrics:
+  - id: calls
+    name: Calls
+    sql: SELECT count(*) FROM events
+"""
+
+PLAN = """\
+plans:
+  - id: pro
+    name: Pro
+    currency: USD
+    prices:
+      - id: pro_calls
+        name: Calls
+        billable_metric_id: calls
+        model_type: tiered
+        tiered_config:
+          tiers:
+            - {first_unit: 0, last_unit: 10, unit_amount: "0.50"}
+            - {first_unit: 10, last_unit: null, unit_amount: "0.10"}
+"""
+
+CUSTOMERS = """\
+customers:
+  - id: c1
+    name: One
+    timezone: Europe/Berlin
+subscriptions:
+  - id: s1
+    customer_id: c1
+    plan_id: pro
+    start_date: 2026-01-01
+"""
+
+
+def write(folder, **files):
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(textwrap.dedent(text))
+    return folder
+
+
+def problems(folder):
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(folder)
+    return caught.value.problems
+
+
+def test_valid_catalog_loads(tmp_path):
+    catalog = load_catalog(write(tmp_path, metrics=METRICS, plans=PLAN, customers=CUSTOMERS))
+    price = catalog.plan("pro").prices[0]
+    assert [t.unit_amount for t in price.tiers()] == [Decimal("0.50"), Decimal("0.10")]
+    assert catalog.customer("c1").timezone == "Europe/Berlin"
+
+
+def test_float_amount_names_file_line_and_field(tmp_path):
+    plan = PLAN.replace('unit_amount: "0.10"', "unit_amount: 0.10")
+    found = problems(write(tmp_path, metrics=METRICS, plans=plan, customers=CUSTOMERS))
+    assert len(found) == 1
+    assert found[0].startswith(
+        "plans.yaml:13: plans[0].prices[0].tiered_config.tiers[1].unit_amount:")
+    assert "quoted strings" in found[0]
+
+
+def test_gap_between_tiers_is_refused(tmp_path):
+    plan = PLAN.replace("{first_unit: 10, last_unit: null", "{first_unit: 12, last_unit: null")
+    found = problems(write(tmp_path, metrics=METRICS, plans=plan, customers=CUSTOMERS))
+    assert "tiers must be contiguous" in found[0]
+    assert found[0].startswith("plans.yaml:11: plans[0].prices[0].tiered_config")
+
+
+def test_dangling_references_are_all_reported(tmp_path):
+    customers = CUSTOMERS.replace("plan_id: pro", "plan_id: gold").replace(
+        "customer_id: c1", "customer_id: c9")
+    plan = PLAN.replace("billable_metric_id: calls", "billable_metric_id: tokens")
+    found = problems(write(tmp_path, metrics=METRICS, plans=plan, customers=customers))
+    assert found == [
+        "plans.yaml:8: plans[0].prices[0].billable_metric_id: unknown metric 'tokens'",
+        "customers.yaml:7: subscriptions[0].customer_id: unknown customer 'c9'",
+        "customers.yaml:8: subscriptions[0].plan_id: unknown plan 'gold'",
+    ]
+
+
+def test_duplicate_ids_point_at_both_places(tmp_path):
+    write(tmp_path, metrics=METRICS, plans=PLAN, customers=CUSTOMERS,
+          more=METRICS.replace("name: Calls", "name: Again"))
+    found = problems(tmp_path)
+    assert found == ["more.yaml:2: metrics[0].id: duplicate id 'calls' "
+                     "(first defined at metrics.yaml:2: metrics[0].id)"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("currency: USD", "currency: ABC", "unknown ISO 4217 currency code 'ABC'"),
+        ("timezone: Europe/Berlin", "timezone: Mars/Olympus", "unknown IANA time zone"),
+        ("model_type: tiered", "model_type: magic", "does not match any of the expected tags"),
+    ],
+)
+def test_bad_values_are_explained(tmp_path, old, new, message):
+    text = {"metrics": METRICS, "plans": PLAN, "customers": CUSTOMERS}
+    text = {name: body.replace(old, new) for name, body in text.items()}
+    found = problems(write(tmp_path, **text))
+    assert any(message in problem for problem in found), found
+
+
+def test_price_needs_metric_or_fixed_quantity(tmp_path):
+    plan = PLAN.replace("        billable_metric_id: calls\n", "")
+    found = problems(write(tmp_path, metrics=METRICS, plans=plan, customers=CUSTOMERS))
+    assert "exactly one of billable_metric_id" in found[0]

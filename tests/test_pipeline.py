@@ -1,0 +1,110 @@
+"""The whole asset graph on a small scenario, through Dagster, with hand-worked invoices.
+
+New York (America/New_York, plan pro, USD), October 2026:
+  calls: 15 in mid-October + 1 at 2026-11-01T03:30Z (still Oct 31 in New York) = 16;
+         the one at 2026-10-01T03:59:59Z is September there. Re-sent key ny-call-3 counts once.
+         graduated: 10 x 0.50 + 6 x 0.10 = 5.60
+  tokens: 1200 + 25 (sent by external id 'acme') = 1225 x 0.001 = 1.225 -> 1.23 (half up)
+  platform fee 20.00; total 20.00 + 5.60 + 1.23 = 26.83
+Tokyo (Asia/Tokyo, plan jp, JPY), subscription from 2026-10-15 local:
+  calls: 8 on Oct 20 + 2 at 2026-10-31T14:59:59Z = 10; not the one before the start
+         (2026-10-14T14:59:59Z) nor 2026-10-31T15:00Z (November 1st in Tokyo).
+         10 x 0.25 = 2.5 yen -> 3 yen (half up); platform 1000; total 1003
+"""
+
+import hashlib
+from datetime import date
+from decimal import Decimal
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import runner
+from pipelines.definitions import build_definitions
+from pipelines.resources import OrbStore
+from tests.scenario import write_scenario
+
+OCTOBER = date(2026, 10, 1)
+
+
+@pytest.fixture
+def billed(tmp_path):
+    write_scenario(tmp_path)
+    store = OrbStore(data_dir=str(tmp_path))
+    defs = build_definitions(store)
+    instance = dg.DagsterInstance.ephemeral()
+    runner.bill_months(defs, [OCTOBER], instance)
+    return store, defs, instance
+
+
+def read(store, table, key="billing_month", value=OCTOBER):
+    return pq.read_table(store.lake.partition_file(table, key, value)).to_pylist()
+
+
+def test_definitions_load():
+    from pipelines.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {
+        "ingest_events", "monthly_billing", "refresh_lake_views"}
+
+
+def test_october_invoices_match_the_hand_worked_amounts(billed):
+    store, _, _ = billed
+    invoices = {row["invoice_id"]: row for row in read(store, "invoices")}
+    assert {key: row["total"] for key, row in invoices.items()} == {
+        "ny-202610-USD": Decimal("26.83"),
+        "tokyo-202610-JPY": Decimal("1003"),
+    }
+    lines = {(row["customer_id"], row["price_id"]): (row["quantity"], row["amount"])
+             for row in read(store, "line_items")}
+    assert lines == {
+        ("ny", "pro_platform"): (Decimal(1), Decimal("20.00")),
+        ("ny", "pro_calls"): (Decimal(16), Decimal("5.60")),
+        ("ny", "pro_tokens"): (Decimal(1225), Decimal("1.23")),
+        ("tokyo", "jp_platform"): (Decimal(1), Decimal("1000")),
+        ("tokyo", "jp_calls"): (Decimal(10), Decimal("3")),
+    }
+    for invoice_id, invoice in invoices.items():
+        own = [amount for (cust, _), (_, amount) in lines.items() if invoice_id.startswith(cust)]
+        assert invoice["total"] == sum(own)
+
+
+def test_rejected_events_keep_reason_and_source(billed):
+    store, _, _ = billed
+    rows = read(store, "rejected_events", "event_date", date(2026, 10, 12))
+    rows += read(store, "rejected_events", "event_date", "unknown")
+    found = {(r["idempotency_key"], r["reject_reason"], r["source_file"], r["source_row"])
+             for r in rows}
+    assert found == {
+        ("ny-call-3", "duplicate idempotency_key", "batch-2.parquet", 1),
+        ("ghost-1", "unknown customer_id", "batch-2.parquet", 2),
+        ("bad-ts", "timestamp is not an ISO 8601 instant", "batch-2.parquet", 3),
+    }
+    duplicate = next(r for r in rows if r["idempotency_key"] == "ny-call-3")
+    assert duplicate["reject_detail"] == "first seen at batch-1.parquet:4"
+
+
+def test_documents_are_written(billed):
+    store, _, _ = billed
+    html = (store.lake.reports / "invoices" / "2026-10" / "ny-202610-USD.html").read_text()
+    assert "Service period: Oct 1, 2026 – Oct 31, 2026" in html
+    assert '<td class="num">$26.83</td>' in html
+    assert (store.lake.reports / "revenue" / "2026-10.html").exists()
+    summary = read(store, "revenue_summary")
+    assert {(r["currency"], r["billed"]) for r in summary} == {
+        ("USD", Decimal("26.83")), ("JPY", Decimal("1003"))}
+
+
+def test_rerunning_a_partition_is_byte_identical(billed):
+    store, defs, instance = billed
+
+    def fingerprint():
+        files = sorted((store.lake.root / "lake").rglob("*.parquet"))
+        return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+    before = fingerprint()
+    runner.bill_months(defs, [OCTOBER], instance)
+    assert fingerprint() == before
+    assert len(before) > 30  # every event day, rejects, usage, lines, invoices, summary

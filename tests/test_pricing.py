@@ -1,0 +1,135 @@
+"""Line items and invoices priced by the pipeline's SQL, against hand-worked amounts."""
+
+from datetime import date
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing import money
+from pricing_sql.rating import USAGE_SCHEMA, build_invoices, price_line_items
+from storage.duck import connect
+from tests.catalogs import one_plan, tiered, unit
+
+OCTOBER = date(2026, 10, 1)
+TIERS = [(0, 10, "0.50"), (10, None, "0.10")]
+
+
+def price(catalog, quantities, metric="calls"):
+    """Line items for customers c0.. with the given usage of ``metric``."""
+    usage = pa.Table.from_pylist(
+        [{"subscription_id": f"s{i}", "metric_id": metric, "quantity": Decimal(q)}
+         for i, q in enumerate(quantities)], schema=USAGE_SCHEMA)
+    return price_line_items(connect(), catalog, OCTOBER, usage).to_pylist()
+
+
+def amounts(lines):
+    return {(line["customer_id"], line["price_id"]): line["amount"] for line in lines}
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [
+        ("0", "0.00"),
+        ("10", "5.00"),  # all ten units in the first tier: 10 x 0.50
+        ("15", "5.50"),  # 10 x 0.50 + 5 x 0.10
+        ("10.5", "5.05"),  # fractional units: 10 x 0.50 + 0.5 x 0.10
+        ("1000", "104.00"),  # 10 x 0.50 + 990 x 0.10
+    ],
+)
+def test_graduated_tiers(quantity, expected):
+    lines = price(one_plan([tiered("calls", "calls", TIERS)]), [quantity])
+    assert lines[0]["amount"] == Decimal(expected)
+
+
+def test_tier_breakdown_is_kept_as_sub_line_items():
+    (line,) = price(one_plan([tiered("calls", "calls", TIERS)]), ["15"])
+    subs = [(s["first_unit"], s["last_unit"], s["quantity"], s["amount"])
+            for s in line["sub_line_items"]]
+    assert subs == [(0, 10, 10, Decimal("5.00")), (10, None, 5, Decimal("0.50"))]
+
+
+def test_unit_price_rounds_once_per_line_half_up():
+    catalog = one_plan([unit("tokens", "0.00002", metric="tokens")], customers=2)
+    lines = price(catalog, ["123457", "62500"], metric="tokens")
+    # 123457 x 0.00002 = 2.46914 -> 2.47; 62500 x 0.00002 = 1.25 exactly
+    assert amounts(lines) == {("c0", "tokens"): Decimal("2.47"),
+                              ("c1", "tokens"): Decimal("1.25")}
+
+
+def test_half_a_cent_rounds_away_from_zero():
+    lines = price(one_plan([unit("tokens", "0.001", metric="tokens")]), ["1225"], "tokens")
+    assert lines[0]["precise_amount"] == Decimal("1.225")
+    assert lines[0]["amount"] == Decimal("1.23")
+
+
+def test_yen_has_no_minor_unit():
+    lines = price(one_plan([unit("calls", "0.25", metric="calls")], currency="JPY"), ["10"])
+    assert lines[0]["amount"] == Decimal("3")  # 2.5 yen, half up
+
+
+def test_fixed_fee_and_zero_usage_lines_and_invoice_total():
+    catalog = one_plan([unit("platform", "49.00", fixed_quantity=2),
+                        tiered("calls", "calls", TIERS),
+                        unit("tokens", "0.001", metric="tokens")])
+    lines = price(catalog, ["15"])
+    assert amounts(lines) == {("c0", "platform"): Decimal("98.00"),
+                              ("c0", "calls"): Decimal("5.50"),
+                              ("c0", "tokens"): Decimal("0.00")}
+    con = connect()
+    (invoice,) = build_invoices(con, pa.Table.from_pylist(lines)).to_pylist()
+    assert invoice["invoice_id"] == "c0-202610-USD"
+    assert invoice["total"] == Decimal("103.50")
+    assert invoice["line_count"] == 3
+
+
+tier_bounds = st.lists(st.integers(1, 10_000), min_size=0, max_size=4, unique=True).map(sorted)
+unit_amounts = st.decimals(min_value=0, max_value=100, places=6, allow_nan=False)
+quantities = st.decimals(min_value=0, max_value=1_000_000, places=3, allow_nan=False)
+
+
+def graduated(quantity, tiers):
+    """Independent reference: walk the tiers and charge the units inside each."""
+    total = Decimal(0)
+    for first, last, amount in tiers:
+        top = quantity if last is None else min(quantity, Decimal(last))
+        total += max(top - first, 0) * Decimal(amount)
+    return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(bounds=tier_bounds, rates=st.lists(unit_amounts, min_size=5, max_size=5),
+       usage=st.lists(quantities, min_size=1, max_size=8),
+       currency=st.sampled_from(["USD", "JPY", "KWD"]))
+def test_graduated_pricing_properties(bounds, rates, usage, currency):
+    edges = [0, *bounds]
+    tiers = [(lo, hi, str(rate)) for lo, hi, rate in
+             zip(edges, [*bounds, None], rates, strict=False)]
+    catalog = one_plan([tiered("calls", "calls", tiers), unit("fee", "0.333", fixed_quantity=1)],
+                       currency=currency, customers=len(usage))
+    every_line = price(catalog, [str(q) for q in usage])
+    lines = sorted((x for x in every_line if x["price_id"] == "calls"),
+                   key=lambda x: int(x["customer_id"][1:]))
+    half_unit = money.minor_unit(currency) / 2
+    for quantity, line in zip(usage, lines, strict=True):
+        precise = graduated(quantity, tiers)
+        assert line["precise_amount"] == precise
+        assert line["amount"] == money.quantize(precise, currency)
+        assert abs(line["amount"] - precise) <= half_unit
+    # Graduated pricing never charges less for more usage.
+    by_quantity = sorted(zip(usage, (line["amount"] for line in lines), strict=True))
+    assert all(a[1] <= b[1] for a, b in zip(by_quantity, by_quantity[1:], strict=False))
+    invoices = build_invoices(connect(), pa.Table.from_pylist(every_line)).to_pylist()
+    fee = money.quantize(Decimal("0.333"), currency)
+    assert {i["invoice_id"]: i["total"] for i in invoices} == {
+        line["invoice_id"]: line["amount"] + fee for line in lines}
+
+
+@settings(max_examples=30, deadline=None)
+@given(rate=unit_amounts, usage=quantities)
+def test_one_tier_tiered_equals_unit(rate, usage):
+    as_tiered = price(one_plan([tiered("calls", "calls", [(0, None, str(rate))])]), [str(usage)])
+    as_unit = price(one_plan([unit("calls", str(rate), metric="calls")]), [str(usage)])
+    assert as_tiered[0]["amount"] == as_unit[0]["amount"]
