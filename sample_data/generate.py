@@ -60,7 +60,8 @@ def write_catalog(folder: Path, customers: int, first_month: date, seed: int) ->
         start = first_month if index % 10 else periods.add_months(first_month, 1)
         end = periods.add_months(first_month, 2) if index % 17 == 0 else None
         subs.append({"id": f"sub_{index:04d}", "customer_id": customer_id, "plan_id": str(plan_id),
-                     "start_date": start, "end_date": end})
+                     "start_date": start.isoformat(),
+                     "end_date": end.isoformat() if end else None})
     with open(folder / "customers.yaml", "w", encoding="utf-8") as handle:
         yaml.safe_dump({"customers": rows, "subscriptions": subs}, handle, sort_keys=False)
 
