@@ -34,6 +34,8 @@ BILLING_WINDOWS = pa.schema([
 
 SUBSCRIPTION_PRICES = pa.schema([
     *BILLING_WINDOWS,
+    ("active_days", pa.int32()),
+    ("period_days", pa.int32()),
     ("price_id", pa.string()),
     ("price_name", pa.string()),
     ("model_type", pa.string()),
@@ -41,12 +43,31 @@ SUBSCRIPTION_PRICES = pa.schema([
     ("fixed_quantity", QUANTITY),
 ])
 
+PRICE_TERMS = pa.schema([
+    ("price_id", pa.string()),
+    ("scheme", pa.string()),
+    ("grouping", pa.list_(pa.string())),
+    ("package_size", QUANTITY),
+    ("allocation", QUANTITY),
+    ("matrix_allocation", QUANTITY),
+    ("prorate", pa.bool_()),
+])
+
 PRICE_TIERS = pa.schema([
     ("price_id", pa.string()),
     ("tier_index", pa.int32()),
-    ("first_unit", QUANTITY),
-    ("last_unit", QUANTITY),
-    ("unit_amount", UNIT_AMOUNT),
+    ("lower", QUANTITY),
+    ("upper", QUANTITY),
+    ("rate", UNIT_AMOUNT),
+    ("flat_amount", UNIT_AMOUNT),
+    ("minimum_amount", UNIT_AMOUNT),
+])
+
+PRICE_CELLS = pa.schema([
+    ("price_id", pa.string()),
+    ("cell_index", pa.int32()),
+    ("dimension_values", pa.list_(pa.string())),
+    ("rate", UNIT_AMOUNT),
 ])
 
 
@@ -68,6 +89,10 @@ def billing_windows(catalog: Catalog, month: date) -> list[dict]:
         window = invoice_period.intersect(active)
         if window is None:
             continue
+        first = month.replace(day=1)
+        after = periods.add_months(first, 1)
+        active_from = max(sub.start_date, first)
+        active_to = min(sub.end_date or after, after)
         rows.append({
             "subscription_id": sub.id,
             "customer_id": customer.id,
@@ -79,6 +104,9 @@ def billing_windows(catalog: Catalog, month: date) -> list[dict]:
             "invoice_period_end": invoice_period.end,
             "period_start": window.start,
             "period_end": window.end,
+            # Day-based proration: local days covered over local days in the month.
+            "active_days": (active_to - active_from).days,
+            "period_days": (after - first).days,
         })
     return rows
 
@@ -103,17 +131,48 @@ def subscription_prices_table(catalog: Catalog, month: date) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SUBSCRIPTION_PRICES)
 
 
+def _prices(catalog: Catalog):
+    return [price for plan in catalog.plans for price in plan.prices]
+
+
+def price_terms_table(catalog: Catalog) -> pa.Table:
+    rows = []
+    for price in _prices(catalog):
+        program = price.program()
+        rows.append({
+            "price_id": price.id,
+            "scheme": program.scheme,
+            "grouping": list(program.grouping),
+            "package_size": program.package_size,
+            "allocation": program.allocation,
+            "matrix_allocation": program.matrix_allocation,
+            "prorate": program.prorate,
+        })
+    return pa.Table.from_pylist(rows, schema=PRICE_TERMS)
+
+
 def price_tiers_table(catalog: Catalog) -> pa.Table:
     rows = [
         {
             "price_id": price.id,
             "tier_index": index,
-            "first_unit": tier.first_unit,
-            "last_unit": tier.last_unit,
-            "unit_amount": tier.unit_amount,
+            "lower": tier.lower,
+            "upper": tier.upper,
+            "rate": tier.rate,
+            "flat_amount": tier.flat_amount,
+            "minimum_amount": tier.minimum_amount,
         }
-        for plan in catalog.plans
-        for price in plan.prices
-        for index, tier in enumerate(price.tiers())
+        for price in _prices(catalog)
+        for index, tier in enumerate(price.program().tiers)
     ]
     return pa.Table.from_pylist(rows, schema=PRICE_TIERS)
+
+
+def price_cells_table(catalog: Catalog) -> pa.Table:
+    rows = [
+        {"price_id": price.id, "cell_index": index, "dimension_values": list(values),
+         "rate": rate}
+        for price in _prices(catalog)
+        for index, (values, rate) in enumerate(price.program().cells)
+    ]
+    return pa.Table.from_pylist(rows, schema=PRICE_CELLS)

@@ -4,7 +4,9 @@ A metric is one aggregate over the events of one billing period, for example::
 
     SELECT sum(properties.tokens) FROM events WHERE event_name = 'completion'
 
-It never names a customer or a time range: the pipeline compiles it into a
+Aggregates: count, count(DISTINCT ...), sum, avg, min, max, and Orb's
+``latest_by(value, timestamp)`` / ``earliest_by(value, timestamp)`` (the value of
+the last or first event in the period). It never names a customer or a time range: the pipeline compiles it into a
 query over the period's events, grouped by subscription. Before anything runs,
 the SQL is parsed and checked: a single SELECT over ``events`` with one
 aggregate, only allow-listed functions, only known columns. Every error gives
@@ -22,14 +24,17 @@ import re
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 DIALECT = "duckdb"
 QUANTITY_TYPE = "DECIMAL(38, 9)"
 EVENT_COLUMNS = {"event_name", "timestamp"}
 PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
-NUMERIC_AGGREGATES = (exp.Sum, exp.Avg, exp.Min, exp.Max)
+AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.ArgMax, exp.ArgMin)
+NUMERIC_AGGREGATES = (exp.Sum, exp.Avg, exp.Min, exp.Max, exp.ArgMax, exp.ArgMin)
+# Orb's names for "value of the latest / earliest event", in DuckDB arg_max / arg_min.
+ORB_AGGREGATES = {"latest_by": exp.ArgMax, "earliest_by": exp.ArgMin}
 ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 # Scalar functions a metric may use; anything else (read_parquet, getenv, unknown names) is refused.
@@ -75,9 +80,21 @@ def parse_metric(sql: str) -> exp.Select:
     select = statements[0]
     if not isinstance(select, exp.Select):
         raise MetricSQLError(f"a metric must be a SELECT, not {select.key.upper()}", select)
+    select = select.transform(_orb_aggregate)
     _check_shape(select)
     _check_nodes(select)
     return select
+
+
+def _orb_aggregate(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Anonymous) and node.name.lower() in ORB_AGGREGATES:
+        if len(node.expressions) != 2:
+            raise MetricSQLError(f"{node.name.lower()} takes (value, timestamp)", node)
+        value, order = node.expressions
+        aggregate = ORB_AGGREGATES[node.name.lower()](this=value, expression=order)
+        aggregate.meta.update(node.meta)
+        return aggregate
+    return node
 
 
 def _check_shape(select: exp.Select) -> None:
@@ -94,8 +111,8 @@ def _check_shape(select: exp.Select) -> None:
         raise MetricSQLError("a metric selects exactly one value", select.expressions[-1])
     value = select.expressions[0]
     if not value.find(*AGGREGATES):
-        raise MetricSQLError("the metric's value must be an aggregate (count, sum, avg, min, max)",
-                             value)
+        raise MetricSQLError("the metric's value must be an aggregate (count, sum, avg, min, max, "
+                             "latest_by, earliest_by)", value)
     for column in value.find_all(exp.Column):
         if not column.find_ancestor(*AGGREGATES):
             raise MetricSQLError(f"column {column.sql()} is used outside an aggregate", column)
@@ -143,40 +160,80 @@ def _numeric_context(column: exp.Column) -> bool:
     return isinstance(aggregate, NUMERIC_AGGREGATES) and not column.find_ancestor(exp.Distinct)
 
 
+def _property(key: str) -> exp.Expression:
+    """``properties.<key>`` as text, with a JSON path node that sqlglot can transpile."""
+    path = Dialect.get_or_raise(DIALECT).to_json_path(exp.Literal.string(f"$.{key}"))
+    return exp.JSONExtractScalar(this=exp.column("properties"), expression=path)
+
+
 def _read_property(column: exp.Column) -> exp.Expression:
-    value = exp.JSONExtractScalar(
-        this=exp.column("properties"), expression=exp.Literal.string(f"$.{column.name}")
-    )
+    value = _property(column.name)
     if _numeric_context(column):
         return exp.cast(value, QUANTITY_TYPE)
     return value
 
 
-def compile_metric(metric_id: str, sql: str, source: str) -> exp.Select:
-    """The metric as ``SELECT subscription_id, metric_id, quantity FROM <source> ... GROUP BY``."""
+def _group_value(key: str) -> exp.Expression:
+    if not PROPERTY_KEY.match(key):
+        raise MetricSQLError(f"grouping key {key!r} must be a plain identifier")
+    return _property(key)
+
+
+def compile_metric(metric_id: str, sql: str, source: str,
+                   grouping: tuple[str, ...] = ()) -> exp.Select:
+    """The metric as ``SELECT subscription_id, metric_id, grouping, group_values, quantity
+    FROM <source> ... GROUP BY subscription_id, group_values``.
+
+    ``grouping`` names event properties (a matrix price's dimensions, a grouped
+    price's grouping key); ``group_values`` is the list of their values, in order."""
     select = parse_metric(sql).copy()
     select = select.transform(
         lambda node: _read_property(node)
         if isinstance(node, exp.Column) and node.table == "properties" else node
     )
     value = select.expressions[0].unalias()
+    keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
+    group_values = [_group_value(key) for key in grouping]
+    values = exp.Array(expressions=[value.copy() for value in group_values])
     return (
         exp.select(
             exp.column("subscription_id"),
             exp.alias_(exp.Literal.string(metric_id), "metric_id"),
+            exp.alias_(exp.cast(keys, "VARCHAR[]"), "grouping"),
+            exp.alias_(exp.cast(values, "VARCHAR[]"), "group_values"),
             exp.alias_(exp.cast(exp.func("coalesce", value, exp.Literal.number(0)),
                                 QUANTITY_TYPE), "quantity"),
         )
         .from_(exp.to_table(source))
         .where(select.args.get("where").this if select.args.get("where") else None)
-        .group_by(exp.column("subscription_id"))
+        .group_by(exp.column("subscription_id"), *group_values)
     )
 
 
-def compile_usage_query(metrics: dict[str, str], source: str) -> exp.Expression:
-    """All metrics over ``source`` as one UNION ALL, one row per (subscription, metric)."""
-    compiled = [compile_metric(name, metrics[name], source) for name in sorted(metrics)]
+def compile_usage_query(requests: list[tuple[str, str, tuple[str, ...]]],
+                        source: str) -> exp.Expression:
+    """Every (metric id, metric SQL, grouping) over ``source`` as one UNION ALL."""
+    compiled = [compile_metric(metric_id, sql, source, grouping)
+                for metric_id, sql, grouping in sorted(requests)]
     query: exp.Expression = compiled[0]
     for select in compiled[1:]:
         query = exp.union(query, select, distinct=False)
     return query
+
+
+PORTABLE_DIALECTS = ("spark", "snowflake", "bigquery")
+
+
+def portability(sql: str) -> dict[str, str]:
+    """The metric's compiled query in each warehouse dialect, or why it does not transpile.
+
+    sqlglot raises on constructs a dialect cannot express (unsupported_level=RAISE)."""
+    query = compile_metric("metric", sql, "events")
+    result = {}
+    for dialect in PORTABLE_DIALECTS:
+        try:
+            result[dialect] = query.sql(dialect=dialect,
+                                        unsupported_level=sqlglot.ErrorLevel.RAISE)
+        except sqlglot.errors.UnsupportedError as err:
+            result[dialect] = f"ERROR: {err}"
+    return result

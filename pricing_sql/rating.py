@@ -10,11 +10,14 @@ from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
+from sqlglot import exp
 
 from billing import periods
 from billing.catalog import Catalog
 from pricing_sql.catalog_tables import (
     billing_windows_table,
+    price_cells_table,
+    price_terms_table,
     price_tiers_table,
     subscription_prices_table,
 )
@@ -25,6 +28,8 @@ from storage.lake import Lake
 USAGE_SCHEMA = pa.schema([
     ("subscription_id", pa.string()),
     ("metric_id", pa.string()),
+    ("grouping", pa.list_(pa.string())),
+    ("group_values", pa.list_(pa.string())),
     ("quantity", pa.decimal128(38, 9)),
 ])
 
@@ -45,18 +50,30 @@ def compute_usage(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
         return USAGE_SCHEMA.empty_table()
     con.register("billing_windows", billing_windows_table(catalog, month))
     con.execute(load_sql("usage_events"), {"files": files})
-    query = compile_usage_query({m.id: m.sql for m in catalog.metrics}, source="period_events")
-    usage = con.sql(query.sql(dialect="duckdb")).to_arrow_table()
-    return usage.sort_by([("subscription_id", "ascending"), ("metric_id", "ascending")]).cast(
-        USAGE_SCHEMA
-    )
+    union = compile_usage_query(usage_requests(catalog), source="period_events")
+    # A total order, so the same events always give byte-identical partitions.
+    query = exp.select("*").from_(union.subquery("usage")).order_by(*USAGE_SCHEMA.names[:4])
+    return con.sql(query.sql(dialect="duckdb")).to_arrow_table().cast(USAGE_SCHEMA)
+
+
+def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each metric ungrouped, plus each (metric, grouping) a matrix or grouped price needs."""
+    requests = {(metric.id, metric.sql, ()) for metric in catalog.metrics}
+    for plan in catalog.plans:
+        for price in plan.prices:
+            if price.billable_metric_id and price.grouping():
+                metric = catalog.metric(price.billable_metric_id)
+                requests.add((metric.id, metric.sql, price.grouping()))
+    return sorted(requests)
 
 
 def price_line_items(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: date,
                      usage: pa.Table) -> pa.Table:
     """Every price of every subscription active in ``month``, priced and rounded."""
     con.register("subscription_prices", subscription_prices_table(catalog, month))
+    con.register("price_terms", price_terms_table(catalog))
     con.register("price_tiers", price_tiers_table(catalog))
+    con.register("price_cells", price_cells_table(catalog))
     con.register("usage", usage)
     return con.sql(load_sql("line_items")).to_arrow_table()
 

@@ -56,7 +56,7 @@ def problems(folder):
 def test_valid_catalog_loads(tmp_path):
     catalog = load_catalog(write(tmp_path, metrics=METRICS, plans=PLAN, customers=CUSTOMERS))
     price = catalog.plan("pro").prices[0]
-    assert [t.unit_amount for t in price.tiers()] == [Decimal("0.50"), Decimal("0.10")]
+    assert [t.rate for t in price.program().tiers] == [Decimal("0.50"), Decimal("0.10")]
     assert catalog.customer("c1").timezone == "Europe/Berlin"
 
 

@@ -37,9 +37,9 @@ def test_metrics_compute_per_subscription():
     con.execute("CREATE TABLE period_events (subscription_id VARCHAR, event_name VARCHAR, "
                 "properties JSON, \"timestamp\" TIMESTAMPTZ)")
     con.executemany("INSERT INTO period_events VALUES (?, ?, ?, now())", EVENTS)
-    query = compile_usage_query(METRICS, source="period_events")
+    query = compile_usage_query([(k, v, ()) for k, v in METRICS.items()], source="period_events")
     rows = con.execute(query.sql(dialect="duckdb")).fetchall()
-    result = {(sub, metric): quantity for sub, metric, quantity in rows}
+    result = {(sub, metric): quantity for sub, metric, _, _, quantity in rows}
     assert result == {
         ("s1", "tokens"): Decimal("30.5"),
         ("s1", "eu_tokens"): Decimal("20.5"),

@@ -20,7 +20,8 @@ TIERS = [(0, 10, "0.50"), (10, None, "0.10")]
 def price(catalog, quantities, metric="calls"):
     """Line items for customers c0.. with the given usage of ``metric``."""
     usage = pa.Table.from_pylist(
-        [{"subscription_id": f"s{i}", "metric_id": metric, "quantity": Decimal(q)}
+        [{"subscription_id": f"s{i}", "metric_id": metric, "grouping": [], "group_values": [],
+          "quantity": Decimal(q)}
          for i, q in enumerate(quantities)], schema=USAGE_SCHEMA)
     return price_line_items(connect(), catalog, OCTOBER, usage).to_pylist()
 
