@@ -6,8 +6,9 @@ A metric is one aggregate over the events of one billing period, for example::
 
 Aggregates: count, count(DISTINCT ...), sum, avg, min, max, and Orb's
 ``latest_by(value, timestamp)`` / ``earliest_by(value, timestamp)`` (the value of
-the last or first event in the period). It never names a customer or a time range: the pipeline compiles it into a
-query over the period's events, grouped by subscription. Before anything runs,
+the last or first event in the period). It never names a customer or a time
+range: the pipeline compiles it into a query over the period's events, grouped
+by subscription. Before anything runs,
 the SQL is parsed and checked: a single SELECT over ``events`` with one
 aggregate, only allow-listed functions, only known columns. Every error gives
 the line and column of the offending token.
