@@ -10,14 +10,19 @@ def tiered(price_id, metric, tiers):
                 for first, last, amount in tiers]}}
 
 
-def unit(price_id, amount, metric=None, fixed_quantity=None):
-    price = {"id": price_id, "name": price_id, "model_type": "unit",
-             "unit_config": {"unit_amount": amount}}
+def model(price_id, model_type, config, metric=None, fixed_quantity=None):
+    """Any price model: a usage price on ``metric`` or a fixed fee of ``fixed_quantity``."""
+    price = {"id": price_id, "name": price_id, "model_type": model_type,
+             f"{model_type}_config": config}
     if metric:
         price["billable_metric_id"] = metric
     else:
         price["fixed_price_quantity"] = fixed_quantity
     return price
+
+
+def unit(price_id, amount, metric=None, fixed_quantity=None):
+    return model(price_id, "unit", {"unit_amount": amount}, metric, fixed_quantity)
 
 
 def catalog(plans, customers, subscriptions, metrics=("calls", "tokens")):

@@ -2,6 +2,7 @@
 
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 import pyarrow as pa
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from billing import money
 from pricing_sql.rating import USAGE_SCHEMA, build_invoices, price_line_items
 from storage.duck import connect
-from tests.catalogs import one_plan, tiered, unit
+from tests.catalogs import catalog, model, one_plan, tiered, unit
 
 OCTOBER = date(2026, 10, 1)
 TIERS = [(0, 10, "0.50"), (10, None, "0.10")]
@@ -134,3 +135,44 @@ def test_one_tier_tiered_equals_unit(rate, usage):
     as_tiered = price(one_plan([tiered("calls", "calls", [(0, None, str(rate))])]), [str(usage)])
     as_unit = price(one_plan([unit("calls", str(rate), metric="calls")]), [str(usage)])
     assert as_tiered[0]["amount"] == as_unit[0]["amount"]
+
+
+def prorated_catalog(start_day, prices):
+    return catalog(
+        plans=[{"id": "p", "name": "P", "currency": "USD", "prices": prices}],
+        customers=[{"id": "c0", "name": "C0", "timezone": "Europe/Berlin"}],
+        subscriptions=[{"id": "s0", "customer_id": "c0", "plan_id": "p",
+                        "start_date": f"2026-10-{start_day:02d}"}],
+    )
+
+
+def test_proration_counts_local_days():
+    # From October 15th: 17 of October's 31 days.
+    prices = [
+        model("seats", "unit_with_proration", {"unit_amount": "10.00"}, metric="calls"),
+        model("fee", "unit", {"unit_amount": "20.00", "prorated": True}, fixed_quantity=1),
+        unit("flat", "20.00", fixed_quantity=1),
+    ]
+    lines = {line["price_id"]: line for line in price(prorated_catalog(15, prices), ["1"])}
+    assert lines["seats"]["amount"] == Decimal("5.48")  # 10 x 17/31 = 5.4838...
+    assert lines["fee"]["amount"] == Decimal("10.97")  # 20 x 17/31 = 10.9677...
+    assert lines["flat"]["amount"] == Decimal("20.00")  # not prorated
+    assert (lines["seats"]["prorated_days"], lines["seats"]["period_days"]) == (17, 31)
+
+
+def test_prorated_half_cent_rounds_up_exactly():
+    # From October 27th: 5 days; 0.031 x 5 / 31 = 0.005 exactly, which rounds up to 0.01.
+    # A floating point or truncated 5/31 would land just under 0.005 and round down.
+    priced = model("p1", "unit_with_proration", {"unit_amount": "0.031"}, metric="calls")
+    (line,) = price(prorated_catalog(27, [priced]), ["1"])
+    assert line["amount"] == Decimal("0.01")
+
+
+@settings(max_examples=40, deadline=None)
+@given(start=st.integers(1, 31), rate=unit_amounts, usage=quantities)
+def test_prorated_amount_is_the_exactly_rounded_fraction(start, rate, usage):
+    priced = model("p1", "unit_with_proration", {"unit_amount": str(rate)}, metric="calls")
+    (line,) = price(prorated_catalog(start, [priced]), [str(usage)])
+    exact = Fraction(usage * rate) * (32 - start) / 31
+    cents = int(exact * 100 + Fraction(1, 2))  # half up, for a non-negative amount
+    assert line["amount"] == Decimal(cents) / 100

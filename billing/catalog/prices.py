@@ -173,9 +173,9 @@ class BulkConfig(Strict):
 
     @model_validator(mode="after")
     def _increasing(self) -> BulkConfig:
-        bounds = [t.maximum_units for t in self.tiers[:-1]]
-        if any(b is None for b in bounds):
+        if any(t.maximum_units is None for t in self.tiers[:-1]):
             raise ValueError("only the last bulk tier may have no maximum_units")
+        bounds = [t.maximum_units for t in self.tiers if t.maximum_units is not None]
         if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
             raise ValueError("maximum_units must increase from tier to tier")
         return self
@@ -275,9 +275,9 @@ class BulkBpsConfig(Strict):
 
     @model_validator(mode="after")
     def _increasing(self) -> BulkBpsConfig:
-        bounds = [t.maximum_amount for t in self.tiers[:-1]]
-        if any(b is None for b in bounds):
+        if any(t.maximum_amount is None for t in self.tiers[:-1]):
             raise ValueError("only the last tier may have no maximum_amount")
+        bounds = [t.maximum_amount for t in self.tiers if t.maximum_amount is not None]
         if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
             raise ValueError("maximum_amount must increase from tier to tier")
         return self

@@ -1,0 +1,83 @@
+"""Price a single Orb-shaped price for a given usage, with the pipeline's own SQL.
+
+    >>> evaluate_price({"model_type": "unit", "unit_config": {"unit_amount": "0.50"}}, 3)
+    Decimal('1.50')
+
+``usage`` is a quantity, or for grouped and matrix prices a list of
+``{"group": {"region": "us"}, "quantity": 12}`` rows. The price is rated as a
+usage price over one whole month for a customer in UTC, through
+``line_items.sql`` exactly as in a billing run (a prorated price is therefore
+not reduced). The result is rounded to the price's ``currency`` (default USD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import pyarrow as pa
+from pydantic import TypeAdapter
+
+from billing import money
+from billing.catalog.models import Catalog, Customer, Metric, Plan, Subscription
+from billing.catalog.prices import Price
+from pricing_sql.rating import USAGE_SCHEMA, price_line_items
+from storage.duck import connect
+
+MONTH = date(2026, 1, 1)
+EVALUATE = "evaluate"
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    currency: str
+    amount: Decimal
+    precise_amount: Decimal
+    sub_line_items: list[dict]
+
+
+def _price_model(price: dict):
+    model_type = price.get("model_type")
+    config = f"{model_type}_config"
+    if config not in price:
+        raise ValueError(f"price has model_type {model_type!r} but no {config!r}")
+    spec = {"id": str(price.get("id") or EVALUATE), "name": str(price.get("name") or EVALUATE),
+            "model_type": model_type, config: price[config], "billable_metric_id": EVALUATE}
+    return TypeAdapter(Price).validate_python(spec)
+
+
+def _usage_rows(model, usage) -> list[dict]:
+    keys = list(model.grouping())
+    if isinstance(usage, list):
+        rows = [(list(row.get("group", {}).get(key) for key in keys), row["quantity"])
+                for row in usage]
+    elif keys:
+        raise ValueError(f"a {model.model_type} price groups usage by {keys}: pass a list of "
+                         '{"group": {...}, "quantity": ...} rows')
+    else:
+        rows = [([], usage)]
+    return [{"subscription_id": EVALUATE, "metric_id": EVALUATE, "grouping": keys,
+             "group_values": [None if v is None else str(v) for v in values],
+             "quantity": Decimal(str(quantity))} for values, quantity in rows]
+
+
+def price_breakdown(price: dict, usage) -> Breakdown:
+    model = _price_model(price)
+    currency = money.validate_currency(price.get("currency") or "USD")
+    catalog = Catalog(
+        metrics=[Metric(id=EVALUATE, name=EVALUATE, sql="SELECT count(*) FROM events")],
+        plans=[Plan(id=EVALUATE, name=EVALUATE, currency=currency, prices=[model])],
+        customers=[Customer(id=EVALUATE, name=EVALUATE)],
+        subscriptions=[Subscription(id=EVALUATE, customer_id=EVALUATE, plan_id=EVALUATE,
+                                    start_date=MONTH)],
+    )
+    usage_table = pa.Table.from_pylist(_usage_rows(model, usage), schema=USAGE_SCHEMA)
+    (line,) = price_line_items(connect(), catalog, MONTH, usage_table).to_pylist()
+    return Breakdown(currency, money.quantize(line["amount"], currency), line["precise_amount"],
+                     line["sub_line_items"])
+
+
+def evaluate_price(price: dict, usage) -> Decimal:
+    """The amount ``price`` charges for ``usage``, rounded to its currency's minor unit."""
+    return price_breakdown(price, usage).amount
