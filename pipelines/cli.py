@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.table import Table
 
-from billing import periods
+from billing import money, periods
+from billing.catalog import load_catalog
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from pipelines.resources import OrbStore
 from pipelines.summary import print_summary, summarize
+from pricing_sql.evaluate import price_breakdown
+from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
 from sample_data.generate import generate
 
 console = Console()
@@ -70,6 +76,71 @@ def _bill(data_dir: Path, months: list[date], started: float) -> None:
         runner.bill_months(defs, months, runner.instance())
     print_summary(summarize(OrbStore(data_dir=str(data_dir)).lake, months), console)
     console.print(f"Done in {time.perf_counter() - started:.1f}s")
+
+
+@main.command()
+@click.option("--price", "price_file", required=True, type=click.File(),
+              help="An Orb-shaped price as JSON: model_type and <model_type>_config.")
+@click.option("--quantity", type=str, help="The usage quantity.")
+@click.option("--usage", "usage_file", type=click.File(),
+              help='Grouped usage as JSON: [{"group": {...}, "quantity": ...}, ...].')
+def price(price_file, quantity: str | None, usage_file) -> None:
+    """Price one usage quantity with the pipeline's SQL and show the breakdown."""
+    if (quantity is None) == (usage_file is None):
+        raise click.UsageError("give exactly one of --quantity and --usage")
+    try:
+        usage = json.load(usage_file) if usage_file else Decimal(quantity)
+        breakdown = price_breakdown(json.load(price_file), usage)
+    except (ValueError, ArithmeticError) as exc:  # pydantic's ValidationError is a ValueError
+        raise click.ClickException(str(exc)) from exc
+    table = Table(title="Breakdown")
+    for column in ("group", "tier", "from (excl.)", "to (incl.)", "quantity", "rate", "amount"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for sub in breakdown.sub_line_items:
+        table.add_row(", ".join(str(v) for v in sub["group_values"]) or "-",
+                      str(sub["tier_index"] + 1), _number(sub["first_unit"]),
+                      _number(sub["last_unit"]), _number(sub["quantity"]),
+                      _number(sub["unit_amount"]), _number(sub["amount"]))
+    console.print(table)
+    console.print(f"Amount: {money.format_money(breakdown.amount, breakdown.currency)} "
+                  f"({breakdown.amount} {breakdown.currency}; precise "
+                  f"{_number(breakdown.precise_amount)})")
+
+
+def _number(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value.normalize():f}"
+
+
+@main.group()
+def metrics() -> None:
+    """Billable metrics."""
+
+
+@metrics.command("check")
+@click.option("--catalog", "catalog_dir", default="data/catalog", show_default=True,
+              type=click.Path(path_type=Path, exists=True, file_okay=False))
+def metrics_check(catalog_dir: Path) -> None:
+    """Check every metric's SQL and show which warehouses it transpiles to."""
+    catalog = load_catalog(catalog_dir)
+    table = Table(title=f"Metrics in {catalog_dir}")
+    table.add_column("metric")
+    table.add_column("checks")
+    for dialect in PORTABLE_DIALECTS:
+        table.add_column(dialect)
+    failed = False
+    for metric in catalog.metrics:
+        try:
+            targets = portability(metric.sql)
+        except MetricSQLError as exc:
+            failed = True
+            table.add_row(metric.id, f"[red]{exc}[/red]", *["-"] * len(PORTABLE_DIALECTS))
+            continue
+        table.add_row(metric.id, "ok", *(
+            "[red]no[/red]" if sql.startswith("ERROR") else "[green]yes[/green]"
+            for sql in targets.values()))
+    console.print(table)
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from billing.catalog import Catalog, load_catalog
+from billing.catalog import Catalog, CatalogError, load_catalog
+from pricing_sql.metrics import metric_problems
 from storage.lake import Lake
 
 DEFAULT_DATA_DIR = "data"
@@ -37,4 +38,8 @@ class OrbStore(dg.ConfigurableResource):
         return Lake(self.data_dir)
 
     def catalog(self) -> Catalog:
-        return load_catalog(Path(self.catalog_dir or Path(self.data_dir) / "catalog"))
+        """The catalog, with every metric's SQL checked before any of it runs."""
+        catalog = load_catalog(Path(self.catalog_dir or Path(self.data_dir) / "catalog"))
+        if problems := metric_problems([(m.id, m.sql) for m in catalog.metrics]):
+            raise CatalogError(problems)
+        return catalog

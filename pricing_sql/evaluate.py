@@ -17,10 +17,17 @@ from datetime import date
 from decimal import Decimal
 
 import pyarrow as pa
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from billing import money
-from billing.catalog.models import Catalog, Customer, Metric, Plan, Subscription
+from billing.catalog.models import (
+    MODEL_TYPES,
+    Catalog,
+    Customer,
+    Metric,
+    Plan,
+    Subscription,
+)
 from billing.catalog.prices import Price
 from pricing_sql.rating import USAGE_SCHEMA, price_line_items
 from storage.duck import connect
@@ -44,7 +51,12 @@ def _price_model(price: dict):
         raise ValueError(f"price has model_type {model_type!r} but no {config!r}")
     spec = {"id": str(price.get("id") or EVALUATE), "name": str(price.get("name") or EVALUATE),
             "model_type": model_type, config: price[config], "billable_metric_id": EVALUATE}
-    return TypeAdapter(Price).validate_python(spec)
+    try:
+        return TypeAdapter(Price).validate_python(spec)
+    except ValidationError as exc:
+        raise ValueError("invalid price: " + "; ".join(
+            ".".join(str(p) for p in err["loc"] if p not in MODEL_TYPES) + ": " + err["msg"]
+            for err in exc.errors())) from exc
 
 
 def _usage_rows(model, usage) -> list[dict]:

@@ -238,3 +238,14 @@ def portability(sql: str) -> dict[str, str]:
         except sqlglot.errors.UnsupportedError as err:
             result[dialect] = f"ERROR: {err}"
     return result
+
+
+def metric_problems(metrics: list[tuple[str, str]]) -> list[str]:
+    """One message per (metric id, SQL) that fails its checks."""
+    problems = []
+    for metric_id, sql in metrics:
+        try:
+            parse_metric(sql)
+        except MetricSQLError as exc:
+            problems.append(f"metric {metric_id!r}: {exc}")
+    return problems

@@ -20,6 +20,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from billing.catalog import CatalogError
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from pipelines.resources import OrbStore
@@ -108,3 +109,14 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     runner.bill_months(defs, [OCTOBER], instance)
     assert fingerprint() == before
     assert len(before) > 30  # every event day, rejects, usage, lines, invoices, summary
+
+
+def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):
+    write_scenario(tmp_path)
+    path = tmp_path / "catalog" / "catalog.yaml"
+    path.write_text(path.read_text().replace(
+        "SELECT count(*) FROM events WHERE event_name = 'api_request'",
+        "SELECT count(*) FROM read_csv('/etc/passwd')"))
+    with pytest.raises(CatalogError, match="metric 'calls': line 1, column 37: a metric must "
+                                           "select FROM events"):
+        OrbStore(data_dir=str(tmp_path)).catalog()

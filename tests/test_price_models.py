@@ -6,7 +6,6 @@ The amounts run through ``evaluate_price``, i.e. the pipeline's own line_items.s
 from decimal import Decimal
 
 import pytest
-from pydantic import ValidationError
 
 from pricing_sql.evaluate import evaluate_price, price_breakdown
 
@@ -174,7 +173,7 @@ def test_yen_and_dinar_round_to_their_own_minor_unit():
     ],
 )
 def test_bad_prices_are_explained(bad, message):
-    with pytest.raises((ValidationError, ValueError), match=message):
+    with pytest.raises(ValueError, match=message):
         evaluate_price(bad, 1)
 
 
