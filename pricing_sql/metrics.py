@@ -60,9 +60,11 @@ class MetricSQLError(ValueError):
 
 
 def _position(node: exp.Expression) -> tuple[int | None, int | None]:
+    """Line and column where the node's first token starts (sqlglot records where it ends)."""
     for candidate in node.walk():
-        if "line" in candidate.meta:
-            return candidate.meta["line"], candidate.meta["col"]
+        meta = candidate.meta
+        if "line" in meta:
+            return meta["line"], meta["col"] - (meta["end"] - meta["start"])
     return None, None
 
 

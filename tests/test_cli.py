@@ -57,5 +57,5 @@ def test_metrics_check_flags_bad_sql(tmp_path):
     assert result.exit_code == 1
     assert rows(result.output) == [
         ["ok", "ok", "yes", "yes", "yes"],
-        ["bad", "line 1, column 29: a metric must select FROM events", "-", "-", "-"],
+        ["bad", "line 1, column 22: a metric must select FROM events", "-", "-", "-"],
     ]

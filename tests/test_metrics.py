@@ -91,5 +91,5 @@ def test_unsafe_or_malformed_metrics_are_refused(sql, message):
 def test_errors_give_line_and_column():
     with pytest.raises(MetricSQLError) as caught:
         parse_metric("SELECT sum(properties.tokens)\nFROM events\nWHERE shell('ls') = 1")
-    assert (caught.value.line, caught.value.col) == (3, 11)
-    assert str(caught.value).startswith("line 3, column 11: function shell")
+    assert (caught.value.line, caught.value.col) == (3, 7)
+    assert str(caught.value).startswith("line 3, column 7: function shell")

@@ -117,6 +117,6 @@ def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):
     path.write_text(path.read_text().replace(
         "SELECT count(*) FROM events WHERE event_name = 'api_request'",
         "SELECT count(*) FROM read_csv('/etc/passwd')"))
-    with pytest.raises(CatalogError, match="metric 'calls': line 1, column 37: a metric must "
+    with pytest.raises(CatalogError, match="metric 'calls': line 1, column 22: a metric must "
                                            "select FROM events"):
         OrbStore(data_dir=str(tmp_path)).catalog()
