@@ -19,12 +19,24 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
                                           "path": dg.MetadataValue.path(str(path))})
 
 
-@dg.asset(partitions_def=MONTHLY, deps=[usage], group_name="rating", kinds={"duckdb", "parquet"})
-def line_items(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
-    """Every price of every active subscription, priced by tier and rounded once."""
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("line_items", deps=[usage], partitions_def=MONTHLY, group_name="rating",
+                     kinds={"duckdb", "parquet"},
+                     description="Every price of every active subscription, priced and "
+                     "rounded once."),
+        dg.AssetSpec("sub_line_items", deps=[usage], partitions_def=MONTHLY,
+                     group_name="rating", kinds={"duckdb", "parquet"},
+                     description="Each line item's breakdown by usage group and tier."),
+    ],
+    partitions_def=MONTHLY,
+)
+def price(context: dg.AssetExecutionContext, store: OrbStore):
     month = billing_month(context)
     usage_rows = store.lake.read_partition("usage", "billing_month", month)
-    table = price_line_items(connect(), store.catalog(), month, usage_rows)
-    path = store.lake.write_partition("line_items", "billing_month", month, table)
-    return dg.MaterializeResult(metadata={"rows": table.num_rows,
-                                          "path": dg.MetadataValue.path(str(path))})
+    priced = price_line_items(connect(), store.catalog(), month, usage_rows)
+    for table in ("line_items", "sub_line_items"):
+        rows = getattr(priced, table)
+        path = store.lake.write_partition(table, "billing_month", month, rows)
+        yield dg.MaterializeResult(asset_key=table, metadata={
+            "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})

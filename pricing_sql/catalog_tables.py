@@ -30,12 +30,12 @@ BILLING_WINDOWS = pa.schema([
     ("invoice_period_end", INSTANT),
     ("period_start", INSTANT),
     ("period_end", INSTANT),
-])
-
-SUBSCRIPTION_PRICES = pa.schema([
-    *BILLING_WINDOWS,
     ("active_days", pa.int32()),
     ("period_days", pa.int32()),
+])
+
+PLAN_PRICES = pa.schema([
+    ("plan_id", pa.string()),
     ("price_id", pa.string()),
     ("price_name", pa.string()),
     ("model_type", pa.string()),
@@ -81,9 +81,11 @@ def billing_windows(catalog: Catalog, month: date) -> list[dict]:
     """Each subscription active in ``month``: the customer's local month, and the part
     of it the subscription covers, as UTC instants."""
     rows = []
+    customers = {c.id: c for c in catalog.customers}
+    plans = {p.id: p for p in catalog.plans}
     for sub in catalog.subscriptions:
-        customer = catalog.customer(sub.customer_id)
-        plan = catalog.plan(sub.plan_id)
+        customer = customers[sub.customer_id]
+        plan = plans[sub.plan_id]
         invoice_period = periods.month_period(month, customer.timezone)
         active = periods.local_date_period(sub.start_date, sub.end_date, customer.timezone)
         window = invoice_period.intersect(active)
@@ -115,20 +117,20 @@ def billing_windows_table(catalog: Catalog, month: date) -> pa.Table:
     return pa.Table.from_pylist(billing_windows(catalog, month), schema=BILLING_WINDOWS)
 
 
-def subscription_prices_table(catalog: Catalog, month: date) -> pa.Table:
+def plan_prices_table(catalog: Catalog) -> pa.Table:
     rows = [
         {
-            **window,
+            "plan_id": plan.id,
             "price_id": price.id,
             "price_name": price.name,
             "model_type": price.model_type,
             "billable_metric_id": price.billable_metric_id,
             "fixed_quantity": price.fixed_price_quantity,
         }
-        for window in billing_windows(catalog, month)
-        for price in catalog.plan(window["plan_id"]).prices
+        for plan in catalog.plans
+        for price in plan.prices
     ]
-    return pa.Table.from_pylist(rows, schema=SUBSCRIPTION_PRICES)
+    return pa.Table.from_pylist(rows, schema=PLAN_PRICES)
 
 
 def _prices(catalog: Catalog):

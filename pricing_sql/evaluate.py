@@ -85,9 +85,10 @@ def price_breakdown(price: dict, usage) -> Breakdown:
                                     start_date=MONTH)],
     )
     usage_table = pa.Table.from_pylist(_usage_rows(model, usage), schema=USAGE_SCHEMA)
-    (line,) = price_line_items(connect(), catalog, MONTH, usage_table).to_pylist()
+    priced = price_line_items(connect(), catalog, MONTH, usage_table)
+    (line,) = priced.line_items.to_pylist()
     return Breakdown(currency, money.quantize(line["amount"], currency), line["precise_amount"],
-                     line["sub_line_items"])
+                     priced.sub_line_items.to_pylist())
 
 
 def evaluate_price(price: dict, usage) -> Decimal:

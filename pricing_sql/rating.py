@@ -6,6 +6,7 @@ catalog tables and the list of lake files to read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
@@ -16,10 +17,10 @@ from billing import periods
 from billing.catalog import Catalog
 from pricing_sql.catalog_tables import (
     billing_windows_table,
+    plan_prices_table,
     price_cells_table,
     price_terms_table,
     price_tiers_table,
-    subscription_prices_table,
 )
 from pricing_sql.loader import load_sql
 from pricing_sql.metrics import compile_usage_query
@@ -67,15 +68,24 @@ def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
     return sorted(requests)
 
 
+@dataclass(frozen=True)
+class PricedLines:
+    line_items: pa.Table  # one row per subscription price, rounded
+    sub_line_items: pa.Table  # the breakdown by usage group and tier, unrounded
+
+
 def price_line_items(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: date,
-                     usage: pa.Table) -> pa.Table:
+                     usage: pa.Table) -> PricedLines:
     """Every price of every subscription active in ``month``, priced and rounded."""
-    con.register("subscription_prices", subscription_prices_table(catalog, month))
+    con.register("billing_windows", billing_windows_table(catalog, month))
+    con.register("plan_prices", plan_prices_table(catalog))
     con.register("price_terms", price_terms_table(catalog))
     con.register("price_tiers", price_tiers_table(catalog))
     con.register("price_cells", price_cells_table(catalog))
     con.register("usage", usage)
-    return con.sql(load_sql("line_items")).to_arrow_table()
+    con.execute(load_sql("rate_usage"))
+    return PricedLines(con.sql(load_sql("line_items")).to_arrow_table(),
+                       con.sql(load_sql("line_item_details")).to_arrow_table())
 
 
 def build_invoices(con: duckdb.DuckDBPyConnection, line_items: pa.Table) -> pa.Table:

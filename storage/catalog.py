@@ -12,7 +12,8 @@ from sqlglot import exp
 from storage.duck import connect
 from storage.lake import PARTITION_FILE, Lake
 
-TABLES = ("events", "rejected_events", "usage", "line_items", "invoices", "revenue_summary")
+TABLES = ("events", "rejected_events", "usage", "line_items", "sub_line_items", "invoices",
+          "revenue_summary")
 
 _VIEW = sqlglot.parse_one(
     "CREATE OR REPLACE VIEW placeholder AS "

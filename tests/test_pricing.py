@@ -24,7 +24,7 @@ def price(catalog, quantities, metric="calls"):
         [{"subscription_id": f"s{i}", "metric_id": metric, "grouping": [], "group_values": [],
           "quantity": Decimal(q)}
          for i, q in enumerate(quantities)], schema=USAGE_SCHEMA)
-    return price_line_items(connect(), catalog, OCTOBER, usage).to_pylist()
+    return price_line_items(connect(), catalog, OCTOBER, usage).line_items.to_pylist()
 
 
 def amounts(lines):
@@ -47,10 +47,16 @@ def test_graduated_tiers(quantity, expected):
 
 
 def test_tier_breakdown_is_kept_as_sub_line_items():
-    (line,) = price(one_plan([tiered("calls", "calls", TIERS)]), ["15"])
-    subs = [(s["first_unit"], s["last_unit"], s["quantity"], s["amount"])
-            for s in line["sub_line_items"]]
-    assert subs == [(0, 10, 10, Decimal("5.00")), (10, None, 5, Decimal("0.50"))]
+    usage = pa.Table.from_pylist([{"subscription_id": "s0", "metric_id": "calls", "grouping": [],
+                                   "group_values": [], "quantity": Decimal(15)}],
+                                 schema=USAGE_SCHEMA)
+    catalog = one_plan([tiered("calls", "calls", TIERS), tiered("idle", "tokens", TIERS)])
+    details = price_line_items(connect(), catalog, OCTOBER, usage).sub_line_items.to_pylist()
+    subs = [(s["line_item_id"], s["first_unit"], s["last_unit"], s["quantity"], s["amount"])
+            for s in details]
+    assert subs == [("s0:calls", 0, 10, 10, Decimal("5.00")),
+                    ("s0:calls", 10, None, 5, Decimal("0.50")),
+                    ("s0:idle", 0, 10, 0, 0)]  # no usage: the first tier, at zero
 
 
 def test_unit_price_rounds_once_per_line_half_up():

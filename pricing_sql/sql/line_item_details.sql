@@ -1,0 +1,16 @@
+-- The breakdown of each line item: one row per usage group and tier with usage,
+-- or the line's single row when it has no usage at all. From `rated_tiers`
+-- (rate_usage.sql). Amounts are unrounded: only the line is rounded.
+SELECT
+    t.invoice_id,
+    t.line_item_id,
+    t.group_values,
+    t.tier_index,
+    t.lower AS first_unit,
+    t.upper AS last_unit,
+    CAST(t.tier_quantity AS DECIMAL(38, 9)) AS quantity,
+    t.rate AS unit_amount,
+    CAST(t.tier_amount AS DECIMAL(38, 21)) AS amount
+FROM rated_tiers AS t
+WHERE t.tier_quantity <> 0 OR t.tier_amount <> 0 OR (t.quantity = 0 AND t.tier_index = 0)
+ORDER BY t.line_item_id, t.group_values, t.tier_index
