@@ -130,6 +130,11 @@ def test_graduated_pricing_properties(bounds, rates, usage, currency):
     by_quantity = sorted(zip(usage, (line["amount"] for line in lines), strict=True))
     assert all(a[1] <= b[1] for a, b in zip(by_quantity, by_quantity[1:], strict=False))
     invoices = build_invoices(connect(), pa.Table.from_pylist(every_line)).to_pylist()
+    for invoice in invoices:
+        own = [x for x in every_line if x["invoice_id"] == invoice["invoice_id"]]
+        # the total is off the precise sum by at most half a minor unit per line
+        assert abs(invoice["total"] - sum(x["precise_amount"] for x in own)) <= (
+            half_unit * len(own))
     fee = money.quantize(Decimal("0.333"), currency)
     assert {i["invoice_id"]: i["total"] for i in invoices} == {
         line["invoice_id"]: line["amount"] + fee for line in lines}
