@@ -93,3 +93,38 @@ def test_errors_give_line_and_column():
         parse_metric("SELECT sum(properties.tokens)\nFROM events\nWHERE shell('ls') = 1")
     assert (caught.value.line, caught.value.col) == (3, 7)
     assert str(caught.value).startswith("line 3, column 7: function shell")
+
+
+def test_grouped_metric_counts_per_property_value():
+    con = connect()
+    con.execute("CREATE TABLE period_events (subscription_id VARCHAR, event_name VARCHAR, "
+                "properties JSON, \"timestamp\" TIMESTAMPTZ)")
+    con.executemany("INSERT INTO period_events VALUES (?, ?, ?, now())", [
+        ("s1", "completion", '{"tokens": 10, "region": "eu"}'),
+        ("s1", "completion", '{"tokens": 5, "region": "eu"}'),
+        ("s1", "completion", '{"tokens": 7, "region": "us"}'),
+        ("s1", "completion", '{"tokens": 1}'),  # no region: its own group, value null
+    ])
+    query = compile_usage_query([("tokens", METRICS["tokens"], ("region",))], "period_events")
+    rows = con.execute(query.sql(dialect="duckdb")).fetchall()
+    assert sorted(rows, key=str) == sorted([
+        ("s1", "tokens", ["region"], ["eu"], Decimal(15)),
+        ("s1", "tokens", ["region"], ["us"], Decimal(7)),
+        ("s1", "tokens", ["region"], [None], Decimal(1)),
+    ], key=str)
+
+
+def test_latest_by_takes_the_last_events_value():
+    con = connect()
+    con.execute("CREATE TABLE period_events (subscription_id VARCHAR, event_name VARCHAR, "
+                "properties JSON, \"timestamp\" TIMESTAMPTZ)")
+    con.executemany("INSERT INTO period_events VALUES ('s1', 'snap', ?, ?)", [
+        ('{"gb": 9}', "2026-10-01T00:00:00Z"),
+        ('{"gb": 4.5}', "2026-10-20T00:00:00Z"),
+        ('{"gb": 7}', "2026-10-10T00:00:00Z"),
+    ])
+    sql = "SELECT latest_by(properties.gb, timestamp) FROM events WHERE event_name = 'snap'"
+    early = "SELECT earliest_by(properties.gb, timestamp) FROM events"
+    query = compile_usage_query([("latest", sql, ()), ("earliest", early, ())], "period_events")
+    rows = {metric: q for _, metric, _, _, q in con.execute(query.sql(dialect="duckdb")).fetchall()}
+    assert rows == {"latest": Decimal("4.5"), "earliest": Decimal(9)}
