@@ -36,6 +36,12 @@ rounded AS (
         p.precise_amount,
         CASE WHEN l.prorate THEN l.active_days ELSE 1 END AS prorated_days,
         CASE WHEN l.prorate THEN l.period_days ELSE 1 END AS prorated_over,
+        -- the precise amount as an integer number of 10^-21 (only prorated lines need it)
+        CASE WHEN l.prorate THEN
+            CAST(trunc(p.precise_amount) AS HUGEINT) * CAST('1000000000000000000000' AS HUGEINT)
+            + CAST(CAST((p.precise_amount - trunc(p.precise_amount)) * 10000000000
+                        AS DECIMAL(38, 11)) * 100000000000 AS HUGEINT)
+        END AS u,
         CASE l.currency_exponent
             WHEN 0 THEN CAST('1000000000000000000000' AS HUGEINT)
             WHEN 2 THEN CAST('10000000000000000000' AS HUGEINT)
@@ -74,16 +80,10 @@ SELECT
     prorated_days,
     prorated_over AS period_days,
     CASE
-        WHEN prorate THEN (
-            SELECT CAST(
-                CAST(sign(u) * ((2 * abs(u) * prorated_days + minor_unit_scale * prorated_over)
-                                // (2 * minor_unit_scale * prorated_over)) AS DECIMAL(34, 0))
-                * minor_unit AS DECIMAL(38, 4))
-            FROM (SELECT CAST(trunc(precise_amount) AS HUGEINT)
-                         * CAST('1000000000000000000000' AS HUGEINT)
-                         + CAST(CAST((precise_amount - trunc(precise_amount)) * 10000000000
-                                     AS DECIMAL(38, 11)) * 100000000000 AS HUGEINT) AS u)
-        )
+        WHEN prorate THEN CAST(
+            CAST(sign(u) * ((2 * abs(u) * prorated_days + minor_unit_scale * prorated_over)
+                            // (2 * minor_unit_scale * prorated_over)) AS DECIMAL(34, 0))
+            * minor_unit AS DECIMAL(38, 4))
         -- each branch cast, so the CASE keeps all four decimal places
         WHEN currency_exponent = 0 THEN CAST(round(precise_amount, 0) AS DECIMAL(38, 4))
         WHEN currency_exponent = 2 THEN CAST(round(precise_amount, 2) AS DECIMAL(38, 4))
