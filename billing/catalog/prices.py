@@ -73,11 +73,30 @@ def _upper_bounds(lowers: list[Decimal]) -> list[Decimal | None]:
     return [*lowers[1:], None]
 
 
+def _increasing(values: list[Decimal]) -> bool:
+    return all(a < b for a, b in zip(values, values[1:], strict=False))
+
+
 def _check_lower_bounds(lowers: list[Decimal]) -> None:
     if lowers[0] != 0:
         raise ValueError("the first tier_lower_bound must be 0")
-    if any(b <= a for a, b in zip(lowers, lowers[1:], strict=False)):
+    if not _increasing(lowers):
         raise ValueError("tier_lower_bound values must increase")
+
+
+def _check_maxima(maxima: list[Decimal | None], name: str) -> None:
+    """Volume tiers: upper bounds that increase, and only the last one open."""
+    if any(m is None for m in maxima[:-1]):
+        raise ValueError(f"only the last tier may have no {name}")
+    if not _increasing([m for m in maxima if m is not None]):
+        raise ValueError(f"{name} must increase from tier to tier")
+
+
+def _volume_tiers(maxima: list[Decimal | None], rates: list[Decimal]) -> list[ProgramTier]:
+    # The last tier is open-ended whatever its maximum says.
+    uppers = [*maxima[:-1], None]
+    lowers = [None, *uppers[:-1]]
+    return [ProgramTier(lo, hi, rate) for lo, hi, rate in zip(lowers, uppers, rates, strict=True)]
 
 
 # ---- configs ---------------------------------------------------------------------------
@@ -172,12 +191,8 @@ class BulkConfig(Strict):
     tiers: list[BulkTier] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _increasing(self) -> BulkConfig:
-        if any(t.maximum_units is None for t in self.tiers[:-1]):
-            raise ValueError("only the last bulk tier may have no maximum_units")
-        bounds = [t.maximum_units for t in self.tiers if t.maximum_units is not None]
-        if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
-            raise ValueError("maximum_units must increase from tier to tier")
+    def _maxima(self) -> BulkConfig:
+        _check_maxima([t.maximum_units for t in self.tiers], "maximum_units")
         return self
 
 
@@ -191,9 +206,8 @@ class ThresholdTotalAmountConfig(Strict):
     prorate: bool = False
 
     @model_validator(mode="after")
-    def _increasing(self) -> ThresholdTotalAmountConfig:
-        values = [t.threshold for t in self.consumption_table]
-        if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+    def _ordered(self) -> ThresholdTotalAmountConfig:
+        if not _increasing([t.threshold for t in self.consumption_table]):
             raise ValueError("consumption_table thresholds must increase")
         return self
 
@@ -274,12 +288,8 @@ class BulkBpsConfig(Strict):
     tiers: list[BulkBpsTier] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _increasing(self) -> BulkBpsConfig:
-        if any(t.maximum_amount is None for t in self.tiers[:-1]):
-            raise ValueError("only the last tier may have no maximum_amount")
-        bounds = [t.maximum_amount for t in self.tiers if t.maximum_amount is not None]
-        if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
-            raise ValueError("maximum_amount must increase from tier to tier")
+    def _maxima(self) -> BulkBpsConfig:
+        _check_maxima([t.maximum_amount for t in self.tiers], "maximum_amount")
         return self
 
 
@@ -346,10 +356,6 @@ class PriceBase(Strict):
             raise ValueError(f"a {self.model_type} price groups usage, so it cannot be a fixed fee")
         return self
 
-    @property
-    def is_fixed(self) -> bool:
-        return self.fixed_price_quantity is not None
-
     def program(self) -> Program:
         raise NotImplementedError
 
@@ -415,11 +421,8 @@ class BulkPrice(PriceBase):
 
     def program(self) -> Program:
         tiers = self.bulk_config.tiers
-        # The last tier is open-ended whatever its maximum_units says.
-        uppers = [t.maximum_units for t in tiers[:-1]] + [None]
-        lowers = [None, *uppers[:-1]]
-        return Program("volume", [ProgramTier(lo, hi, t.unit_amount)
-                                  for lo, hi, t in zip(lowers, uppers, tiers, strict=True)])
+        return Program("volume", _volume_tiers([t.maximum_units for t in tiers],
+                                               [t.unit_amount for t in tiers]))
 
 
 class ThresholdTotalAmountPrice(PriceBase):
@@ -495,10 +498,8 @@ class BulkBpsPrice(PriceBase):
 
     def program(self) -> Program:
         tiers = self.bulk_bps_config.tiers
-        uppers = [t.maximum_amount for t in tiers[:-1]] + [None]
-        lowers = [None, *uppers[:-1]]
-        return Program("volume", [ProgramTier(lo, hi, _rate(t.bps * BASIS_POINT, "bps"))
-                                  for lo, hi, t in zip(lowers, uppers, tiers, strict=True)])
+        return Program("volume", _volume_tiers([t.maximum_amount for t in tiers],
+                                               [_rate(t.bps * BASIS_POINT, "bps") for t in tiers]))
 
 
 class TieredBpsPrice(PriceBase):
