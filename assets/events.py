@@ -9,8 +9,8 @@ from storage.landing import land_events
 
 landing_files = dg.AssetSpec(
     "landing_files",
-    description="Raw event batches as producers sent them (data/landing/*.parquet); "
-    "never modified by the pipeline.",
+    description="Raw event batches as producers sent them (data/landing/: Parquet, JSON "
+    "Lines or CSV, gzip accepted); never modified by the pipeline.",
     group_name="events",
     kinds={"parquet"},
 )

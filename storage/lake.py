@@ -95,5 +95,8 @@ class Lake:
     def all_partitions(self, table: str) -> list[str]:
         return sorted(str(p) for p in self.table_dir(table).glob(f"*=*/{PARTITION_FILE}"))
 
-    def landing_files(self) -> list[str]:
-        return sorted(str(p) for p in self.landing.rglob("*.parquet"))
+    def landing_files(self) -> list[Path]:
+        """Every file in the landing folder (hidden files, e.g. partial uploads, excepted)."""
+        return sorted(p for p in self.landing.rglob("*")
+                      if p.is_file() and not any(part.startswith(".") for part in
+                                                 p.relative_to(self.landing).parts))

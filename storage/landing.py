@@ -1,5 +1,7 @@
 """Land raw event batches into the lake as clean, deduplicated, day-partitioned events.
 
+The landing folder may hold Parquet, JSON Lines and CSV batches (``storage/sources.py``).
+
 Every raw event ends up in exactly one place: the ``events`` table (clean, first
 occurrence of its idempotency key) or the ``rejected_events`` table with the
 reason, source file and row. Rejected events whose timestamp cannot be read
@@ -18,6 +20,7 @@ from billing.catalog import Catalog
 from pricing_sql.catalog_tables import customers_table
 from pricing_sql.loader import load_sql
 from storage.lake import Lake
+from storage.sources import parquet_relation, read_landing
 
 UNKNOWN_DAY = "unknown"
 EVENTS_SCHEMA = {
@@ -70,8 +73,12 @@ def _checked_events(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog
     files = lake.landing_files()
     if not files:
         return pl.DataFrame(schema=CHECKED_SCHEMA)
+    sources = read_landing(files, lake.landing)
+    parquet_relation(con, sources.parquet, lake.landing).create_view("parquet_events")
+    con.register("csv_events", sources.records)
+    con.register("json_lines", sources.json_lines)
     con.register("customers", customers_table(catalog))
-    con.execute(load_sql("land_events"), {"files": files, "landing_root": str(lake.landing)})
+    con.execute(load_sql("land_events"))
     return con.sql(SELECT_CHECKED, params={"start": start, "end": end}).pl()
 
 

@@ -1,21 +1,44 @@
 -- Check raw landed events, resolve their customer and drop repeated idempotency keys.
--- Parameters: $files        landing Parquet files to read
---             $landing_root prefix cut from file names so lineage is relative to landing/
--- Tables:     customers(customer_id, external_customer_id)
+-- Tables: parquet_events  Parquet batches, every field as text (storage/sources.py)
+--         csv_events      CSV records, and one row per unreadable file (file_error)
+--         json_lines      JSON Lines batches: one row per non-blank line
+--         customers       (customer_id, external_customer_id)
 -- Result: one row per raw event with reject_reason NULL for clean events.
 -- Timestamps without an offset are read as UTC (the session zone is UTC).
 CREATE OR REPLACE TEMP TABLE checked_events AS
-WITH raw AS (
+WITH json_events AS (
     SELECT
-        substr(filename, length($landing_root) + 2) AS source_file,
-        file_row_number + 1 AS source_row,
-        nullif(trim(CAST(event_name AS VARCHAR)), '') AS event_name,
-        CAST("timestamp" AS VARCHAR) AS raw_timestamp,
-        nullif(trim(CAST(customer_id AS VARCHAR)), '') AS raw_customer_id,
-        nullif(trim(CAST(external_customer_id AS VARCHAR)), '') AS raw_external_customer_id,
-        nullif(trim(CAST(idempotency_key AS VARCHAR)), '') AS idempotency_key,
-        CAST(properties AS VARCHAR) AS raw_properties
-    FROM read_parquet($files, filename = true, file_row_number = true, union_by_name = true)
+        source_file,
+        source_row,
+        CASE
+            WHEN j IS NULL THEN 'line is not valid JSON'
+            WHEN json_type(j) <> 'OBJECT' THEN 'line is not a JSON object'
+        END AS file_error,
+        j ->> 'event_name' AS event_name,
+        j ->> 'timestamp' AS "timestamp",
+        j ->> 'customer_id' AS customer_id,
+        j ->> 'external_customer_id' AS external_customer_id,
+        j ->> 'idempotency_key' AS idempotency_key,
+        CAST(j -> 'properties' AS VARCHAR) AS properties
+    FROM (SELECT *, TRY_CAST(line AS JSON) AS j FROM json_lines)
+),
+all_events AS (
+    SELECT * FROM parquet_events
+    UNION ALL BY NAME SELECT * FROM csv_events
+    UNION ALL BY NAME SELECT * FROM json_events
+),
+raw AS (
+    SELECT
+        source_file,
+        source_row,
+        file_error,
+        nullif(trim(event_name), '') AS event_name,
+        "timestamp" AS raw_timestamp,
+        nullif(trim(customer_id), '') AS raw_customer_id,
+        nullif(trim(external_customer_id), '') AS raw_external_customer_id,
+        nullif(trim(idempotency_key), '') AS idempotency_key,
+        properties AS raw_properties
+    FROM all_events
 ),
 resolved AS (
     SELECT
@@ -34,6 +57,7 @@ checked AS (
     SELECT
         *,
         CASE
+            WHEN file_error IS NOT NULL THEN file_error
             WHEN event_name IS NULL THEN 'missing event_name'
             WHEN idempotency_key IS NULL THEN 'missing idempotency_key'
             WHEN raw_timestamp IS NULL THEN 'missing timestamp'
