@@ -1,46 +1,40 @@
-"""Events domain: raw batches in the landing folder become clean day partitions."""
+"""Events domain: the tables ingestion writes, and how it reports them to Dagster.
+
+Ingestion (``pipelines/ingestion.py``) is an op job, not an asset computation: a
+batch touches whichever days its events fall on, so the job reports a
+materialization of each ``events`` day partition it wrote. Those reports make the
+monthly billing assets of those days stale, so a late event shows up as a month to
+re-rate.
+"""
 
 import dagster as dg
 
 from assets.partitions import DAILY
-from pipelines.resources import OrbStore
-from storage.duck import connect
-from storage.landing import land_events
+from storage.ingest import BatchResult
 
-landing_files = dg.AssetSpec(
-    "landing_files",
-    description="Raw event batches as producers sent them (data/landing/: Parquet, JSON "
-    "Lines or CSV, gzip accepted); never modified by the pipeline.",
-    group_name="events",
-    kinds={"parquet"},
-)
+events = dg.AssetSpec(
+    "events", partitions_def=DAILY, group_name="events", kinds={"duckdb", "parquet"},
+    description="Clean usage events, one folder per UTC day and one file per batch; "
+    "(customer_id, idempotency_key) is unique across all of them.")
+quarantine = dg.AssetSpec(
+    "quarantine", group_name="events", kinds={"parquet"},
+    description="Raw events that failed a check, per batch, with reason, file and row. "
+    "List with `orb quarantine list`; re-check with `orb quarantine replay`.")
+batches = dg.AssetSpec(
+    "batches", group_name="events", kinds={"parquet"},
+    description="One record per ingested file (batch): counts, days touched, late events.")
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec("events", deps=[landing_files], partitions_def=DAILY, group_name="events",
-                     kinds={"duckdb", "parquet"},
-                     description="Clean usage events, one partition per UTC day, unique per "
-                     "(customer_id, idempotency_key)."),
-        dg.AssetSpec("rejected_events", deps=[landing_files], partitions_def=DAILY,
-                     group_name="events", kinds={"parquet"},
-                     description="Raw events that failed a check, with reason and source "
-                     "file and row. Nothing is dropped silently."),
-    ],
-    partitions_def=DAILY,
-    # A backfill of many days is one run that reads the landing folder once.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def land(context: dg.AssetExecutionContext, store: OrbStore):
-    window = context.partition_time_window
-    result = land_events(connect(), store.lake, store.catalog(), window.start, window.end)
-    context.log.info(f"landed {result.events} events, rejected {result.rejected}: "
-                     f"{result.rejects_by_reason}")
-    yield dg.MaterializeResult(asset_key="events", metadata={
-        "events": result.events,
-        "days": len(result.events_by_day),
-    })
-    yield dg.MaterializeResult(asset_key="rejected_events", metadata={
-        "rejected": result.rejected,
-        **{f"rejected: {reason}": count for reason, count in result.rejects_by_reason.items()},
-    })
+def materializations(results: list[BatchResult]) -> list[dg.AssetMaterialization]:
+    """What an ingestion wrote, as Dagster materializations."""
+    written = [r for r in results if r.status != "already ingested"]
+    days = sorted({day for r in written for day in r.days})
+    reports = [dg.AssetMaterialization("events", partition=day.isoformat(), metadata={
+        "batches": ", ".join(r.batch_id for r in written if day in r.days)}) for day in days]
+    if written:
+        summary = {"batches": len(written), "accepted": sum(r.accepted for r in written),
+                   "rejected": sum(r.rejected for r in written),
+                   "late": sum(r.late for r in written)}
+        reports += [dg.AssetMaterialization("quarantine", metadata=summary),
+                    dg.AssetMaterialization("batches", metadata=summary)]
+    return reports

@@ -42,17 +42,19 @@ def revenue_summary(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Ma
 
 
 def _rejected_by_reason(con: duckdb.DuckDBPyConnection, lake, month) -> dict[str, int]:
-    files = lake.existing_partitions("rejected_events", "event_date", periods.days_of_month(month))
+    files = lake.all_partitions("quarantine")
     if not files:
         return {}
+    days = periods.days_of_month(month)
     rows = con.execute(
-        "SELECT reject_reason, count(*) FROM read_parquet($files) GROUP BY 1 ORDER BY 1",
-        {"files": files},
+        "SELECT reject_reason, count(*) FROM read_parquet($files) "
+        "WHERE event_date BETWEEN $first AND $last GROUP BY 1 ORDER BY 1",
+        {"files": files, "first": days[0], "last": days[-1]},
     ).fetchall()
     return dict(rows)
 
 
-@dg.asset(deps=[invoices, revenue_summary, "events", "rejected_events"], group_name="reporting",
+@dg.asset(deps=[invoices, revenue_summary, "events", "quarantine"], group_name="reporting",
           kinds={"duckdb"})
 def lake_views(store: OrbStore) -> dg.MaterializeResult:
     """data/orb.duckdb: one view per lake table, for ad-hoc SQL and BI tools."""

@@ -1,14 +1,9 @@
-"""Jobs: land events (daily partitions) and bill a month (monthly partitions)."""
+"""Asset jobs: bill a month (monthly partitions) and refresh the DuckDB views.
+Ingestion is an op job: pipelines/ingestion.py."""
 
 from __future__ import annotations
 
 import dagster as dg
-
-ingest_events_job = dg.define_asset_job(
-    "ingest_events",
-    selection=dg.AssetSelection.assets("events", "rejected_events"),
-    description="Check and land raw event batches into day partitions of the event lake.",
-)
 
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing",

@@ -24,6 +24,8 @@ class OrbStore(dg.ConfigurableResource):
     data_dir: str = DEFAULT_DATA_DIR
     catalog_dir: str = ""
     issuer: str = DEFAULT_ISSUER
+    # Ingestion rejects events older than this (and more than an hour in the future).
+    max_event_age_days: int = 400
 
     @classmethod
     def from_env(cls) -> OrbStore:
@@ -31,6 +33,7 @@ class OrbStore(dg.ConfigurableResource):
             data_dir=os.environ.get("ORB_DATA_DIR", DEFAULT_DATA_DIR),
             catalog_dir=os.environ.get("ORB_CATALOG_DIR", ""),
             issuer=os.environ.get("ORB_ISSUER", DEFAULT_ISSUER),
+            max_event_age_days=int(os.environ.get("ORB_MAX_EVENT_AGE_DAYS", "400")),
         )
 
     @property

@@ -11,11 +11,6 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from assets.partitions import DAILY
-from pricing_sql.rating import event_days
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 # The CLI prints its own summary; Dagster's step-by-step log stays in the run record.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -31,13 +26,11 @@ def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
         raise RuntimeError(f"{what} failed: " + "; ".join(str(f) for f in failures))
 
 
-def land_days(defs: dg.Definitions, first: date, last: date,
-              on: dg.DagsterInstance) -> None:
-    """Land events for the UTC days ``first``..``last`` (inclusive) in a single run."""
+def ingest_landing(defs: dg.Definitions, on: dg.DagsterInstance) -> None:
+    """Ingest everything in the landing folder, as the landing sensor would."""
     result = defs.resolve_job_def("ingest_events").execute_in_process(
-        instance=on, run_config=QUIET,
-        tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()})
-    _check(result, f"landing events {first}..{last}")
+        instance=on, run_config=QUIET)
+    _check(result, "ingesting the landing folder")
 
 
 def bill_month(defs: dg.Definitions, month: date, on: dg.DagsterInstance) -> None:
@@ -53,11 +46,8 @@ def refresh_views(defs: dg.Definitions, on: dg.DagsterInstance) -> None:
 
 
 def bill_months(defs: dg.Definitions, months: list[date], on: dg.DagsterInstance) -> None:
-    """Land every UTC day the months can draw events from, then bill each month."""
-    days = sorted({day for month in months for day in event_days(month)})
-    # The day after the last month may not have ended yet; it has no partition then.
-    last_partition = date.fromisoformat(DAILY.get_last_partition_key())
-    land_days(defs, days[0], min(days[-1], last_partition), on)
+    """Ingest what has landed, then bill each month."""
+    ingest_landing(defs, on)
     for month in months:
         bill_month(defs, month, on)
     refresh_views(defs, on)

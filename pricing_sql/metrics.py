@@ -242,6 +242,17 @@ def portability(sql: str) -> dict[str, str]:
     return result
 
 
+def numeric_properties(metric_sqls: list[str]) -> list[str]:
+    """Property keys some metric reads as a number; ingestion rejects events whose
+    value for one of them is not a number, instead of failing the billing run."""
+    keys = set()
+    for sql in metric_sqls:
+        for column in parse_metric(sql).find_all(exp.Column):
+            if column.table == "properties" and _numeric_context(column):
+                keys.add(column.name)
+    return sorted(keys)
+
+
 def metric_problems(metrics: list[tuple[str, str]]) -> list[str]:
     """One message per (metric id, SQL) that fails its checks."""
     problems = []

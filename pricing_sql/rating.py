@@ -46,7 +46,7 @@ def compute_usage(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                   month: date) -> pa.Table:
     """One row per (subscription, metric) with the metric's value over the
     subscription's part of the customer's local month."""
-    files = lake.existing_partitions("events", "event_date", event_days(month))
+    files = lake.files_in("events", "event_date", event_days(month))
     if not files or not catalog.metrics:
         return USAGE_SCHEMA.empty_table()
     con.register("billing_windows", billing_windows_table(catalog, month))

@@ -10,10 +10,10 @@ import sqlglot
 from sqlglot import exp
 
 from storage.duck import connect
-from storage.lake import PARTITION_FILE, Lake
+from storage.lake import Lake
 
-TABLES = ("events", "rejected_events", "usage", "line_items", "sub_line_items", "invoices",
-          "revenue_summary")
+TABLES = ("events", "quarantine", "batches", "usage", "line_items", "sub_line_items",
+          "invoices", "revenue_summary")
 
 _VIEW = sqlglot.parse_one(
     "CREATE OR REPLACE VIEW placeholder AS "
@@ -32,11 +32,11 @@ def view_sql(table: str, pattern: str) -> str:
 
 def refresh_views(lake: Lake) -> list[str]:
     """(Re)create a view for every lake table that has at least one partition."""
-    present = [table for table in TABLES if lake.all_partitions(table)]
+    present = [table for table in TABLES if lake.all_files(table)]
     con = connect(str(lake.duckdb_path))
     try:
         for table in present:
-            con.execute(view_sql(table, str(lake.table_dir(table) / "*" / PARTITION_FILE)))
+            con.execute(view_sql(table, str(lake.table_dir(table) / "*" / "*.parquet")))
     finally:
         con.close()
     return present

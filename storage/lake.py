@@ -48,11 +48,21 @@ class Lake:
     def partition_file(self, table: str, key: str, value: object) -> Path:
         return self.table_dir(table) / f"{key}={value}" / PARTITION_FILE
 
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
     def write_partition(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
         """Atomically replace one partition with ``rows``."""
-        target = self.partition_file(table, key, value)
+        return self.write_file(table, key, value, PARTITION_FILE, rows)
+
+    def write_file(self, table: str, key: str, value: object, name: str,
+                   rows: pa.Table) -> Path:
+        """Atomically replace one file of a partition (tables written batch by batch
+        keep one file per batch in each partition)."""
+        target = self.table_dir(table) / f"{key}={value}" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = target.with_name(f".{PARTITION_FILE}.{uuid.uuid4().hex}.tmp")
+        scratch = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
         try:
             pq.write_table(rows, scratch, compression="zstd")
             with open(scratch, "rb") as handle:
@@ -94,6 +104,39 @@ class Lake:
 
     def all_partitions(self, table: str) -> list[str]:
         return sorted(str(p) for p in self.table_dir(table).glob(f"*=*/{PARTITION_FILE}"))
+
+    def all_files(self, table: str) -> list[str]:
+        """Every Parquet file of a table written batch by batch."""
+        return sorted(str(p) for p in self.table_dir(table).glob("*=*/*.parquet"))
+
+    def files_in(self, table: str, key: str, values: Iterable[object]) -> list[str]:
+        """Every Parquet file in the given partitions of a table written batch by batch."""
+        return sorted(str(p) for value in values
+                      for p in (self.table_dir(table) / f"{key}={value}").glob("*.parquet"))
+
+    def batch_files(self, table: str, batch_id: str) -> list[Path]:
+        return sorted(self.table_dir(table).glob(f"*=*/{batch_id}.parquet"))
+
+    def keep_raw(self, source: Path, batch_id: str) -> Path:
+        """Copy a received file, byte for byte, to raw/<batch_id>/<name> (once)."""
+        target = self.raw / batch_id / source.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            scratch = target.with_name(f".{source.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                shutil.copyfile(source, scratch)
+                with open(scratch, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(scratch, target)
+            finally:
+                scratch.unlink(missing_ok=True)
+        return target
+
+    def raw_file(self, batch_id: str) -> Path:
+        files = [p for p in (self.raw / batch_id).glob("*") if not p.name.startswith(".")]
+        if len(files) != 1:
+            raise FileNotFoundError(f"no raw file for batch {batch_id!r} in {self.raw}")
+        return files[0]
 
     def landing_files(self) -> list[Path]:
         """Every file in the landing folder (hidden files, e.g. partial uploads, excepted)."""

@@ -80,12 +80,23 @@ def bad_events():
     ]
 
 
-def write_scenario(data_dir: Path) -> None:
-    (data_dir / "catalog").mkdir(parents=True)
-    (data_dir / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(CATALOG))
-    landing = data_dir / "landing"
-    landing.mkdir()
+def scenario_bytes() -> dict[str, bytes]:
+    """The two landing batches, as bytes."""
     schema = pa.schema([(name, pa.string()) for name in COLUMNS])
-    pq.write_table(pa.Table.from_pylist(ny_events() + tokyo_events(), schema=schema),
-                   landing / "batch-1.parquet")
-    pq.write_table(pa.Table.from_pylist(bad_events(), schema=schema), landing / "batch-2.parquet")
+    batches = {"batch-1.parquet": ny_events() + tokyo_events(), "batch-2.parquet": bad_events()}
+    files = {}
+    for name, rows in batches.items():
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
+        files[name] = sink.getvalue().to_pybytes()
+    return files
+
+
+def write_scenario(data_dir: Path, catalog: bool = True) -> None:
+    if catalog:
+        (data_dir / "catalog").mkdir(parents=True)
+        (data_dir / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(CATALOG))
+    landing = data_dir / "landing"
+    landing.mkdir(exist_ok=True)
+    for name, data in scenario_bytes().items():
+        (landing / name).write_bytes(data)

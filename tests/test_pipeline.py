@@ -24,7 +24,7 @@ from billing.catalog import CatalogError
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from pipelines.resources import OrbStore
-from tests.scenario import write_scenario
+from tests.scenario import scenario_bytes, write_scenario
 
 OCTOBER = date(2026, 10, 1)
 
@@ -32,7 +32,8 @@ OCTOBER = date(2026, 10, 1)
 @pytest.fixture
 def billed(tmp_path):
     write_scenario(tmp_path)
-    store = OrbStore(data_dir=str(tmp_path))
+    # The scenario's events stay inside the accepted window whenever the tests run.
+    store = OrbStore(data_dir=str(tmp_path), max_event_age_days=36500)
     defs = build_definitions(store)
     instance = dg.DagsterInstance.ephemeral()
     runner.bill_months(defs, [OCTOBER], instance)
@@ -72,10 +73,17 @@ def test_october_invoices_match_the_hand_worked_amounts(billed):
         assert invoice["total"] == sum(own)
 
 
-def test_rejected_events_keep_reason_and_source(billed):
+def test_quarantine_keeps_reason_and_source(billed):
     store, _, _ = billed
-    rows = read(store, "rejected_events", "event_date", date(2026, 10, 12))
-    rows += read(store, "rejected_events", "event_date", "unknown")
+    batches = {row["file"]: row for row in pq.read_table(
+        store.lake.table_dir("batches"), partitioning=None).to_pylist()}
+    assert {name: (b["rows"], b["accepted"], b["rejected"], b["duplicates"])
+            for name, b in batches.items()} == {
+        "batch-1.parquet": (31, 31, 0, 0),
+        "batch-2.parquet": (3, 0, 3, 1),
+    }
+    second = batches["batch-2.parquet"]["batch_id"]
+    rows = read(store, "quarantine", "batch_id", second)
     found = {(r["idempotency_key"], r["reject_reason"], r["source_file"], r["source_row"])
              for r in rows}
     assert found == {
@@ -84,7 +92,11 @@ def test_rejected_events_keep_reason_and_source(billed):
         ("bad-ts", "timestamp is not an ISO 8601 instant", "batch-2.parquet", 3),
     }
     duplicate = next(r for r in rows if r["idempotency_key"] == "ny-call-3")
-    assert duplicate["reject_detail"] == "first seen at batch-1.parquet:4"
+    first = batches["batch-1.parquet"]["batch_id"]
+    assert duplicate["reject_detail"] == f"already ingested in batch {first}"
+    # the landing folder is emptied; what was received is kept under raw/
+    assert list(store.lake.landing.iterdir()) == []
+    assert store.lake.raw_file(second).read_bytes() == scenario_bytes()["batch-2.parquet"]
 
 
 def test_documents_are_written(billed):
@@ -105,10 +117,20 @@ def test_rerunning_a_partition_is_byte_identical(billed):
         files = sorted((store.lake.root / "lake").rglob("*.parquet"))
         return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
+    def without_batch_records(prints):
+        # batch records hold the time they were committed; everything else must not move
+        return {path: digest for path, digest in prints.items() if "/batches/" not in path}
+
     before = fingerprint()
     runner.bill_months(defs, [OCTOBER], instance)
     assert fingerprint() == before
-    assert len(before) > 30  # every event day, rejects, usage, lines, invoices, summary
+    # sending both files again ingests nothing new
+    write_scenario(store.lake.root, catalog=False)
+    runner.bill_months(defs, [OCTOBER], instance)
+    assert without_batch_records(fingerprint()) == without_batch_records(before)
+    # 8 event days (Oct 1, 5, 6, 10, 14, 20, 31, Nov 1), 2 quarantine and 2 batch
+    # records, usage, line items, sub line items, invoices, revenue summary
+    assert len(before) == 17
 
 
 def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):

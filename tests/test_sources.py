@@ -8,12 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.duck import connect
+from storage.ingest import ingest_files
 from storage.lake import Lake
-from storage.landing import land_events
 from tests.catalogs import one_plan, unit
 
-OCT_1 = datetime(2026, 10, 1, tzinfo=UTC)
-OCT_3 = datetime(2026, 10, 3, tzinfo=UTC)
+NOW = datetime(2026, 10, 5, tzinfo=UTC)
 
 
 def event(key, ts="2026-10-01T10:00:00Z", customer="c0", **extra):
@@ -52,22 +51,28 @@ def landing(tmp_path):
 def test_every_format_lands_and_every_problem_is_placed(tmp_path):
     lake = landing(tmp_path)
     catalog = one_plan([unit("fee", "1.00", fixed_quantity=1)])
-    result = land_events(connect(), lake, catalog, OCT_1, OCT_3)
-    events = pq.read_table(lake.partition_file("events", "event_date", "2026-10-01")).to_pylist()
-    events += pq.read_table(lake.partition_file("events", "event_date", "2026-10-02")).to_pylist()
+    # one batch per file, in name order: events.csv comes before good.jsonl
+    results = ingest_files(connect(), lake, catalog, lake.landing_files(), NOW)
+    assert [(r.file, r.rows, r.accepted, r.rejected) for r in results] == [
+        ("bad.jsonl.gz", 6, 0, 6),
+        ("batch.parquet", 1, 1, 0),
+        ("broken.csv.gz", 1, 0, 1),
+        ("events.csv", 3, 2, 1),
+        ("good.jsonl", 2, 1, 1),
+        ("notes.txt", 1, 0, 1),
+    ]
+    events = pq.read_table(lake.files_in("events", "event_date", ["2026-10-01", "2026-10-02"]),
+                           partitioning=None).to_pylist()
     assert sorted((e["idempotency_key"], e["source_file"], e["source_row"]) for e in events) == [
         ("c1", "events.csv", 1),
-        ("j1", "good.jsonl", 1),
+        ("j1", "events.csv", 2),
         ("j2", "good.jsonl", 3),  # line 2 is blank
         ("p1", "batch.parquet", 1),
     ]
     # 2026-10-02T00:00:00+02:00 is 2026-10-01T22:00Z: October 1st in UTC
     assert next(e for e in events if e["idempotency_key"] == "j2")["timestamp"] == datetime(
         2026, 10, 1, 22, tzinfo=UTC)
-    rejects = []
-    for day in ("2026-10-01", "2026-10-02", "unknown"):
-        rejects += pq.read_table(lake.partition_file("rejected_events", "event_date",
-                                                     day)).to_pylist()
+    rejects = pq.read_table(lake.all_partitions("quarantine"), partitioning=None).to_pylist()
     found = sorted((r["source_file"], r["source_row"], r["reject_reason"]) for r in rejects)
     assert found == [
         ("bad.jsonl.gz", 1, "line is not valid JSON"),
@@ -77,9 +82,13 @@ def test_every_format_lands_and_every_problem_is_placed(tmp_path):
         ("bad.jsonl.gz", 5, "timestamp is not an ISO 8601 instant"),
         ("bad.jsonl.gz", 6, "unknown customer_id"),
         ("broken.csv.gz", 0, "cannot read file: Not a gzipped file (b'th')"),
-        ("events.csv", 2, "duplicate idempotency_key"),
         ("events.csv", 3, "missing timestamp"),
+        ("good.jsonl", 1, "duplicate idempotency_key"),
         ("notes.txt", 0, "unsupported file type (expected .parquet, .jsonl, .ndjson or .csv; "
                          "text formats may be .gz)"),
     ]
-    assert result.events == 4 and result.rejected == 10
+    csv_batch = results[3].batch_id
+    duplicate = next(r for r in rejects if r["reject_reason"] == "duplicate idempotency_key")
+    assert duplicate["reject_detail"] == f"already ingested in batch {csv_batch}"
+    # the hidden upload was left alone, everything else moved to raw/
+    assert [p.name for p in lake.landing.iterdir()] == [".partial-upload.jsonl"]

@@ -1,10 +1,15 @@
--- Check raw landed events, resolve their customer and drop repeated idempotency keys.
--- Tables: parquet_events  Parquet batches, every field as text (storage/sources.py)
---         csv_events      CSV records, and one row per unreadable file (file_error)
---         json_lines      JSON Lines batches: one row per non-blank line
---         customers       (customer_id, external_customer_id)
--- Result: one row per raw event with reject_reason NULL for clean events.
--- Timestamps without an offset are read as UTC (the session zone is UTC).
+-- Check one raw batch: fields, timestamps, customers, numeric properties, and
+-- idempotency keys against the batch itself and every event already ingested.
+-- Tables: parquet_events     Parquet rows, every field as text (storage/sources.py)
+--         csv_events         CSV records, and one row per unreadable file (file_error)
+--         json_lines         JSON Lines: one row per non-blank line
+--         customers          (customer_id, external_customer_id)
+--         existing_keys      (customer_id, idempotency_key, batch_id) of every other batch
+--         numeric_properties (key): properties some metric reads as a number
+-- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
+--             $closed_before      events before this UTC date fall in invoiced months
+-- Result: temp table checked_events, one row per raw event; reject_reason is NULL
+-- for events to keep. Timestamps without an offset are read as UTC.
 CREATE OR REPLACE TEMP TABLE checked_events AS
 WITH json_events AS (
     SELECT
@@ -71,26 +76,51 @@ checked AS (
                 THEN 'customer_id and external_customer_id name different customers'
             WHEN properties IS NULL OR json_type(properties) <> 'OBJECT'
                 THEN 'properties is not a JSON object'
+            WHEN "timestamp" < $earliest THEN 'timestamp is before the accepted window'
+            WHEN "timestamp" > $latest THEN 'timestamp is in the future'
+            WHEN bad_number IS NOT NULL
+                THEN 'property ' || bad_number || ' is not a number in range'
         END AS problem
     FROM resolved
+    LEFT JOIN LATERAL (
+        -- the first property a metric needs as a number that is not one
+        SELECT min(n.key) AS bad_number
+        FROM numeric_properties AS n
+        WHERE json_type(resolved.properties, '$.' || n.key) NOT IN ('NULL')
+            AND TRY_CAST(json_extract_string(resolved.properties, '$.' || n.key)
+                         AS DECIMAL(38, 9)) IS NULL
+    ) ON true
 ),
 ranked AS (
     SELECT
-        *,
+        checked.*,
         row_number() OVER keyed AS key_rank,
-        first_value(source_file || ':' || source_row) OVER keyed AS first_seen
+        first_value(source_file || ':' || source_row) OVER keyed AS first_seen,
+        earlier.batch_id AS earlier_batch
     FROM checked
+    LEFT JOIN (SELECT DISTINCT customer_id, idempotency_key, batch_id FROM existing_keys)
+        AS earlier
+        ON checked.problem IS NULL
+        AND earlier.customer_id = checked.customer_id
+        AND earlier.idempotency_key = checked.idempotency_key
     WINDOW keyed AS (
-        PARTITION BY customer_id, idempotency_key, problem IS NULL
-        ORDER BY "timestamp", source_file, source_row
+        PARTITION BY checked.customer_id, checked.idempotency_key, checked.problem IS NULL
+        ORDER BY checked."timestamp", checked.source_file, checked.source_row
     )
 )
 SELECT
     source_file, source_row, event_name, raw_timestamp, "timestamp",
+    CAST("timestamp" AS DATE) AS event_date,
     raw_customer_id, raw_external_customer_id, customer_id, idempotency_key,
     raw_properties, CAST(properties AS VARCHAR) AS properties,
-    coalesce(problem, CASE WHEN key_rank > 1 THEN 'duplicate idempotency_key' END)
-        AS reject_reason,
-    CASE WHEN problem IS NULL AND key_rank > 1 THEN 'first seen at ' || first_seen END
-        AS reject_detail
+    coalesce(
+        problem,
+        CASE WHEN earlier_batch IS NOT NULL OR key_rank > 1 THEN 'duplicate idempotency_key' END
+    ) AS reject_reason,
+    CASE
+        WHEN problem IS NOT NULL THEN NULL
+        WHEN earlier_batch IS NOT NULL THEN 'already ingested in batch ' || earlier_batch
+        WHEN key_rank > 1 THEN 'first seen at ' || first_seen
+    END AS reject_detail,
+    coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late
 FROM ranked;

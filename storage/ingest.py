@@ -1,0 +1,184 @@
+"""Ingest raw event batches: keep each as received, check it, and add its events to the lake.
+
+A batch is one file. Its id is a hash of its bytes, so sending the same file again
+ingests nothing new. For each batch, under a lock so that concurrent runs cannot
+interleave:
+
+1. the file is copied, unchanged, to ``raw/<batch_id>/<name>`` (never modified after);
+2. every raw event is checked (``pricing_sql/sql/check_batch.sql``), including its
+   idempotency key against every event already in the lake;
+3. clean events are written to ``events/event_date=<day>/<batch_id>.parquet``, one
+   file per day the batch touches, and rejected ones to
+   ``quarantine/batch_id=<batch_id>/data.parquet`` with reason, file and row;
+4. last, the batch record ``batches/batch_id=<batch_id>/data.parquet`` commits it.
+
+A crash before step 4 leaves a batch that is simply ingested again on the next try:
+every file it writes is replaced whole, with the same content. Replaying a batch
+(after fixing the catalog) re-checks its raw file the same way.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from billing import periods
+from billing.catalog import Catalog
+from pricing_sql.catalog_tables import customers_table
+from pricing_sql.loader import load_sql
+from pricing_sql.metrics import numeric_properties
+from storage.lake import Lake
+from storage.sources import parquet_relation, read_landing
+
+EVENT_COLUMNS = ["timestamp", "event_name", "customer_id", "idempotency_key", "properties",
+                 "batch_id", "source_file", "source_row", "late"]
+QUARANTINE_COLUMNS = ["batch_id", "source_file", "source_row", "reject_reason", "reject_detail",
+                      "event_date", "idempotency_key", "event_name", "raw_timestamp",
+                      "raw_customer_id", "raw_external_customer_id", "raw_properties"]
+ORDER = ["timestamp", "customer_id", "idempotency_key", "source_file", "source_row"]
+KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.string()),
+                         ("batch_id", pa.string())])
+
+
+@dataclass(frozen=True)
+class Window:
+    """Timestamps accepted at ingestion, relative to when the batch is ingested."""
+
+    max_age: timedelta = timedelta(days=400)
+    max_future: timedelta = timedelta(hours=1)
+
+
+@dataclass
+class BatchResult:
+    batch_id: str
+    file: str
+    status: str  # "ingested", "already ingested" or "replayed"
+    rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    late: int = 0
+    days: list[date] = field(default_factory=list)
+
+
+def batch_id_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:24]
+
+
+@contextmanager
+def ingest_lock(lake: Lake) -> Iterator[None]:
+    """One ingestion at a time per lake (an exclusive lock on a file in it)."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    with open(lake.root / ".ingest.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
+                 files: list[Path], now: datetime, window: Window = Window(),
+                 progress: Callable[[Path], None] | None = None) -> list[BatchResult]:
+    """Ingest each file as a batch; a file already ingested (same bytes) adds nothing.
+
+    Files taken from the landing folder are removed from it once their batch is
+    committed: the copy in raw/ is the record of what was received."""
+    results = []
+    with ingest_lock(lake):
+        for path in files:
+            batch_id = batch_id_of(path)
+            if lake.partition_file("batches", "batch_id", batch_id).exists():
+                results.append(BatchResult(batch_id, path.name, "already ingested"))
+            else:
+                raw = lake.keep_raw(path, batch_id)
+                results.append(_check_and_write(con, lake, catalog, raw, batch_id, now, window,
+                                                "ingested"))
+            if path.resolve().is_relative_to(lake.landing):
+                path.unlink()
+            if progress:
+                progress(path)
+    return results
+
+
+def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, batch_id: str,
+                 now: datetime, window: Window = Window()) -> BatchResult:
+    """Check a batch's raw file again, e.g. after adding a customer it named: events
+    that now pass join the lake, the rest stay quarantined with their current reason."""
+    with ingest_lock(lake):
+        raw = lake.raw_file(batch_id)
+        return _check_and_write(con, lake, catalog, raw, batch_id, now, window, "replayed")
+
+
+def _existing_keys(con: duckdb.DuckDBPyConnection, lake: Lake,
+                   batch_id: str) -> duckdb.DuckDBPyRelation:
+    files = lake.all_files("events")
+    if not files:
+        return con.from_arrow(KEYS_SCHEMA.empty_table())
+    events = con.read_parquet(files)
+    return events.select("customer_id", "idempotency_key", "batch_id").filter(
+        duckdb.ColumnExpression("batch_id") != duckdb.ConstantExpression(batch_id))
+
+
+def _closed_before(lake: Lake) -> date | None:
+    """The first UTC day after the last month that has invoices."""
+    months = [date.fromisoformat(p.parent.name.split("=", 1)[1])
+              for p in map(Path, lake.all_partitions("invoices"))]
+    return periods.add_months(max(months), 1) if months else None
+
+
+def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
+                     batch_id: str, now: datetime, window: Window, status: str) -> BatchResult:
+    sources = read_landing([raw], raw.parent)
+    parquet_relation(con, sources.parquet, raw.parent).create_view("parquet_events", replace=True)
+    con.register("csv_events", sources.records)
+    con.register("json_lines", sources.json_lines)
+    con.register("customers", customers_table(catalog))
+    con.register("numeric_properties", pa.table(
+        {"key": pa.array(numeric_properties([m.sql for m in catalog.metrics]), pa.string())}))
+    _existing_keys(con, lake, batch_id).create_view("existing_keys", replace=True)
+    con.execute(load_sql("check_batch"), {
+        "earliest": now.astimezone(UTC) - window.max_age,
+        "latest": now.astimezone(UTC) + window.max_future,
+        "closed_before": _closed_before(lake),
+    })
+    checked = con.sql("SELECT *, $batch_id AS batch_id FROM checked_events",
+                      params={"batch_id": batch_id}).pl().sort(ORDER, nulls_last=True)
+    clean = checked.filter(pl.col("reject_reason").is_null())
+    rejected = checked.filter(pl.col("reject_reason").is_not_null())
+
+    # A replay may drop days this batch wrote before: remove its files there first.
+    days = sorted(clean["event_date"].unique().to_list())
+    for stale in lake.batch_files("events", batch_id):
+        if date.fromisoformat(stale.parent.name.split("=", 1)[1]) not in days:
+            stale.unlink()
+    for (day,), rows in clean.partition_by("event_date", as_dict=True).items():
+        lake.write_file("events", "event_date", day, f"{batch_id}.parquet",
+                        rows.select(EVENT_COLUMNS).to_arrow())
+    lake.write_partition("quarantine", "batch_id", batch_id,
+                         rejected.select(QUARANTINE_COLUMNS).to_arrow())
+    result = BatchResult(
+        batch_id, raw.name, status, rows=len(checked), accepted=len(clean),
+        rejected=len(rejected),
+        duplicates=int((rejected["reject_reason"] == "duplicate idempotency_key").sum()),
+        late=int(clean["late"].sum()), days=days)
+    lake.write_partition("batches", "batch_id", batch_id, pa.Table.from_pylist([{
+        "batch_id": batch_id, "file": raw.name, "status": status,
+        "committed_at": now.astimezone(UTC), "rows": result.rows, "accepted": result.accepted,
+        "rejected": result.rejected, "duplicates": result.duplicates, "late": result.late,
+        "first_day": days[0] if days else None, "last_day": days[-1] if days else None,
+    }]))
+    return result
