@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from assets.events import materializations
 from billing import money, periods
 from billing.catalog import load_catalog
 from pipelines import runner
@@ -22,6 +24,8 @@ from pipelines.summary import print_summary, summarize
 from pricing_sql.evaluate import price_breakdown
 from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
 from sample_data.generate import generate
+from storage.duck import connect
+from storage.ingest import Window, ingest_files, list_quarantine, replay_batch
 
 console = Console()
 GENERATED = ("catalog", "landing", "lake", "reports", "orb.duckdb")
@@ -76,6 +80,82 @@ def _bill(data_dir: Path, months: list[date], started: float) -> None:
         runner.bill_months(defs, months, runner.instance())
     print_summary(summarize(OrbStore(data_dir=str(data_dir)).lake, months), console)
     console.print(f"Done in {time.perf_counter() - started:.1f}s")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+def ingest(files: tuple[Path, ...], data_dir: Path) -> None:
+    """Ingest event files (Parquet, JSON Lines, CSV; gzip accepted) as batches."""
+    store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+    window = Window(max_age=timedelta(days=store.max_event_age_days))
+    with Progress(*Progress.get_default_columns(), console=console) as progress:
+        task = progress.add_task("Ingesting", total=len(files))
+        results = ingest_files(connect(), store.lake, store.catalog(), list(files),
+                               datetime.now(UTC), window,
+                               progress=lambda _: progress.advance(task))
+    on = runner.instance()
+    for report in materializations(results):
+        on.report_runless_asset_event(report)
+    _print_batches(results)
+
+
+def _print_batches(results) -> None:
+    table = Table(title="Batches")
+    for column in ("file", "batch", "status", "rows", "accepted", "rejected", "duplicates",
+                   "late"):
+        table.add_column(column, justify="right" if column in ("rows", "accepted", "rejected",
+                                                                "duplicates", "late") else "left")
+    for r in results:
+        table.add_row(r.file, r.batch_id, r.status, str(r.rows), str(r.accepted),
+                      str(r.rejected), str(r.duplicates), str(r.late))
+    console.print(table)
+
+
+@main.group()
+def quarantine() -> None:
+    """Events that failed a check, kept with the reason and their place."""
+
+
+@quarantine.command("list")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+@click.option("--batch", "batch_id", help="Only this batch.")
+@click.option("--reason", help="Only reasons containing this text.")
+@click.option("--limit", default=50, show_default=True)
+def quarantine_list(data_dir: Path, batch_id: str | None, reason: str | None,
+                    limit: int) -> None:
+    """Show quarantined events, newest batch files first, with counts by reason."""
+    lake = OrbStore(data_dir=str(data_dir)).lake
+    rows, counts = list_quarantine(connect(), lake, batch_id, reason, limit)
+    table = Table(title=f"Quarantined events (showing {len(rows)})")
+    for column in ("batch", "file", "row", "reason", "detail", "idempotency_key"):
+        table.add_column(column, justify="right" if column == "row" else "left")
+    for row in rows:
+        table.add_row(row["batch_id"], row["source_file"], str(row["source_row"]),
+                      row["reject_reason"], row["reject_detail"] or "",
+                      row["idempotency_key"] or "")
+    console.print(table)
+    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()) or "nothing quarantined")
+
+
+@quarantine.command("replay")
+@click.argument("batch_ids", nargs=-1, required=True)
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
+    """Check batches again against the current catalog (e.g. after adding a customer)."""
+    store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+    window = Window(max_age=timedelta(days=store.max_event_age_days))
+    catalog = store.catalog()
+    try:
+        results = [replay_batch(connect(), store.lake, catalog, batch_id, datetime.now(UTC),
+                                window) for batch_id in batch_ids]
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    on = runner.instance()
+    for report in materializations(results):
+        on.report_runless_asset_event(report)
+    _print_batches(results)
 
 
 @main.command()
