@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -44,7 +46,7 @@ EVENT_COLUMNS = ["timestamp", "event_name", "customer_id", "idempotency_key", "p
 QUARANTINE_COLUMNS = ["batch_id", "source_file", "source_row", "reject_reason", "reject_detail",
                       "event_date", "idempotency_key", "event_name", "raw_timestamp",
                       "raw_customer_id", "raw_external_customer_id", "raw_properties"]
-ORDER = ["timestamp", "customer_id", "idempotency_key", "source_file", "source_row"]
+
 KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.string()),
                          ("batch_id", pa.string())])
 
@@ -150,13 +152,12 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
     con.register("numeric_properties", pa.table(
         {"key": pa.array(numeric_properties([m.sql for m in catalog.metrics]), pa.string())}))
     _existing_keys(con, lake, batch_id).create_view("existing_keys", replace=True)
-    con.execute(load_sql("check_batch"), {
+    checked = con.sql(load_sql("check_batch"), params={
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
-    })
-    checked = con.sql("SELECT *, $batch_id AS batch_id FROM checked_events",
-                      params={"batch_id": batch_id}).pl().sort(ORDER, nulls_last=True)
+        "batch_id": batch_id,
+    }).pl()
     clean = checked.filter(pl.col("reject_reason").is_null())
     rejected = checked.filter(pl.col("reject_reason").is_not_null())
 
@@ -165,9 +166,15 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
     for stale in lake.batch_files("events", batch_id):
         if date.fromisoformat(stale.parent.name.split("=", 1)[1]) not in days:
             stale.unlink()
-    for (day,), rows in clean.partition_by("event_date", as_dict=True).items():
-        lake.write_file("events", "event_date", day, f"{batch_id}.parquet",
-                        rows.select(EVENT_COLUMNS).to_arrow())
+    # Rows are sorted by timestamp, so each day is a contiguous slice. Writing
+    # compresses in pyarrow, which releases the GIL: one day per core.
+    events = clean.select(EVENT_COLUMNS).to_arrow()
+    starts = clean["event_date"].search_sorted(pl.Series(days), side="left").to_list()
+    bounds = list(zip(days, starts, [*starts[1:], len(clean)][:len(starts)], strict=True))
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(lambda b: lake.write_file("events", "event_date", b[0],
+                                                f"{batch_id}.parquet",
+                                                events.slice(b[1], b[2] - b[1])), bounds))
     lake.write_partition("quarantine", "batch_id", batch_id,
                          rejected.select(QUARANTINE_COLUMNS).to_arrow())
     result = BatchResult(

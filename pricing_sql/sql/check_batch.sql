@@ -8,9 +8,10 @@
 --         numeric_properties (key): properties some metric reads as a number
 -- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
 --             $closed_before      events before this UTC date fall in invoiced months
--- Result: temp table checked_events, one row per raw event; reject_reason is NULL
--- for events to keep. Timestamps without an offset are read as UTC.
-CREATE OR REPLACE TEMP TABLE checked_events AS
+--             $batch_id           the batch being checked
+-- Result: one row per raw event, reject_reason NULL for events to keep, in a total
+-- order (a batch is one file, so its rows are unique). Timestamps without an offset
+-- are read as UTC.
 WITH json_events AS (
     SELECT
         source_file,
@@ -91,22 +92,29 @@ checked AS (
                          AS DECIMAL(38, 9)) IS NULL
     ) ON true
 ),
+-- A batch is one file: the first occurrence of a key in it (lowest row) is kept.
+firsts AS (
+    SELECT customer_id, idempotency_key, min(source_row) AS first_row
+    FROM checked
+    WHERE problem IS NULL
+    GROUP BY ALL
+),
 ranked AS (
     SELECT
         checked.*,
-        row_number() OVER keyed AS key_rank,
-        first_value(source_file || ':' || source_row) OVER keyed AS first_seen,
-        earlier.batch_id AS earlier_batch
+        checked.source_file || ':' || f.first_row AS first_seen,
+        checked.problem IS NULL AND f.first_row <> checked.source_row AS repeated,
+        e.batch_id AS earlier_batch
     FROM checked
-    LEFT JOIN (SELECT DISTINCT customer_id, idempotency_key, batch_id FROM existing_keys)
-        AS earlier
+    LEFT JOIN firsts AS f
         ON checked.problem IS NULL
-        AND earlier.customer_id = checked.customer_id
-        AND earlier.idempotency_key = checked.idempotency_key
-    WINDOW keyed AS (
-        PARTITION BY checked.customer_id, checked.idempotency_key, checked.problem IS NULL
-        ORDER BY checked."timestamp", checked.source_file, checked.source_row
-    )
+        AND f.customer_id = checked.customer_id
+        AND f.idempotency_key = checked.idempotency_key
+    -- keys are unique across batches, so this matches at most one earlier event
+    LEFT JOIN existing_keys AS e
+        ON checked.problem IS NULL
+        AND e.customer_id = checked.customer_id
+        AND e.idempotency_key = checked.idempotency_key
 )
 SELECT
     source_file, source_row, event_name, raw_timestamp, "timestamp",
@@ -115,12 +123,14 @@ SELECT
     raw_properties, CAST(properties AS VARCHAR) AS properties,
     coalesce(
         problem,
-        CASE WHEN earlier_batch IS NOT NULL OR key_rank > 1 THEN 'duplicate idempotency_key' END
+        CASE WHEN earlier_batch IS NOT NULL OR repeated THEN 'duplicate idempotency_key' END
     ) AS reject_reason,
     CASE
         WHEN problem IS NOT NULL THEN NULL
         WHEN earlier_batch IS NOT NULL THEN 'already ingested in batch ' || earlier_batch
-        WHEN key_rank > 1 THEN 'first seen at ' || first_seen
+        WHEN repeated THEN 'first seen at ' || first_seen
     END AS reject_detail,
-    coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late
-FROM ranked;
+    coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late,
+    $batch_id AS batch_id
+FROM ranked
+ORDER BY "timestamp" NULLS LAST, source_row

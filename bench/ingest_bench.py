@@ -1,0 +1,139 @@
+"""Ingest N generated events and time ingestion, dedup and metric aggregation.
+
+    .venv/bin/python bench/ingest_bench.py --events 10000000 --files 10 [--format jsonl]
+
+Generates N events for 10,000 customers in F files of the chosen format (into
+--dir, default bench_data/, which is not committed), ingests them with the
+pipeline's batch ingestion, then over the resulting lake times:
+
+- scan floor: ``SELECT sum(source_row)`` over the event files, the least any query
+  that reads every event can cost;
+- dedup: finding every (customer_id, idempotency_key) that occurs more than once;
+- aggregate: a sum metric and a count metric per customer, as rating does;
+
+and prints events/s for each and the ratio of dedup + aggregate to the scan floor.
+Set ORB_DUCKDB_MEMORY_LIMIT to cap DuckDB's memory (it spills to disk beyond it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from billing.catalog import Catalog
+from storage.duck import connect
+from storage.ingest import Window, ingest_files
+from storage.lake import Lake
+
+CUSTOMERS = 10_000
+START = datetime(2026, 10, 1, tzinfo=UTC)
+SPAN_US = 30 * 24 * 3600 * 1_000_000
+
+DEDUP = """
+SELECT count(*) FROM (
+    SELECT customer_id, idempotency_key FROM read_parquet($files)
+    GROUP BY ALL HAVING count(*) > 1
+)
+"""
+AGGREGATE = """
+SELECT count(*) FROM (
+    SELECT customer_id,
+           sum(CAST(properties ->> '$.tokens' AS DECIMAL(38, 9)))
+               FILTER (WHERE event_name = 'completion') AS tokens,
+           count(*) FILTER (WHERE event_name = 'api_request') AS calls
+    FROM read_parquet($files)
+    GROUP BY customer_id
+)
+"""
+FLOOR = "SELECT sum(source_row) FROM read_parquet($files)"
+
+
+def catalog() -> Catalog:
+    return Catalog.model_validate({
+        "metrics": [{"id": "tokens", "name": "Tokens", "sql": "SELECT sum(properties.tokens) "
+                     "FROM events WHERE event_name = 'completion'"}],
+        "customers": [{"id": f"c{i}", "name": f"c{i}"} for i in range(CUSTOMERS)],
+    })
+
+
+def generate(folder: Path, events: int, files: int, fmt: str, seed: int = 7) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    per_file = events // files
+    paths = []
+    for index in range(files):
+        n = per_file if index < files - 1 else events - per_file * (files - 1)
+        offset = index * per_file
+        frame = pl.DataFrame({
+            "who": rng.integers(0, CUSTOMERS, size=n),
+            "at": rng.integers(0, SPAN_US, size=n),
+            "kind": rng.random(size=n) < 0.5,
+            "tokens": rng.integers(1, 4000, size=n),
+        }).select(
+            event_name=pl.when(pl.col("kind")).then(pl.lit("completion"))
+            .otherwise(pl.lit("api_request")),
+            timestamp=(pl.lit(START) + pl.duration(microseconds=pl.col("at")))
+            .dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            customer_id=pl.format("c{}", pl.col("who")),
+            idempotency_key=pl.format("k{}", pl.int_range(pl.len()) + offset),
+            tokens=pl.col("tokens"),
+        )
+        path = folder / f"batch-{index:04d}.{'parquet' if fmt == 'parquet' else 'jsonl'}"
+        if fmt == "parquet":
+            frame.with_columns(properties=pl.format('{{"tokens": {}}}', pl.col("tokens"))) \
+                .drop("tokens").write_parquet(path)
+        else:
+            frame.with_columns(properties=pl.struct("tokens")).drop("tokens").write_ndjson(path)
+        paths.append(path)
+    return paths
+
+
+def timed(con, sql: str, files: list[str]) -> float:
+    started = time.perf_counter()
+    con.execute(sql, {"files": files}).fetchall()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    parser.add_argument("--dir", type=Path, default=Path("bench_data"))
+    args = parser.parse_args()
+
+    shutil.rmtree(args.dir, ignore_errors=True)
+    started = time.perf_counter()
+    sources = generate(args.dir / "sources", args.events, args.files, args.format)
+    print(f"generated {args.events:,} events in {args.files} {args.format} files "
+          f"({sum(p.stat().st_size for p in sources) / 1e9:.2f} GB) "
+          f"in {time.perf_counter() - started:.1f} s")
+
+    lake = Lake(args.dir / "lake")
+    started = time.perf_counter()
+    results = ingest_files(connect(), lake, catalog(), sources, START + timedelta(days=31),
+                           Window(max_age=timedelta(days=3650)))
+    ingest_s = time.perf_counter() - started
+    accepted = sum(r.accepted for r in results)
+    print(f"ingest:    {ingest_s:8.1f} s  {args.events / ingest_s:12,.0f} events/s  "
+          f"({accepted:,} accepted, {sum(r.rejected for r in results):,} rejected)")
+
+    files = lake.all_files("events")
+    con = connect()
+    floor_s = min(timed(con, FLOOR, files) for _ in range(2))
+    dedup_s = timed(con, DEDUP, files)
+    aggregate_s = timed(con, AGGREGATE, files)
+    for label, seconds in (("scan floor", floor_s), ("dedup", dedup_s),
+                           ("aggregate", aggregate_s)):
+        print(f"{label + ':':11}{seconds:8.2f} s  {accepted / seconds:12,.0f} events/s")
+    print(f"dedup + aggregate = {(dedup_s + aggregate_s) / floor_s:.1f} x the scan floor")
+
+
+if __name__ == "__main__":
+    main()
