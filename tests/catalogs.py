@@ -26,8 +26,11 @@ def unit(price_id, amount, metric=None, fixed_quantity=None):
 
 
 def catalog(plans, customers, subscriptions, metrics=("calls", "tokens")):
+    """``metrics``: ids (each counting events) or a mapping of id to SQL."""
+    sqls = metrics if isinstance(metrics, dict) else dict.fromkeys(
+        metrics, "SELECT count(*) FROM events")
     return Catalog.model_validate({
-        "metrics": [{"id": m, "name": m, "sql": "SELECT count(*) FROM events"} for m in metrics],
+        "metrics": [{"id": m, "name": m, "sql": sql} for m, sql in sqls.items()],
         "plans": plans,
         "customers": customers,
         "subscriptions": subscriptions,
