@@ -7,6 +7,8 @@ monthly billing assets of those days stale, so a late event shows up as a month 
 re-rate.
 """
 
+from datetime import date
+
 import dagster as dg
 
 from assets.partitions import DAILY
@@ -16,6 +18,10 @@ events = dg.AssetSpec(
     "events", partitions_def=DAILY, group_name="events", kinds={"duckdb", "parquet"},
     description="Clean usage events, one folder per UTC day and one file per batch; "
     "(customer_id, idempotency_key) is unique across all of them.")
+amendments = dg.AssetSpec(
+    "amendments", group_name="events", kinds={"parquet"},
+    description="Deprecations of past events for a customer and timeframe (orb amend): "
+    "audit records; the events stay in the lake but no longer count.")
 quarantine = dg.AssetSpec(
     "quarantine", group_name="events", kinds={"parquet"},
     description="Raw events that failed a check, per batch, with reason, file and row. "
@@ -25,12 +31,17 @@ batches = dg.AssetSpec(
     description="One record per ingested file (batch): counts, days touched, late events.")
 
 
+def day_materializations(days: list[date], metadata: dict) -> list[dg.AssetMaterialization]:
+    """Reports that these ``events`` days changed, so the months that read them go stale."""
+    return [dg.AssetMaterialization("events", partition=day.isoformat(), metadata=metadata)
+            for day in days]
+
+
 def materializations(results: list[BatchResult]) -> list[dg.AssetMaterialization]:
     """What an ingestion wrote, as Dagster materializations."""
     written = [r for r in results if r.status != "already ingested"]
     days = sorted({day for r in written for day in r.days})
-    reports = [dg.AssetMaterialization("events", partition=day.isoformat(), metadata={
-        "batches": ", ".join(r.batch_id for r in written if day in r.days)}) for day in days]
+    reports = day_materializations(days, {"batches": ", ".join(r.batch_id for r in written)})
     if written:
         summary = {"batches": len(written), "accepted": sum(r.accepted for r in written),
                    "rejected": sum(r.rejected for r in written),

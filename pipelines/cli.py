@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from assets.events import materializations
+from assets.events import day_materializations, materializations
 from billing import money, periods
 from billing.catalog import load_catalog
 from pipelines import runner
@@ -24,6 +24,7 @@ from pipelines.summary import print_summary, summarize
 from pricing_sql.evaluate import price_breakdown
 from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
 from sample_data.generate import generate
+from storage.amendments import amended_days, record_amendment
 from storage.duck import connect
 from storage.ingest import Window, ingest_files, list_quarantine, replay_batch
 
@@ -156,6 +157,63 @@ def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
     for report in materializations(results):
         on.report_runless_asset_event(report)
     _print_batches(results)
+
+
+def _instant(_ctx, _param, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected an ISO 8601 instant, got {value!r}") from exc
+    if instant.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. {value}Z")
+    return instant
+
+
+@main.command()
+@click.option("--customer", "customer_id", help="The customer whose events to amend.")
+@click.option("--all-customers", is_flag=True, help="Amend every customer's events.")
+@click.option("--start", required=True, callback=_instant, help="Inclusive, ISO 8601.")
+@click.option("--end", required=True, callback=_instant, help="Exclusive, ISO 8601.")
+@click.option("--event", "idempotency_key", help="Only the event with this idempotency key.")
+@click.option("--reason", required=True, help="Why, for the audit trail.")
+@click.option("--replace-with", "replacement", type=click.Path(exists=True, dir_okay=False,
+                                                               path_type=Path),
+              help="A batch of replacement events, ingested after the amendment.")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+def amend(customer_id, all_customers, start, end, idempotency_key, reason, replacement,
+          data_dir) -> None:
+    """Deprecate past events (they stay in the lake) and optionally ingest replacements."""
+    if bool(customer_id) == all_customers:
+        raise click.UsageError("give exactly one of --customer and --all-customers")
+    store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+    catalog = store.catalog()
+    if customer_id and customer_id not in {c.id for c in catalog.customers}:
+        raise click.ClickException(f"unknown customer {customer_id!r}")
+    try:
+        amendment = record_amendment(store.lake, customer_id, start, end, reason,
+                                     datetime.now(UTC), idempotency_key)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    reports = day_materializations(amended_days(amendment),
+                                   {"amendment": amendment.amendment_id, "reason": reason})
+    results = []
+    if replacement:
+        window = Window(max_age=timedelta(days=store.max_event_age_days))
+        results = ingest_files(connect(), store.lake, catalog, [replacement],
+                               datetime.now(UTC), window)
+        reports += materializations(results)
+    on = runner.instance()
+    for report in reports:
+        on.report_runless_asset_event(report)
+    console.print(f"Amendment {amendment.amendment_id}: events of "
+                  f"{customer_id or 'every customer'}"
+                  f"{' with key ' + idempotency_key if idempotency_key else ''} in "
+                  f"[{start.isoformat()}, {end.isoformat()}) no longer count. "
+                  "Re-rate the months it touches (orb bill, or a backfill in the UI).")
+    if results:
+        _print_batches(results)
 
 
 @main.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.events import batches, events, quarantine
+from assets.events import amendments, batches, events, quarantine
 from assets.invoicing import invoice_documents, invoices
 from assets.rating import price, usage
 from assets.reporting import lake_views, revenue_summary
@@ -21,7 +21,7 @@ from pipelines.schedules import monthly_billing_schedule
 
 def build_definitions(store: OrbStore) -> dg.Definitions:
     return dg.Definitions(
-        assets=[events, quarantine, batches, usage, price, invoices, invoice_documents,
+        assets=[events, quarantine, batches, amendments, usage, price, invoices, invoice_documents,
                 revenue_summary, lake_views],
         jobs=[ingest_events, monthly_billing_job, refresh_views_job],
         schedules=[monthly_billing_schedule],

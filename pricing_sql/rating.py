@@ -24,6 +24,7 @@ from pricing_sql.catalog_tables import (
 )
 from pricing_sql.loader import load_sql
 from pricing_sql.metrics import compile_usage_query
+from storage.amendments import register_active_events
 from storage.lake import Lake
 
 USAGE_SCHEMA = pa.schema([
@@ -50,7 +51,8 @@ def compute_usage(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     if not files or not catalog.metrics:
         return USAGE_SCHEMA.empty_table()
     con.register("billing_windows", billing_windows_table(catalog, month))
-    con.execute(load_sql("usage_events"), {"files": files})
+    register_active_events(con, lake, files)
+    con.execute(load_sql("usage_events"))
     union = compile_usage_query(usage_requests(catalog), source="period_events")
     # A total order, so the same events always give byte-identical partitions.
     query = exp.select("*").from_(union.subquery("usage")).order_by(*USAGE_SCHEMA.names[:4])

@@ -12,8 +12,8 @@ from sqlglot import exp
 from storage.duck import connect
 from storage.lake import Lake
 
-TABLES = ("events", "quarantine", "batches", "usage", "line_items", "sub_line_items",
-          "invoices", "revenue_summary")
+TABLES = ("events", "quarantine", "batches", "amendments", "usage", "line_items",
+          "sub_line_items", "invoices", "revenue_summary")
 
 _VIEW = sqlglot.parse_one(
     "CREATE OR REPLACE VIEW placeholder AS "

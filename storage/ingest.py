@@ -32,12 +32,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from billing import periods
 from billing.catalog import Catalog
 from pricing_sql.catalog_tables import customers_table
 from pricing_sql.loader import load_sql
 from pricing_sql.metrics import numeric_properties
+from storage.amendments import register_active_events
 from storage.lake import Lake
 from storage.sources import parquet_relation, read_landing
 
@@ -127,11 +129,13 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
 
 def _existing_keys(con: duckdb.DuckDBPyConnection, lake: Lake,
                    batch_id: str) -> duckdb.DuckDBPyRelation:
+    """Keys of the events that count, from every other committed batch (a deprecated
+    event's key is free again, for its replacement)."""
     files = lake.all_files("events")
     if not files:
         return con.from_arrow(KEYS_SCHEMA.empty_table())
-    events = con.read_parquet(files)
-    return events.select("customer_id", "idempotency_key", "batch_id").filter(
+    register_active_events(con, lake, files)
+    return con.table("active_events").select("customer_id", "idempotency_key", "batch_id").filter(
         duckdb.ColumnExpression("batch_id") != duckdb.ConstantExpression(batch_id))
 
 
@@ -182,9 +186,14 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
         rejected=len(rejected),
         duplicates=int((rejected["reject_reason"] == "duplicate idempotency_key").sum()),
         late=int(clean["late"].sum()), days=days)
+    # A replay keeps the first commit time: amendments made since still apply to it.
+    record = lake.partition_file("batches", "batch_id", batch_id)
+    committed_at = (pq.read_table(record, columns=["committed_at"])["committed_at"][0].as_py()
+                    if record.exists() else now.astimezone(UTC))
     lake.write_partition("batches", "batch_id", batch_id, pa.Table.from_pylist([{
         "batch_id": batch_id, "file": raw.name, "status": status,
-        "committed_at": now.astimezone(UTC), "rows": result.rows, "accepted": result.accepted,
+        "committed_at": committed_at, "checked_at": now.astimezone(UTC),
+        "rows": result.rows, "accepted": result.accepted,
         "rejected": result.rejected, "duplicates": result.duplicates, "late": result.late,
         "first_day": days[0] if days else None, "last_day": days[-1] if days else None,
     }]))
