@@ -29,7 +29,9 @@ def ingest(context: dg.OpExecutionContext, config: IngestConfig, store: OrbStore
         context.log_event(report)
 
 
-@dg.job(description="Ingest new event batches into the lake.")
+# dagster.yaml's run queue lets one run with this tag execute at a time.
+@dg.job(description="Ingest new event batches into the lake.",
+        tags={"orb/lake_writer": "ingest"})
 def ingest_events():
     ingest()
 

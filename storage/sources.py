@@ -1,4 +1,4 @@
-"""Read raw event batches of every supported format into the shape land_events.sql checks.
+"""Read raw event batches of every supported format into the shape check_batch.sql checks.
 
 Supported in the landing folder: Parquet (``.parquet``), JSON Lines (``.jsonl``,
 ``.ndjson``) and CSV with a header (``.csv``); the text formats may be gzipped
