@@ -59,3 +59,40 @@ def test_metrics_check_flags_bad_sql(tmp_path):
         ["ok", "ok", "yes", "yes", "yes"],
         ["bad", "line 1, column 22: a metric must select FROM events", "-", "-", "-"],
     ]
+
+
+def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "c.yaml").write_text(
+        "metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
+        "customers: [{id: c1, name: One}]\n")
+    events = [{"event_name": "api", "timestamp": "2026-11-20T10:00:00Z", "customer_id": c,
+               "idempotency_key": k, "properties": {}} for c, k in [("c1", "k1"), ("c2", "k2")]]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(e) + "\n" for e in events))
+    data = ["--data-dir", str(tmp_path)]
+
+    result = run("ingest", str(source), *data)
+    assert result.exit_code == 0
+    (batch,) = [r for r in rows(result.output) if r[0] == "in.jsonl"]
+    assert batch[2:] == ["ingested", "2", "1", "1", "0", "0"]
+    batch_id = batch[1]
+
+    listed = rows(run("quarantine", "list", *data).output)
+    assert listed == [[batch_id, "in.jsonl", "2", "unknown customer_id", "", "k2"]]
+
+    (tmp_path / "catalog" / "c.yaml").write_text(
+        (tmp_path / "catalog" / "c.yaml").read_text().replace(
+            "customers: [{id: c1, name: One}]", "customers: [{id: c1, name: One}, "
+                                                "{id: c2, name: Two}]"))
+    replayed = rows(run("quarantine", "replay", batch_id, *data).output)
+    assert replayed[0][2:] == ["replayed", "2", "2", "0", "0", "0"]
+    assert "nothing quarantined" in run("quarantine", "list", *data).output
+
+    amended = run("amend", "--customer", "c1", "--start", "2026-11-20T00:00:00Z",
+                  "--end", "2026-11-21T00:00:00Z", "--reason", "test traffic", *data)
+    assert amended.exit_code == 0 and "no longer count" in amended.output
+    bad = run("amend", "--customer", "c1", "--start", "2026-11-20T00:00:00",
+              "--end", "2026-11-21T00:00:00Z", "--reason", "x", *data)
+    assert bad.exit_code == 2 and "needs a UTC offset" in bad.output

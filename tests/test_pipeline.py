@@ -142,3 +142,17 @@ def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):
     with pytest.raises(CatalogError, match="metric 'calls': line 1, column 22: a metric must "
                                            "select FROM events"):
         OrbStore(data_dir=str(tmp_path)).catalog()
+
+
+def test_landing_sensor_requests_a_run_for_waiting_files(tmp_path):
+    from pipelines.ingestion import landing_sensor
+
+    store = OrbStore(data_dir=str(tmp_path))
+    (tmp_path / "landing").mkdir()
+    context = dg.build_sensor_context(resources={"store": store})
+    assert isinstance(landing_sensor(context), dg.SkipReason)
+    (tmp_path / "landing" / "a.jsonl").write_text("{}\n")
+    (tmp_path / "landing" / ".uploading.jsonl").write_text("{}\n")
+    request = landing_sensor(dg.build_sensor_context(resources={"store": store}))
+    assert request.run_config["ops"]["ingest"]["config"]["files"] == [
+        str(tmp_path.resolve() / "landing" / "a.jsonl")]
