@@ -148,6 +148,24 @@ def _closed_before(lake: Lake) -> date | None:
 
 def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
                      batch_id: str, now: datetime, window: Window, status: str) -> BatchResult:
+    checked = _check(con, lake, catalog, raw, batch_id, now, window)
+    clean = checked.filter(pl.col("reject_reason").is_null())
+    rejected = checked.filter(pl.col("reject_reason").is_not_null())
+    days = _write_events(lake, batch_id, clean)
+    lake.write_partition("quarantine", "batch_id", batch_id,
+                         rejected.select(QUARANTINE_COLUMNS).to_arrow())
+    result = BatchResult(
+        batch_id, raw.name, status, rows=len(checked), accepted=len(clean),
+        rejected=len(rejected),
+        duplicates=int((rejected["reject_reason"] == "duplicate idempotency_key").sum()),
+        late=int(clean["late"].sum()), days=days)
+    _commit(lake, result, now)
+    return result
+
+
+def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
+           batch_id: str, now: datetime, window: Window) -> pl.DataFrame:
+    """Every raw event of the batch with its reject_reason (null: keep), in order."""
     sources = read_landing([raw], raw.parent)
     parquet_relation(con, sources.parquet, raw.parent).create_view("parquet_events", replace=True)
     con.register("csv_events", sources.records)
@@ -156,17 +174,18 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
     con.register("numeric_properties", pa.table(
         {"key": pa.array(numeric_properties([m.sql for m in catalog.metrics]), pa.string())}))
     _existing_keys(con, lake, batch_id).create_view("existing_keys", replace=True)
-    checked = con.sql(load_sql("check_batch"), params={
+    return con.sql(load_sql("check_batch"), params={
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
         "batch_id": batch_id,
     }).pl()
-    clean = checked.filter(pl.col("reject_reason").is_null())
-    rejected = checked.filter(pl.col("reject_reason").is_not_null())
 
-    # A replay may drop days this batch wrote before: remove its files there first.
+
+def _write_events(lake: Lake, batch_id: str, clean: pl.DataFrame) -> list[date]:
+    """One file per day for the batch's clean events; returns the days."""
     days = sorted(clean["event_date"].unique().to_list())
+    # A replay may drop days this batch wrote before: remove its files there first.
     for stale in lake.batch_files("events", batch_id):
         if date.fromisoformat(stale.parent.name.split("=", 1)[1]) not in days:
             stale.unlink()
@@ -174,30 +193,31 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
     # compresses in pyarrow, which releases the GIL: one day per core.
     events = clean.select(EVENT_COLUMNS).to_arrow()
     starts = clean["event_date"].search_sorted(pl.Series(days), side="left").to_list()
-    bounds = list(zip(days, starts, [*starts[1:], len(clean)][:len(starts)], strict=True))
+    ends = [*starts[1:], len(clean)] if starts else []
+
+    def write(day: date, start: int, end: int) -> None:
+        lake.write_file("events", "event_date", day, f"{batch_id}.parquet",
+                        events.slice(start, end - start))
+
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        list(pool.map(lambda b: lake.write_file("events", "event_date", b[0],
-                                                f"{batch_id}.parquet",
-                                                events.slice(b[1], b[2] - b[1])), bounds))
-    lake.write_partition("quarantine", "batch_id", batch_id,
-                         rejected.select(QUARANTINE_COLUMNS).to_arrow())
-    result = BatchResult(
-        batch_id, raw.name, status, rows=len(checked), accepted=len(clean),
-        rejected=len(rejected),
-        duplicates=int((rejected["reject_reason"] == "duplicate idempotency_key").sum()),
-        late=int(clean["late"].sum()), days=days)
+        list(pool.map(write, days, starts, ends))
+    return days
+
+
+def _commit(lake: Lake, result: BatchResult, now: datetime) -> None:
+    """Write the batch record, which makes the batch's events count."""
     # A replay keeps the first commit time: amendments made since still apply to it.
-    record = lake.partition_file("batches", "batch_id", batch_id)
+    record = lake.partition_file("batches", "batch_id", result.batch_id)
     committed_at = (pq.read_table(record, columns=["committed_at"])["committed_at"][0].as_py()
                     if record.exists() else now.astimezone(UTC))
-    lake.write_partition("batches", "batch_id", batch_id, pa.Table.from_pylist([{
-        "batch_id": batch_id, "file": raw.name, "status": status,
+    days = result.days
+    lake.write_partition("batches", "batch_id", result.batch_id, pa.Table.from_pylist([{
+        "batch_id": result.batch_id, "file": result.file, "status": result.status,
         "committed_at": committed_at, "checked_at": now.astimezone(UTC),
-        "rows": result.rows, "accepted": result.accepted,
-        "rejected": result.rejected, "duplicates": result.duplicates, "late": result.late,
+        "rows": result.rows, "accepted": result.accepted, "rejected": result.rejected,
+        "duplicates": result.duplicates, "late": result.late,
         "first_day": days[0] if days else None, "last_day": days[-1] if days else None,
     }]))
-    return result
 
 
 def list_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str | None,
