@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -61,17 +61,9 @@ class Lake:
         """Atomically replace one file of a partition (tables written batch by batch
         keep one file per batch in each partition)."""
         target = self.table_dir(table) / f"{key}={value}" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
-        try:
-            # zstd at its fastest level: most of the size win of zstd for little CPU.
-            pq.write_table(rows, scratch, compression="zstd", compression_level=1)
-            with open(scratch, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(scratch, target)
-        finally:
-            scratch.unlink(missing_ok=True)
-        return target
+        # zstd at its fastest level: most of the size win of zstd for little CPU.
+        return _write_atomically(target, lambda scratch: pq.write_table(
+            rows, scratch, compression="zstd", compression_level=1))
 
     def read_partition(self, table: str, key: str, value: object) -> pa.Table:
         path = self.partition_file(table, key, value)
@@ -122,15 +114,7 @@ class Lake:
         """Copy a received file, byte for byte, to raw/<batch_id>/<name> (once)."""
         target = self.raw / batch_id / source.name
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            scratch = target.with_name(f".{source.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                shutil.copyfile(source, scratch)
-                with open(scratch, "rb") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(scratch, target)
-            finally:
-                scratch.unlink(missing_ok=True)
+            _write_atomically(target, lambda scratch: shutil.copyfile(source, scratch))
         return target
 
     def raw_file(self, batch_id: str) -> Path:
@@ -144,3 +128,18 @@ class Lake:
         return sorted(p for p in self.landing.rglob("*")
                       if p.is_file() and not any(part.startswith(".") for part in
                                                  p.relative_to(self.landing).parts))
+
+
+def _write_atomically(target: Path, write: Callable[[Path], object]) -> Path:
+    """``write`` a hidden scratch file beside ``target``, flush it to disk and rename it
+    over ``target``: readers see the old file or the new one, never part of one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(scratch)
+        with open(scratch, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(scratch, target)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return target
