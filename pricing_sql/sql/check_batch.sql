@@ -99,6 +99,14 @@ firsts AS (
     WHERE problem IS NULL
     GROUP BY ALL
 ),
+-- Keys of this batch already ingested: joined from the batch's side, so the lake's
+-- keys are only streamed past a hash table of this batch's keys.
+earlier AS (
+    SELECT k.customer_id, k.idempotency_key, e.batch_id
+    FROM (SELECT DISTINCT customer_id, idempotency_key FROM checked WHERE problem IS NULL) AS k
+    JOIN existing_keys AS e
+        ON e.customer_id = k.customer_id AND e.idempotency_key = k.idempotency_key
+),
 ranked AS (
     SELECT
         checked.*,
@@ -111,10 +119,10 @@ ranked AS (
         AND f.customer_id = checked.customer_id
         AND f.idempotency_key = checked.idempotency_key
     -- keys are unique across batches, so this matches at most one earlier event
-    LEFT JOIN existing_keys AS e
-        ON checked.problem IS NULL
-        AND e.customer_id = checked.customer_id
+    LEFT JOIN earlier AS e
+        ON e.customer_id = checked.customer_id
         AND e.idempotency_key = checked.idempotency_key
+        AND checked.problem IS NULL
 )
 SELECT
     source_file, source_row, event_name, raw_timestamp, "timestamp",
