@@ -56,11 +56,8 @@ def record_amendment(lake: Lake, customer_id: str | None, start: datetime, end: 
     return amendment
 
 
-def register_active_events(con: duckdb.DuckDBPyConnection, lake: Lake,
-                           event_files: list[str]) -> None:
-    """Define ``active_events`` over ``event_files``, less deprecated events."""
-    events = con.read_parquet(event_files, hive_partitioning=False)
-    events.create_view("lake_events", replace=True)
+def register_batches_and_amendments(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Views ``lake_batches`` (committed batches) and ``lake_amendments``."""
     batches = lake.all_partitions("batches")
     (con.read_parquet(batches, hive_partitioning=False).select("batch_id", "committed_at")
      if batches else con.from_arrow(BATCHES.empty_table())).create_view("lake_batches",
@@ -68,6 +65,14 @@ def register_active_events(con: duckdb.DuckDBPyConnection, lake: Lake,
     amendments = lake.all_partitions("amendments")
     (con.read_parquet(amendments, hive_partitioning=False) if amendments
      else con.from_arrow(AMENDMENTS.empty_table())).create_view("lake_amendments", replace=True)
+
+
+def register_active_events(con: duckdb.DuckDBPyConnection, lake: Lake,
+                           event_files: list[str]) -> None:
+    """Define ``active_events`` over ``event_files`` (not empty), less deprecated events."""
+    con.read_parquet(event_files, hive_partitioning=False).create_view("lake_events",
+                                                                       replace=True)
+    register_batches_and_amendments(con, lake)
     con.execute(load_sql("active_events"))
 
 

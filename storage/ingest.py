@@ -39,7 +39,7 @@ from billing.catalog import Catalog
 from pricing_sql.catalog_tables import customers_table
 from pricing_sql.loader import load_sql
 from pricing_sql.metrics import numeric_properties
-from storage.amendments import register_active_events
+from storage.amendments import register_active_events, register_batches_and_amendments
 from storage.lake import Lake
 from storage.sources import parquet_relation, read_landing
 
@@ -129,14 +129,21 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
 
 def _existing_keys(con: duckdb.DuckDBPyConnection, lake: Lake,
                    batch_id: str) -> duckdb.DuckDBPyRelation:
-    """Keys of the events that count, from every other committed batch (a deprecated
-    event's key is free again, for its replacement)."""
-    files = lake.all_files("events")
+    """Keys of the events that count, in the earlier committed batches that may share a
+    key with this batch (found by key_candidates.sql); a deprecated event's key is
+    free again."""
+    index = lake.all_partitions("keys")
+    if not index:
+        return con.from_arrow(KEYS_SCHEMA.empty_table())
+    register_batches_and_amendments(con, lake)
+    con.read_parquet(index, hive_partitioning=True).create_view("key_index", replace=True)
+    candidates = [row[0] for row in con.execute(load_sql("key_candidates"),
+                                                {"batch_id": batch_id}).fetchall()]
+    files = [str(f) for b in candidates for f in lake.batch_files("events", b)]
     if not files:
         return con.from_arrow(KEYS_SCHEMA.empty_table())
     register_active_events(con, lake, files)
-    return con.table("active_events").select("customer_id", "idempotency_key", "batch_id").filter(
-        duckdb.ColumnExpression("batch_id") != duckdb.ConstantExpression(batch_id))
+    return con.table("active_events").select("customer_id", "idempotency_key", "batch_id")
 
 
 def _closed_before(lake: Lake) -> date | None:
@@ -152,6 +159,7 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
     clean = checked.filter(pl.col("reject_reason").is_null())
     rejected = checked.filter(pl.col("reject_reason").is_not_null())
     days = _write_events(lake, batch_id, clean)
+    _write_key_index(con, lake, batch_id, clean)
     lake.write_partition("quarantine", "batch_id", batch_id,
                          rejected.select(QUARANTINE_COLUMNS).to_arrow())
     result = BatchResult(
@@ -180,6 +188,16 @@ def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Pa
         "closed_before": _closed_before(lake),
         "batch_id": batch_id,
     }).pl()
+
+
+def _write_key_index(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str,
+                     clean: pl.DataFrame) -> None:
+    """The batch's key index: the sorted, distinct 64-bit hashes of its clean events'
+    keys (see key_candidates.sql)."""
+    con.register("clean_keys", clean.select("idempotency_key").to_arrow())
+    index = con.sql("SELECT DISTINCT md5_number_lower(idempotency_key) AS key_hash "
+                    "FROM clean_keys ORDER BY 1").to_arrow_table()
+    lake.write_partition("keys", "batch_id", batch_id, index)
 
 
 def _write_events(lake: Lake, batch_id: str, clean: pl.DataFrame) -> list[date]:
