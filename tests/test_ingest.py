@@ -183,3 +183,14 @@ def test_batch_ids_are_content_hashes(tmp_path):
     one = batch(tmp_path / "one.jsonl", ev("k1"))
     same = batch(tmp_path / "same.jsonl", ev("k1"))
     assert ingest_module.batch_id_of(one) == ingest_module.batch_id_of(same)
+
+
+def test_a_key_seen_for_another_customer_in_an_earlier_batch_is_not_a_duplicate(tmp_path):
+    lake, catalog = Lake(tmp_path), shop("c1", "c2")
+    run(lake, catalog, batch(tmp_path / "a.jsonl", ev("k1", customer="c1")))
+    # the key index finds batch a as a candidate; the exact check sees another customer
+    (second,) = run(lake, catalog, batch(tmp_path / "b.jsonl", ev("k1", customer="c2")))
+    (third,) = run(lake, catalog, batch(tmp_path / "c.jsonl", ev("k1", customer="c1",
+                                                                  ts="2026-11-01T00:00:00Z")))
+    assert (second.accepted, third.duplicates) == (1, 1)
+    assert sorted(e["customer_id"] for e in events_of(lake)) == ["c1", "c2"]
