@@ -2,7 +2,7 @@
 -- idempotency keys against the batch itself and every event already ingested.
 -- Tables: parquet_events     Parquet rows, every field as text (storage/sources.py)
 --         csv_events         CSV records, and one row per unreadable file (file_error)
---         json_lines         JSON Lines: one row per non-blank line
+--         json_lines         JSON Lines: one row per line (blank lines are skipped here)
 --         customers          (customer_id, external_customer_id)
 --         existing_keys      (customer_id, idempotency_key, batch_id) of every other batch
 --         numeric_properties (key): properties some metric reads as a number
@@ -17,16 +17,29 @@ WITH json_events AS (
         source_file,
         source_row,
         CASE
-            WHEN j IS NULL THEN 'line is not valid JSON'
-            WHEN json_type(j) <> 'OBJECT' THEN 'line is not a JSON object'
+            WHEN NOT json_valid(line) THEN 'line is not valid JSON'
+            WHEN json_type(line) <> 'OBJECT' THEN 'line is not a JSON object'
         END AS file_error,
-        j ->> 'event_name' AS event_name,
-        j ->> 'timestamp' AS "timestamp",
-        j ->> 'customer_id' AS customer_id,
-        j ->> 'external_customer_id' AS external_customer_id,
-        j ->> 'idempotency_key' AS idempotency_key,
-        CAST(j -> 'properties' AS VARCHAR) AS properties
-    FROM (SELECT *, TRY_CAST(line AS JSON) AS j FROM json_lines)
+        e.event_name,
+        e."timestamp",
+        e.customer_id,
+        e.external_customer_id,
+        e.idempotency_key,
+        CAST(e.properties AS VARCHAR) AS properties
+    FROM (
+        -- one parse per line for every field (->> would parse the line once per field)
+        SELECT
+            *,
+            CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' THEN json_transform(
+                line, '{"event_name": "VARCHAR", "timestamp": "VARCHAR",
+                        "customer_id": "VARCHAR", "external_customer_id": "VARCHAR",
+                        "idempotency_key": "VARCHAR", "properties": "JSON"}')
+            END AS e
+        FROM json_lines
+        -- skip blank lines; trim() only where a line is short enough to be blank, as
+        -- trimming every line costs more than parsing it
+        WHERE strlen(line) > 16 OR trim(line) <> ''
+    )
 ),
 all_events AS (
     SELECT * FROM parquet_events
