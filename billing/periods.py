@@ -25,9 +25,6 @@ class Period:
         if not self.start < self.end:
             raise ValueError(f"empty period: start {self.start} is not before end {self.end}")
 
-    def contains(self, instant: datetime) -> bool:
-        return self.start <= instant < self.end
-
     def intersect(self, other: Period) -> Period | None:
         start, end = max(self.start, other.start), min(self.end, other.end)
         return Period(start, end) if start < end else None
