@@ -45,9 +45,6 @@ from storage.sources import parquet_relation, read_landing
 
 EVENT_COLUMNS = ["timestamp", "event_name", "customer_id", "idempotency_key", "properties",
                  "batch_id", "source_file", "source_row", "late"]
-QUARANTINE_COLUMNS = ["batch_id", "source_file", "source_row", "reject_reason", "reject_detail",
-                      "event_date", "idempotency_key", "event_name", "raw_timestamp",
-                      "raw_customer_id", "raw_external_customer_id", "raw_properties"]
 
 KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.string()),
                          ("batch_id", pa.string())])
@@ -155,15 +152,14 @@ def _closed_before(lake: Lake) -> date | None:
 
 def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
                      batch_id: str, now: datetime, window: Window, status: str) -> BatchResult:
-    checked = _check(con, lake, catalog, raw, batch_id, now, window)
-    clean = checked.filter(pl.col("reject_reason").is_null())
-    rejected = checked.filter(pl.col("reject_reason").is_not_null())
+    _check(con, lake, catalog, raw, batch_id, now, window)
+    clean = con.sql(load_sql("batch_events")).pl()
+    rejected = con.sql(load_sql("batch_rejects")).pl()
     days = _write_events(lake, batch_id, clean)
     _write_key_index(con, lake, batch_id, clean)
-    lake.write_partition("quarantine", "batch_id", batch_id,
-                         rejected.select(QUARANTINE_COLUMNS).to_arrow())
+    lake.write_partition("quarantine", "batch_id", batch_id, rejected.to_arrow())
     result = BatchResult(
-        batch_id, raw.name, status, rows=len(checked), accepted=len(clean),
+        batch_id, raw.name, status, rows=len(clean) + len(rejected), accepted=len(clean),
         rejected=len(rejected),
         duplicates=int((rejected["reject_reason"] == "duplicate idempotency_key").sum()),
         late=int(clean["late"].sum()), days=days)
@@ -172,8 +168,8 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
 
 
 def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
-           batch_id: str, now: datetime, window: Window) -> pl.DataFrame:
-    """Every raw event of the batch with its reject_reason (null: keep), in order."""
+           batch_id: str, now: datetime, window: Window) -> None:
+    """Fill temp table checked_batch: every raw event with its reject_reason (null: keep)."""
     sources = read_landing([raw], raw.parent)
     parquet_relation(con, sources.parquet, raw.parent).create_view("parquet_events", replace=True)
     con.register("csv_events", sources.records)
@@ -182,12 +178,12 @@ def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Pa
     con.register("numeric_properties", pa.table(
         {"key": pa.array(numeric_properties([m.sql for m in catalog.metrics]), pa.string())}))
     _existing_keys(con, lake, batch_id).create_view("existing_keys", replace=True)
-    return con.sql(load_sql("check_batch"), params={
+    con.execute(load_sql("check_batch"), {
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
         "batch_id": batch_id,
-    }).pl()
+    })
 
 
 def _write_key_index(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str,

@@ -9,9 +9,10 @@
 -- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
 --             $closed_before      events before this UTC date fall in invoiced months
 --             $batch_id           the batch being checked
--- Result: one row per raw event, reject_reason NULL for events to keep, in a total
--- order (a batch is one file, so its rows are unique). Timestamps without an offset
--- are read as UTC.
+-- Result: temp table checked_batch, one row per raw event, reject_reason NULL for
+-- events to keep (batch_events.sql and batch_rejects.sql read it in order).
+-- Timestamps without an offset are read as UTC.
+CREATE OR REPLACE TEMP TABLE checked_batch AS
 WITH json_events AS (
     SELECT
         source_file,
@@ -154,4 +155,3 @@ SELECT
     coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late,
     $batch_id AS batch_id
 FROM ranked
-ORDER BY "timestamp" NULLS LAST, source_row
