@@ -4,7 +4,8 @@
 --         csv_events         CSV records, and one row per unreadable file (file_error)
 --         json_lines         JSON Lines: one row per line (blank lines are skipped here)
 --         customers          (customer_id, external_customer_id)
---         existing_keys      (customer_id, idempotency_key, batch_id) of every other batch
+--         existing_keys      (customer_id, idempotency_key, batch_id) of the events that
+--                            count in the earlier batches that may share a key (key index)
 --         numeric_properties (key): properties some metric reads as a number
 -- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
 --             $closed_before      events before this UTC date fall in invoiced months
