@@ -100,6 +100,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     committed: the copy in raw/ is the record of what was received."""
     results = []
     with ingest_lock(lake):
+        _ensure_key_index(con, lake)
         for path in files:
             batch_id = batch_id_of(path)
             if lake.partition_file("batches", "batch_id", batch_id).exists():
@@ -120,6 +121,7 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
     """Check a batch's raw file again, e.g. after adding a customer it named: events
     that now pass join the lake, the rest stay quarantined with their current reason."""
     with ingest_lock(lake):
+        _ensure_key_index(con, lake)
         raw = lake.raw_file(batch_id)
         return _check_and_write(con, lake, catalog, raw, batch_id, now, window, "replayed")
 
@@ -156,7 +158,7 @@ def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalo
     clean = con.sql(load_sql("batch_events")).pl()
     rejected = con.sql(load_sql("batch_rejects")).pl()
     days = _write_events(lake, batch_id, clean)
-    _write_key_index(con, lake, batch_id, clean)
+    _write_key_index(con, lake, batch_id, clean.select("idempotency_key").to_arrow())
     lake.write_partition("quarantine", "batch_id", batch_id, rejected.to_arrow())
     result = BatchResult(
         batch_id, raw.name, status, rows=len(clean) + len(rejected), accepted=len(clean),
@@ -187,13 +189,29 @@ def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Pa
 
 
 def _write_key_index(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str,
-                     clean: pl.DataFrame) -> None:
-    """The batch's key index: the sorted, distinct 64-bit hashes of its clean events'
-    keys (see key_candidates.sql)."""
-    con.register("clean_keys", clean.select("idempotency_key").to_arrow())
-    index = con.sql("SELECT DISTINCT md5_number_lower(idempotency_key) AS key_hash "
-                    "FROM clean_keys ORDER BY 1").to_arrow_table()
+                     keys: pa.Table) -> None:
+    """The batch's key index: the sorted 64-bit hashes of its clean events' keys (see
+    key_candidates.sql)."""
+    con.register("clean_keys", keys)
+    index = con.sql("SELECT hash(idempotency_key) AS key_hash FROM clean_keys "
+                    "ORDER BY 1").to_arrow_table()
     lake.write_partition("keys", "batch_id", batch_id, index)
+
+
+def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """hash() may change between DuckDB versions: rebuild every batch's key index
+    from its events when the index was written by another version."""
+    stamp = lake.table_dir("keys") / "_duckdb_version"
+    if stamp.exists() and stamp.read_text() == duckdb.__version__:
+        return
+    for record in lake.all_partitions("batches"):
+        batch_id = Path(record).parent.name.split("=", 1)[1]
+        files = [str(f) for f in lake.batch_files("events", batch_id)]
+        keys = (con.read_parquet(files).select("idempotency_key").to_arrow_table() if files
+                else pa.table({"idempotency_key": pa.array([], pa.string())}))
+        _write_key_index(con, lake, batch_id, keys)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(duckdb.__version__)
 
 
 def _write_events(lake: Lake, batch_id: str, clean: pl.DataFrame) -> list[date]:

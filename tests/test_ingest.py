@@ -194,3 +194,15 @@ def test_a_key_seen_for_another_customer_in_an_earlier_batch_is_not_a_duplicate(
                                                                   ts="2026-11-01T00:00:00Z")))
     assert (second.accepted, third.duplicates) == (1, 1)
     assert sorted(e["customer_id"] for e in events_of(lake)) == ["c1", "c2"]
+
+
+def test_key_index_written_by_another_duckdb_version_is_rebuilt(tmp_path):
+    lake, catalog = Lake(tmp_path), shop("c1")
+    (first,) = run(lake, catalog, batch(tmp_path / "a.jsonl", ev("k1")))
+    # as if another DuckDB version, with another hash(), had written the index
+    lake.write_partition("keys", "batch_id", first.batch_id,
+                         pa.table({"key_hash": pa.array([1, 2], pa.uint64())}))
+    (lake.table_dir("keys") / "_duckdb_version").write_text("0.0.0")
+    (second,) = run(lake, catalog, batch(tmp_path / "b.jsonl",
+                                         ev("k1", ts="2026-11-01T00:00:00Z")))
+    assert (second.status, second.duplicates) == ("ingested", 1)

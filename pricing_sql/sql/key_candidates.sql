@@ -1,9 +1,10 @@
 -- Which earlier batches might hold an idempotency key of this batch.
--- Every committed batch keeps a key index: the 64-bit hash (the lower half of MD5, a
--- stable function) of each of its clean events' idempotency keys. Matching hashes is
--- a scan of integers, far cheaper than comparing every key string in the lake; a
--- candidate batch is then checked exactly, key by key and customer by customer, so
--- a hash collision costs time, never a wrong answer.
+-- Every committed batch keeps a key index: DuckDB's 64-bit hash() of each of its
+-- clean events' idempotency keys (storage/ingest.py rebuilds the index if DuckDB's
+-- version, and so possibly hash(), changes). Matching hashes is a scan of integers,
+-- far cheaper than comparing every key string in the lake; a candidate batch is then
+-- checked exactly, key by key and customer by customer, so a hash collision costs
+-- time, never a wrong answer.
 -- Tables: parquet_events, csv_events, json_lines  the batch (as in check_batch.sql)
 --         key_index      (key_hash, batch_id) of every batch's index file
 --         lake_batches   committed batches
@@ -12,7 +13,7 @@ SELECT DISTINCT i.batch_id
 FROM key_index AS i
 JOIN lake_batches AS b ON b.batch_id = i.batch_id
 JOIN (
-    SELECT DISTINCT md5_number_lower(nullif(trim(idempotency_key), '')) AS key_hash
+    SELECT DISTINCT hash(nullif(trim(idempotency_key), '')) AS key_hash
     FROM (
         SELECT idempotency_key FROM parquet_events
         UNION ALL SELECT idempotency_key FROM csv_events
