@@ -46,7 +46,7 @@ WHERE key_hash IN (SELECT key_hash FROM read_parquet($index) GROUP BY 1 HAVING c
 DEDUP_CANDIDATES = """
 SELECT count(*) FROM (
     SELECT customer_id, idempotency_key FROM read_parquet($files)
-    WHERE md5_number_lower(idempotency_key) IN (SELECT unnest($hashes))
+    WHERE hash(idempotency_key) IN (SELECT unnest($hashes))
     GROUP BY ALL HAVING count(*) > 1
 )
 """
