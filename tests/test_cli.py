@@ -63,6 +63,8 @@ def test_metrics_check_flags_bad_sql(tmp_path):
 
 def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # the events below stay inside the accepted window whenever the tests run
+    monkeypatch.setenv("ORB_MAX_EVENT_AGE_DAYS", "36500")
     (tmp_path / "catalog").mkdir()
     (tmp_path / "catalog" / "c.yaml").write_text(
         "metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
