@@ -42,7 +42,7 @@ def revenue_summary(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Ma
 
 
 def _rejected_by_reason(con: duckdb.DuckDBPyConnection, lake, month) -> dict[str, int]:
-    files = lake.all_partitions("quarantine")
+    files = lake.all_files("quarantine")
     if not files:
         return {}
     days = periods.days_of_month(month)

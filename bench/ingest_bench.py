@@ -152,7 +152,7 @@ def main() -> None:
               f"({sum(r.accepted for r in results):,} accepted, "
               f"{sum(r.rejected for r in results):,} rejected)")
 
-    files, index = lake.all_files("events"), lake.all_partitions("keys")
+    files, index = lake.all_files("events"), lake.all_files("keys")
     con = connect()
     events = con.execute("SELECT count(*) FROM read_parquet($f)", {"f": files}).fetchone()[0]
     floor_s = min(timed(con, FLOOR, files=files) for _ in range(2))

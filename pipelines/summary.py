@@ -35,11 +35,11 @@ class RunSummary:
 
 def summarize(lake: Lake, months: list[date]) -> RunSummary:
     con = connect()
-    files = lake.existing_partitions("invoices", "billing_month", months)
+    files = lake.files_in("invoices", "billing_month", months)
     totals = con.execute(MONTH_TOTALS, {"files": files}).fetchall() if files else []
     events = lake.all_files("events")
     count = con.execute("SELECT count(*) FROM read_parquet($f)", {"f": events}).fetchone()[0]
-    rejected_files = lake.all_partitions("quarantine")
+    rejected_files = lake.all_files("quarantine")
     rejected = dict(con.execute(REJECTED, {"files": rejected_files}).fetchall()) if (
         rejected_files) else {}
     return RunSummary(totals, count, rejected, lake)

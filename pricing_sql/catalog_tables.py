@@ -81,11 +81,9 @@ def billing_windows(catalog: Catalog, month: date) -> list[dict]:
     """Each subscription active in ``month``: the customer's local month, and the part
     of it the subscription covers, as UTC instants."""
     rows = []
-    customers = {c.id: c for c in catalog.customers}
-    plans = {p.id: p for p in catalog.plans}
     for sub in catalog.subscriptions:
-        customer = customers[sub.customer_id]
-        plan = plans[sub.plan_id]
+        customer = catalog.customer(sub.customer_id)
+        plan = catalog.plan(sub.plan_id)
         invoice_period = periods.month_period(month, customer.timezone)
         active = periods.local_date_period(sub.start_date, sub.end_date, customer.timezone)
         window = invoice_period.intersect(active)

@@ -58,11 +58,11 @@ def record_amendment(lake: Lake, customer_id: str | None, start: datetime, end: 
 
 def register_batches_and_amendments(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Views ``lake_batches`` (committed batches) and ``lake_amendments``."""
-    batches = lake.all_partitions("batches")
+    batches = lake.all_files("batches")
     (con.read_parquet(batches, hive_partitioning=False).select("batch_id", "committed_at")
      if batches else con.from_arrow(BATCHES.empty_table())).create_view("lake_batches",
                                                                         replace=True)
-    amendments = lake.all_partitions("amendments")
+    amendments = lake.all_files("amendments")
     (con.read_parquet(amendments, hive_partitioning=False) if amendments
      else con.from_arrow(AMENDMENTS.empty_table())).create_view("lake_amendments", replace=True)
 

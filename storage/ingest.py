@@ -131,7 +131,7 @@ def _existing_keys(con: duckdb.DuckDBPyConnection, lake: Lake,
     """Keys of the events that count, in the earlier committed batches that may share a
     key with this batch (found by key_candidates.sql); a deprecated event's key is
     free again."""
-    index = lake.all_partitions("keys")
+    index = lake.all_files("keys")
     if not index:
         return con.from_arrow(KEYS_SCHEMA.empty_table())
     register_batches_and_amendments(con, lake)
@@ -147,8 +147,7 @@ def _existing_keys(con: duckdb.DuckDBPyConnection, lake: Lake,
 
 def _closed_before(lake: Lake) -> date | None:
     """The first UTC day after the last month that has invoices."""
-    months = [date.fromisoformat(p.parent.name.split("=", 1)[1])
-              for p in map(Path, lake.all_partitions("invoices"))]
+    months = [date.fromisoformat(Lake.partition_value(p)) for p in lake.all_files("invoices")]
     return periods.add_months(max(months), 1) if months else None
 
 
@@ -204,8 +203,8 @@ def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     stamp = lake.table_dir("keys") / "_duckdb_version"
     if stamp.exists() and stamp.read_text() == duckdb.__version__:
         return
-    for record in lake.all_partitions("batches"):
-        batch_id = Path(record).parent.name.split("=", 1)[1]
+    for record in lake.all_files("batches"):
+        batch_id = Lake.partition_value(record)
         files = [str(f) for f in lake.batch_files("events", batch_id)]
         keys = (con.read_parquet(files).select("idempotency_key").to_arrow_table() if files
                 else pa.table({"idempotency_key": pa.array([], pa.string())}))
@@ -219,7 +218,7 @@ def _write_events(lake: Lake, batch_id: str, clean: pl.DataFrame) -> list[date]:
     days = sorted(clean["event_date"].unique().to_list())
     # A replay may drop days this batch wrote before: remove its files there first.
     for stale in lake.batch_files("events", batch_id):
-        if date.fromisoformat(stale.parent.name.split("=", 1)[1]) not in days:
+        if date.fromisoformat(Lake.partition_value(stale)) not in days:
             stale.unlink()
     # Rows are sorted by timestamp, so each day is a contiguous slice. Writing
     # compresses in pyarrow, which releases the GIL: one day per core.
@@ -255,7 +254,7 @@ def _commit(lake: Lake, result: BatchResult, now: datetime) -> None:
 def list_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str | None,
                     reason: str | None, limit: int) -> tuple[list[dict], dict[str, int]]:
     """Quarantined events (at most ``limit``) and the count of each reason."""
-    files = lake.all_partitions("quarantine")
+    files = lake.all_files("quarantine")
     if not files:
         return [], {}
     con.execute(load_sql("list_quarantine"),

@@ -90,22 +90,20 @@ class Lake:
         shutil.rmtree(stale, ignore_errors=True)
         return target
 
-    def existing_partitions(self, table: str, key: str, values: Iterable[object]) -> list[str]:
-        """Paths of the partitions among ``values`` that exist, as strings for DuckDB."""
-        paths = (self.partition_file(table, key, value) for value in values)
-        return [str(path) for path in paths if path.exists()]
-
-    def all_partitions(self, table: str) -> list[str]:
-        return sorted(str(p) for p in self.table_dir(table).glob(f"*=*/{PARTITION_FILE}"))
-
     def all_files(self, table: str) -> list[str]:
-        """Every Parquet file of a table written batch by batch."""
+        """Every Parquet file of a table (one per partition, or one per batch and
+        partition for ``events``), as strings for DuckDB."""
         return sorted(str(p) for p in self.table_dir(table).glob("*=*/*.parquet"))
 
     def files_in(self, table: str, key: str, values: Iterable[object]) -> list[str]:
-        """Every Parquet file in the given partitions of a table written batch by batch."""
+        """Every Parquet file in those of the given partitions that exist."""
         return sorted(str(p) for value in values
                       for p in (self.table_dir(table) / f"{key}={value}").glob("*.parquet"))
+
+    @staticmethod
+    def partition_value(path: str | Path) -> str:
+        """The partition value of a file: ``2026-10-01`` for ``…/event_date=2026-10-01/x``."""
+        return Path(path).parent.name.split("=", 1)[1]
 
     def batch_files(self, table: str, batch_id: str) -> list[Path]:
         return sorted(self.table_dir(table).glob(f"*=*/{batch_id}.parquet"))

@@ -10,8 +10,8 @@ from storage.amendments import Amendment, amended_days, record_amendment
 from storage.duck import connect
 from storage.ingest import ingest_files
 from storage.lake import Lake
+from tests.batches import batch, ev
 from tests.catalogs import catalog, unit
-from tests.test_ingest import batch, ev
 
 NOW = datetime(2026, 11, 10, tzinfo=UTC)
 LATER = datetime(2026, 11, 11, tzinfo=UTC)
@@ -63,7 +63,7 @@ def test_replacing_a_customers_events_in_a_timeframe(lake, tmp_path):
     # nothing was deleted: both versions of b are in the lake, and the record says why
     events = pq.read_table(lake.all_files("events"), partitioning=None).to_pylist()
     assert sorted(e["idempotency_key"] for e in events) == ["a", "b", "b", "c", "d"]
-    (record,) = pq.read_table(lake.all_partitions("amendments"), partitioning=None).to_pylist()
+    (record,) = pq.read_table(lake.all_files("amendments"), partitioning=None).to_pylist()
     assert (record["customer_id"], record["reason"]) == ("c1", "double-counted by the gateway")
 
 

@@ -1,6 +1,5 @@
 """Batch ingestion: nothing lost, nothing counted twice."""
 
-import json
 import multiprocessing
 from datetime import UTC, date, datetime, timedelta
 
@@ -12,6 +11,7 @@ from storage import ingest as ingest_module
 from storage.duck import connect
 from storage.ingest import Window, ingest_files, replay_batch
 from storage.lake import Lake
+from tests.batches import batch, ev
 from tests.catalogs import catalog as make_catalog
 from tests.catalogs import unit
 
@@ -30,23 +30,13 @@ def shop(*customers):
     )
 
 
-def batch(path, *events):
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
-
-
-def ev(key, ts="2026-11-09T12:00:00Z", customer="c1", **properties):
-    return {"event_name": "completion", "timestamp": ts, "customer_id": customer,
-            "idempotency_key": key, "properties": properties or {"tokens": 1}}
-
-
 def events_of(lake):
     files = lake.all_files("events")
     return pq.read_table(files, partitioning=None).to_pylist() if files else []
 
 
 def quarantined(lake):
-    files = lake.all_partitions("quarantine")
+    files = lake.all_files("quarantine")
     rows = pq.read_table(files, partitioning=None).to_pylist() if files else []
     return sorted((r["idempotency_key"], r["reject_reason"]) for r in rows)
 

@@ -72,7 +72,7 @@ def test_every_format_lands_and_every_problem_is_placed(tmp_path):
     # 2026-10-02T00:00:00+02:00 is 2026-10-01T22:00Z: October 1st in UTC
     assert next(e for e in events if e["idempotency_key"] == "j2")["timestamp"] == datetime(
         2026, 10, 1, 22, tzinfo=UTC)
-    rejects = pq.read_table(lake.all_partitions("quarantine"), partitioning=None).to_pylist()
+    rejects = pq.read_table(lake.all_files("quarantine"), partitioning=None).to_pylist()
     found = sorted((r["source_file"], r["source_row"], r["reject_reason"]) for r in rejects)
     assert found == [
         ("bad.jsonl.gz", 1, "line is not valid JSON"),

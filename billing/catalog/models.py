@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from billing import money, periods
 from billing.catalog.fields import Identifier, Strict
@@ -74,11 +74,19 @@ class Catalog(Strict):
     customers: list[Customer] = []
     subscriptions: list[Subscription] = []
 
+    # Lookups by id, built once: invoicing looks up every invoice's customer.
+    _by_id: dict[str, dict] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, _context: object) -> None:
+        self._by_id.update(metrics={m.id: m for m in self.metrics},
+                           plans={p.id: p for p in self.plans},
+                           customers={c.id: c for c in self.customers})
+
     def metric(self, metric_id: str) -> Metric:
-        return next(m for m in self.metrics if m.id == metric_id)
+        return self._by_id["metrics"][metric_id]
 
     def plan(self, plan_id: str) -> Plan:
-        return next(p for p in self.plans if p.id == plan_id)
+        return self._by_id["plans"][plan_id]
 
     def customer(self, customer_id: str) -> Customer:
-        return next(c for c in self.customers if c.id == customer_id)
+        return self._by_id["customers"][customer_id]

@@ -1,0 +1,13 @@
+"""Event batches written as JSON Lines files for ingestion tests."""
+
+import json
+
+
+def batch(path, *events):
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def ev(key, ts="2026-11-09T12:00:00Z", customer="c1", **properties):
+    return {"event_name": "completion", "timestamp": ts, "customer_id": customer,
+            "idempotency_key": key, "properties": properties or {"tokens": 1}}
