@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
 from sample_data.generate import generate
 from storage.amendments import amended_days, record_amendment
 from storage.duck import connect
-from storage.ingest import Window, ingest_files, list_quarantine, replay_batch
+from storage.ingest import ingest_files, list_quarantine, replay_batch
 
 console = Console()
 GENERATED = ("catalog", "landing", "lake", "reports", "orb.duckdb")
@@ -90,16 +90,20 @@ def _bill(data_dir: Path, months: list[date], started: float) -> None:
 def ingest(files: tuple[Path, ...], data_dir: Path) -> None:
     """Ingest event files (Parquet, JSON Lines, CSV; gzip accepted) as batches."""
     store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
-    window = Window(max_age=timedelta(days=store.max_event_age_days))
     with Progress(*Progress.get_default_columns(), console=console) as progress:
         task = progress.add_task("Ingesting", total=len(files))
         results = ingest_files(connect(), store.lake, store.catalog(), list(files),
-                               datetime.now(UTC), window,
+                               datetime.now(UTC), store.window,
                                progress=lambda _: progress.advance(task))
-    on = runner.instance()
-    for report in materializations(results):
-        on.report_runless_asset_event(report)
+    _report(materializations(results))
     _print_batches(results)
+
+
+def _report(reports: list) -> None:
+    """Tell the Dagster instance what a command changed, as a run would."""
+    on = runner.instance()
+    for report in reports:
+        on.report_runless_asset_event(report)
 
 
 def _print_batches(results) -> None:
@@ -146,16 +150,13 @@ def quarantine_list(data_dir: Path, batch_id: str | None, reason: str | None,
 def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
     """Check batches again against the current catalog (e.g. after adding a customer)."""
     store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
-    window = Window(max_age=timedelta(days=store.max_event_age_days))
     catalog = store.catalog()
     try:
         results = [replay_batch(connect(), store.lake, catalog, batch_id, datetime.now(UTC),
-                                window) for batch_id in batch_ids]
+                                store.window) for batch_id in batch_ids]
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
-    on = runner.instance()
-    for report in materializations(results):
-        on.report_runless_asset_event(report)
+    _report(materializations(results))
     _print_batches(results)
 
 
@@ -200,13 +201,10 @@ def amend(customer_id, all_customers, start, end, idempotency_key, reason, repla
                                    {"amendment": amendment.amendment_id, "reason": reason})
     results = []
     if replacement:
-        window = Window(max_age=timedelta(days=store.max_event_age_days))
         results = ingest_files(connect(), store.lake, catalog, [replacement],
-                               datetime.now(UTC), window)
+                               datetime.now(UTC), store.window)
         reports += materializations(results)
-    on = runner.instance()
-    for report in reports:
-        on.report_runless_asset_event(report)
+    _report(reports)
     console.print(f"Amendment {amendment.amendment_id}: events of "
                   f"{customer_id or 'every customer'}"
                   f"{' with key ' + idempotency_key if idempotency_key else ''} in "

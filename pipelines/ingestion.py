@@ -1,6 +1,6 @@
 """The ingestion job and the sensor that starts it when files land."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +8,7 @@ import dagster as dg
 from assets.events import materializations
 from pipelines.resources import OrbStore
 from storage.duck import connect
-from storage.ingest import Window, ingest_files
+from storage.ingest import ingest_files
 
 
 class IngestConfig(dg.Config):
@@ -19,8 +19,8 @@ class IngestConfig(dg.Config):
 def ingest(context: dg.OpExecutionContext, config: IngestConfig, store: OrbStore) -> None:
     lake = store.lake
     files = [Path(f) for f in config.files] or lake.landing_files()
-    window = Window(max_age=timedelta(days=store.max_event_age_days))
-    results = ingest_files(connect(), lake, store.catalog(), files, datetime.now(UTC), window)
+    results = ingest_files(connect(), lake, store.catalog(), files, datetime.now(UTC),
+                           store.window)
     for result in results:
         context.log.info(f"{result.file}: {result.status}, {result.accepted} accepted, "
                          f"{result.rejected} rejected ({result.duplicates} duplicates), "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 
 from billing.catalog import Catalog, CatalogError, load_catalog
 from pricing_sql.metrics import metric_problems
+from storage.ingest import Window
 from storage.lake import Lake
 
 DEFAULT_DATA_DIR = "data"
@@ -39,6 +41,11 @@ class OrbStore(dg.ConfigurableResource):
     @property
     def lake(self) -> Lake:
         return Lake(self.data_dir)
+
+    @property
+    def window(self) -> Window:
+        """The timestamps ingestion accepts."""
+        return Window(max_age=timedelta(days=self.max_event_age_days))
 
     def catalog(self) -> Catalog:
         """The catalog, with every metric's SQL checked before any of it runs."""
