@@ -1,50 +1,68 @@
-"""Invoicing domain: draft invoices from line items, and one HTML document per invoice."""
+"""Invoicing domain: invoices with adjustments and credits, corrections of issued
+invoices, and a draft document per invoice and correction."""
 
-from itertools import groupby
-from operator import itemgetter
+from decimal import Decimal
 
 import dagster as dg
 
 from assets.partitions import MONTHLY, billing_month
 from pipelines.resources import OrbStore
-from pricing_sql.rating import build_invoices
-from reports.render import render_invoice
+from reports.documents import render_drafts
 from storage.duck import connect
+from storage.issuing import compute_corrections, invoice_run
 
 
-@dg.asset(partitions_def=MONTHLY, deps=["line_items"], group_name="invoicing",
-          kinds={"duckdb", "parquet"})
-def invoices(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
-    """One draft invoice per customer and currency; total = sum of rounded lines."""
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("invoices", deps=["line_items"], partitions_def=MONTHLY,
+                     group_name="invoicing", kinds={"duckdb", "parquet"},
+                     description="One invoice per customer, currency and invoice date: "
+                     "subtotal, adjustments, credits applied, total = amount due."),
+        dg.AssetSpec("invoice_adjustments", deps=["line_items"], partitions_def=MONTHLY,
+                     group_name="invoicing", kinds={"parquet"},
+                     description="Each discount, minimum and maximum applied, in order."),
+        dg.AssetSpec("credit_ledger", deps=["line_items"], partitions_def=MONTHLY,
+                     group_name="invoicing", kinds={"parquet"},
+                     description="Prepaid credit grants, drawdowns and expiries of the run."),
+    ],
+    partitions_def=MONTHLY,
+)
+def invoices(context: dg.AssetExecutionContext, store: OrbStore):
     month = billing_month(context)
-    lines = store.lake.read_partition("line_items", "billing_month", month)
-    table = build_invoices(connect(), lines)
-    path = store.lake.write_partition("invoices", "billing_month", month, table)
-    return dg.MaterializeResult(metadata={"invoices": table.num_rows,
-                                          "path": dg.MetadataValue.path(str(path))})
+    lake, con = store.lake, connect()
+    invoiced = invoice_run(con, lake, store.catalog(), month,
+                           lake.read_partition("line_items", "billing_month", month))
+    for table, rows in (("invoices", invoiced.invoices),
+                        ("invoice_adjustments", invoiced.adjustments),
+                        ("credit_ledger", invoiced.ledger)):
+        path = lake.write_partition(table, "billing_month", month, rows)
+        yield dg.MaterializeResult(asset_key=table, metadata={
+            "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})
 
 
-@dg.asset(partitions_def=MONTHLY, deps=[invoices, "sub_line_items"], group_name="invoicing",
-          kinds={"html"})
-def invoice_documents(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
-    """An HTML invoice per customer: reports/invoices/<YYYY-MM>/<invoice_id>.html."""
+@dg.asset(partitions_def=MONTHLY, deps=["invoices", "invoice_adjustments"],
+          group_name="invoicing", kinds={"duckdb", "parquet"})
+def invoice_corrections(context: dg.AssetExecutionContext,
+                        store: OrbStore) -> dg.MaterializeResult:
+    """Per-line differences between this run and the issued invoices of the month: the
+    draft credit notes and adjustment invoices that correct them."""
     month = billing_month(context)
     lake = store.lake
-    catalog = store.catalog()
-    heads = lake.read_partition("invoices", "billing_month", month).to_pylist()
-    lines = lake.read_partition("line_items", "billing_month", month).to_pylist()
-    details = lake.read_partition("sub_line_items", "billing_month", month).to_pylist()
-    # Both tables are sorted by their ids, so groupby sees each id's rows together.
-    by_line = {key: list(rows) for key, rows in groupby(details, key=itemgetter("line_item_id"))}
-    for line in lines:
-        line["sub_line_items"] = by_line.get(line["line_item_id"], [])
-    by_invoice = {key: list(rows) for key, rows in groupby(lines, key=itemgetter("invoice_id"))}
-    documents = {
-        f"{head['invoice_id']}.html": render_invoice(
-            head, by_invoice[head["invoice_id"]], catalog.customer(head["customer_id"]),
-            store.issuer)
-        for head in heads
-    }
-    folder = lake.replace_directory(lake.reports / "invoices" / month.strftime("%Y-%m"), documents)
-    return dg.MaterializeResult(metadata={"documents": len(documents),
+    rows = compute_corrections(connect(), lake, month,
+                               lake.read_partition("line_items", "billing_month", month),
+                               lake.read_partition("invoice_adjustments", "billing_month", month))
+    path = lake.write_partition("invoice_corrections", "billing_month", month, rows)
+    net = sum((r["amount"] for r in rows.to_pylist()), Decimal(0))
+    return dg.MaterializeResult(metadata={
+        "lines": rows.num_rows, "corrections": len(set(rows.column("correction_id").to_pylist())),
+        "net": str(net), "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.asset(partitions_def=MONTHLY, deps=[invoice_corrections, "sub_line_items"],
+          group_name="invoicing", kinds={"html"})
+def invoice_documents(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
+    """An HTML draft per unissued invoice and correction: reports/invoices/<YYYY-MM>/."""
+    month = billing_month(context)
+    folder, count = render_drafts(connect(), store.lake, store.catalog(), store.issuer, month)
+    return dg.MaterializeResult(metadata={"documents": count,
                                           "folder": dg.MetadataValue.path(str(folder))})

@@ -3,9 +3,10 @@
     .venv/bin/python bench/price_bench.py [--customers 10000] [--repeat 5]
 
 The 20 prices cover every model (several twice); grouped and matrix prices get
-three usage groups per customer. Timed separately: building the catalog tables
-(per subscription, in Python) and the SQL: rate_usage.sql, line_items.sql and
-line_item_details.sql.
+three usage groups per customer; the plan has a 10 % discount and a minimum, and
+every tenth customer a prepaid credit grant. Timed separately: the billing windows and
+catalog tables (Python), the pricing SQL (rate_usage.sql, line_items.sql and
+line_item_details.sql), and assembling invoices (adjustments, credits, totals).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import numpy as np
 import pyarrow as pa
 
 from billing.catalog import Catalog
+from billing.charges import billing_windows
+from billing.credits import Grant
 from pricing_sql import catalog_tables
+from pricing_sql.invoicing import assemble_invoices
 from pricing_sql.loader import load_sql
 from pricing_sql.rating import USAGE_SCHEMA
 from storage.duck import connect
@@ -71,7 +75,12 @@ def build_catalog(customers: int) -> Catalog:
     return Catalog.model_validate({
         "metrics": [{"id": f"m{i}", "name": f"m{i}", "sql": "SELECT count(*) FROM events"}
                     for i in range(len(CONFIGS))],
-        "plans": [{"id": "plan", "name": "Plan", "currency": "USD", "prices": prices}],
+        "plans": [{"id": "plan", "name": "Plan", "currency": "USD", "prices": prices,
+                   "adjustments": [
+                       {"id": "ten_off", "adjustment_type": "percentage_discount",
+                        "percentage_discount": "0.1"},
+                       {"id": "floor", "adjustment_type": "minimum",
+                        "minimum_amount": "500.00"}]}],
         "customers": [{"id": f"c{i}", "name": f"c{i}", "timezone": "America/New_York"}
                       for i in range(customers)],
         "subscriptions": [{"id": f"s{i}", "customer_id": f"c{i}", "plan_id": "plan",
@@ -80,16 +89,21 @@ def build_catalog(customers: int) -> Catalog:
     })
 
 
+def build_grants(catalog: Catalog) -> list[Grant]:
+    return [Grant(f"g{i}", customer.id, "USD", Decimal("100.00"), Decimal(1), date(2026, 9, 1),
+                  None) for i, customer in enumerate(catalog.customers) if i % 10 == 0]
+
+
 def build_usage(catalog: Catalog, seed: int = 1) -> pa.Table:
     rng = np.random.default_rng(seed)
     columns: dict[str, list] = {name: [] for name in USAGE_SCHEMA.names}
-    subscriptions = [s.id for s in catalog.subscriptions]
+    subscriptions = [w.window_id for w in billing_windows(catalog, MONTH)]
     for price in catalog.plans[0].prices:
         keys = list(price.grouping())
         groups = [[f"r{g}"] for g in range(3)] if keys else [[]]
         for values in groups:
             quantities = rng.integers(0, 5000, size=len(subscriptions))
-            columns["subscription_id"] += subscriptions
+            columns["window_id"] += subscriptions
             columns["metric_id"] += [price.billable_metric_id] * len(subscriptions)
             columns["grouping"] += [keys] * len(subscriptions)
             columns["group_values"] += [values] * len(subscriptions)
@@ -104,11 +118,13 @@ def main() -> None:
     args = parser.parse_args()
     catalog = build_catalog(args.customers)
     usage = build_usage(catalog)
-    tables_s, sql_s = [], []
+    grants = build_grants(catalog)
+    tables_s, sql_s, invoice_s = [], [], []
     for _ in range(args.repeat):
         started = time.perf_counter()
         tables = {
-            "billing_windows": catalog_tables.billing_windows_table(catalog, MONTH),
+            "billing_windows": catalog_tables.billing_windows_table(
+                billing_windows(catalog, MONTH)),
             "plan_prices": catalog_tables.plan_prices_table(catalog),
             "price_terms": catalog_tables.price_terms_table(catalog),
             "price_tiers": catalog_tables.price_tiers_table(catalog),
@@ -121,16 +137,20 @@ def main() -> None:
         con.execute(load_sql("rate_usage"))
         lines = con.sql(load_sql("line_items")).to_arrow_table()
         con.sql(load_sql("line_item_details")).to_arrow_table()
+        priced = time.perf_counter()
+        invoices = assemble_invoices(connect(), catalog, MONTH, lines, grants, {}, {}).invoices
         finished = time.perf_counter()
         tables_s.append(built - started)
-        sql_s.append(finished - built)
+        sql_s.append(priced - built)
+        invoice_s.append(finished - priced)
     print(f"customers: {args.customers:,}  prices: {len(CONFIGS)}  usage rows: {usage.num_rows:,}"
-          f"  line items: {lines.num_rows:,}")
-    print(f"catalog tables (Python): median {statistics.median(tables_s):.3f} s")
-    print(f"pricing SQL (DuckDB):    median {statistics.median(sql_s):.3f} s  "
+          f"  line items: {lines.num_rows:,}  invoices: {invoices.num_rows:,}")
+    print(f"windows + catalog tables (Python): median {statistics.median(tables_s):.3f} s")
+    print(f"pricing SQL (DuckDB):              median {statistics.median(sql_s):.3f} s  "
           f"(min {min(sql_s):.3f}, max {max(sql_s):.3f}, {args.repeat} runs)")
-    print(f"total:                   median "
-          f"{statistics.median([a + b for a, b in zip(tables_s, sql_s, strict=True)]):.3f} s")
+    print(f"invoices (adjustments, credits):   median {statistics.median(invoice_s):.3f} s")
+    totals = [a + b + c for a, b, c in zip(tables_s, sql_s, invoice_s, strict=True)]
+    print(f"total:                             median {statistics.median(totals):.3f} s")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ read back from SQL; it never changes an amount that SQL already rounded.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
 
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
@@ -30,6 +31,7 @@ def validate_currency(code: str) -> str:
     return code
 
 
+@cache  # Babel's lookups are slow and the answer never changes
 def exponent(currency: str) -> int:
     """Number of digits after the decimal point in the currency's minor unit."""
     digits = get_currency_precision(validate_currency(currency))

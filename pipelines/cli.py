@@ -18,6 +18,7 @@ from assets.events import day_materializations, materializations
 from billing import money, periods
 from billing.catalog import load_catalog
 from pipelines import runner
+from pipelines.cli_billing import credits_group, invoices, month_option, rerate
 from pipelines.definitions import build_definitions
 from pipelines.resources import OrbStore
 from pipelines.summary import print_summary, summarize
@@ -30,15 +31,6 @@ from storage.ingest import ingest_files, list_quarantine, replay_batch
 
 console = Console()
 GENERATED = ("catalog", "landing", "lake", "reports", "orb.duckdb")
-
-
-def _month(_ctx, _param, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(f"{value}-01")
-    except ValueError as exc:
-        raise click.BadParameter(f"expected YYYY-MM, got {value!r}") from exc
 
 
 @click.group()
@@ -68,7 +60,7 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
 
 
 @main.command()
-@click.option("--month", required=True, callback=_month, help="Billing month, YYYY-MM.")
+@click.option("--month", required=True, callback=month_option, help="Billing month, YYYY-MM.")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 def bill(month: date, data_dir: Path) -> None:
     """Land events and bill one month from the landing folder and catalog in DATA_DIR."""
@@ -278,6 +270,10 @@ def metrics_check(catalog_dir: Path) -> None:
     if failed:
         raise SystemExit(1)
 
+
+main.add_command(invoices)
+main.add_command(credits_group)
+main.add_command(rerate)
 
 if __name__ == "__main__":
     main()

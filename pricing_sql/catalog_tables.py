@@ -1,17 +1,17 @@
 """The catalog as Arrow tables, the inputs the pricing SQL joins against.
 
-These tables have one row per customer, subscription or price tier (hundreds or
+These tables have one row per customer, billing window or price tier (hundreds or
 thousands of rows), never one per event, so building them in Python is cheap.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import asdict
 
 import pyarrow as pa
 
-from billing import money, periods
 from billing.catalog import Catalog
+from billing.charges import BillingWindow
 
 QUANTITY = pa.decimal128(38, 9)
 UNIT_AMOUNT = pa.decimal128(38, 12)
@@ -20,14 +20,20 @@ INSTANT = pa.timestamp("us", tz="UTC")
 CUSTOMERS = pa.schema([("customer_id", pa.string()), ("external_customer_id", pa.string())])
 
 BILLING_WINDOWS = pa.schema([
+    ("invoice_id", pa.string()),
+    ("invoice_date", pa.date32()),
+    ("billing_month", pa.date32()),
+    ("window_id", pa.string()),
     ("subscription_id", pa.string()),
     ("customer_id", pa.string()),
     ("plan_id", pa.string()),
+    ("plan_version", pa.int32()),
+    ("cadence_months", pa.int32()),
+    ("in_advance", pa.bool_()),
     ("currency", pa.string()),
     ("currency_exponent", pa.int32()),
-    ("billing_month", pa.date32()),
-    ("invoice_period_start", INSTANT),
-    ("invoice_period_end", INSTANT),
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),
     ("period_start", INSTANT),
     ("period_end", INSTANT),
     ("active_days", pa.int32()),
@@ -36,6 +42,10 @@ BILLING_WINDOWS = pa.schema([
 
 PLAN_PRICES = pa.schema([
     ("plan_id", pa.string()),
+    ("plan_version", pa.int32()),
+    ("cadence_months", pa.int32()),
+    ("in_advance", pa.bool_()),
+    ("prorate", pa.bool_()),
     ("price_id", pa.string()),
     ("price_name", pa.string()),
     ("model_type", pa.string()),
@@ -50,7 +60,6 @@ PRICE_TERMS = pa.schema([
     ("package_size", QUANTITY),
     ("allocation", QUANTITY),
     ("matrix_allocation", QUANTITY),
-    ("prorate", pa.bool_()),
 ])
 
 PRICE_TIERS = pa.schema([
@@ -77,48 +86,19 @@ def customers_table(catalog: Catalog) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=CUSTOMERS)
 
 
-def billing_windows(catalog: Catalog, month: date) -> list[dict]:
-    """Each subscription active in ``month``: the customer's local month, and the part
-    of it the subscription covers, as UTC instants."""
-    rows = []
-    for sub in catalog.subscriptions:
-        customer = catalog.customer(sub.customer_id)
-        plan = catalog.plan(sub.plan_id)
-        invoice_period = periods.month_period(month, customer.timezone)
-        active = periods.local_date_period(sub.start_date, sub.end_date, customer.timezone)
-        window = invoice_period.intersect(active)
-        if window is None:
-            continue
-        first = month.replace(day=1)
-        after = periods.add_months(first, 1)
-        active_from = max(sub.start_date, first)
-        active_to = min(sub.end_date or after, after)
-        rows.append({
-            "subscription_id": sub.id,
-            "customer_id": customer.id,
-            "plan_id": plan.id,
-            "currency": plan.currency,
-            "currency_exponent": money.exponent(plan.currency),
-            "billing_month": month.replace(day=1),
-            "invoice_period_start": invoice_period.start,
-            "invoice_period_end": invoice_period.end,
-            "period_start": window.start,
-            "period_end": window.end,
-            # Day-based proration: local days covered over local days in the month.
-            "active_days": (active_to - active_from).days,
-            "period_days": (after - first).days,
-        })
-    return rows
-
-
-def billing_windows_table(catalog: Catalog, month: date) -> pa.Table:
-    return pa.Table.from_pylist(billing_windows(catalog, month), schema=BILLING_WINDOWS)
+def billing_windows_table(windows: list[BillingWindow]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(w) for w in windows], schema=BILLING_WINDOWS)
 
 
 def plan_prices_table(catalog: Catalog) -> pa.Table:
     rows = [
         {
             "plan_id": plan.id,
+            "plan_version": version.version,
+            "cadence_months": price.cadence_months,
+            "in_advance": price.in_advance,
+            # fixed fees always prorate over a partial cycle; usage when configured to
+            "prorate": price.fixed_price_quantity is not None or price.program().prorate,
             "price_id": price.id,
             "price_name": price.name,
             "model_type": price.model_type,
@@ -126,13 +106,14 @@ def plan_prices_table(catalog: Catalog) -> pa.Table:
             "fixed_quantity": price.fixed_price_quantity,
         }
         for plan in catalog.plans
-        for price in plan.prices
+        for version in (plan.version(n) for n in range(1, len(plan.versions) + 2))
+        for price in version.prices
     ]
     return pa.Table.from_pylist(rows, schema=PLAN_PRICES)
 
 
 def _prices(catalog: Catalog):
-    return [price for plan in catalog.plans for price in plan.prices]
+    return [price for plan in catalog.plans for price in plan.all_prices()]
 
 
 def price_terms_table(catalog: Catalog) -> pa.Table:
@@ -146,7 +127,6 @@ def price_terms_table(catalog: Catalog) -> pa.Table:
             "package_size": program.package_size,
             "allocation": program.allocation,
             "matrix_allocation": program.matrix_allocation,
-            "prorate": program.prorate,
         })
     return pa.Table.from_pylist(rows, schema=PRICE_TERMS)
 

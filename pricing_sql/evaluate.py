@@ -29,6 +29,7 @@ from billing.catalog.models import (
     Subscription,
 )
 from billing.catalog.prices import Price
+from billing.charges import billing_windows
 from pricing_sql.rating import USAGE_SCHEMA, price_line_items
 from storage.duck import connect
 
@@ -59,7 +60,7 @@ def _price_model(price: dict):
             for err in exc.errors())) from exc
 
 
-def _usage_rows(model, usage) -> list[dict]:
+def _usage_rows(model, usage, window_id: str) -> list[dict]:
     keys = list(model.grouping())
     if isinstance(usage, list):
         rows = [(list(row.get("group", {}).get(key) for key in keys), row["quantity"])
@@ -69,7 +70,7 @@ def _usage_rows(model, usage) -> list[dict]:
                          '{"group": {...}, "quantity": ...} rows')
     else:
         rows = [([], usage)]
-    return [{"subscription_id": EVALUATE, "metric_id": EVALUATE, "grouping": keys,
+    return [{"window_id": window_id, "metric_id": EVALUATE, "grouping": keys,
              "group_values": [None if v is None else str(v) for v in values],
              "quantity": Decimal(str(quantity))} for values, quantity in rows]
 
@@ -84,7 +85,9 @@ def price_breakdown(price: dict, usage) -> Breakdown:
         subscriptions=[Subscription(id=EVALUATE, customer_id=EVALUATE, plan_id=EVALUATE,
                                     start_date=MONTH)],
     )
-    usage_table = pa.Table.from_pylist(_usage_rows(model, usage), schema=USAGE_SCHEMA)
+    (window,) = billing_windows(catalog, MONTH)
+    usage_table = pa.Table.from_pylist(_usage_rows(model, usage, window.window_id),
+                                       schema=USAGE_SCHEMA)
     priced = price_line_items(connect(), catalog, MONTH, usage_table)
     (line,) = priced.line_items.to_pylist()
     return Breakdown(currency, money.quantize(line["amount"], currency), line["precise_amount"],

@@ -184,8 +184,9 @@ def _group_value(key: str) -> exp.Expression:
 
 def compile_metric(metric_id: str, sql: str, source: str,
                    grouping: tuple[str, ...] = ()) -> exp.Select:
-    """The metric as ``SELECT subscription_id, metric_id, grouping, group_values, quantity
-    FROM <source> ... GROUP BY subscription_id, group_values``.
+    """The metric as ``SELECT window_id, metric_id, grouping, group_values, quantity
+    FROM <source> ... GROUP BY window_id, group_values`` (a window is one usage period
+    of one subscription).
 
     ``grouping`` names event properties (a matrix price's dimensions, a grouped
     price's grouping key); ``group_values`` is the list of their values, in order."""
@@ -200,7 +201,7 @@ def compile_metric(metric_id: str, sql: str, source: str,
     values = exp.Array(expressions=[value.copy() for value in group_values])
     return (
         exp.select(
-            exp.column("subscription_id"),
+            exp.column("window_id"),
             exp.alias_(exp.Literal.string(metric_id), "metric_id"),
             exp.alias_(exp.cast(keys, "VARCHAR[]"), "grouping"),
             exp.alias_(exp.cast(values, "VARCHAR[]"), "group_values"),
@@ -209,7 +210,7 @@ def compile_metric(metric_id: str, sql: str, source: str,
         )
         .from_(exp.to_table(source))
         .where(select.args.get("where").this if select.args.get("where") else None)
-        .group_by(exp.column("subscription_id"), *group_values)
+        .group_by(exp.column("window_id"), *group_values)
     )
 
 

@@ -1,7 +1,7 @@
-"""Rate one billing month: usage per subscription and metric, priced line items, invoices.
+"""Rate one billing run: usage per usage window and metric, then priced line items.
 
 Each step is set-based SQL over all customers at once; Python only supplies the
-catalog tables and the list of lake files to read.
+catalog tables (one row per charge or price tier) and the lake files to read.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from billing import periods
 from billing.catalog import Catalog
+from billing.charges import BillingWindow, billing_windows
 from pricing_sql.catalog_tables import (
     billing_windows_table,
     plan_prices_table,
@@ -28,29 +28,47 @@ from storage.amendments import register_active_events
 from storage.lake import Lake
 
 USAGE_SCHEMA = pa.schema([
-    ("subscription_id", pa.string()),
+    ("window_id", pa.string()),
     ("metric_id", pa.string()),
     ("grouping", pa.list_(pa.string())),
     ("group_values", pa.list_(pa.string())),
     ("quantity", pa.decimal128(38, 9)),
 ])
 
+WINDOWS = pa.schema([
+    ("window_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("period_start", pa.timestamp("us", tz="UTC")),
+    ("period_end", pa.timestamp("us", tz="UTC")),
+])
 
-def event_days(month: date) -> list[date]:
-    """UTC days whose events can fall in ``month`` in some customer's time zone
-    (UTC-12 to UTC+14 reach at most one day past either end of the UTC month)."""
-    days = periods.days_of_month(month)
-    return [days[0] - timedelta(days=1), *days, days[-1] + timedelta(days=1)]
+
+def usage_windows(windows: list[BillingWindow]) -> pa.Table:
+    """The distinct windows billed in arrears, where usage is counted."""
+    rows = {w.window_id: {"window_id": w.window_id, "customer_id": w.customer_id,
+                          "period_start": w.period_start, "period_end": w.period_end}
+            for w in windows if not w.in_advance}
+    return pa.Table.from_pylist(sorted(rows.values(), key=lambda r: r["window_id"]),
+                                schema=WINDOWS)
+
+
+def event_days(windows: pa.Table) -> list[date]:
+    """The UTC day partitions that hold events of any window."""
+    if windows.num_rows == 0:
+        return []
+    first = min(windows.column("period_start").to_pylist()).date()
+    last = (max(windows.column("period_end").to_pylist()) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def compute_usage(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                   month: date) -> pa.Table:
-    """One row per (subscription, metric) with the metric's value over the
-    subscription's part of the customer's local month."""
-    files = lake.files_in("events", "event_date", event_days(month))
+    """One row per (usage window, metric[, group]) with the metric's value over the window."""
+    windows = usage_windows(billing_windows(catalog, month))
+    files = lake.files_in("events", "event_date", event_days(windows))
     if not files or not catalog.metrics:
         return USAGE_SCHEMA.empty_table()
-    con.register("billing_windows", billing_windows_table(catalog, month))
+    con.register("usage_windows", windows)
     register_active_events(con, lake, files)
     con.execute(load_sql("usage_events"))
     union = compile_usage_query(usage_requests(catalog), source="period_events")
@@ -63,7 +81,7 @@ def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
     """Each metric ungrouped, plus each (metric, grouping) a matrix or grouped price needs."""
     requests = {(metric.id, metric.sql, ()) for metric in catalog.metrics}
     for plan in catalog.plans:
-        for price in plan.prices:
+        for price in plan.all_prices():
             if price.billable_metric_id and price.grouping():
                 metric = catalog.metric(price.billable_metric_id)
                 requests.add((metric.id, metric.sql, price.grouping()))
@@ -72,14 +90,14 @@ def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
 
 @dataclass(frozen=True)
 class PricedLines:
-    line_items: pa.Table  # one row per subscription price, rounded
+    line_items: pa.Table  # one row per charge, rounded
     sub_line_items: pa.Table  # the breakdown by usage group and tier, unrounded
 
 
 def price_line_items(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: date,
                      usage: pa.Table) -> PricedLines:
-    """Every price of every subscription active in ``month``, priced and rounded."""
-    con.register("billing_windows", billing_windows_table(catalog, month))
+    """Every charge of the run for ``month``, priced and rounded."""
+    con.register("billing_windows", billing_windows_table(billing_windows(catalog, month)))
     con.register("plan_prices", plan_prices_table(catalog))
     con.register("price_terms", price_terms_table(catalog))
     con.register("price_tiers", price_tiers_table(catalog))
@@ -88,8 +106,3 @@ def price_line_items(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: da
     con.execute(load_sql("rate_usage"))
     return PricedLines(con.sql(load_sql("line_items")).to_arrow_table(),
                        con.sql(load_sql("line_item_details")).to_arrow_table())
-
-
-def build_invoices(con: duckdb.DuckDBPyConnection, line_items: pa.Table) -> pa.Table:
-    con.register("line_items", line_items)
-    return con.sql(load_sql("invoices")).to_arrow_table()

@@ -1,4 +1,4 @@
-"""Render invoices and revenue summaries to HTML with the templates in ``reports/templates``.
+"""Render documents and revenue summaries to HTML with the templates in ``reports/templates``.
 
 Templates receive amounts as Decimals; the filters here format them with Babel,
 so the document shows exactly the rounded amounts stored in the lake.
@@ -6,28 +6,24 @@ so the document shows exactly the rounded amounts stored in the lake.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
 
 from babel.numbers import format_decimal
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from billing import money, periods
-from billing.catalog import Customer
+from billing import money
 
 
 def _quantity(value: Decimal) -> str:
     return format_decimal(value.normalize(), locale="en_US", decimal_quantization=False)
 
 
-def _local_day(instant: datetime, zone: str, last: bool = False) -> str:
-    """The customer's calendar date of an instant; ``last`` turns an exclusive end into
-    the inclusive last day shown on documents."""
-    local = instant.astimezone(periods.zone(zone))
-    if last:
-        local -= timedelta(microseconds=1)
-    return local.strftime("%b %-d, %Y")
+def _day(day: date, last: bool = False) -> str:
+    """A calendar date as documents show it; ``last`` turns an exclusive end into the
+    inclusive last day."""
+    return (day - timedelta(days=1) if last else day).strftime("%b %-d, %Y")
 
 
 @cache
@@ -42,14 +38,8 @@ def environment() -> Environment:
     env.filters["money"] = money.format_money
     env.filters["rate"] = money.format_rate
     env.filters["quantity"] = _quantity
-    env.filters["local_day"] = _local_day
+    env.filters["day"] = _day
     return env
-
-
-def render_invoice(invoice: dict, lines: list[dict], customer: Customer, issuer: str) -> str:
-    return environment().get_template("invoice.html.j2").render(
-        invoice=invoice, lines=lines, customer=customer, issuer=issuer
-    )
 
 
 def render_revenue_summary(month: str, rows: list[dict], top_invoices: list[dict],

@@ -1,6 +1,12 @@
 """Small catalogs built in code for tests."""
 
+from decimal import Decimal
+
+import pyarrow as pa
+
 from billing.catalog import Catalog
+from billing.charges import billing_windows
+from pricing_sql.rating import USAGE_SCHEMA
 
 
 def tiered(price_id, metric, tiers):
@@ -46,3 +52,13 @@ def one_plan(prices, currency="USD", timezone="UTC", customers=1):
         subscriptions=[{"id": f"s{i}", "customer_id": f"c{i}", "plan_id": "p",
                         "start_date": "2026-01-01"} for i in range(customers)],
     )
+
+
+def usage_rows(catalog, month, quantities, metric="calls"):
+    """Usage of ``metric`` for subscriptions s0.. (``quantities`` in order), keyed by each
+    subscription's usage window in the run for ``month``."""
+    windows = {w.subscription_id: w.window_id for w in billing_windows(catalog, month)
+               if not w.in_advance}
+    return pa.Table.from_pylist(
+        [{"window_id": windows[f"s{i}"], "metric_id": metric, "grouping": [], "group_values": [],
+          "quantity": Decimal(q)} for i, q in enumerate(quantities)], schema=USAGE_SCHEMA)

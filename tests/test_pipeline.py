@@ -5,11 +5,14 @@ New York (America/New_York, plan pro, USD), October 2026:
          the one at 2026-10-01T03:59:59Z is September there. Re-sent key ny-call-3 counts once.
          graduated: 10 x 0.50 + 6 x 0.10 = 5.60
   tokens: 1200 + 25 (sent by external id 'acme') = 1225 x 0.001 = 1.225 -> 1.23 (half up)
-  platform fee 20.00; total 20.00 + 5.60 + 1.23 = 26.83
+  The run that closes October makes the invoice dated Nov 1: October's usage in
+  arrears plus November's platform fee in advance, 20.00 + 5.60 + 1.23 = 26.83.
 Tokyo (Asia/Tokyo, plan jp, JPY), subscription from 2026-10-15 local:
-  calls: 8 on Oct 20 + 2 at 2026-10-31T14:59:59Z = 10; not the one before the start
-         (2026-10-14T14:59:59Z) nor 2026-10-31T15:00Z (November 1st in Tokyo).
-         10 x 0.25 = 2.5 yen -> 3 yen (half up); platform 1000; total 1003
+  Oct 15 invoice: the platform fee in advance for Oct 15 - Nov 1, 17 of October's 31
+         days: 1000 x 17 / 31 = 548.39 -> 548 yen.
+  Nov 1 invoice: calls 8 on Oct 20 + 2 at 2026-10-31T14:59:59Z = 10; not the one before
+         the start (2026-10-14T14:59:59Z) nor 2026-10-31T15:00Z (November 1st in Tokyo).
+         10 x 0.25 = 2.5 yen -> 3 yen (half up); November's fee 1000; total 1003
 """
 
 import hashlib
@@ -56,20 +59,23 @@ def test_october_invoices_match_the_hand_worked_amounts(billed):
     store, _, _ = billed
     invoices = {row["invoice_id"]: row for row in read(store, "invoices")}
     assert {key: row["total"] for key, row in invoices.items()} == {
-        "ny-202610-USD": Decimal("26.83"),
-        "tokyo-202610-JPY": Decimal("1003"),
+        "ny-20261101-USD": Decimal("26.83"),
+        "tokyo-20261015-JPY": Decimal("548"),
+        "tokyo-20261101-JPY": Decimal("1003"),
     }
-    lines = {(row["customer_id"], row["price_id"]): (row["quantity"], row["amount"])
+    assert invoices["ny-20261101-USD"]["due_date"] == date(2026, 12, 1)  # net 30
+    lines = {row["line_item_id"]: (row["invoice_id"], row["quantity"], row["amount"])
              for row in read(store, "line_items")}
     assert lines == {
-        ("ny", "pro_platform"): (Decimal(1), Decimal("20.00")),
-        ("ny", "pro_calls"): (Decimal(16), Decimal("5.60")),
-        ("ny", "pro_tokens"): (Decimal(1225), Decimal("1.23")),
-        ("tokyo", "jp_platform"): (Decimal(1), Decimal("1000")),
-        ("tokyo", "jp_calls"): (Decimal(10), Decimal("3")),
+        "sub_ny:pro_platform:20261101": ("ny-20261101-USD", Decimal(1), Decimal("20.00")),
+        "sub_ny:pro_calls:20261001": ("ny-20261101-USD", Decimal(16), Decimal("5.60")),
+        "sub_ny:pro_tokens:20261001": ("ny-20261101-USD", Decimal(1225), Decimal("1.23")),
+        "sub_tokyo:jp_platform:20261015": ("tokyo-20261015-JPY", Decimal(1), Decimal("548")),
+        "sub_tokyo:jp_platform:20261101": ("tokyo-20261101-JPY", Decimal(1), Decimal("1000")),
+        "sub_tokyo:jp_calls:20261015": ("tokyo-20261101-JPY", Decimal(10), Decimal("3")),
     }
     for invoice_id, invoice in invoices.items():
-        own = [amount for (cust, _), (_, amount) in lines.items() if invoice_id.startswith(cust)]
+        own = [amount for (invoice, _, amount) in lines.values() if invoice == invoice_id]
         assert invoice["total"] == sum(own)
 
 
@@ -101,13 +107,14 @@ def test_quarantine_keeps_reason_and_source(billed):
 
 def test_documents_are_written(billed):
     store, _, _ = billed
-    html = (store.lake.reports / "invoices" / "2026-10" / "ny-202610-USD.html").read_text()
-    assert "Service period: Oct 1, 2026 – Oct 31, 2026" in html
+    html = (store.lake.reports / "invoices" / "2026-10" / "ny-20261101-USD.html").read_text()
+    assert "<td>Oct 1, 2026 – Oct 31, 2026</td>" in html  # usage, in arrears
+    assert "<td>Nov 1, 2026 – Nov 30, 2026</td>" in html  # the fee, in advance
     assert '<td class="num">$26.83</td>' in html
     assert (store.lake.reports / "revenue" / "2026-10.html").exists()
     summary = read(store, "revenue_summary")
     assert {(r["currency"], r["billed"]) for r in summary} == {
-        ("USD", Decimal("26.83")), ("JPY", Decimal("1003"))}
+        ("USD", Decimal("26.83")), ("JPY", Decimal("1551"))}
 
 
 def test_rerunning_a_partition_is_byte_identical(billed):
@@ -129,8 +136,9 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     runner.bill_months(defs, [OCTOBER], instance)
     assert without_batch_records(fingerprint()) == without_batch_records(before)
     # 8 event days (Oct 1, 5, 6, 10, 14, 20, 31, Nov 1), 2 quarantine, 2 key index and
-    # 2 batch records, usage, line items, sub line items, invoices, revenue summary
-    assert len(before) == 19
+    # 2 batch records, usage, line items, sub line items, invoices, adjustments, credit
+    # ledger, corrections, revenue summary
+    assert len(before) == 22
 
 
 def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing import money
-from pricing_sql.rating import USAGE_SCHEMA, build_invoices, price_line_items
+from pricing_sql.invoicing import assemble_invoices
+from pricing_sql.rating import price_line_items
 from storage.duck import connect
-from tests.catalogs import catalog, model, one_plan, tiered, unit
+from tests.catalogs import catalog, model, one_plan, tiered, unit, usage_rows
 
 OCTOBER = date(2026, 10, 1)
 TIERS = [(0, 10, "0.50"), (10, None, "0.10")]
@@ -20,11 +21,13 @@ TIERS = [(0, 10, "0.50"), (10, None, "0.10")]
 
 def price(catalog, quantities, metric="calls"):
     """Line items for customers c0.. with the given usage of ``metric``."""
-    usage = pa.Table.from_pylist(
-        [{"subscription_id": f"s{i}", "metric_id": metric, "grouping": [], "group_values": [],
-          "quantity": Decimal(q)}
-         for i, q in enumerate(quantities)], schema=USAGE_SCHEMA)
+    usage = usage_rows(catalog, OCTOBER, quantities, metric)
     return price_line_items(connect(), catalog, OCTOBER, usage).line_items.to_pylist()
+
+
+def build_invoices(catalog, lines):
+    return assemble_invoices(connect(), catalog, OCTOBER, pa.Table.from_pylist(lines), [], {},
+                             {}).invoices.to_pylist()
 
 
 def amounts(lines):
@@ -47,16 +50,14 @@ def test_graduated_tiers(quantity, expected):
 
 
 def test_tier_breakdown_is_kept_as_sub_line_items():
-    usage = pa.Table.from_pylist([{"subscription_id": "s0", "metric_id": "calls", "grouping": [],
-                                   "group_values": [], "quantity": Decimal(15)}],
-                                 schema=USAGE_SCHEMA)
     catalog = one_plan([tiered("calls", "calls", TIERS), tiered("idle", "tokens", TIERS)])
+    usage = usage_rows(catalog, OCTOBER, ["15"])
     details = price_line_items(connect(), catalog, OCTOBER, usage).sub_line_items.to_pylist()
     subs = [(s["line_item_id"], s["first_unit"], s["last_unit"], s["quantity"], s["amount"])
             for s in details]
-    assert subs == [("s0:calls", 0, 10, 10, Decimal("5.00")),
-                    ("s0:calls", 10, None, 5, Decimal("0.50")),
-                    ("s0:idle", 0, 10, 0, 0)]  # no usage: the first tier, at zero
+    assert subs == [("s0:calls:20261001", 0, 10, 10, Decimal("5.00")),
+                    ("s0:calls:20261001", 10, None, 5, Decimal("0.50")),
+                    ("s0:idle:20261001", 0, 10, 0, 0)]  # no usage: the first tier, at zero
 
 
 def test_unit_price_rounds_once_per_line_half_up():
@@ -86,9 +87,9 @@ def test_fixed_fee_and_zero_usage_lines_and_invoice_total():
     assert amounts(lines) == {("c0", "platform"): Decimal("98.00"),
                               ("c0", "calls"): Decimal("5.50"),
                               ("c0", "tokens"): Decimal("0.00")}
-    con = connect()
-    (invoice,) = build_invoices(con, pa.Table.from_pylist(lines)).to_pylist()
-    assert invoice["invoice_id"] == "c0-202610-USD"
+    (invoice,) = build_invoices(catalog, lines)
+    # October's usage in arrears and November's fee in advance, on the Nov 1 invoice
+    assert invoice["invoice_id"] == "c0-20261101-USD"
     assert invoice["total"] == Decimal("103.50")
     assert invoice["line_count"] == 3
 
@@ -129,7 +130,7 @@ def test_graduated_pricing_properties(bounds, rates, usage, currency):
     # Graduated pricing never charges less for more usage.
     by_quantity = sorted(zip(usage, (line["amount"] for line in lines), strict=True))
     assert all(a[1] <= b[1] for a, b in zip(by_quantity, by_quantity[1:], strict=False))
-    invoices = build_invoices(connect(), pa.Table.from_pylist(every_line)).to_pylist()
+    invoices = build_invoices(catalog, every_line)
     for invoice in invoices:
         own = [x for x in every_line if x["invoice_id"] == invoice["invoice_id"]]
         # the total is off the precise sum by at most half a minor unit per line
@@ -164,18 +165,23 @@ def test_proration_counts_local_days():
         model("fee", "unit", {"unit_amount": "20.00", "prorated": True}, fixed_quantity=1),
         unit("flat", "20.00", fixed_quantity=1),
     ]
-    lines = {line["price_id"]: line for line in price(prorated_catalog(15, prices), ["1"])}
-    assert lines["seats"]["amount"] == Decimal("5.48")  # 10 x 17/31 = 5.4838...
-    assert lines["fee"]["amount"] == Decimal("10.97")  # 20 x 17/31 = 10.9677...
-    assert lines["flat"]["amount"] == Decimal("20.00")  # not prorated
-    assert (lines["seats"]["prorated_days"], lines["seats"]["period_days"]) == (17, 31)
+    lines = {line["line_item_id"]: line for line in price(prorated_catalog(15, prices), ["1"])}
+    seats = lines["s0:seats:20261015"]
+    assert seats["amount"] == Decimal("5.48")  # 10 x 17/31 = 5.4838...
+    assert (seats["prorated_days"], seats["period_days"]) == (17, 31)
+    assert lines["s0:fee:20261015"]["amount"] == Decimal("10.97")  # 20 x 17/31 = 10.9677...
+    # A fixed fee always prorates over a partial cycle, flagged or not; it is billed in
+    # advance, on an invoice dated the start, and November's comes in full on Nov 1.
+    assert lines["s0:flat:20261015"]["amount"] == Decimal("10.97")
+    assert lines["s0:flat:20261015"]["invoice_id"] == "c0-20261015-USD"
+    assert lines["s0:flat:20261101"]["amount"] == Decimal("20.00")
 
 
 def test_prorated_half_cent_rounds_up_exactly():
     # From October 27th: 5 days; 0.031 x 5 / 31 = 0.005 exactly, which rounds up to 0.01.
     # A floating point or truncated 5/31 would land just under 0.005 and round down.
     priced = model("p1", "unit_with_proration", {"unit_amount": "0.031"}, metric="calls")
-    (line,) = price(prorated_catalog(27, [priced]), ["1"])
+    (line,) = price(prorated_catalog(27, [priced]), ["1"])  # a usage price: one line
     assert line["amount"] == Decimal("0.01")
 
 

@@ -1,7 +1,7 @@
 """Load a catalog folder of YAML files, with errors that name the file, line and field.
 
 Every ``*.yaml`` file in the folder may hold any of the top-level lists
-``metrics``, ``plans``, ``customers`` and ``subscriptions``; the lists are
+``metrics``, ``plans``, ``customers``, ``subscriptions`` and ``coupons``; the lists are
 concatenated, ids must be unique, and every reference must resolve.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from billing.catalog.adjustments import ADJUSTMENT_TYPES, Coupon
 from billing.catalog.models import MODEL_TYPES, Catalog, Customer, Metric, Plan, Subscription
 
 SECTIONS: dict[str, type] = {
@@ -21,6 +22,7 @@ SECTIONS: dict[str, type] = {
     "plans": Plan,
     "customers": Customer,
     "subscriptions": Subscription,
+    "coupons": Coupon,
 }
 
 
@@ -129,8 +131,8 @@ def load_catalog(folder: str | Path) -> Catalog:
 
 
 def _is_union_tag(part: str | int) -> bool:
-    # Pydantic puts the discriminator value ('unit', 'tiered') in error locations.
-    return part in MODEL_TYPES
+    # Pydantic puts the discriminator value ('unit', 'minimum') in error locations.
+    return part in MODEL_TYPES or part in ADJUSTMENT_TYPES
 
 
 def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
@@ -145,14 +147,17 @@ def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
     price_origin: dict[str, str] = {}
     for plan in catalog.plans:
         item = origin[("plans", plan.id)]
-        for index, price in enumerate(plan.prices):
-            if price.billable_metric_id and price.billable_metric_id not in metric_ids:
-                problems.append(f"{item.where('prices', index, 'billable_metric_id')}: "
-                                f"unknown metric {price.billable_metric_id!r}")
-            if price.id in price_origin:
-                problems.append(f"{item.where('prices', index, 'id')}: duplicate price id "
-                                f"{price.id!r} (also in plan {price_origin[price.id]!r})")
-            price_origin[price.id] = plan.id
+        for number, version in enumerate((plan, *plan.versions), start=1):
+            where = () if number == 1 else ("versions", number - 2)
+            for index, price in enumerate(version.prices):
+                if price.billable_metric_id and price.billable_metric_id not in metric_ids:
+                    problems.append(f"{item.where(*where, 'prices', index, 'billable_metric_id')}"
+                                    f": unknown metric {price.billable_metric_id!r}")
+                if price.id in price_origin:
+                    problems.append(f"{item.where(*where, 'prices', index, 'id')}: duplicate "
+                                    f"price id {price.id!r} (also in plan "
+                                    f"{price_origin[price.id]!r})")
+                price_origin[price.id] = plan.id
     external_ids: dict[str, str] = {}
     for customer in catalog.customers:
         ext = customer.external_customer_id
@@ -162,10 +167,39 @@ def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
                             f"is already used by customer {external_ids[ext]!r}")
         elif ext:
             external_ids[ext] = customer.id
+    coupon_ids = known("coupons", catalog.coupons)
     for sub in catalog.subscriptions:
-        item = origin[("subscriptions", sub.id)]
-        if sub.customer_id not in customer_ids:
-            problems.append(f"{item.where('customer_id')}: unknown customer {sub.customer_id!r}")
-        if sub.plan_id not in plan_ids:
-            problems.append(f"{item.where('plan_id')}: unknown plan {sub.plan_id!r}")
+        problems += _subscription_problems(sub, origin[("subscriptions", sub.id)], catalog,
+                                           customer_ids, plan_ids, coupon_ids)
+    return problems
+
+
+def _subscription_problems(sub: Subscription, item: _Item, catalog: Catalog,
+                           customer_ids: set[str], plan_ids: set[str],
+                           coupon_ids: set[str]) -> list[str]:
+    problems = []
+    if sub.customer_id not in customer_ids:
+        problems.append(f"{item.where('customer_id')}: unknown customer {sub.customer_id!r}")
+    plan_prices: set[str] = set()
+    for index, phase in enumerate(sub.plan_phases):
+        where = ("phases", index) if sub.phases else ()
+        if phase.plan_id not in plan_ids:
+            problems.append(f"{item.where(*where, 'plan_id')}: unknown plan {phase.plan_id!r}")
+            continue
+        plan = next((p for p in catalog.plans if p.id == phase.plan_id), None)
+        if plan is None:  # the plan itself was invalid and is reported already
+            continue
+        if phase.plan_version is not None and phase.plan_version > len(plan.versions) + 1:
+            problems.append(f"{item.where(*where, 'plan_version')}: plan {plan.id!r} has no "
+                            f"version {phase.plan_version}")
+        plan_prices |= {price.id for price in plan.all_prices()}
+    for index, redemption in enumerate(sub.coupons):
+        if redemption.coupon_id not in coupon_ids:
+            problems.append(f"{item.where('coupons', index, 'coupon_id')}: unknown coupon "
+                            f"{redemption.coupon_id!r}")
+    for index, adjustment in enumerate(sub.adjustments):
+        unknown = set(adjustment.applies_to_price_ids or ()) - plan_prices
+        if unknown and plan_prices:
+            problems.append(f"{item.where('adjustments', index, 'applies_to_price_ids')}: "
+                            f"prices {sorted(unknown)} are not on the subscription's plans")
     return problems

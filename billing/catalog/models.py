@@ -7,11 +7,12 @@ Prices (``billing/catalog/prices.py``) follow the shape of Orb's public API:
 from __future__ import annotations
 
 from datetime import date
-from typing import get_args
+from typing import Annotated, get_args
 
 from pydantic import Field, PrivateAttr, model_validator
 
 from billing import money, periods
+from billing.catalog.adjustments import Adjustment, Coupon
 from billing.catalog.fields import Identifier, Strict
 from billing.catalog.prices import PRICE_MODELS, Price
 
@@ -26,16 +27,66 @@ class Metric(Strict):
     sql: str = Field(min_length=1)
 
 
+class PlanVersion(Strict):
+    """A later version of a plan's prices, in effect for billing periods starting on or
+    after ``effective_from`` (a subscription can pin a version instead)."""
+
+    version: Annotated[int, Field(ge=2)]
+    effective_from: date
+    prices: list[Price] = Field(min_length=1)
+    adjustments: list[Adjustment] = []
+
+
 class Plan(Strict):
+    """A plan: its prices and adjustments are version 1; ``versions`` lists later ones."""
+
     id: Identifier
     name: str
     currency: str
     prices: list[Price] = Field(min_length=1)
+    adjustments: list[Adjustment] = []
+    versions: list[PlanVersion] = []
 
     @model_validator(mode="after")
-    def _known_currency(self) -> Plan:
+    def _valid(self) -> Plan:
         money.exponent(self.currency)
+        numbers = [v.version for v in self.versions]
+        if numbers != list(range(2, len(numbers) + 2)):
+            raise ValueError(f"versions must be numbered 2, 3, ... in order, got {numbers}")
+        starts = [v.effective_from for v in self.versions]
+        if starts != sorted(set(starts)):
+            raise ValueError("versions must take effect on strictly increasing dates")
+        for version in (self, *self.versions):
+            ids = {price.id for price in version.prices}
+            for adjustment in version.adjustments:
+                unknown = set(adjustment.applies_to_price_ids or ()) - ids
+                if unknown:
+                    raise ValueError(f"adjustment {adjustment.id!r} applies to prices "
+                                     f"{sorted(unknown)} not in the same plan version")
         return self
+
+    # Version 1 as a PlanVersion, built once: billing asks for it per subscription.
+    _first: PlanVersion = PrivateAttr()
+
+    def model_post_init(self, _context: object) -> None:
+        self._first = PlanVersion.model_construct(version=1, effective_from=date.min,
+                                                  prices=self.prices,
+                                                  adjustments=self.adjustments)
+
+    def version(self, number: int) -> PlanVersion:
+        if number == 1:
+            return self._first
+        if not 2 <= number <= len(self.versions) + 1:
+            raise KeyError(f"plan {self.id!r} has no version {number}")
+        return self.versions[number - 2]
+
+    def version_on(self, day: date) -> PlanVersion:
+        """The version in effect on ``day``."""
+        number = 1 + sum(1 for v in self.versions if v.effective_from <= day)
+        return self.version(number)
+
+    def all_prices(self) -> list[Price]:
+        return [price for version in (self, *self.versions) for price in version.prices]
 
 
 class Customer(Strict):
@@ -44,6 +95,8 @@ class Customer(Strict):
     external_customer_id: Identifier | None = None
     email: str | None = None
     timezone: str = "UTC"
+    # Days from an invoice's date to its due date.
+    net_terms: Annotated[int, Field(ge=0)] = 30
 
     @model_validator(mode="after")
     def _known_zone(self) -> Customer:
@@ -51,21 +104,78 @@ class Customer(Strict):
         return self
 
 
+class Phase(Strict):
+    """The plan a subscription is on from ``start_date`` until the next phase starts."""
+
+    plan_id: Identifier
+    start_date: date
+    plan_version: Annotated[int, Field(ge=1)] | None = None  # else the version in effect
+
+
+class CouponRedemption(Strict):
+    coupon_id: Identifier
+    redeemed_on: date | None = None  # defaults to the subscription's start
+
+
 class Subscription(Strict):
-    """A customer on a plan from ``start_date`` (inclusive) to ``end_date`` (exclusive),
-    both dates in the customer's time zone."""
+    """A customer on a plan from its start date (inclusive) to ``end_date`` (exclusive),
+    dates in the customer's time zone. Either ``plan_id`` and ``start_date``, or
+    ``phases`` for a plan that changes (trial plan then paid, upgrade, downgrade).
+
+    Billing periods are anchored on ``billing_cycle_day`` (1 = calendar months), or on
+    the start date's day with ``align_billing_with_subscription_start_date``. Nothing is
+    charged before ``trial_end_date``."""
 
     id: Identifier
     customer_id: Identifier
-    plan_id: Identifier
-    start_date: date
+    plan_id: Identifier | None = None
+    plan_version: Annotated[int, Field(ge=1)] | None = None
+    start_date: date | None = None
+    phases: list[Phase] = []
     end_date: date | None = None
+    trial_end_date: date | None = None
+    billing_cycle_day: Annotated[int, Field(ge=1, le=31)] | None = None
+    align_billing_with_subscription_start_date: bool = False
+    coupons: list[CouponRedemption] = []
+    adjustments: list[Adjustment] = []
 
     @model_validator(mode="after")
     def _ordered(self) -> Subscription:
-        if self.end_date is not None and self.end_date <= self.start_date:
-            raise ValueError(f"end_date {self.end_date} must be after start_date {self.start_date}")
+        if self.phases and (self.plan_id or self.start_date or self.plan_version):
+            raise ValueError("give either plan_id and start_date, or phases, not both")
+        if not self.phases and not (self.plan_id and self.start_date):
+            raise ValueError("a subscription needs plan_id and start_date, or phases")
+        starts = [phase.start_date for phase in self.plan_phases]
+        if starts != sorted(set(starts)):
+            raise ValueError("phases must start on strictly increasing dates")
+        if self.end_date is not None and self.end_date <= starts[-1]:
+            raise ValueError(f"end_date {self.end_date} must be after the last phase's start "
+                             f"{starts[-1]}")
+        if self.trial_end_date is not None and not (
+                starts[0] < self.trial_end_date < (self.end_date or date.max)):
+            raise ValueError(f"trial_end_date {self.trial_end_date} must fall inside the "
+                             "subscription")
+        if self.billing_cycle_day and self.align_billing_with_subscription_start_date:
+            raise ValueError("give billing_cycle_day or align_billing_with_subscription_start_date"
+                             ", not both")
         return self
+
+    @property
+    def plan_phases(self) -> list[Phase]:
+        if self.phases:
+            return list(self.phases)
+        return [Phase(plan_id=self.plan_id, start_date=self.start_date,
+                      plan_version=self.plan_version)]
+
+    @property
+    def starts_on(self) -> date:
+        return self.plan_phases[0].start_date
+
+    @property
+    def cycle_day(self) -> int:
+        if self.align_billing_with_subscription_start_date:
+            return self.starts_on.day
+        return self.billing_cycle_day or 1
 
 
 class Catalog(Strict):
@@ -73,6 +183,7 @@ class Catalog(Strict):
     plans: list[Plan] = []
     customers: list[Customer] = []
     subscriptions: list[Subscription] = []
+    coupons: list[Coupon] = []
 
     # Lookups by id, built once: invoicing looks up every invoice's customer.
     _by_id: dict[str, dict] = PrivateAttr(default_factory=dict)
@@ -80,7 +191,8 @@ class Catalog(Strict):
     def model_post_init(self, _context: object) -> None:
         self._by_id.update(metrics={m.id: m for m in self.metrics},
                            plans={p.id: p for p in self.plans},
-                           customers={c.id: c for c in self.customers})
+                           customers={c.id: c for c in self.customers},
+                           coupons={c.id: c for c in self.coupons})
 
     def metric(self, metric_id: str) -> Metric:
         return self._by_id["metrics"][metric_id]
@@ -90,3 +202,6 @@ class Catalog(Strict):
 
     def customer(self, customer_id: str) -> Customer:
         return self._by_id["customers"][customer_id]
+
+    def coupon(self, coupon_id: str) -> Coupon:
+        return self._by_id["coupons"][coupon_id]

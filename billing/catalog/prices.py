@@ -338,12 +338,17 @@ class GroupedAllocationConfig(Strict):
 # ---- prices ----------------------------------------------------------------------------
 
 
+CADENCE_MONTHS = {"monthly": 1, "quarterly": 3, "semi_annual": 6, "annual": 12}
+
+
 class PriceBase(Strict):
     id: Identifier
     name: str
-    cadence: Literal["monthly"] = "monthly"
+    cadence: Literal["monthly", "quarterly", "semi_annual", "annual"] = "monthly"
     billable_metric_id: Identifier | None = None
     fixed_price_quantity: Annotated[Decimal, Field(gt=0)] | None = None
+    # Orb's default: fixed fees in advance, usage in arrears (usage can only be counted after).
+    billed_in_advance: bool | None = None
 
     @model_validator(mode="after")
     def _usage_or_fixed(self) -> PriceBase:
@@ -354,7 +359,18 @@ class PriceBase(Strict):
             )
         if self.fixed_price_quantity is not None and self.program().grouping:
             raise ValueError(f"a {self.model_type} price groups usage, so it cannot be a fixed fee")
+        if self.billable_metric_id is not None and self.billed_in_advance:
+            raise ValueError("a usage price is billed in arrears: usage is only known at the "
+                             "end of its period")
         return self
+
+    @property
+    def in_advance(self) -> bool:
+        return self.fixed_price_quantity is not None and self.billed_in_advance is not False
+
+    @property
+    def cadence_months(self) -> int:
+        return CADENCE_MONTHS[self.cadence]
 
     def program(self) -> Program:
         raise NotImplementedError

@@ -1,19 +1,28 @@
--- One draft invoice per customer, currency and billing month, from its line items.
--- Tables: line_items (the output of line_items.sql)
--- The total is the sum of the already rounded line amounts, so it is exact and
--- always equals what the lines show.
+-- One invoice per customer, currency and invoice date, from invoice_totals.sql.
+-- Tables: invoice_totals   each invoice's lines and adjustments
+--         invoice_credits  (invoice_id, credits_applied): prepaid credits drawn down
+--         customer_terms   (customer_id, net_terms): days until an invoice is due
+-- Every amount here is a sum of amounts already rounded to the minor unit, so
+-- total = subtotal + adjustments - credits_applied holds exactly.
 SELECT
-    invoice_id,
-    customer_id,
-    currency,
-    currency_exponent,
-    billing_month,
-    invoice_period_start AS period_start,
-    invoice_period_end AS period_end,
-    count(*) AS line_count,
-    sum(amount) AS subtotal,
-    sum(amount) AS total,
+    t.invoice_id,
+    t.customer_id,
+    t.currency,
+    t.currency_exponent,
+    t.billing_month,
+    t.invoice_date,
+    CAST(t.invoice_date + to_days(ct.net_terms) AS DATE) AS due_date,
+    t.service_start,
+    t.service_end,
+    t.line_count,
+    t.subtotal,
+    t.adjustments,
+    CAST(coalesce(c.credits_applied, 0) AS DECIMAL(38, 4)) AS credits_applied,
+    CAST(t.subtotal + t.adjustments - coalesce(c.credits_applied, 0) AS DECIMAL(38, 4)) AS total,
+    CAST(t.subtotal + t.adjustments - coalesce(c.credits_applied, 0) AS DECIMAL(38, 4))
+        AS amount_due,
     'draft' AS status
-FROM line_items
-GROUP BY ALL
-ORDER BY invoice_id
+FROM invoice_totals AS t
+JOIN customer_terms AS ct USING (customer_id)
+LEFT JOIN invoice_credits AS c USING (invoice_id)
+ORDER BY t.invoice_id

@@ -1,4 +1,4 @@
--- One invoice line item per subscription price, from `lines` and `rated_tiers`
+-- One invoice line item per charge, from `lines` and `rated_tiers`
 -- (rate_usage.sql). A group's amount is the sum of its tiers, raised to the
 -- minimum_amount of the tier its quantity reached; a line's is the sum of its groups.
 WITH group_amounts AS (
@@ -60,21 +60,22 @@ rounded AS (
 )
 SELECT
     invoice_id,
+    invoice_date,
     line_item_id,
     billing_month,
     customer_id,
     subscription_id,
     plan_id,
+    plan_version,
     price_id,
     price_name AS name,
     model_type,
     billable_metric_id,
     currency,
     currency_exponent,
-    invoice_period_start,
-    invoice_period_end,
-    period_start,
-    period_end,
+    in_advance,
+    service_start,
+    service_end,
     quantity,
     precise_amount,
     prorated_days,

@@ -1,23 +1,29 @@
--- Rate usage by tier: one row per (subscription, price, usage group, tier) of a month.
--- Creates temp tables `lines` (each subscription price) and `rated_tiers`, which
--- line_items.sql and line_item_details.sql read.
--- Tables: billing_windows      one row per subscription active in the month
---         plan_prices          one row per price of each plan
+-- Rate usage by tier: one row per (charge, usage group, tier) of a billing run.
+-- Creates temp tables `lines` (each charge: a price billed for a window) and
+-- `rated_tiers`, which line_items.sql and line_item_details.sql read.
+-- Tables: billing_windows      each subscription's service windows on the run's invoices
+--                              (billing/charges.py): plan version, cadence, timing
+--         plan_prices          each price of each plan version, with its cadence, timing
+--                              (in advance or arrears), proration, model and metric
 --         price_terms          each price's program: scheme, grouping, package, allocations
 --         price_tiers          each price's tiers (lower, upper], rate, flat and minimum amounts
 --         price_cells          matrix cells: dimension values and their rate
---         usage                (subscription_id, metric_id, grouping, group_values, quantity)
+--         usage                (window_id, metric_id, grouping, group_values, quantity)
 -- The normal form and each model's mapping onto it: billing/catalog/prices.py and
--- docs/pricing.md. Missing usage is quantity 0, so every price on the plan gets a line.
+-- docs/pricing.md. Missing usage is quantity 0, so every charge gets a line.
 CREATE OR REPLACE TEMP TABLE lines AS
 SELECT
-    w.customer_id || '-' || strftime(w.billing_month, '%Y%m') || '-' || w.currency AS invoice_id,
-    w.subscription_id || ':' || pp.price_id AS line_item_id,
+    w.subscription_id || ':' || pp.price_id || ':' || strftime(w.service_start, '%Y%m%d')
+        AS line_item_id,
     w.*,
-    pp.* EXCLUDE (plan_id),
+    pp.* EXCLUDE (plan_id, plan_version, cadence_months, in_advance),
     pt.* EXCLUDE (price_id)
 FROM billing_windows AS w
-JOIN plan_prices AS pp ON pp.plan_id = w.plan_id
+JOIN plan_prices AS pp
+    ON pp.plan_id = w.plan_id
+    AND pp.plan_version = w.plan_version
+    AND pp.cadence_months = w.cadence_months
+    AND pp.in_advance = w.in_advance
 JOIN price_terms AS pt ON pt.price_id = pp.price_id;
 
 CREATE OR REPLACE TEMP TABLE rated_tiers AS
@@ -38,7 +44,7 @@ groups AS (
     FROM lines AS l
     LEFT JOIN usage AS u
         ON l.fixed_quantity IS NULL
-        AND u.subscription_id = l.subscription_id
+        AND u.window_id = l.window_id
         AND u.metric_id = l.billable_metric_id
         AND u.grouping = l.grouping
 ),

@@ -1,19 +1,19 @@
--- The events each subscription is billed for in one billing month.
+-- The events each usage window is billed for.
 -- Tables: active_events   the events that count (active_events.sql), over the day
---                         partitions that can hold the month's events (its UTC days
---                         plus one day either side, for time zones)
---         billing_windows (subscription_id, customer_id, period_start, period_end)
--- A subscription's window is its customer's local month cut to the subscription's
--- dates, as half-open UTC instants [period_start, period_end).
+--                         partitions the windows reach
+--         usage_windows   (window_id, customer_id, period_start, period_end)
+-- A window is a subscription's service period for a usage price (its billing cycle cut
+-- to the subscription's dates and phase), as half-open UTC instants
+-- [period_start, period_end) from the customer's local midnights.
 CREATE OR REPLACE TEMP TABLE period_events AS
 SELECT
-    w.subscription_id,
+    w.window_id,
     e.customer_id,
     e."timestamp",
     e.event_name,
     CAST(e.properties AS JSON) AS properties
 FROM active_events AS e
-JOIN billing_windows AS w
+JOIN usage_windows AS w
     ON e.customer_id = w.customer_id
     AND e."timestamp" >= w.period_start
     AND e."timestamp" < w.period_end

@@ -1,0 +1,180 @@
+"""What a billing run charges: the service windows of each subscription.
+
+A window is part or all of one billing cycle of one subscription: the cycle cut to
+the subscription's dates, its current phase (plan and version) and the end of any
+trial. Every price of that plan version with the window's cadence and timing is
+charged for it (the pricing SQL joins the prices on). Fixed fees are billed in
+advance, on the invoice dated the day the window starts; usage (and fixed fees in
+arrears) on the invoice dated the end of the cycle, or the subscription's end if it
+ends first. A customer's charges with the same invoice date and currency make one
+invoice.
+
+The run for billing month M makes every invoice dated after the 1st of M up to and
+including the 1st of M+1 (the run that closes M, on the 1st of M+1): the arrears
+invoices for cycles ending at the close of M, and in-advance charges for what starts
+in that span. Fixed fees are prorated by day over a partial cycle; a usage price only
+when its config says ``prorated``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+
+from billing import money, periods
+from billing.catalog import Catalog, Subscription
+from billing.catalog.adjustments import Adjustment
+from billing.catalog.models import Phase, Plan, PlanVersion
+from billing.cycles import billing_periods, cycle_date
+
+
+@dataclass(frozen=True)
+class BillingWindow:
+    invoice_id: str
+    invoice_date: date
+    billing_month: date
+    window_id: str  # subscription and service dates: where usage is counted
+    subscription_id: str
+    customer_id: str
+    plan_id: str
+    plan_version: int
+    cadence_months: int
+    in_advance: bool
+    currency: str
+    currency_exponent: int
+    service_start: date  # local dates, [start, end)
+    service_end: date
+    period_start: datetime  # the same, as UTC instants
+    period_end: datetime
+    active_days: int  # of the cycle's days: for proration
+    period_days: int
+
+
+@dataclass(frozen=True)
+class AdjustmentTerm:
+    """An adjustment on one invoice, over the lines of one subscription that match:
+    its plan version (plan adjustments), its prices, and its service dates (coupons)."""
+
+    invoice_id: str
+    subscription_id: str
+    source: str  # "plan <id> v<n>", "subscription <id>" or "coupon <id>"
+    adjustment: Adjustment
+    plan_id: str | None = None
+    plan_version: int | None = None
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+
+def run_span(month: date) -> tuple[date, date]:
+    """Invoice dates the run for ``month`` makes: ``(first of month, first of next]``."""
+    first = month.replace(day=1)
+    return first, periods.add_months(first, 1)
+
+
+def in_run(day: date, month: date) -> bool:
+    after, through = run_span(month)
+    return after < day <= through
+
+
+def invoice_id(customer_id: str, invoice_date: date, currency: str) -> str:
+    return f"{customer_id}-{invoice_date:%Y%m%d}-{currency}"
+
+
+def _phase_spans(sub: Subscription) -> list[tuple[Phase, date, date | None]]:
+    phases = sub.plan_phases
+    ends = [p.start_date for p in phases[1:]] + [sub.end_date]
+    return [(phase, phase.start_date, end) for phase, end in zip(phases, ends, strict=True)]
+
+
+def _versions(plan: Plan, phase: Phase) -> list[PlanVersion]:
+    if phase.plan_version is not None:
+        return [plan.version(phase.plan_version)]
+    return [plan.version(n) for n in range(1, len(plan.versions) + 2)]
+
+
+def _billings(version: PlanVersion) -> list[tuple[int, bool]]:
+    """The (cadence in months, in advance) pairs the version's prices are billed on."""
+    return sorted({(price.cadence_months, price.in_advance) for price in version.prices})
+
+
+# Many subscriptions share a start, cycle day and time zone: compute those once.
+_periods = cache(lambda *args: tuple(billing_periods(*args)))
+_local_period = cache(periods.local_date_period)
+
+
+def subscription_windows(catalog: Catalog, sub: Subscription, month: date) -> list[BillingWindow]:
+    customer = catalog.customer(sub.customer_id)
+    first, through = run_span(month)
+    billable_from = sub.trial_end_date or sub.starts_on
+    windows = []
+    for phase, phase_start, phase_end in _phase_spans(sub):
+        plan = catalog.plan(phase.plan_id)
+        for version in _versions(plan, phase):
+            for months, in_advance in _billings(version):
+                for begin, after in _periods(sub.starts_on, sub.cycle_day, months, phase_start,
+                                             phase_end, first, through):
+                    start = max(begin, phase_start, billable_from)
+                    end = min(after, phase_end or after)
+                    # An unpinned phase bills each window at the version in effect when
+                    # the window starts.
+                    if start >= end or (phase.plan_version is None
+                                        and plan.version_on(start).version != version.version):
+                        continue
+                    invoice_date = start if in_advance else min(after, sub.end_date or after)
+                    if not in_run(invoice_date, month):
+                        continue
+                    window = _local_period(start, end, customer.timezone)
+                    windows.append(BillingWindow(
+                        invoice_id=invoice_id(customer.id, invoice_date, plan.currency),
+                        invoice_date=invoice_date,
+                        billing_month=first,
+                        window_id=f"{sub.id}:{start:%Y%m%d}-{end:%Y%m%d}",
+                        subscription_id=sub.id,
+                        customer_id=customer.id,
+                        plan_id=plan.id,
+                        plan_version=version.version,
+                        cadence_months=months,
+                        in_advance=in_advance,
+                        currency=plan.currency,
+                        currency_exponent=money.exponent(plan.currency),
+                        service_start=start,
+                        service_end=end,
+                        period_start=window.start,
+                        period_end=window.end,
+                        active_days=(end - start).days,
+                        period_days=(after - begin).days,
+                    ))
+    return windows
+
+
+def billing_windows(catalog: Catalog, month: date) -> list[BillingWindow]:
+    """Every window charged on the invoices the run for ``month`` makes."""
+    rows = [w for sub in catalog.subscriptions for w in subscription_windows(catalog, sub, month)]
+    return sorted(rows, key=lambda w: (w.invoice_id, w.window_id, w.cadence_months,
+                                       w.in_advance))
+
+
+def adjustment_terms(catalog: Catalog, windows: list[BillingWindow]) -> list[AdjustmentTerm]:
+    """Each plan, subscription and coupon adjustment on each invoice it can touch."""
+    subs = {sub.id: sub for sub in catalog.subscriptions}
+    terms: dict[tuple, AdjustmentTerm] = {}
+    for w in windows:
+        sub = subs[w.subscription_id]
+        version = catalog.plan(w.plan_id).version(w.plan_version)
+        candidates = [AdjustmentTerm(w.invoice_id, sub.id, f"plan {w.plan_id} v{w.plan_version}",
+                                     a, w.plan_id, w.plan_version) for a in version.adjustments]
+        candidates += [AdjustmentTerm(w.invoice_id, sub.id, f"subscription {sub.id}", a)
+                       for a in sub.adjustments]
+        for redemption in sub.coupons:
+            coupon = catalog.coupon(redemption.coupon_id)
+            redeemed = redemption.redeemed_on or sub.starts_on
+            until = None if coupon.duration_in_months is None else cycle_date(
+                periods.add_months(redeemed, coupon.duration_in_months), redeemed.day)
+            candidates.append(AdjustmentTerm(w.invoice_id, sub.id, f"coupon {coupon.id}",
+                                             coupon.adjustment(), valid_from=redeemed,
+                                             valid_until=until))
+        for term in candidates:
+            terms.setdefault((term.invoice_id, term.subscription_id, term.source,
+                              term.adjustment.id), term)
+    return [terms[key] for key in sorted(terms)]

@@ -1,0 +1,209 @@
+"""``orb invoices``, ``orb credits`` and ``orb rerate``: the invoice lifecycle on the CLI."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from billing import money
+from pipelines import runner
+from pipelines.definitions import build_definitions
+from pipelines.rerate import preview
+from pipelines.resources import OrbStore
+from reports.documents import write_issued
+from storage import credits, documents
+from storage.duck import connect
+from storage.issuing import drafts, issue_month
+
+console = Console()
+DATA_DIR = click.option("--data-dir", default="data", show_default=True,
+                        type=click.Path(path_type=Path))
+
+
+def month_option(_ctx, _param, value):
+    """YYYY-MM as the first day of the month (a tuple of them for multiple options)."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(month_option(_ctx, _param, v) for v in value)
+    try:
+        return date.fromisoformat(f"{value}-01")
+    except ValueError as exc:
+        raise click.BadParameter(f"expected YYYY-MM, got {value!r}") from exc
+
+
+def _store(data_dir: Path) -> OrbStore:
+    return OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+
+
+def _money(amount: Decimal | None, currency: str) -> str:
+    return "-" if amount is None else money.format_money(amount, currency)
+
+
+@click.group()
+def invoices() -> None:
+    """Drafts, issuing, payment and voiding of invoices and credit notes."""
+
+
+@invoices.command("list")
+@click.option("--period", callback=month_option, help="Billing month, YYYY-MM.")
+@click.option("--customer", "customer_id")
+@DATA_DIR
+def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) -> None:
+    """Issued documents with their status; with --period, that month's drafts too."""
+    lake, con = _store(data_dir).lake, connect()
+    table = Table(title="Invoices and credit notes")
+    for column in ("number", "type", "invoice", "customer", "date", "due", "total", "status"):
+        table.add_column(column, justify="right" if column == "total" else "left")
+    status = documents.statuses(con, lake)
+    for head in documents.issued_heads(lake).to_pylist():
+        if (period is None or head["billing_month"] == period) and (
+                customer_id is None or head["customer_id"] == customer_id):
+            table.add_row(head["number"], head["document_type"], head["invoice_id"],
+                          head["customer_id"], str(head["invoice_date"]), str(head["due_date"]),
+                          _money(head["total"], head["currency"]), status[head["number"]])
+    if period is not None:
+        for draft in drafts(con, lake, period):
+            head = draft.head
+            if customer_id is None or head["customer_id"] == customer_id:
+                table.add_row("-", head["document_type"],
+                              head.get("correction_id") or head["invoice_id"],
+                              head["customer_id"], str(head["invoice_date"]),
+                              str(head["due_date"]), _money(head["total"], head["currency"]),
+                              "draft")
+    console.print(table)
+
+
+@invoices.command("issue")
+@click.option("--period", required=True, callback=month_option, help="Billing month, YYYY-MM.")
+@click.option("--customer", "customers", multiple=True, help="Only these customers.")
+@DATA_DIR
+def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> None:
+    """Number and freeze the month's drafts; write each as HTML and PDF."""
+    store = _store(data_dir)
+    issued = issue_month(connect(), store.lake, period, datetime.now(UTC),
+                         set(customers) or None)
+    folder = write_issued(store.lake, store.catalog(), store.issuer, issued)
+    for number, draft in issued:
+        console.print(f"{number}  {draft.head['document_type']:<18} "
+                      f"{draft.head.get('correction_id') or draft.head['invoice_id']:<28} "
+                      f"{_money(draft.head['total'], draft.head['currency'])}")
+    console.print(f"Issued {len(issued)} documents; HTML and PDF in {folder}")
+
+
+def _set_status(number: str, status: str, note: str, data_dir: Path) -> None:
+    try:
+        documents.change_status(connect(), _store(data_dir).lake, number, status,
+                                datetime.now(UTC), note)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(f"{number} is now {status}")
+
+
+@invoices.command("pay")
+@click.argument("number")
+@click.option("--note", default="", help="e.g. the payment reference.")
+@DATA_DIR
+def invoices_pay(number: str, note: str, data_dir: Path) -> None:
+    """Mark an issued invoice paid."""
+    _set_status(number, "paid", note, data_dir)
+
+
+@invoices.command("void")
+@click.argument("number")
+@click.option("--reason", required=True, help="Why, for the audit trail.")
+@DATA_DIR
+def invoices_void(number: str, reason: str, data_dir: Path) -> None:
+    """Void an issued, unpaid invoice; the next run of its month drafts it afresh."""
+    _set_status(number, "void", reason, data_dir)
+
+
+@click.group("credits")
+def credits_group() -> None:
+    """Prepaid credit grants and the credit ledger."""
+
+
+def _decimal(_ctx, _param, value):
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation as exc:
+        raise click.BadParameter(f"expected a decimal number, got {value!r}") from exc
+
+
+def _day(_ctx, _param, value):
+    return None if value is None else date.fromisoformat(value)
+
+
+@credits_group.command("grant")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--amount", required=True, callback=_decimal)
+@click.option("--currency", required=True)
+@click.option("--cost-basis", default="0", callback=_decimal, show_default=True,
+              help="What the customer paid per credit (1 for purchased, 0 for free).")
+@click.option("--effective", required=True, callback=_day, help="YYYY-MM-DD, customer's date.")
+@click.option("--expires", callback=_day, help="YYYY-MM-DD; never, if omitted.")
+@click.option("--reason", default="")
+@DATA_DIR
+def credits_grant(customer_id, amount, currency, cost_basis, effective, expires, reason,
+                  data_dir) -> None:
+    """Record a credit grant (never changed afterwards); re-run the months it affects."""
+    store = _store(data_dir)
+    if customer_id not in {c.id for c in store.catalog().customers}:
+        raise click.ClickException(f"unknown customer {customer_id!r}")
+    try:
+        grant = credits.record_grant(store.lake, customer_id, money.validate_currency(currency),
+                                     amount, cost_basis, effective, expires, reason)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(f"Granted {_money(grant.amount, grant.currency)} to {customer_id} as "
+                  f"{grant.grant_id}, effective {effective}, expires {expires or 'never'}")
+
+
+@credits_group.command("ledger")
+@click.option("--customer", "customer_id", required=True)
+@DATA_DIR
+def credits_ledger(customer_id: str, data_dir: Path) -> None:
+    """A customer's grants, drawdowns and expiries, with each grant's running balance."""
+    table = Table(title=f"Credit ledger of {customer_id}")
+    for column in ("date", "entry", "grant", "invoice", "amount", "grant balance"):
+        table.add_column(column, justify="right" if column in ("amount", "grant balance")
+                         else "left")
+    for row in credits.ledger_view(connect(), _store(data_dir).lake, customer_id):
+        table.add_row(str(row["entry_date"]), row["entry_type"], row["grant_id"],
+                      row["invoice_id"] or "", _money(row["amount"], row["currency"]),
+                      _money(row["grant_balance"], row["currency"]))
+    console.print(table)
+
+
+@click.command()
+@click.option("--period", "months", required=True, multiple=True, callback=month_option,
+              help="Billing month, YYYY-MM (repeat for several).")
+@click.option("--dry-run", is_flag=True, help="Show the differences; write nothing.")
+@DATA_DIR
+def rerate(months: tuple[date, ...], dry_run: bool, data_dir: Path) -> None:
+    """Recompute past months: per-invoice differences, then (without --dry-run) the run
+    that replaces drafts and drafts corrections of issued invoices."""
+    store = _store(data_dir)
+    for month in months:
+        changes = [d for d in preview(store, month) if d.difference or d.action.startswith(
+            ("new", "draft dropped"))]
+        table = Table(title=f"Re-rating {month:%Y-%m}: {len(changes)} invoices change")
+        for column in ("customer", "invoice", "before", "after", "difference", "action"):
+            table.add_column(column, justify="right" if column in ("before", "after",
+                                                                   "difference") else "left")
+        for d in changes:
+            table.add_row(d.customer_id, d.invoice_id, _money(d.before, d.currency),
+                          _money(d.after, d.currency), _money(d.difference, d.currency),
+                          d.action)
+        console.print(table)
+        if not dry_run:
+            runner.bill_month(build_definitions(store), month, runner.instance())
+            console.print(f"{month:%Y-%m} re-rated: drafts replaced; corrections are drafts "
+                          f"until `orb invoices issue --period {month:%Y-%m}`")

@@ -1,0 +1,80 @@
+"""Re-rating a billing month: what recomputing it would change, before anything is written.
+
+The month is recomputed in memory from the lake and catalog as they are now (usage,
+prices, adjustments, credits) and compared with what stands: the current draft of
+each invoice, or for an issued invoice what it and its issued corrections billed.
+Writing it is an ordinary run of the month (``orb rerate`` without ``--dry-run``, or
+a backfill in the UI): drafts are replaced, issued invoices get corrections.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from pipelines.resources import OrbStore
+from pricing_sql.rating import compute_usage, price_line_items
+from storage.duck import connect
+from storage.issuing import compute_corrections, invoice_run, register_issued
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Difference:
+    customer_id: str
+    invoice_id: str
+    currency: str
+    before: Decimal | None  # None: no such invoice yet
+    after: Decimal | None  # None: the run no longer makes it
+    action: str
+
+    @property
+    def difference(self) -> Decimal:
+        return (self.after or ZERO) - (self.before or ZERO)
+
+
+def preview(store: OrbStore, month: date) -> list[Difference]:
+    """Every invoice of the month whose amount a re-run would change, or create."""
+    lake, catalog, con = store.lake, store.catalog(), connect()
+    usage = compute_usage(con, lake, catalog, month)
+    priced = price_line_items(con, catalog, month, usage)
+    invoiced = invoice_run(con, lake, catalog, month, priced.line_items)
+    corrections = compute_corrections(con, lake, month, priced.line_items,
+                                      invoiced.adjustments).to_pylist()
+    after = {row["invoice_id"]: row for row in invoiced.invoices.to_pylist()}
+    drafts_file = lake.partition_file("invoices", "billing_month", month)
+    before = ({row["invoice_id"]: row for row in
+               lake.read_partition("invoices", "billing_month", month).to_pylist()}
+              if drafts_file.exists() else {})
+    register_issued(con, lake)
+    issued = {row["invoice_id"]: row for row in con.execute(
+        "SELECT h.invoice_id, any_value(h.customer_id) AS customer_id, "
+        "any_value(h.currency) AS currency, sum(h.subtotal + h.adjustments) AS billed "
+        "FROM issued_heads AS h JOIN document_status USING (number) "
+        "WHERE status <> 'void' AND billing_month = $month GROUP BY h.invoice_id",
+        {"month": month}).to_arrow_table().to_pylist()}
+    corrected = defaultdict(Decimal)
+    for row in corrections:
+        corrected[row["invoice_id"]] += row["amount"]
+
+    result = []
+    for invoice_id in sorted(set(after) | set(before) | set(issued)):
+        head = after.get(invoice_id) or before.get(invoice_id) or issued[invoice_id]
+        if invoice_id in issued:
+            billed = issued[invoice_id]["billed"]
+            change = corrected.get(invoice_id, ZERO)
+            action = ("credit note" if change < 0 else "adjustment invoice") if (
+                invoice_id in corrected) else "none (issued)"
+            result.append(Difference(head["customer_id"], invoice_id, head["currency"], billed,
+                                     billed + change, action))
+            continue
+        old = before.get(invoice_id, {}).get("total")
+        new = after.get(invoice_id, {}).get("total")
+        action = ("new draft" if old is None else "draft dropped" if new is None
+                  else "replace draft" if new != old else "none")
+        result.append(Difference(head["customer_id"], invoice_id, head["currency"], old, new,
+                                 action))
+    return result

@@ -1,0 +1,65 @@
+"""Invoice, adjustment invoice and credit note documents: HTML drafts per billing run,
+and HTML + PDF for each issued document (reports/documents/<number>.html|.pdf).
+
+An issued document is rendered once, when it is issued, from its frozen lines."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+
+import duckdb
+import weasyprint
+
+from billing.catalog import Catalog
+from reports.render import environment
+from storage.issuing import Draft, drafts
+from storage.lake import Lake
+
+TITLES = {"invoice": "Invoice", "adjustment_invoice": "Adjustment invoice",
+          "credit_note": "Credit note"}
+
+
+def render_document(head: dict, lines: list[dict], catalog: Catalog, issuer: str,
+                    number: str | None = None, status: str = "draft") -> str:
+    return environment().get_template("document.html.j2").render(
+        doc=head, lines=lines, customer=catalog.customer(head["customer_id"]), issuer=issuer,
+        title=TITLES[head["document_type"]], number=number, status=status)
+
+
+def _with_breakdown(draft: Draft, details: dict[str, list[dict]]) -> list[dict]:
+    return [{**line, "sub_line_items": details.get(line["line_key"], [])}
+            for line in draft.lines]
+
+
+def render_drafts(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, issuer: str,
+                  month: date) -> tuple[Path, int]:
+    """Replace reports/invoices/<YYYY-MM>/ with one HTML file per draft."""
+    details_rows = lake.read_partition("sub_line_items", "billing_month", month).to_pylist()
+    # Sorted by line item id, so groupby sees each line's rows together.
+    details = {key: list(rows) for key, rows in groupby(details_rows,
+                                                        key=itemgetter("line_item_id"))}
+    files = {}
+    for draft in drafts(con, lake, month):
+        name = draft.head.get("correction_id") or draft.head["invoice_id"]
+        files[f"{name}.html"] = render_document(draft.head, _with_breakdown(draft, details),
+                                                catalog, issuer)
+    folder = lake.replace_directory(lake.reports / "invoices" / month.strftime("%Y-%m"), files)
+    return folder, len(files)
+
+
+def write_issued(lake: Lake, catalog: Catalog, issuer: str,
+                 issued: list[tuple[str, Draft]]) -> Path:
+    """HTML and PDF of newly issued documents, named by number (never rewritten)."""
+    folder = lake.reports / "documents"
+    folder.mkdir(parents=True, exist_ok=True)
+    details = defaultdict(list)
+    for number, draft in issued:
+        html = render_document(draft.head, _with_breakdown(draft, details), catalog, issuer,
+                               number=number, status="issued")
+        (folder / f"{number}.html").write_text(html, encoding="utf-8")
+        weasyprint.HTML(string=html).write_pdf(folder / f"{number}.pdf")
+    return folder

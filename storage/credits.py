@@ -1,0 +1,88 @@
+"""Prepaid credit grants and the credit ledger, in the lake.
+
+Grants are records written once (``credit_grants/grant_id=<id>``), never changed;
+``credit_ledger/billing_month=M`` holds the run's grant, drawdown and expiry entries
+(``billing/credits.py``). A grant's balance before a run is its amount plus every
+entry of the runs before it, so the ledger alone explains every balance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from billing import money
+from billing.credits import Grant
+from storage.lake import Lake
+
+GRANTS = pa.schema([
+    ("grant_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("amount", pa.decimal128(38, 4)),
+    ("cost_basis", pa.decimal128(38, 9)),
+    ("effective_date", pa.date32()),
+    ("expiry_date", pa.date32()),
+    ("reason", pa.string()),
+])
+
+
+def record_grant(lake: Lake, customer_id: str, currency: str, amount: Decimal,
+                 cost_basis: Decimal, effective_date: date, expiry_date: date | None,
+                 reason: str = "", grant_id: str | None = None) -> Grant:
+    if amount <= 0 or money.quantize(amount, currency) != amount:
+        raise ValueError(f"a grant amount must be positive and in whole minor units of "
+                         f"{currency}, got {amount}")
+    if cost_basis < 0:
+        raise ValueError(f"cost basis must not be negative, got {cost_basis}")
+    if expiry_date is not None and expiry_date <= effective_date:
+        raise ValueError(f"expiry {expiry_date} must be after effective date {effective_date}")
+    grant = Grant(grant_id or f"grant_{uuid.uuid4().hex[:12]}", customer_id, currency, amount,
+                  cost_basis, effective_date, expiry_date, reason)
+    if lake.partition_file("credit_grants", "grant_id", grant.grant_id).exists():
+        raise ValueError(f"grant {grant.grant_id!r} already exists; grants are never changed")
+    lake.write_partition("credit_grants", "grant_id", grant.grant_id,
+                         pa.Table.from_pylist([asdict(grant)], schema=GRANTS))
+    return grant
+
+
+def read_grants(lake: Lake) -> list[Grant]:
+    files = lake.all_files("credit_grants")
+    if not files:
+        return []
+    rows = pq.read_table(files, partitioning=None, schema=GRANTS).to_pylist()
+    return [Grant(**row) for row in sorted(rows, key=lambda r: r["grant_id"])]
+
+
+def balances_before(con: duckdb.DuckDBPyConnection, lake: Lake, grants: list[Grant],
+                    month: date) -> dict[str, Decimal]:
+    """Each grant's balance before the run for ``month``: amount + earlier entries."""
+    earlier = [f for f in lake.all_files("credit_ledger")
+               if date.fromisoformat(lake.partition_value(f)) < month]
+    moved: dict[str, Decimal] = {}
+    if earlier:
+        rows = con.execute(
+            "SELECT grant_id, sum(amount) FROM read_parquet($files, hive_partitioning = false) "
+            "WHERE entry_type <> 'grant' GROUP BY grant_id", {"files": earlier}).fetchall()
+        moved = dict(rows)
+    return {g.grant_id: g.amount + moved.get(g.grant_id, Decimal(0)) for g in grants}
+
+
+def ledger_view(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> list[dict]:
+    """A customer's ledger in date order, with the running balance per grant."""
+    files = lake.all_files("credit_ledger")
+    if not files:
+        return []
+    return con.sql(
+        "SELECT entry_date, entry_type, grant_id, currency, amount, invoice_id, "
+        "sum(amount) OVER (PARTITION BY grant_id ORDER BY entry_date, entry_type = 'expiry', "
+        "invoice_id ROWS UNBOUNDED PRECEDING) AS grant_balance "
+        "FROM read_parquet($files, hive_partitioning = false) WHERE customer_id = $customer "
+        "ORDER BY entry_date, grant_id, entry_type, invoice_id",
+        params={"files": files, "customer": customer_id}).to_arrow_table().to_pylist()

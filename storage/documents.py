@@ -1,0 +1,141 @@
+"""Issued invoices and credit notes: numbered, immutable, with a status history.
+
+Issuing freezes a draft: its head goes to ``issued_documents/number=<N>`` and its
+lines to ``issued_lines/number=<N>``, each written once and never replaced. Numbers
+are sequential per issuer and series (``INV-000001`` for invoices and adjustment
+invoices, ``CN-000001`` for credit notes), handed out under a lock. Status changes
+(issued, paid, void) are appended to ``document_events``; a document's status is its
+latest event. Corrections of an issued invoice are new documents that reference it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from storage.lake import Lake
+
+AMOUNT = pa.decimal128(38, 4)
+SERIES = {"invoice": "INV", "adjustment_invoice": "INV", "credit_note": "CN"}
+
+HEADS = pa.schema([
+    ("number", pa.string()),
+    ("document_type", pa.string()),  # invoice | adjustment_invoice | credit_note
+    ("invoice_id", pa.string()),  # the computed invoice it issues or corrects
+    ("corrects", pa.string()),  # the number of the invoice a correction refers to
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("billing_month", pa.date32()),
+    ("invoice_date", pa.date32()),
+    ("due_date", pa.date32()),
+    ("issued_at", pa.timestamp("us", tz="UTC")),
+    ("subtotal", AMOUNT),
+    ("adjustments", AMOUNT),
+    ("credits_applied", AMOUNT),
+    ("total", AMOUNT),
+])
+
+LINES = pa.schema([
+    ("number", pa.string()),
+    ("line_key", pa.string()),  # a line item id, or "adjustment:<source>:<id>"
+    ("kind", pa.string()),  # line | adjustment
+    ("name", pa.string()),
+    ("quantity", pa.decimal128(38, 9)),
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),
+    ("amount", AMOUNT),
+])
+
+EVENTS = pa.schema([
+    ("event_id", pa.string()),
+    ("number", pa.string()),
+    ("status", pa.string()),  # issued | paid | void
+    ("changed_at", pa.timestamp("us", tz="UTC")),
+    ("note", pa.string()),
+])
+
+# Which status may follow which.
+TRANSITIONS = {"paid": {"issued"}, "void": {"issued"}}
+
+
+@contextmanager
+def issue_lock(lake: Lake) -> Iterator[None]:
+    """One issuer at a time per lake, so two runs never hand out the same number."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    with open(lake.root / ".issue.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read(lake: Lake, table: str, schema: pa.Schema) -> pa.Table:
+    files = lake.all_files(table)
+    if not files:
+        return schema.empty_table()
+    return pq.read_table(files, partitioning=None, schema=schema)
+
+
+def issued_heads(lake: Lake) -> pa.Table:
+    return _read(lake, "issued_documents", HEADS)
+
+
+def issued_lines(lake: Lake) -> pa.Table:
+    return _read(lake, "issued_lines", LINES)
+
+
+def statuses(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, str]:
+    """Each document number's current status."""
+    con.register("document_events", _read(lake, "document_events", EVENTS))
+    return dict(con.sql("SELECT number, arg_max(status, changed_at) FROM document_events "
+                        "GROUP BY number").fetchall())
+
+
+def next_number(lake: Lake, document_type: str) -> str:
+    prefix = SERIES[document_type]
+    used = [int(n.split("-", 1)[1]) for n in issued_heads(lake).column("number").to_pylist()
+            if n.startswith(prefix + "-")]
+    return f"{prefix}-{max(used, default=0) + 1:06d}"
+
+
+def record_event(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
+    event_id = uuid.uuid4().hex
+    lake.write_partition("document_events", "event_id", event_id, pa.Table.from_pylist(
+        [{"event_id": event_id, "number": number, "status": status, "changed_at": at,
+          "note": note}],
+        schema=EVENTS))
+
+
+def issue(lake: Lake, head: dict, lines: list[dict], at: datetime) -> str:
+    """Give a draft the next number and freeze it; the caller holds ``issue_lock``."""
+    number = next_number(lake, head["document_type"])
+    for table, schema, rows in (("issued_lines", LINES, lines),
+                                ("issued_documents", HEADS, [head])):
+        target = lake.partition_file(table, "number", number)
+        if target.exists():  # never overwrite an issued document
+            raise RuntimeError(f"{table} for {number} already exists")
+        lake.write_partition(table, "number", number, pa.Table.from_pylist(
+            [{**row, "number": number, "issued_at": at} for row in rows], schema=schema))
+    record_event(lake, number, "issued", at)
+    return number
+
+
+def change_status(con: duckdb.DuckDBPyConnection, lake: Lake, number: str, status: str,
+                  at: datetime, note: str = "") -> None:
+    """Mark an issued document paid or void; anything else is refused with the reason."""
+    with issue_lock(lake):
+        current = statuses(con, lake).get(number)
+        if current is None:
+            raise ValueError(f"no issued document {number!r}")
+        if current not in TRANSITIONS[status]:
+            raise ValueError(f"{number} is {current}; only an issued document can be "
+                             f"marked {status}")
+        record_event(lake, number, status, at, note)

@@ -1,0 +1,154 @@
+"""From a billing run's drafts to issued documents, and corrections of issued ones.
+
+A run's drafts are its computed invoices not yet issued, plus a correction for each
+issued invoice whose recomputed lines differ from what was billed (a credit note when
+the difference is negative, an adjustment invoice when positive). Re-running a month
+replaces its drafts; issued documents never change.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+
+from billing.catalog import Catalog
+from pricing_sql.invoicing import Invoiced, assemble_invoices
+from pricing_sql.loader import load_sql
+from storage import credits, documents
+from storage.lake import Lake
+
+CORRECTIONS = pa.schema([
+    ("correction_id", pa.string()),
+    ("document_type", pa.string()),
+    ("corrects", pa.string()),
+    ("invoice_id", pa.string()),
+    ("line_key", pa.string()),
+    ("kind", pa.string()),
+    ("name", pa.string()),
+    ("quantity", pa.decimal128(38, 9)),
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),
+    ("billed", pa.decimal128(38, 4)),
+    ("computed", pa.decimal128(38, 4)),
+    ("amount", pa.decimal128(38, 4)),
+])
+
+
+@dataclass
+class Draft:
+    head: dict
+    lines: list[dict]
+
+
+def register_issued(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    con.register("issued_heads", documents.issued_heads(lake))
+    con.register("issued_lines", documents.issued_lines(lake))
+    con.register("document_status", pa.Table.from_pylist(
+        [{"number": n, "status": s} for n, s in documents.statuses(con, lake).items()],
+        schema=pa.schema([("number", pa.string()), ("status", pa.string())])))
+
+
+def issued_credits(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> dict[str, Decimal]:
+    """Credits on the month's issued invoices: they stay as issued when the month is re-run."""
+    register_issued(con, lake)
+    return dict(con.execute(
+        "SELECT invoice_id, sum(credits_applied) FROM issued_heads "
+        "JOIN document_status USING (number) WHERE status <> 'void' "
+        "AND document_type = 'invoice' AND billing_month = $month GROUP BY ALL",
+        {"month": month}).fetchall())
+
+
+def invoice_run(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, month: date,
+                line_items: pa.Table) -> Invoiced:
+    """The month's invoices from its line items, with the lake's credit grants and
+    balances, and the credits of invoices already issued kept as they were."""
+    grants = credits.read_grants(lake)
+    return assemble_invoices(con, catalog, month, line_items, grants,
+                             credits.balances_before(con, lake, grants, month),
+                             issued_credits(con, lake, month))
+
+
+def document_lines(con: duckdb.DuckDBPyConnection, line_items: pa.Table,
+                   adjustments: pa.Table) -> pa.Table:
+    con.register("line_items", line_items)
+    con.register("invoice_adjustments", adjustments)
+    return con.sql(load_sql("document_lines")).to_arrow_table()
+
+
+def compute_corrections(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
+                        line_items: pa.Table, adjustments: pa.Table) -> pa.Table:
+    """Correction lines for the run's issued invoices, each with its correction's id
+    (``<invoice id>~<n>``, n counting the invoice's corrections) and type."""
+    register_issued(con, lake)
+    con.register("computed_lines", document_lines(con, line_items, adjustments))
+    rows = con.sql(load_sql("corrections"), params={"month": month}).to_arrow_table().to_pylist()
+    heads = documents.issued_heads(lake).to_pylist()
+    issued_before = defaultdict(int)
+    for head in heads:
+        if head["document_type"] != "invoice":
+            issued_before[head["invoice_id"]] += 1
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        totals[row["invoice_id"]] += row["amount"]
+    for row in rows:
+        invoice = row["invoice_id"]
+        row["correction_id"] = f"{invoice}~{issued_before[invoice] + 1}"
+        row["document_type"] = "credit_note" if totals[invoice] < 0 else "adjustment_invoice"
+    return pa.Table.from_pylist(rows, schema=CORRECTIONS)
+
+
+def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> list[Draft]:
+    """The run's documents waiting to be issued, in id order."""
+    register_issued(con, lake)
+    live = {row["invoice_id"] for row in con.sql(
+        "SELECT invoice_id FROM issued_heads JOIN document_status USING (number) "
+        "WHERE status <> 'void' AND document_type = 'invoice'").to_arrow_table().to_pylist()}
+    lines = document_lines(con, lake.read_partition("line_items", "billing_month", month),
+                           lake.read_partition("invoice_adjustments", "billing_month", month))
+    by_invoice = defaultdict(list)
+    for line in lines.to_pylist():
+        by_invoice[line["invoice_id"]].append(line)
+    result = []
+    for head in lake.read_partition("invoices", "billing_month", month).to_pylist():
+        if head["invoice_id"] not in live:
+            result.append(Draft({**head, "document_type": "invoice", "corrects": None,
+                                 "correction_id": None},
+                                by_invoice[head["invoice_id"]]))
+    invoices = {h["invoice_id"]: h for h in
+                lake.read_partition("invoices", "billing_month", month).to_pylist()}
+    corrections = defaultdict(list)
+    for row in lake.read_partition("invoice_corrections", "billing_month", month).to_pylist():
+        corrections[row["correction_id"]].append(row)
+    originals = {h["number"]: h for h in documents.issued_heads(lake).to_pylist()}
+    for correction_id, rows in sorted(corrections.items()):
+        original = originals[rows[0]["corrects"]]
+        total = sum((r["amount"] for r in rows), Decimal(0))
+        base = invoices.get(rows[0]["invoice_id"], original)
+        result.append(Draft({
+            "invoice_id": rows[0]["invoice_id"], "correction_id": correction_id,
+            "document_type": rows[0]["document_type"], "corrects": original["number"],
+            "customer_id": original["customer_id"], "currency": original["currency"],
+            "billing_month": month, "invoice_date": original["invoice_date"],
+            "due_date": base["due_date"],
+            "subtotal": sum((r["amount"] for r in rows if r["kind"] == "line"), Decimal(0)),
+            "adjustments": sum((r["amount"] for r in rows if r["kind"] == "adjustment"),
+                               Decimal(0)),
+            "credits_applied": Decimal(0), "total": total}, rows))
+    return result
+
+
+def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: datetime,
+                customers: set[str] | None = None) -> list[tuple[str, Draft]]:
+    """Issue every draft of the run for ``month`` (or of ``customers``): numbers, frozen
+    heads and lines, an 'issued' event each. Returns (number, draft) pairs."""
+    issued = []
+    with documents.issue_lock(lake):
+        for draft in drafts(con, lake, month):
+            if customers is None or draft.head["customer_id"] in customers:
+                issued.append((documents.issue(lake, draft.head, draft.lines, at), draft))
+    return issued

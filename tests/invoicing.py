@@ -1,0 +1,46 @@
+"""Helpers for invoicing tests: bill a catalog for a month from usage given per window."""
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import pyarrow as pa
+
+from billing.credits import Grant
+from pricing_sql.invoicing import assemble_invoices
+from pricing_sql.rating import USAGE_SCHEMA, price_line_items
+from storage.duck import connect
+
+
+@dataclass
+class Bill:
+    invoices: dict  # invoice id -> head
+    lines: dict  # line item id -> line
+    adjustments: list[dict]
+    ledger: list[dict]
+    line_items: pa.Table
+    adjustment_table: pa.Table
+
+
+def usage_table(quantities: dict[tuple[str, str], object]) -> pa.Table:
+    """``{(window_id, metric): quantity}`` as the usage table."""
+    return pa.Table.from_pylist(
+        [{"window_id": window, "metric_id": metric, "grouping": [], "group_values": [],
+          "quantity": Decimal(str(q))} for (window, metric), q in quantities.items()],
+        schema=USAGE_SCHEMA)
+
+
+def bill(catalog, month: date, usage: dict | None = None, grants: list[Grant] = (),
+         balances: dict | None = None) -> Bill:
+    con = connect()
+    priced = price_line_items(con, catalog, month, usage_table(usage or {}))
+    invoiced = assemble_invoices(con, catalog, month, priced.line_items, list(grants),
+                                 balances or {}, {})
+    return Bill({r["invoice_id"]: r for r in invoiced.invoices.to_pylist()},
+                {r["line_item_id"]: r for r in priced.line_items.to_pylist()},
+                invoiced.adjustments.to_pylist(), invoiced.ledger.to_pylist(),
+                priced.line_items, invoiced.adjustments)
+
+
+def totals(result: Bill) -> dict[str, Decimal]:
+    return {key: head["total"] for key, head in result.invoices.items()}
