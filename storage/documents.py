@@ -55,6 +55,7 @@ LINES = pa.schema([
 
 EVENTS = pa.schema([
     ("event_id", pa.string()),
+    ("seq", pa.int64()),  # the order of events: clocks can tie
     ("number", pa.string()),
     ("status", pa.string()),  # issued | paid | void
     ("changed_at", pa.timestamp("us", tz="UTC")),
@@ -95,7 +96,7 @@ def issued_lines(lake: Lake) -> pa.Table:
 def statuses(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, str]:
     """Each document number's current status."""
     con.register("document_events", _read(lake, "document_events", EVENTS))
-    return dict(con.sql("SELECT number, arg_max(status, changed_at) FROM document_events "
+    return dict(con.sql("SELECT number, arg_max(status, seq) FROM document_events "
                         "GROUP BY number").fetchall())
 
 
@@ -107,11 +108,12 @@ def next_number(lake: Lake, document_type: str) -> str:
 
 
 def record_event(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
+    """Append a status event; the caller holds ``issue_lock``."""
     event_id = uuid.uuid4().hex
+    seq = len(lake.all_files("document_events")) + 1
     lake.write_partition("document_events", "event_id", event_id, pa.Table.from_pylist(
-        [{"event_id": event_id, "number": number, "status": status, "changed_at": at,
-          "note": note}],
-        schema=EVENTS))
+        [{"event_id": event_id, "seq": seq, "number": number, "status": status,
+          "changed_at": at, "note": note}], schema=EVENTS))
 
 
 def issue(lake: Lake, head: dict, lines: list[dict], at: datetime) -> str:

@@ -6,10 +6,12 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from billing.catalog import Catalog
 from billing.credits import Grant
 from pricing_sql.invoicing import assemble_invoices
 from pricing_sql.rating import USAGE_SCHEMA, price_line_items
 from storage.duck import connect
+from tests.catalogs import unit
 
 
 @dataclass
@@ -44,3 +46,19 @@ def bill(catalog, month: date, usage: dict | None = None, grants: list[Grant] = 
 
 def totals(result: Bill) -> dict[str, Decimal]:
     return {key: head["total"] for key, head in result.invoices.items()}
+
+
+def basic(fee="30.00", calls="0.10", plan_id="basic", **extra):
+    return {"id": plan_id, "name": plan_id, "currency": "USD", "prices": [
+        unit(f"{plan_id}_fee", fee, fixed_quantity=1),
+        unit(f"{plan_id}_calls", calls, metric="calls")], **extra}
+
+
+def shop(plans, subscription, coupons=(), timezone="UTC"):
+    return Catalog.model_validate({
+        "metrics": [{"id": "calls", "name": "calls", "sql": "SELECT count(*) FROM events"}],
+        "plans": plans,
+        "customers": [{"id": "c", "name": "C", "timezone": timezone}],
+        "subscriptions": [{"id": "s", "customer_id": "c", **subscription}],
+        "coupons": list(coupons),
+    })

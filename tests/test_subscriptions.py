@@ -6,28 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from billing.catalog import Catalog
 from billing.cycles import billing_periods, cycle_date
 from tests.catalogs import unit
-from tests.invoicing import bill, totals
+from tests.invoicing import basic, bill, shop, totals
 
 SEPTEMBER, OCTOBER, NOVEMBER = date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)
-
-
-def basic(fee="30.00", calls="0.10", plan_id="basic", **extra):
-    return {"id": plan_id, "name": plan_id, "currency": "USD", "prices": [
-        unit(f"{plan_id}_fee", fee, fixed_quantity=1),
-        unit(f"{plan_id}_calls", calls, metric="calls")], **extra}
-
-
-def shop(plans, subscription, coupons=(), timezone="UTC"):
-    return Catalog.model_validate({
-        "metrics": [{"id": "calls", "name": "calls", "sql": "SELECT count(*) FROM events"}],
-        "plans": plans,
-        "customers": [{"id": "c", "name": "C", "timezone": timezone}],
-        "subscriptions": [{"id": "s", "customer_id": "c", **subscription}],
-        "coupons": list(coupons),
-    })
 
 
 def test_mid_month_start_prorates_the_fee_billed_in_advance():

@@ -1,0 +1,202 @@
+"""Draft -> issued -> paid / void, sequential numbers, and re-rating an issued month
+into a credit note or an adjustment invoice, through the Dagster pipeline.
+
+Plan "volume" (Orb's bulk model): every unit at 1.00 up to 100 units, at 0.50 once
+the total passes 100. October 2026, customer acme (UTC):
+  100 calls -> 100 x 1.00 = 100.00 on the invoice dated Nov 1.
+  20 late calls arrive after it was issued -> 120 x 0.50 = 60.00: a credit note of -40.00.
+"""
+
+import hashlib
+import tempfile
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing.catalog import Catalog
+from pipelines import runner
+from pipelines.definitions import build_definitions
+from pipelines.rerate import preview
+from pipelines.resources import OrbStore
+from storage import documents
+from storage.duck import connect
+from storage.issuing import CORRECTIONS, compute_corrections, drafts, issue_month
+from storage.lake import Lake
+from tests.batches import batch
+from tests.invoicing import basic, bill
+
+OCTOBER = date(2026, 10, 1)
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+CATALOG = {
+    "metrics": [{"id": "calls", "name": "Calls", "sql": "SELECT count(*) FROM events"}],
+    "plans": [{"id": "volume", "name": "Volume", "currency": "USD", "prices": [
+        {"id": "volume_calls", "name": "Calls", "model_type": "bulk",
+         "billable_metric_id": "calls", "bulk_config": {"tiers": [
+             {"maximum_units": 100, "unit_amount": "1.00"},
+             {"maximum_units": None, "unit_amount": "0.50"}]}}]}],
+    "customers": [{"id": "acme", "name": "Acme", "net_terms": 15}],
+    "subscriptions": [{"id": "sub", "customer_id": "acme", "plan_id": "volume",
+                       "start_date": "2026-01-01"}],
+}
+
+
+def calls(prefix, count, day):
+    return [{"event_name": "call", "timestamp": f"2026-10-{day:02d}T12:00:00Z",
+             "customer_id": "acme", "idempotency_key": f"{prefix}-{i}", "properties": {}}
+            for i in range(count)]
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(CATALOG))
+    (tmp_path / "landing").mkdir()
+    batch(tmp_path / "landing" / "october.jsonl", *calls("a", 100, 10))
+    store = OrbStore(data_dir=str(tmp_path), max_event_age_days=36500)
+    defs = build_definitions(store)
+    instance = dg.DagsterInstance.ephemeral()
+    runner.bill_months(defs, [OCTOBER], instance)
+    return store, defs, instance
+
+
+def issued_files(store):
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for table in
+            ("issued_documents", "issued_lines") for p in
+            store.lake.table_dir(table).rglob("*.parquet")}
+
+
+def test_issue_numbers_and_freezes_drafts(pipeline):
+    store, _, _ = pipeline
+    con, lake = connect(), store.lake
+    (draft,) = drafts(con, lake, OCTOBER)
+    assert (draft.head["invoice_id"], draft.head["total"]) == ("acme-20261101-USD",
+                                                                Decimal("100.00"))
+    ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
+    assert number == "INV-000001"
+    (head,) = documents.issued_heads(lake).to_pylist()
+    assert (head["invoice_date"], head["due_date"], head["total"]) == (
+        date(2026, 11, 1), date(2026, 11, 16), Decimal("100.00"))  # net 15
+    assert drafts(con, lake, OCTOBER) == []  # nothing left to issue
+    assert issue_month(con, lake, OCTOBER, NOW) == []
+
+
+def test_late_events_on_an_issued_invoice_give_a_credit_note(pipeline, tmp_path):
+    store, defs, instance = pipeline
+    con, lake = connect(), store.lake
+    issue_month(con, lake, OCTOBER, NOW)
+    frozen = issued_files(store)
+    batch(tmp_path / "landing" / "late.jsonl", *calls("late", 20, 30))
+    runner.ingest_landing(defs, instance)
+
+    (change,) = preview(store, OCTOBER)  # the dry run: nothing written yet
+    assert (change.before, change.after, change.difference, change.action) == (
+        Decimal("100.00"), Decimal("60.00"), Decimal("-40.00"), "credit note")
+    assert drafts(con, lake, OCTOBER) == []
+
+    runner.bill_month(defs, OCTOBER, instance)
+    (note,) = drafts(con, lake, OCTOBER)
+    assert (note.head["document_type"], note.head["corrects"], note.head["total"]) == (
+        "credit_note", "INV-000001", Decimal("-40.00"))
+    assert [(line["line_key"], line["billed"], line["computed"], line["amount"])
+            for line in note.lines] == [("sub:volume_calls:20261001", Decimal("100.00"),
+                                         Decimal("60.00"), Decimal("-40.00"))]
+    ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
+    assert number == "CN-000001"
+    # the issued invoice itself never changed
+    assert {k: v for k, v in issued_files(store).items() if k in frozen} == frozen
+    # re-rating again with nothing new changes nothing
+    runner.bill_month(defs, OCTOBER, instance)
+    assert drafts(con, lake, OCTOBER) == []
+    assert [d.difference for d in preview(store, OCTOBER)] == [Decimal("0.00")]
+
+
+def test_more_usage_on_an_issued_invoice_gives_an_adjustment_invoice(pipeline, tmp_path):
+    store, defs, instance = pipeline
+    con, lake = connect(), store.lake
+    batch(tmp_path / "landing" / "first.jsonl", *calls("b", 10, 11))  # 110 units: 55.00
+    runner.bill_months(defs, [OCTOBER], instance)
+    issue_month(con, lake, OCTOBER, NOW)
+    batch(tmp_path / "landing" / "late.jsonl", *calls("late", 30, 30))  # 140: 70.00
+    runner.bill_months(defs, [OCTOBER], instance)
+    (correction,) = drafts(con, lake, OCTOBER)
+    assert (correction.head["document_type"], correction.head["total"]) == (
+        "adjustment_invoice", Decimal("15.00"))
+    ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
+    assert number == "INV-000002"  # invoices and adjustment invoices share a sequence
+
+
+def test_status_changes(pipeline):
+    store, defs, instance = pipeline
+    con, lake = connect(), store.lake
+    issue_month(con, lake, OCTOBER, NOW)
+    documents.change_status(con, lake, "INV-000001", "paid", NOW, "wire 123")
+    assert documents.statuses(con, lake) == {"INV-000001": "paid"}
+    with pytest.raises(ValueError, match="INV-000001 is paid; only an issued document"):
+        documents.change_status(con, lake, "INV-000001", "void", NOW)
+    with pytest.raises(ValueError, match="no issued document 'INV-999999'"):
+        documents.change_status(con, lake, "INV-999999", "paid", NOW)
+
+
+def test_voided_invoice_is_drafted_again_and_reissued_with_a_new_number(pipeline):
+    store, defs, instance = pipeline
+    con, lake = connect(), store.lake
+    issue_month(con, lake, OCTOBER, NOW)
+    documents.change_status(con, lake, "INV-000001", "void", NOW, "wrong address")
+    runner.bill_month(defs, OCTOBER, instance)
+    (draft,) = drafts(con, lake, OCTOBER)
+    assert (draft.head["document_type"], draft.head["total"]) == ("invoice", Decimal("100.00"))
+    ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
+    assert number == "INV-000002"
+    assert documents.statuses(con, lake) == {"INV-000001": "void", "INV-000002": "issued"}
+
+
+def _write_run(lake, result, month):
+    for table, rows in (("line_items", result.line_items),
+                        ("invoice_adjustments", result.adjustment_table),
+                        ("invoices", pa.Table.from_pylist(list(result.invoices.values()))),
+                        ("invoice_corrections", CORRECTIONS.empty_table())):
+        lake.write_partition(table, "billing_month", month, rows)
+
+
+@settings(max_examples=25, deadline=None)
+@given(first=st.lists(st.integers(0, 3000), min_size=3, max_size=3),
+       second=st.lists(st.integers(0, 3000), min_size=3, max_size=3),
+       pct=st.sampled_from(["0.05", "0.15", "0.5"]))
+def test_rerating_without_change_gives_no_corrections(first, second, pct):
+    plan = basic(fee="9.99", calls="0.0137", adjustments=[
+        {"id": "pct", "adjustment_type": "percentage_discount", "percentage_discount": pct},
+        {"id": "min", "adjustment_type": "minimum", "minimum_amount": "20.00"}])
+    catalog = Catalog.model_validate({
+        "metrics": [{"id": "calls", "name": "calls", "sql": "SELECT count(*) FROM events"}],
+        "plans": [plan],
+        "customers": [{"id": f"c{i}", "name": f"C{i}"} for i in range(3)],
+        "subscriptions": [{"id": f"s{i}", "customer_id": f"c{i}", "plan_id": "basic",
+                           "start_date": "2026-01-01"} for i in range(3)]})
+
+    def run(quantities):
+        return bill(catalog, OCTOBER, {(f"s{i}:20261001-20261101", "calls"): q
+                                       for i, q in enumerate(quantities)})
+
+    with tempfile.TemporaryDirectory() as folder:
+        lake, con = Lake(folder), connect()
+        issued = run(first)
+        _write_run(lake, issued, OCTOBER)
+        issue_month(con, lake, OCTOBER, NOW)
+        same = compute_corrections(con, lake, OCTOBER, issued.line_items,
+                                   issued.adjustment_table)
+        assert same.num_rows == 0
+        # A change is corrected by exactly the difference of the pre-credit totals.
+        changed = run(second)
+        rows = compute_corrections(con, lake, OCTOBER, changed.line_items,
+                                   changed.adjustment_table).to_pylist()
+        for invoice_id, head in changed.invoices.items():
+            before = issued.invoices[invoice_id]
+            net = sum((r["amount"] for r in rows if r["invoice_id"] == invoice_id), Decimal(0))
+            assert net == (head["subtotal"] + head["adjustments"]) - (
+                before["subtotal"] + before["adjustments"])
