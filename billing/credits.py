@@ -32,12 +32,12 @@ class Grant:
 
 @dataclass(frozen=True)
 class Entry:
-    entry_type: str  # "grant", "drawdown" or "expiry"
+    entry_type: str  # "drawdown" or "expiry" (grants are their own records)
     grant_id: str
     customer_id: str
     currency: str
     entry_date: date
-    amount: Decimal  # signed: grants add, drawdowns and expiries take away
+    amount: Decimal  # negative: what the grant lost
     invoice_id: str | None = None
 
 
@@ -62,13 +62,12 @@ def _draw_order(grant: Grant) -> tuple:
 
 def draw_down(grants: list[Grant], balances: dict[str, Decimal], invoices: list[Creditable],
               span: tuple[date, date]) -> list[Entry]:
-    """Ledger entries for one billing run: grants taking effect in ``span`` (after its
-    first day, up to and including its last), each invoice's drawdowns in date order,
-    then expiries in ``span``. ``balances`` is each grant's balance before the run."""
+    """Ledger entries for one billing run: each invoice's drawdowns in date order, then
+    the expiries in ``span`` (after its first day, up to and including its last).
+    ``balances`` is each grant's balance before the run."""
     after, through = span
     left = {g.grant_id: balances.get(g.grant_id, g.amount) for g in grants}
-    entries = [Entry("grant", g.grant_id, g.customer_id, g.currency, g.effective_date, g.amount)
-               for g in grants if after < g.effective_date <= through]
+    entries = []
     ordered = sorted(grants, key=_draw_order)
     by_owner: dict[tuple[str, str], list[Grant]] = {}
     for grant in ordered:

@@ -68,10 +68,10 @@ def bill(month: date, data_dir: Path) -> None:
 
 
 def _bill(data_dir: Path, months: list[date], started: float) -> None:
-    defs = build_definitions(OrbStore(data_dir=str(data_dir)))
+    store = OrbStore.from_env(data_dir)
     with console.status("Running the billing pipeline through Dagster..."):
-        runner.bill_months(defs, months, runner.instance())
-    print_summary(summarize(OrbStore(data_dir=str(data_dir)).lake, months), console)
+        runner.bill_months(build_definitions(store), months, runner.instance())
+    print_summary(summarize(store.lake, months), console)
     console.print(f"Done in {time.perf_counter() - started:.1f}s")
 
 
@@ -81,7 +81,7 @@ def _bill(data_dir: Path, months: list[date], started: float) -> None:
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 def ingest(files: tuple[Path, ...], data_dir: Path) -> None:
     """Ingest event files (Parquet, JSON Lines, CSV; gzip accepted) as batches."""
-    store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+    store = OrbStore.from_env(data_dir)
     with Progress(*Progress.get_default_columns(), console=console) as progress:
         task = progress.add_task("Ingesting", total=len(files))
         results = ingest_files(connect(), store.lake, store.catalog(), list(files),
@@ -141,7 +141,7 @@ def quarantine_list(data_dir: Path, batch_id: str | None, reason: str | None,
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
     """Check batches again against the current catalog (e.g. after adding a customer)."""
-    store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+    store = OrbStore.from_env(data_dir)
     catalog = store.catalog()
     try:
         results = [replay_batch(connect(), store.lake, catalog, batch_id, datetime.now(UTC),
@@ -180,7 +180,7 @@ def amend(customer_id, all_customers, start, end, idempotency_key, reason, repla
     """Deprecate past events (they stay in the lake) and optionally ingest replacements."""
     if bool(customer_id) == all_customers:
         raise click.UsageError("give exactly one of --customer and --all-customers")
-    store = OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+    store = OrbStore.from_env(data_dir)
     catalog = store.catalog()
     if customer_id and customer_id not in {c.id for c in catalog.customers}:
         raise click.ClickException(f"unknown customer {customer_id!r}")

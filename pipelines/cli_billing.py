@@ -38,7 +38,7 @@ def month_option(_ctx, _param, value):
 
 
 def _store(data_dir: Path) -> OrbStore:
-    return OrbStore.from_env().model_copy(update={"data_dir": str(data_dir)})
+    return OrbStore.from_env(data_dir)
 
 
 def _money(amount: Decimal | None, currency: str) -> str:

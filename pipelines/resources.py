@@ -30,9 +30,10 @@ class OrbStore(dg.ConfigurableResource):
     max_event_age_days: int = 400
 
     @classmethod
-    def from_env(cls) -> OrbStore:
+    def from_env(cls, data_dir: str | Path | None = None) -> OrbStore:
+        """Settings from ORB_* variables; ``data_dir`` overrides ORB_DATA_DIR."""
         return cls(
-            data_dir=os.environ.get("ORB_DATA_DIR", DEFAULT_DATA_DIR),
+            data_dir=str(data_dir or os.environ.get("ORB_DATA_DIR", DEFAULT_DATA_DIR)),
             catalog_dir=os.environ.get("ORB_CATALOG_DIR", ""),
             issuer=os.environ.get("ORB_ISSUER", DEFAULT_ISSUER),
             max_event_age_days=int(os.environ.get("ORB_MAX_EVENT_AGE_DAYS", "400")),

@@ -1,9 +1,9 @@
 """Prepaid credit grants and the credit ledger, in the lake.
 
 Grants are records written once (``credit_grants/grant_id=<id>``), never changed;
-``credit_ledger/billing_month=M`` holds the run's grant, drawdown and expiry entries
+``credit_ledger/billing_month=M`` holds the run's drawdown and expiry entries
 (``billing/credits.py``). A grant's balance before a run is its amount plus every
-entry of the runs before it, so the ledger alone explains every balance.
+entry of the runs before it, so grants and ledger together explain every balance.
 """
 
 from __future__ import annotations
@@ -69,20 +69,27 @@ def balances_before(con: duckdb.DuckDBPyConnection, lake: Lake, grants: list[Gra
     if earlier:
         rows = con.execute(
             "SELECT grant_id, sum(amount) FROM read_parquet($files, hive_partitioning = false) "
-            "WHERE entry_type <> 'grant' GROUP BY grant_id", {"files": earlier}).fetchall()
+            "GROUP BY grant_id", {"files": earlier}).fetchall()
         moved = dict(rows)
     return {g.grant_id: g.amount + moved.get(g.grant_id, Decimal(0)) for g in grants}
 
 
 def ledger_view(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> list[dict]:
-    """A customer's ledger in date order, with the running balance per grant."""
+    """A customer's grants, drawdowns and expiries in date order, with each grant's
+    running balance."""
+    grants = pa.Table.from_pylist([g.__dict__ for g in read_grants(lake)], schema=GRANTS)
+    con.register("credit_grants", grants)
     files = lake.all_files("credit_ledger")
-    if not files:
-        return []
+    movements = ("SELECT entry_date, entry_type, grant_id, currency, amount, invoice_id "
+                 "FROM read_parquet($files, hive_partitioning = false) UNION ALL "
+                 if files else "")
     return con.sql(
-        "SELECT entry_date, entry_type, grant_id, currency, amount, invoice_id, "
-        "sum(amount) OVER (PARTITION BY grant_id ORDER BY entry_date, entry_type = 'expiry', "
-        "invoice_id ROWS UNBOUNDED PRECEDING) AS grant_balance "
-        "FROM read_parquet($files, hive_partitioning = false) WHERE customer_id = $customer "
-        "ORDER BY entry_date, grant_id, entry_type, invoice_id",
-        params={"files": files, "customer": customer_id}).to_arrow_table().to_pylist()
+        "WITH entries AS (" + movements +
+        "SELECT effective_date, 'grant', grant_id, currency, amount, NULL FROM credit_grants) "
+        "SELECT *, sum(amount) OVER (PARTITION BY grant_id ORDER BY entry_date, "
+        "entry_type <> 'grant', invoice_id ROWS UNBOUNDED PRECEDING) AS grant_balance "
+        "FROM entries WHERE grant_id IN (SELECT grant_id FROM credit_grants "
+        "WHERE customer_id = $customer) ORDER BY entry_date, entry_type <> 'grant', grant_id, "
+        "invoice_id",
+        params={"customer": customer_id, **({"files": files} if files else {})},
+    ).to_arrow_table().to_pylist()

@@ -110,8 +110,7 @@ def test_credits_expire_across_periods(tmp_path):
     assert sorted((e["entry_type"], e["grant_id"], e["entry_date"], e["amount"])
                   for e in ledger) == [
         ("drawdown", "g2", date(2026, 11, 1), Decimal("-10.00")),
-        ("expiry", "g1", date(2026, 10, 20), Decimal("-20.00")),
-        ("grant", "g2", date(2026, 10, 5), Decimal("10.00"))]
+        ("expiry", "g1", date(2026, 10, 20), Decimal("-20.00"))]
     assert [g.grant_id for g in read_grants(lake)] == ["g1", "g2"]
 
 

@@ -98,3 +98,41 @@ def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
     bad = run("amend", "--customer", "c1", "--start", "2026-11-20T00:00:00",
               "--end", "2026-11-21T00:00:00Z", "--reason", "x", *data)
     assert bad.exit_code == 2 and "needs a UTC offset" in bad.output
+
+
+def test_invoice_lifecycle_and_credits(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("ORB_MAX_EVENT_AGE_DAYS", "36500")
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "c.yaml").write_text(
+        "metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
+        "customers: [{id: c1, name: One}]\n"
+        "plans: [{id: p, name: P, currency: USD, prices: [{id: p_calls, name: Calls, "
+        "billable_metric_id: calls, model_type: unit, unit_config: {unit_amount: '2.00'}}]}]\n"
+        "subscriptions: [{id: s1, customer_id: c1, plan_id: p, start_date: 2026-01-01}]\n")
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "oct.jsonl").write_text("".join(json.dumps(
+        {"event_name": "api", "timestamp": f"2026-10-0{i}T10:00:00Z", "customer_id": "c1",
+         "idempotency_key": f"k{i}", "properties": {}}) + "\n" for i in range(1, 6)))
+    data = ["--data-dir", str(tmp_path)]
+    # 5 calls x 2.00 = 10.00; a 4.00 credit granted on Oct 1 pays part of it.
+    assert run("credits", "grant", "--customer", "c1", "--amount", "4.00", "--currency", "USD",
+               "--effective", "2026-10-01", "--cost-basis", "1", *data).exit_code == 0
+    assert run("bill", "--month", "2026-10", *data).exit_code == 0
+
+    listed = rows(run("invoices", "list", "--period", "2026-10", *data).output)
+    assert listed == [["-", "invoice", "c1-20261101-USD", "c1", "2026-11-01", "2026-12-01",
+                       "$6.00", "draft"]]
+    issued = run("invoices", "issue", "--period", "2026-10", *data)
+    assert "INV-000001" in issued.output
+    assert (tmp_path / "reports" / "documents" / "INV-000001.pdf").read_bytes()[:5] == b"%PDF-"
+    assert run("invoices", "pay", "INV-000001", "--note", "wire", *data).exit_code == 0
+    refused = run("invoices", "void", "INV-000001", "--reason", "x", *data)
+    assert refused.exit_code == 1 and "INV-000001 is paid" in refused.output
+    assert [r[-1] for r in rows(run("invoices", "list", *data).output)] == ["paid"]
+
+    ledger = rows(run("credits", "ledger", "--customer", "c1", *data).output)
+    assert [(r[1], r[3], r[4], r[5]) for r in ledger] == [
+        ("grant", "", "$4.00", "$4.00"), ("drawdown", "c1-20261101-USD", "-$4.00", "$0.00")]
+    dry = run("rerate", "--period", "2026-10", "--dry-run", *data)
+    assert "0 invoices change" in dry.output
