@@ -22,7 +22,8 @@ def revenue_summary(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Ma
     month = billing_month(context)
     lake = store.lake
     con = connect()
-    con.register("line_items", lake.read_partition("line_items", "billing_month", month))
+    for table in ("line_items", "invoice_adjustments"):
+        con.register(table, lake.read_partition(table, "billing_month", month))
     summary = con.sql(load_sql("revenue_summary")).to_arrow_table()
     lake.write_partition("revenue_summary", "billing_month", month, summary)
 

@@ -24,10 +24,12 @@ from pipelines.resources import OrbStore
 from pipelines.summary import print_summary, summarize
 from pricing_sql.evaluate import price_breakdown
 from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
+from reports.documents import write_issued
 from sample_data.generate import generate
 from storage.amendments import amended_days, record_amendment
 from storage.duck import connect
 from storage.ingest import ingest_files, list_quarantine, replay_batch
+from storage.issuing import issue_month
 
 console = Console()
 GENERATED = ("catalog", "landing", "lake", "reports", "orb.duckdb")
@@ -45,7 +47,8 @@ def main() -> None:
 @click.option("--months", default=3, show_default=True)
 @click.option("--seed", default=42, show_default=True)
 def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) -> None:
-    """Generate a sample catalog and events, then bill the last complete months."""
+    """Generate a sample catalog and events, bill the last complete months, and issue
+    the oldest of them."""
     started = time.perf_counter()
     last = runner.last_complete_month(date.today())
     billed = [periods.add_months(last, -i) for i in reversed(range(months))]
@@ -57,6 +60,13 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
                   f"({billed[0]:%Y-%m} to {billed[-1]:%Y-%m}) in {data_dir}/landing "
                   f"[{time.perf_counter() - started:.1f}s]")
     _bill(data_dir, billed, started)
+    # The oldest month is closed: issue its drafts, as `orb invoices issue` would.
+    store = OrbStore.from_env(data_dir)
+    issued = issue_month(connect(), store.lake, billed[0], datetime.now(UTC))
+    folder = write_issued(store.lake, store.catalog(), store.issuer, billed[0], issued)
+    console.print(f"Issued {billed[0]:%Y-%m}: {len(issued)} documents, {issued[0][0]} to "
+                  f"{issued[-1][0]}, HTML and PDF in {folder}; later months stay drafts "
+                  f"[{time.perf_counter() - started:.1f}s]")
 
 
 @main.command()

@@ -88,7 +88,7 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
     store = _store(data_dir)
     issued = issue_month(connect(), store.lake, period, datetime.now(UTC),
                          set(customers) or None)
-    folder = write_issued(store.lake, store.catalog(), store.issuer, issued)
+    folder = write_issued(store.lake, store.catalog(), store.issuer, period, issued)
     for number, draft in issued:
         console.print(f"{number}  {draft.head['document_type']:<18} "
                       f"{draft.head.get('correction_id') or draft.head['invoice_id']:<28} "

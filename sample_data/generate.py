@@ -11,7 +11,7 @@ a batch that re-sends events already landed.
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -38,7 +38,7 @@ BAD_EVENTS = 200
 def write_catalog(folder: Path, customers: int, first_month: date, seed: int) -> None:
     """Copy the sample plans and metrics and generate customers with subscriptions."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.yaml", "plans.yaml"):
+    for name in ("metrics.yaml", "plans.yaml", "coupons.yaml"):
         source = resources.files("sample_data").joinpath("catalog", name)
         with resources.as_file(source) as path:
             shutil.copyfile(path, folder / name)
@@ -55,15 +55,32 @@ def write_catalog(folder: Path, customers: int, first_month: date, seed: int) ->
             "email": f"billing+{index:04d}@example.com",
             "timezone": zone,
         })
-        # Most customers are on board from the first month; some join a month later
-        # and a few leave before the last month, so partial subscriptions show up.
-        start = first_month if index % 10 else periods.add_months(first_month, 1)
-        end = periods.add_months(first_month, 2) if index % 17 == 0 else None
-        subs.append({"id": f"sub_{index:04d}", "customer_id": customer_id, "plan_id": str(plan_id),
-                     "start_date": start.isoformat(),
-                     "end_date": end.isoformat() if end else None})
+        subs.append(_subscription(index, customer_id, str(plan_id), first_month))
     with open(folder / "customers.yaml", "w", encoding="utf-8") as handle:
         yaml.safe_dump({"customers": rows, "subscriptions": subs}, handle, sort_keys=False)
+
+
+def _subscription(index: int, customer_id: str, plan_id: str, first_month: date) -> dict:
+    """Most customers are on board from the first month. Some join a month later after a
+    two-week trial, a few leave before the last month, some starter customers upgrade to
+    growth mid-month, some bill on the 15th, and some redeemed the launch coupon."""
+    start = first_month if index % 10 else periods.add_months(first_month, 1)
+    sub = {"id": f"sub_{index:04d}", "customer_id": customer_id}
+    if plan_id == "starter" and index % 7 == 0:
+        upgrade = periods.add_months(first_month, 1) + timedelta(days=14)
+        sub["phases"] = [{"plan_id": "starter", "start_date": start.isoformat()},
+                         {"plan_id": "growth", "start_date": upgrade.isoformat()}]
+    else:
+        sub.update(plan_id=plan_id, start_date=start.isoformat())
+    if index % 10 == 0:
+        sub["trial_end_date"] = (start + timedelta(days=14)).isoformat()
+    if index % 17 == 0:
+        sub["end_date"] = periods.add_months(first_month, 2).isoformat()
+    if index % 19 == 0:
+        sub["billing_cycle_day"] = 15
+    if index % 13 == 0:
+        sub["coupons"] = [{"coupon_id": "launch20", "redeemed_on": start.isoformat()}]
+    return sub
 
 
 def write_events(landing: Path, catalog_folder: Path, first_month: date, months: int,

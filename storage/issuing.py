@@ -144,11 +144,13 @@ def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> list[Draf
 
 def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: datetime,
                 customers: set[str] | None = None) -> list[tuple[str, Draft]]:
-    """Issue every draft of the run for ``month`` (or of ``customers``): numbers, frozen
-    heads and lines, an 'issued' event each. Returns (number, draft) pairs."""
+    """Issue every draft of the run for ``month`` (or of ``customers``) dated on or
+    before ``at``: numbers, frozen heads and lines, an 'issued' event each. A draft dated
+    later (its period has not closed) stays a draft. Returns (number, draft) pairs."""
     issued = []
     with documents.issue_lock(lake):
         for draft in drafts(con, lake, month):
-            if customers is None or draft.head["customer_id"] in customers:
+            due = draft.head["invoice_date"] <= at.date()
+            if due and (customers is None or draft.head["customer_id"] in customers):
                 issued.append((documents.issue(lake, draft.head, draft.lines, at), draft))
     return issued

@@ -200,3 +200,11 @@ def test_rerating_without_change_gives_no_corrections(first, second, pct):
             net = sum((r["amount"] for r in rows if r["invoice_id"] == invoice_id), Decimal(0))
             assert net == (head["subtotal"] + head["adjustments"]) - (
                 before["subtotal"] + before["adjustments"])
+
+
+def test_a_draft_is_not_issued_before_its_date(pipeline):
+    store, _, _ = pipeline
+    con, lake = connect(), store.lake
+    # The invoice is dated Nov 1: on Oct 31 its usage is not complete yet.
+    assert issue_month(con, lake, OCTOBER, datetime(2026, 10, 31, 23, tzinfo=UTC)) == []
+    assert len(drafts(con, lake, OCTOBER)) == 1
