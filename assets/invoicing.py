@@ -21,9 +21,12 @@ from storage.issuing import compute_corrections, invoice_run
         dg.AssetSpec("invoice_adjustments", deps=["line_items"], partitions_def=MONTHLY,
                      group_name="invoicing", kinds={"parquet"},
                      description="Each discount, minimum and maximum applied, in order."),
-        dg.AssetSpec("credit_ledger", deps=["line_items"], partitions_def=MONTHLY,
-                     group_name="invoicing", kinds={"parquet"},
-                     description="Prepaid credit grants, drawdowns and expiries of the run."),
+        # Balances carry over from the month before, so a backfill runs months in order.
+        dg.AssetSpec("credit_ledger", partitions_def=MONTHLY, group_name="invoicing",
+                     kinds={"parquet"}, deps=["line_items", dg.AssetDep(
+                         "credit_ledger", partition_mapping=dg.TimeWindowPartitionMapping(
+                             start_offset=-1, end_offset=-1))],
+                     description="Prepaid credit drawdowns and expiries of the run."),
     ],
     partitions_def=MONTHLY,
 )

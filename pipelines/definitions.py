@@ -16,6 +16,7 @@ from assets.invoicing import invoice_corrections, invoice_documents, invoices
 from assets.rating import price, usage
 from assets.reporting import lake_views, revenue_summary
 from pipelines.ingestion import ingest_events, landing_sensor
+from pipelines.issuing import issue_invoices
 from pipelines.jobs import monthly_billing_job, refresh_views_job
 from pipelines.resources import OrbStore
 from pipelines.schedules import monthly_billing_schedule
@@ -25,7 +26,7 @@ def build_definitions(store: OrbStore) -> dg.Definitions:
     return dg.Definitions(
         assets=[events, quarantine, batches, amendments, usage, price, invoices,
                 invoice_corrections, invoice_documents, revenue_summary, lake_views],
-        jobs=[ingest_events, monthly_billing_job, refresh_views_job],
+        jobs=[ingest_events, monthly_billing_job, refresh_views_job, issue_invoices],
         schedules=[monthly_billing_schedule],
         sensors=[landing_sensor],
         resources={"store": store},

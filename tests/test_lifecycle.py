@@ -208,3 +208,26 @@ def test_a_draft_is_not_issued_before_its_date(pipeline):
     # The invoice is dated Nov 1: on Oct 31 its usage is not complete yet.
     assert issue_month(con, lake, OCTOBER, datetime(2026, 10, 31, 23, tzinfo=UTC)) == []
     assert len(drafts(con, lake, OCTOBER)) == 1
+
+
+def test_issue_job_issues_from_dagster(pipeline):
+    store, defs, instance = pipeline
+    result = defs.resolve_job_def("issue_invoices").execute_in_process(
+        instance=instance, run_config={"ops": {"issue": {"config": {"month": "2026-10"}}}})
+    assert result.success
+    assert documents.statuses(connect(), store.lake) == {"INV-000001": "issued"}
+    assert (store.lake.reports / "documents" / "INV-000001.pdf").exists()
+
+
+def test_an_issued_invoice_the_run_no_longer_makes_is_credited_in_full(pipeline, tmp_path):
+    store, defs, instance = pipeline
+    con, lake = connect(), store.lake
+    issue_month(con, lake, OCTOBER, NOW)
+    # The subscription is found to have ended on Oct 1: nothing in October is billable.
+    ended = {**CATALOG, "subscriptions": [{**CATALOG["subscriptions"][0],
+                                           "end_date": "2026-10-01"}]}
+    (tmp_path / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(ended))
+    runner.bill_month(defs, OCTOBER, instance)
+    (note,) = drafts(con, lake, OCTOBER)
+    assert (note.head["document_type"], note.head["corrects"], note.head["total"]) == (
+        "credit_note", "INV-000001", Decimal("-100.00"))

@@ -1,0 +1,37 @@
+"""The issuing job: number and freeze a month's drafts from the Dagster UI, as
+``orb invoices issue`` does from the shell. An op job, not an asset: issued documents
+are records that no re-materialization may rewrite."""
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+
+from pipelines.resources import OrbStore
+from reports.documents import write_issued
+from storage.duck import connect
+from storage.issuing import issue_month
+
+
+class IssueConfig(dg.Config):
+    month: str  # YYYY-MM, the billing run whose drafts to issue
+    customers: list[str] = []  # empty: every customer
+
+
+@dg.op(description="Issue the month's drafts dated up to today: numbers, frozen lines, "
+       "HTML and PDF.")
+def issue(context: dg.OpExecutionContext, config: IssueConfig, store: OrbStore) -> None:
+    month = date.fromisoformat(f"{config.month}-01")
+    issued = issue_month(connect(), store.lake, month, datetime.now(UTC),
+                         set(config.customers) or None)
+    folder = write_issued(store.lake, store.catalog(), store.issuer, month, issued)
+    for number, draft in issued:
+        context.log.info(f"{number}: {draft.head['document_type']} "
+                         f"{draft.head.get('correction_id') or draft.head['invoice_id']} "
+                         f"{draft.head['total']} {draft.head['currency']}")
+    context.log.info(f"issued {len(issued)} documents into {folder}")
+
+
+@dg.job(description="Issue a billing month's draft invoices and corrections.",
+        tags={"orb/lake_writer": "issue"})
+def issue_invoices():
+    issue()
