@@ -115,3 +115,32 @@ def test_price_needs_metric_or_fixed_quantity(tmp_path):
     plan = PLAN.replace("        billable_metric_id: calls\n", "")
     found = problems(write(tmp_path, metrics=METRICS, plans=plan, customers=CUSTOMERS))
     assert "exactly one of billable_metric_id" in found[0]
+
+
+def test_phase_coupon_and_adjustment_references_are_checked(tmp_path):
+    customers = CUSTOMERS.replace("""    plan_id: pro
+    start_date: 2026-01-01
+""", """    phases:
+      - {plan_id: pro, start_date: 2026-01-01}
+      - {plan_id: gold, start_date: 2026-06-01}
+    coupons: [{coupon_id: nope}]
+    adjustments:
+      - {id: cap, adjustment_type: maximum, maximum_amount: "10.00",
+         applies_to_price_ids: [other_price]}
+""")
+    found = problems(write(tmp_path, metrics=METRICS, plans=PLAN, customers=customers))
+    assert found == [
+        "customers.yaml:10: subscriptions[0].phases[1].plan_id: unknown plan 'gold'",
+        "customers.yaml:11: subscriptions[0].coupons[0].coupon_id: unknown coupon 'nope'",
+        "customers.yaml:14: subscriptions[0].adjustments[0].applies_to_price_ids: prices "
+        "['other_price'] are not on the subscription's plans",
+    ]
+
+
+def test_plan_adjustment_must_name_prices_of_its_version(tmp_path):
+    plan = PLAN + """    adjustments:
+      - {id: floor, adjustment_type: minimum, minimum_amount: "5", applies_to_price_ids: [x]}
+"""
+    found = problems(write(tmp_path, metrics=METRICS, plans=plan, customers=CUSTOMERS))
+    assert found == ["plans.yaml:2: plans[0]: Value error, adjustment 'floor' applies to "
+                     "prices ['x'] not in the same plan version"]
