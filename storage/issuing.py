@@ -103,42 +103,47 @@ def compute_corrections(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
 
 
 def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> list[Draft]:
-    """The run's documents waiting to be issued, in id order."""
+    """The run's documents waiting to be issued: its invoices not issued (or voided),
+    then its corrections, in id order."""
     register_issued(con, lake)
-    live = {row["invoice_id"] for row in con.sql(
-        "SELECT invoice_id FROM issued_heads JOIN document_status USING (number) "
-        "WHERE status <> 'void' AND document_type = 'invoice'").to_arrow_table().to_pylist()}
-    lines = document_lines(con, lake.read_partition("line_items", "billing_month", month),
-                           lake.read_partition("invoice_adjustments", "billing_month", month))
-    by_invoice = defaultdict(list)
-    for line in lines.to_pylist():
-        by_invoice[line["invoice_id"]].append(line)
-    result = []
-    for head in lake.read_partition("invoices", "billing_month", month).to_pylist():
-        if head["invoice_id"] not in live:
-            result.append(Draft({**head, "document_type": "invoice", "corrects": None,
-                                 "correction_id": None},
-                                by_invoice[head["invoice_id"]]))
-    invoices = {h["invoice_id"]: h for h in
-                lake.read_partition("invoices", "billing_month", month).to_pylist()}
+    heads = con.sql("SELECT h.*, s.status FROM issued_heads AS h "
+                    "JOIN document_status AS s USING (number)").to_arrow_table().to_pylist()
+    live = {h["invoice_id"] for h in heads
+            if h["status"] != "void" and h["document_type"] == "invoice"}
+    invoices = lake.read_partition("invoices", "billing_month", month).to_pylist()
+    lines = defaultdict(list)
+    for line in document_lines(
+            con, lake.read_partition("line_items", "billing_month", month),
+            lake.read_partition("invoice_adjustments", "billing_month", month)).to_pylist():
+        lines[line["invoice_id"]].append(line)
+    result = [Draft({**head, "document_type": "invoice", "corrects": None,
+                     "correction_id": None}, lines[head["invoice_id"]])
+              for head in invoices if head["invoice_id"] not in live]
+    return result + _correction_drafts(
+        lake, month, {h["number"]: h for h in heads}, {h["invoice_id"]: h for h in invoices})
+
+
+def _correction_drafts(lake: Lake, month: date, originals: dict[str, dict],
+                       invoices: dict[str, dict]) -> list[Draft]:
     corrections = defaultdict(list)
     for row in lake.read_partition("invoice_corrections", "billing_month", month).to_pylist():
         corrections[row["correction_id"]].append(row)
-    originals = {h["number"]: h for h in documents.issued_heads(lake).to_pylist()}
+    result = []
     for correction_id, rows in sorted(corrections.items()):
         original = originals[rows[0]["corrects"]]
-        total = sum((r["amount"] for r in rows), Decimal(0))
-        base = invoices.get(rows[0]["invoice_id"], original)
+        # Due like the recomputed invoice; one the run no longer makes keeps its own date.
+        due = invoices.get(rows[0]["invoice_id"], original)["due_date"]
+
+        def total(kinds: tuple[str, ...], rows=rows) -> Decimal:
+            return sum((r["amount"] for r in rows if r["kind"] in kinds), Decimal(0))
+
         result.append(Draft({
             "invoice_id": rows[0]["invoice_id"], "correction_id": correction_id,
             "document_type": rows[0]["document_type"], "corrects": original["number"],
             "customer_id": original["customer_id"], "currency": original["currency"],
-            "billing_month": month, "invoice_date": original["invoice_date"],
-            "due_date": base["due_date"],
-            "subtotal": sum((r["amount"] for r in rows if r["kind"] == "line"), Decimal(0)),
-            "adjustments": sum((r["amount"] for r in rows if r["kind"] == "adjustment"),
-                               Decimal(0)),
-            "credits_applied": Decimal(0), "total": total}, rows))
+            "billing_month": month, "invoice_date": original["invoice_date"], "due_date": due,
+            "subtotal": total(("line",)), "adjustments": total(("adjustment",)),
+            "credits_applied": Decimal(0), "total": total(("line", "adjustment"))}, rows))
     return result
 
 
