@@ -20,16 +20,15 @@ from billing.catalog import load_catalog
 from pipelines import runner
 from pipelines.cli_billing import credits_group, invoices, month_option, rerate
 from pipelines.definitions import build_definitions
+from pipelines.issuing import issue_and_render
 from pipelines.resources import OrbStore
 from pipelines.summary import print_summary, summarize
 from pricing_sql.evaluate import price_breakdown
 from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
-from reports.documents import write_issued
 from sample_data.generate import generate
 from storage.amendments import amended_days, record_amendment
 from storage.duck import connect
 from storage.ingest import ingest_files, list_quarantine, replay_batch
-from storage.issuing import issue_month
 
 console = Console()
 GENERATED = ("catalog", "landing", "lake", "reports", "orb.duckdb")
@@ -61,9 +60,7 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
                   f"[{time.perf_counter() - started:.1f}s]")
     _bill(data_dir, billed, started)
     # The oldest month is closed: issue its drafts, as `orb invoices issue` would.
-    store = OrbStore.from_env(data_dir)
-    issued = issue_month(connect(), store.lake, billed[0], datetime.now(UTC))
-    folder = write_issued(store.lake, store.catalog(), store.issuer, billed[0], issued)
+    issued, folder = issue_and_render(OrbStore.from_env(data_dir), billed[0])
     console.print(f"Issued {billed[0]:%Y-%m}: {len(issued)} documents, {issued[0][0]} to "
                   f"{issued[-1][0]}, HTML and PDF in {folder}; later months stay drafts "
                   f"[{time.perf_counter() - started:.1f}s]")

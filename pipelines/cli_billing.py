@@ -13,12 +13,12 @@ from rich.table import Table
 from billing import money
 from pipelines import runner
 from pipelines.definitions import build_definitions
+from pipelines.issuing import issue_and_render
 from pipelines.rerate import preview
 from pipelines.resources import OrbStore
-from reports.documents import write_issued
 from storage import credits, documents
 from storage.duck import connect
-from storage.issuing import drafts, issue_month
+from storage.issuing import drafts
 
 console = Console()
 DATA_DIR = click.option("--data-dir", default="data", show_default=True,
@@ -85,10 +85,7 @@ def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) 
 @DATA_DIR
 def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> None:
     """Number and freeze the month's drafts; write each as HTML and PDF."""
-    store = _store(data_dir)
-    issued = issue_month(connect(), store.lake, period, datetime.now(UTC),
-                         set(customers) or None)
-    folder = write_issued(store.lake, store.catalog(), store.issuer, period, issued)
+    issued, folder = issue_and_render(_store(data_dir), period, set(customers) or None)
     for number, draft in issued:
         console.print(f"{number}  {draft.head['document_type']:<18} "
                       f"{draft.head.get('correction_id') or draft.head['invoice_id']:<28} "

@@ -3,13 +3,23 @@
 are records that no re-materialization may rewrite."""
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import dagster as dg
 
 from pipelines.resources import OrbStore
 from reports.documents import write_issued
 from storage.duck import connect
-from storage.issuing import issue_month
+from storage.issuing import Draft, issue_month
+
+
+def issue_and_render(store: OrbStore, month: date, customers: set[str] | None = None,
+                     ) -> tuple[list[tuple[str, Draft]], Path]:
+    """Issue the month's drafts dated up to now and write each as HTML and PDF."""
+    now = datetime.now(UTC)
+    issued = issue_month(connect(), store.lake, month, now, customers)
+    return issued, write_issued(store.lake, store.catalog(), store.issuer, month, issued,
+                                now.date())
 
 
 class IssueConfig(dg.Config):
@@ -20,10 +30,8 @@ class IssueConfig(dg.Config):
 @dg.op(description="Issue the month's drafts dated up to today: numbers, frozen lines, "
        "HTML and PDF.")
 def issue(context: dg.OpExecutionContext, config: IssueConfig, store: OrbStore) -> None:
-    month = date.fromisoformat(f"{config.month}-01")
-    issued = issue_month(connect(), store.lake, month, datetime.now(UTC),
-                         set(config.customers) or None)
-    folder = write_issued(store.lake, store.catalog(), store.issuer, month, issued)
+    issued, folder = issue_and_render(store, date.fromisoformat(f"{config.month}-01"),
+                                      set(config.customers) or None)
     for number, draft in issued:
         context.log.info(f"{number}: {draft.head['document_type']} "
                          f"{draft.head.get('correction_id') or draft.head['invoice_id']} "

@@ -26,10 +26,11 @@ TITLES = {"invoice": "Invoice", "adjustment_invoice": "Adjustment invoice",
 
 
 def render_document(head: dict, lines: list[dict], catalog: Catalog, issuer: str,
-                    number: str | None = None, status: str = "draft") -> str:
+                    number: str | None = None, issued_on: date | None = None) -> str:
     return environment().get_template("document.html.j2").render(
         doc=head, lines=lines, customer=catalog.customer(head["customer_id"]), issuer=issuer,
-        title=TITLES[head["document_type"]], number=number, status=status)
+        title=TITLES[head["document_type"]], number=number, issued_on=issued_on,
+        status="issued" if number else "draft")
 
 
 def _with_breakdown(draft: Draft, details: dict[str, list[dict]]) -> list[dict]:
@@ -57,7 +58,7 @@ def render_drafts(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, 
 
 
 def write_issued(lake: Lake, catalog: Catalog, issuer: str, month: date,
-                 issued: list[tuple[str, Draft]]) -> Path:
+                 issued: list[tuple[str, Draft]], issued_on: date) -> Path:
     """HTML and PDF of documents just issued from ``month``'s drafts, named by number
     (never rewritten), with the tier and group breakdown of the run they came from."""
     folder = lake.reports / "documents"
@@ -66,7 +67,7 @@ def write_issued(lake: Lake, catalog: Catalog, issuer: str, month: date,
     pages = []
     for number, draft in issued:
         html = render_document(draft.head, _with_breakdown(draft, details), catalog, issuer,
-                               number=number, status="issued")
+                               number=number, issued_on=issued_on)
         (folder / f"{number}.html").write_text(html, encoding="utf-8")
         pages.append((html, folder / f"{number}.pdf"))
     if len(pages) < PARALLEL_FROM:

@@ -29,6 +29,7 @@ HEADS = pa.schema([
     ("number", pa.string()),
     ("document_type", pa.string()),  # invoice | adjustment_invoice | credit_note
     ("invoice_id", pa.string()),  # the computed invoice it issues or corrects
+    ("correction_id", pa.string()),  # <invoice_id>~<n> for a correction
     ("corrects", pa.string()),  # the number of the invoice a correction refers to
     ("customer_id", pa.string()),
     ("currency", pa.string()),

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from billing.catalog import Catalog
 from pipelines import runner
 from pipelines.definitions import build_definitions
+from pipelines.issuing import issue_and_render
 from pipelines.rerate import preview
 from pipelines.resources import OrbStore
 from storage import documents
@@ -106,8 +107,13 @@ def test_late_events_on_an_issued_invoice_give_a_credit_note(pipeline, tmp_path)
     assert [(line["line_key"], line["billed"], line["computed"], line["amount"])
             for line in note.lines] == [("sub:volume_calls:20261001", Decimal("100.00"),
                                          Decimal("60.00"), Decimal("-40.00"))]
-    ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
+    ((number, _),), folder = issue_and_render(store, OCTOBER)
     assert number == "CN-000001"
+    html = (folder / "CN-000001.html").read_text()
+    assert "Corrects invoice INV-000001 dated Nov 1, 2026" in html
+    assert '<td class="num">$100.00</td>' in html and '<td class="num">$60.00</td>' in html
+    assert '<td class="num">-$40.00</td>' in html
+    assert (folder / "CN-000001.pdf").read_bytes()[:5] == b"%PDF-"
     # the issued invoice itself never changed
     assert {k: v for k, v in issued_files(store).items() if k in frozen} == frozen
     # re-rating again with nothing new changes nothing
