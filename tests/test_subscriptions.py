@@ -1,12 +1,17 @@
 """Subscriptions billed by rule: proration, plan changes, trials, cadences, anchors,
 versions and coupons. Every amount is worked out by hand in the comments."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
 from billing.cycles import billing_periods, cycle_date
+from pricing_sql.rating import compute_usage
+from storage.duck import connect
+from storage.ingest import ingest_files
+from storage.lake import Lake
+from tests.batches import batch, ev
 from tests.catalogs import unit
 from tests.invoicing import basic, bill, shop, totals
 
@@ -129,6 +134,23 @@ def test_dst_month_in_a_non_utc_zone():
     fee = result.lines["s:basic_fee:20261110"]
     assert fee["amount"] == Decimal("21.00")
     assert (fee["prorated_days"], fee["period_days"]) == (21, 30)
+
+
+def test_dst_month_counts_usage_between_local_midnights(tmp_path):
+    catalog = shop([basic()], {"plan_id": "basic", "start_date": "2026-01-01"},
+                   timezone="America/New_York")
+    lake = Lake(tmp_path)
+    # DST ends on Nov 1 2026: November is [Nov 1 04:00Z (EDT), Dec 1 05:00Z (EST)).
+    ingest_files(connect(), lake, catalog, [batch(
+        tmp_path / "nov.jsonl",
+        ev("oct-31-late", ts="2026-11-01T03:59:59Z", customer="c"),  # Oct 31, 23:59:59 EDT
+        ev("nov-1-first", ts="2026-11-01T04:00:00Z", customer="c"),  # Nov 1, 00:00 EDT
+        ev("nov-30-late", ts="2026-12-01T04:59:59Z", customer="c"),  # Nov 30, 23:59:59 EST
+        ev("dec-1-first", ts="2026-12-01T05:00:00Z", customer="c"),  # Dec 1, 00:00 EST
+    )], datetime(2026, 12, 2, tzinfo=UTC))
+    usage = compute_usage(connect(), lake, catalog, NOVEMBER).to_pylist()
+    assert [(u["window_id"], u["quantity"]) for u in usage] == [
+        ("s:20261101-20261201", Decimal(2))]
 
 
 def test_plan_version_takes_effect_for_periods_starting_on_its_date():
