@@ -18,3 +18,10 @@ refresh_views_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("lake_views"),
     description="Recreate the DuckDB views over every lake table in data/orb.duckdb.",
 )
+
+check_lake_job = dg.define_asset_job(
+    "check_lake",
+    selection=dg.AssetSelection.checks_for_assets("events"),
+    description="Check the whole event lake: unique idempotency keys among the events "
+    "that count, and every event's customer in the catalog.",
+)

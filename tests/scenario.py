@@ -1,5 +1,6 @@
 """A two-customer October 2026, small enough to bill by hand (see test_pipeline.py)."""
 
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +39,7 @@ CATALOG = {
     ],
 }
 
+OCTOBER = date(2026, 10, 1)
 COLUMNS = ["event_name", "timestamp", "customer_id", "external_customer_id", "idempotency_key",
            "properties"]
 

@@ -25,22 +25,8 @@ import pytest
 
 from billing.catalog import CatalogError
 from pipelines import runner
-from pipelines.definitions import build_definitions
 from pipelines.resources import OrbStore
-from tests.scenario import scenario_bytes, write_scenario
-
-OCTOBER = date(2026, 10, 1)
-
-
-@pytest.fixture
-def billed(tmp_path):
-    write_scenario(tmp_path)
-    # The scenario's events stay inside the accepted window whenever the tests run.
-    store = OrbStore(data_dir=str(tmp_path), max_event_age_days=36500)
-    defs = build_definitions(store)
-    instance = dg.DagsterInstance.ephemeral()
-    runner.bill_months(defs, [OCTOBER], instance)
-    return store, defs, instance
+from tests.scenario import OCTOBER, scenario_bytes, write_scenario
 
 
 def read(store, table, key="billing_month", value=OCTOBER):

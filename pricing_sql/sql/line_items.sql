@@ -62,6 +62,7 @@ SELECT
     invoice_id,
     invoice_date,
     line_item_id,
+    window_id,
     billing_month,
     customer_id,
     subscription_id,

@@ -1,0 +1,21 @@
+-- Usage line items whose quantity is not the usage of their window: the metric's value
+-- (summed over groups for grouped prices), or 0 where the window had no usage.
+-- Tables: line_items, usage (one billing run), price_terms (catalog_tables.py)
+WITH expected AS (
+    SELECT
+        l.line_item_id,
+        l.quantity,
+        coalesce(sum(u.quantity), 0) AS usage
+    FROM line_items AS l
+    JOIN price_terms AS g USING (price_id)
+    LEFT JOIN usage AS u
+        ON u.window_id = l.window_id
+        AND u.metric_id = l.billable_metric_id
+        AND u.grouping = g.grouping
+    WHERE l.billable_metric_id IS NOT NULL
+    GROUP BY l.line_item_id, l.quantity
+)
+SELECT line_item_id, quantity, usage
+FROM expected
+WHERE quantity <> usage
+ORDER BY line_item_id
