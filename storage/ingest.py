@@ -30,8 +30,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from billing import periods
@@ -129,8 +129,8 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
 def _existing_keys(con: duckdb.DuckDBPyConnection, lake: Lake,
                    batch_id: str) -> duckdb.DuckDBPyRelation:
     """Keys of the events that count, in the earlier committed batches that may share a
-    key with this batch (found by key_candidates.sql); a deprecated event's key is
-    free again."""
+    key with the checked batch (found by key_candidates.sql); a deprecated event's key
+    is free again."""
     index = lake.all_files("keys")
     if not index:
         return con.from_arrow(KEYS_SCHEMA.empty_table())
@@ -153,48 +153,47 @@ def _closed_before(lake: Lake) -> date | None:
 
 def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
                      batch_id: str, now: datetime, window: Window, status: str) -> BatchResult:
-    _check(con, lake, catalog, raw, batch_id, now, window)
-    clean = con.sql(load_sql("batch_events")).pl()
-    rejected = con.sql(load_sql("batch_rejects")).pl()
+    _check(con, lake, catalog, raw, now, window)
+    _existing_keys(con, lake, batch_id).create_view("existing_keys", replace=True)
+    con.execute(load_sql("duplicate_keys"))
+    batch = {"batch_id": batch_id}
+    clean = con.sql(load_sql("batch_events"), params=batch).to_arrow_table()
+    rejected = con.sql(load_sql("batch_rejects"), params=batch).to_arrow_table()
     days = _write_events(lake, batch_id, clean)
-    _write_key_index(con, lake, batch_id, clean.select("idempotency_key").to_arrow())
-    lake.write_partition("quarantine", "batch_id", batch_id, rejected.to_arrow())
+    _write_key_index(lake, batch_id, con.sql(
+        "SELECT key_hash FROM checked_batch WHERE reject_reason IS NULL ORDER BY 1"))
+    lake.write_partition("quarantine", "batch_id", batch_id, rejected)
     result = BatchResult(
         batch_id, raw.name, status, rows=len(clean) + len(rejected), accepted=len(clean),
         rejected=len(rejected),
-        duplicates=int((rejected["reject_reason"] == "duplicate idempotency_key").sum()),
-        late=int(clean["late"].sum()), days=days)
+        duplicates=pc.sum(pc.equal(rejected["reject_reason"], "duplicate idempotency_key"))
+        .as_py() or 0,
+        late=pc.sum(clean["late"]).as_py() or 0, days=days)
     _commit(lake, result, now)
     return result
 
 
 def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
-           batch_id: str, now: datetime, window: Window) -> None:
-    """Fill temp table checked_batch: every raw event with its reject_reason (null: keep)."""
+           now: datetime, window: Window) -> None:
+    """Fill temp table checked_batch: every raw event with its reject_reason (null: keep),
+    each checked on its own (duplicate keys are found next)."""
     sources = read_landing([raw], raw.parent)
     parquet_relation(con, sources.parquet, raw.parent).create_view("parquet_events", replace=True)
     con.register("csv_events", sources.records)
     con.register("json_lines", sources.json_lines)
     con.register("customers", customers_table(catalog))
-    con.register("numeric_properties", pa.table(
-        {"key": pa.array(numeric_properties([m.sql for m in catalog.metrics]), pa.string())}))
-    _existing_keys(con, lake, batch_id).create_view("existing_keys", replace=True)
     con.execute(load_sql("check_batch"), {
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
-        "batch_id": batch_id,
+        "numeric_keys": numeric_properties([m.sql for m in catalog.metrics]),
     })
 
 
-def _write_key_index(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str,
-                     keys: pa.Table) -> None:
+def _write_key_index(lake: Lake, batch_id: str, hashes: duckdb.DuckDBPyRelation) -> None:
     """The batch's key index: the sorted 64-bit hashes of its clean events' keys (see
     key_candidates.sql)."""
-    con.register("clean_keys", keys)
-    index = con.sql("SELECT hash(idempotency_key) AS key_hash FROM clean_keys "
-                    "ORDER BY 1").to_arrow_table()
-    lake.write_partition("keys", "batch_id", batch_id, index)
+    lake.write_partition("keys", "batch_id", batch_id, hashes.to_arrow_table())
 
 
 def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -206,25 +205,27 @@ def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     for record in lake.all_files("batches"):
         batch_id = Lake.partition_value(record)
         files = [str(f) for f in lake.batch_files("events", batch_id)]
-        keys = (con.read_parquet(files).select("idempotency_key").to_arrow_table() if files
-                else pa.table({"idempotency_key": pa.array([], pa.string())}))
-        _write_key_index(con, lake, batch_id, keys)
+        keys = (con.read_parquet(files) if files
+                else con.from_arrow(pa.table({"idempotency_key": pa.array([], pa.string())})))
+        _write_key_index(lake, batch_id, keys.select(
+            duckdb.FunctionExpression("hash", duckdb.ColumnExpression("idempotency_key"))
+            .alias("key_hash")).order("key_hash"))
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(duckdb.__version__)
 
 
-def _write_events(lake: Lake, batch_id: str, clean: pl.DataFrame) -> list[date]:
+def _write_events(lake: Lake, batch_id: str, clean: pa.Table) -> list[date]:
     """One file per day for the batch's clean events; returns the days."""
-    days = sorted(clean["event_date"].unique().to_list())
+    # Rows are sorted by timestamp, so each day is one run of event_date.
+    runs = pc.run_end_encode(clean["event_date"].combine_chunks())
+    days, ends = runs.values.to_pylist(), runs.run_ends.to_pylist()
+    starts = [0, *ends[:-1]]
     # A replay may drop days this batch wrote before: remove its files there first.
     for stale in lake.batch_files("events", batch_id):
         if date.fromisoformat(Lake.partition_value(stale)) not in days:
             stale.unlink()
-    # Rows are sorted by timestamp, so each day is a contiguous slice. Writing
-    # compresses in pyarrow, which releases the GIL: one day per core.
-    events = clean.select(EVENT_COLUMNS).to_arrow()
-    starts = clean["event_date"].search_sorted(pl.Series(days), side="left").to_list()
-    ends = [*starts[1:], len(clean)] if starts else []
+    # Writing compresses in pyarrow, which releases the GIL: one day per core.
+    events = clean.select(EVENT_COLUMNS)
 
     def write(day: date, start: int, end: int) -> None:
         lake.write_file("events", "event_date", day, f"{batch_id}.parquet",

@@ -1,17 +1,16 @@
--- Check one raw batch: fields, timestamps, customers, numeric properties, and
--- idempotency keys against the batch itself and every event already ingested.
+-- Check one raw batch: fields, timestamps, customers and numeric properties
+-- (duplicate_keys.sql then checks the idempotency keys of the events that pass).
 -- Tables: parquet_events     Parquet rows, every field as text (storage/sources.py)
 --         csv_events         CSV records, and one row per unreadable file (file_error)
 --         json_lines         JSON Lines: one row per line (blank lines are skipped here)
 --         customers          (customer_id, external_customer_id)
---         existing_keys      (customer_id, idempotency_key, batch_id) of the events that
---                            count in the earlier batches that may share a key (key index)
---         numeric_properties (key): properties some metric reads as a number
 -- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
+--             $numeric_keys       properties some metric reads as a number, sorted
 --             $closed_before      events before this UTC date fall in invoiced months
---             $batch_id           the batch being checked
 -- Result: temp table checked_batch, one row per raw event, reject_reason NULL for
--- events to keep (batch_events.sql and batch_rejects.sql read it in order).
+-- events to keep (batch_events.sql and batch_rejects.sql read it in order), and
+-- key_hash, the hash() of the key (key_candidates.sql and the batch's key index).
+-- Each event is checked on its own, in one pass: nothing here compares events.
 -- Timestamps without an offset are read as UTC.
 CREATE OR REPLACE TEMP TABLE checked_batch AS
 WITH json_events AS (
@@ -97,62 +96,28 @@ checked AS (
             WHEN bad_number IS NOT NULL
                 THEN 'property ' || bad_number || ' is not a number in range'
         END AS problem
-    FROM resolved
-    LEFT JOIN LATERAL (
-        -- the first property a metric needs as a number that is not one
-        SELECT min(n.key) AS bad_number
-        FROM numeric_properties AS n
-        WHERE json_type(resolved.properties, '$.' || n.key) NOT IN ('NULL')
-            AND TRY_CAST(json_extract_string(resolved.properties, '$.' || n.key)
-                         AS DECIMAL(38, 9)) IS NULL
-    ) ON true
-),
--- A batch is one file: the first occurrence of a key in it (lowest row) is kept.
-firsts AS (
-    SELECT customer_id, idempotency_key, min(source_row) AS first_row
-    FROM checked
-    WHERE problem IS NULL
-    GROUP BY ALL
-),
--- Keys of this batch already ingested: joined from the batch's side, so the lake's
--- keys are only streamed past a hash table of this batch's keys.
-earlier AS (
-    SELECT k.customer_id, k.idempotency_key, e.batch_id
-    FROM (SELECT DISTINCT customer_id, idempotency_key FROM checked WHERE problem IS NULL) AS k
-    JOIN existing_keys AS e
-        ON e.customer_id = k.customer_id AND e.idempotency_key = k.idempotency_key
-),
-ranked AS (
-    SELECT
-        checked.*,
-        checked.source_file || ':' || f.first_row AS first_seen,
-        checked.problem IS NULL AND f.first_row <> checked.source_row AS repeated,
-        e.batch_id AS earlier_batch
-    FROM checked
-    LEFT JOIN firsts AS f
-        ON checked.problem IS NULL
-        AND f.customer_id = checked.customer_id
-        AND f.idempotency_key = checked.idempotency_key
-    -- keys are unique across batches, so this matches at most one earlier event
-    LEFT JOIN earlier AS e
-        ON e.customer_id = checked.customer_id
-        AND e.idempotency_key = checked.idempotency_key
-        AND checked.problem IS NULL
+    FROM (
+        SELECT
+            *,
+            -- the first property a metric needs as a number that is not one: one parse
+            -- per event for all of them (a lateral join over the keys made DuckDB keep
+            -- every event in memory for a second pass)
+            $numeric_keys[list_position(
+                list_transform(
+                    json_extract_string(properties,
+                                        list_transform($numeric_keys, lambda k: '$.' || k)),
+                    lambda v: v IS NULL OR TRY_CAST(v AS DECIMAL(38, 9)) IS NOT NULL),
+                false)] AS bad_number
+        FROM resolved
+    )
 )
 SELECT
     source_file, source_row, event_name, raw_timestamp, "timestamp",
     CAST("timestamp" AS DATE) AS event_date,
     raw_customer_id, raw_external_customer_id, customer_id, idempotency_key,
+    hash(idempotency_key) AS key_hash,
     raw_properties, CAST(properties AS VARCHAR) AS properties,
-    coalesce(
-        problem,
-        CASE WHEN earlier_batch IS NOT NULL OR repeated THEN 'duplicate idempotency_key' END
-    ) AS reject_reason,
-    CASE
-        WHEN problem IS NOT NULL THEN NULL
-        WHEN earlier_batch IS NOT NULL THEN 'already ingested in batch ' || earlier_batch
-        WHEN repeated THEN 'first seen at ' || first_seen
-    END AS reject_detail,
-    coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late,
-    $batch_id AS batch_id
-FROM ranked
+    problem AS reject_reason,
+    CAST(NULL AS VARCHAR) AS reject_detail,
+    coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late
+FROM checked
