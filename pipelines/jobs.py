@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.revenue import REVENUE_ASSETS
+
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing",
     selection=dg.AssetSelection.groups("rating", "invoicing")
-    | dg.AssetSelection.assets("revenue_summary"),
-    description="Rate usage, price line items, issue draft invoices and documents, "
-    "and summarise revenue for one billing month.",
+    | dg.AssetSelection.assets(*REVENUE_ASSETS),
+    description="Rate usage, price line items, draft invoices, corrections and documents, "
+    "and build the revenue tables and report for one billing month.",
 )
 
 refresh_views_job = dg.define_asset_job(

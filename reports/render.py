@@ -40,10 +40,3 @@ def environment() -> Environment:
     env.filters["quantity"] = _quantity
     env.filters["day"] = _day
     return env
-
-
-def render_revenue_summary(month: str, rows: list[dict], top_invoices: list[dict],
-                           rejected: dict[str, int]) -> str:
-    return environment().get_template("revenue_summary.html.j2").render(
-        month=month, rows=rows, top_invoices=top_invoices, rejected=rejected
-    )

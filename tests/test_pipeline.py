@@ -98,8 +98,8 @@ def test_documents_are_written(billed):
     assert "<td>Nov 1, 2026 – Nov 30, 2026</td>" in html  # the fee, in advance
     assert '<td class="num">$26.83</td>' in html
     assert (store.lake.reports / "revenue" / "2026-10.html").exists()
-    summary = read(store, "revenue_summary")
-    assert {(r["currency"], r["billed"]) for r in summary} == {
+    by_plan = [r for r in read(store, "revenue_by_dimension") if r["dimension"] == "plan"]
+    assert {(r["currency"], r["billed"]) for r in by_plan} == {
         ("USD", Decimal("26.83")), ("JPY", Decimal("1551"))}
 
 
@@ -123,8 +123,8 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     assert without_batch_records(fingerprint()) == without_batch_records(before)
     # 8 event days (Oct 1, 5, 6, 10, 14, 20, 31, Nov 1), 2 quarantine, 2 key index and
     # 2 batch records, usage, line items, sub line items, invoices, adjustments, credit
-    # ledger, corrections, revenue summary
-    assert len(before) == 22
+    # ledger, corrections, and 7 revenue tables
+    assert len(before) == 28
 
 
 def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):
