@@ -1,0 +1,259 @@
+"""A payment run: collect every open issued invoice, retry failures when due, and
+reconcile the processor's state back into the lake (docs/payments.md).
+
+For each issued invoice or adjustment invoice still ``issued`` with a total above
+zero, in number order:
+
+1. make sure the customer and the invoice exist on the processor's side (once each);
+2. if the last collection attempt has an intent but no outcome (a crash), repeat it
+   with the same idempotency key; if it failed and its retry is due, attempt again;
+   if nothing was attempted yet, attempt;
+3. paid: an outcome record, then the document's ``paid`` status (note: the processor
+   and its reference); failed: an outcome record with the next retry time, or none
+   when the attempts are used up;
+4. an invoice waiting for its retry (or out of retries) is reconciled instead: paid
+   on the processor's side -> recorded paid with a reconciliation note; paid a
+   different amount, voided, or unknown there -> flagged, never changed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from billing.catalog import Catalog
+from billing.money import quantize
+from payments.ledger import Ledger
+from payments.processor import (
+    CustomerToSync,
+    InvoiceToCollect,
+    Outcome,
+    PaymentError,
+    PaymentProcessor,
+)
+from storage import documents
+from storage.duck import connect
+from storage.lake import Lake
+
+log = logging.getLogger(__name__)
+
+# After the n-th failed attempt the next one is due this long after it: attempts on
+# day 0, 1, 4 and 11; after the 4th failure the invoice waits for a human.
+RETRY_DELAYS = (timedelta(days=1), timedelta(days=3), timedelta(days=7))
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+PAYABLE = ("invoice", "adjustment_invoice")  # credit notes are refunds: not collected
+
+
+@dataclass
+class RunSummary:
+    paid: list[str] = field(default_factory=list)
+    retry_scheduled: dict[str, datetime] = field(default_factory=dict)  # failed now
+    waiting: dict[str, datetime] = field(default_factory=dict)  # retry not due yet
+    exhausted: list[str] = field(default_factory=list)  # failed, no retry left
+    pending: list[str] = field(default_factory=list)  # nothing to collect yet
+    reconciled: list[str] = field(default_factory=list)  # paid found by reconciliation
+    flagged: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # repeated on the next run
+
+
+def idempotency_key(prefix: str, subject: str, step: str, attempt: int) -> str:
+    return f"{prefix}:{subject}:{step}:{attempt}"
+
+
+@contextmanager
+def payments_lock(lake: Lake) -> Iterator[None]:
+    """One payment run at a time per lake."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    with open(lake.root / ".payments.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def payable_invoices(lake: Lake) -> list[InvoiceToCollect]:
+    """Every issued invoice and adjustment invoice with something to pay, any status."""
+    heads = documents.issued_heads(lake).to_pylist()
+    return [InvoiceToCollect(h["number"], h["customer_id"], h["currency"],
+                             _in_minor_units(h["total"], h["currency"]),
+                             h["invoice_date"], h["due_date"])
+            for h in sorted(heads, key=lambda h: h["number"])
+            if h["document_type"] in PAYABLE and h["total"] > 0]
+
+
+def _in_minor_units(total: Decimal, currency: str) -> Decimal:
+    """100.0000 USD as 100.00, 15000.0000 JPY as 15000: the stored total is rounded
+    already, so this only drops zeros (and refuses anything else)."""
+    amount = quantize(total, currency)
+    if amount != total:
+        raise ValueError(f"issued total {total} {currency} is not rounded to its minor unit")
+    return amount
+
+
+def run_payments(lake: Lake, processor: PaymentProcessor, now: datetime,
+                 catalog: Catalog | None = None, key_prefix: str = "orb") -> RunSummary:
+    with payments_lock(lake):
+        return _Run(lake, processor, now, catalog, key_prefix).run()
+
+
+class _Run:
+    def __init__(self, lake: Lake, processor: PaymentProcessor, now: datetime,
+                 catalog: Catalog | None, key_prefix: str):
+        self.lake, self.processor, self.now = lake, processor, now
+        self.catalog, self.prefix = catalog, key_prefix
+        self.con = connect()
+        self.ledger = Ledger.read(lake, processor.name)
+        self.summary = RunSummary()
+
+    def run(self) -> RunSummary:
+        invoices = payable_invoices(self.lake)
+        self.processor.begin_run(invoices)
+        status = documents.statuses(self.con, self.lake)
+        for invoice in invoices:
+            if status.get(invoice.number) != "issued":
+                continue  # paid or void
+            try:
+                self._invoice(invoice)
+            except PaymentError as exc:
+                log.warning("%s: %s", invoice.number, exc)
+                self.summary.errors[invoice.number] = str(exc)
+        return self.summary
+
+    def _invoice(self, invoice: InvoiceToCollect) -> None:
+        attempts = self.ledger.attempts(invoice.number, "collect")
+        last = attempts[max(attempts)] if attempts else None
+        if last and last.outcome and last.outcome["status"] == "paid":
+            # the run stopped between the payment record and the status: finish it
+            self._mark_paid(invoice, last.outcome["reference"], last.outcome["recorded_at"],
+                            self.processor.name)
+            return
+        if self.processor.side_effects:
+            customer = self._step(f"customer:{invoice.customer_id}", "customer",
+                                  lambda key: self.processor.sync_customer(
+                                      self._customer(invoice.customer_id), key))
+            invoice_ref = self._step(invoice.number, "invoice",
+                                     lambda key: self.processor.sync_invoice(
+                                         invoice, customer, key))
+        else:
+            invoice_ref = invoice.number
+        if last is None:
+            attempt = 1
+        elif last.outcome is None:
+            attempt = max(attempts)  # a crash after the call: same attempt, same key
+        else:
+            retry_at = last.outcome["next_retry_at"]
+            if last.outcome["status"] != "failed" or retry_at is None:
+                self.summary.exhausted.append(invoice.number)
+                self._reconcile(invoice, invoice_ref)
+                return
+            if self.now < retry_at:
+                self.summary.waiting[invoice.number] = retry_at
+                self._reconcile(invoice, invoice_ref)
+                return
+            attempt = max(attempts) + 1
+        self._collect(invoice, invoice_ref, attempt, intent_recorded=attempt in attempts)
+
+    def _collect(self, invoice: InvoiceToCollect, invoice_ref: str, attempt: int,
+                 intent_recorded: bool) -> None:
+        key = idempotency_key(self.prefix, invoice.number, "collect", attempt)
+        if self.processor.side_effects and not intent_recorded:
+            self.ledger.write(invoice.number, "collect", attempt, "intent", self.now, key,
+                              "started", invoice_ref, invoice.amount, invoice.currency)
+        outcome = self.processor.collect(invoice, invoice_ref, key)
+        if outcome.status == "pending":
+            self.summary.pending.append(invoice.number)
+            return
+        if outcome.status == "paid" and (outcome.amount, outcome.currency) != (
+                invoice.amount, invoice.currency):
+            detail = (f"{self.processor.name} collected {outcome.amount} {outcome.currency}, "
+                      f"the invoice is {invoice.amount} {invoice.currency}")
+            self._record(invoice, "collect", attempt, key, "flagged", outcome, detail=detail)
+            self.summary.flagged[invoice.number] = detail
+            return
+        if outcome.status == "paid":
+            self._record(invoice, "collect", attempt, key, "paid", outcome)
+            self._mark_paid(invoice, outcome.reference, outcome.paid_at or self.now,
+                            self.processor.name)
+            return
+        retry_at = (self.now + RETRY_DELAYS[attempt - 1]
+                    if outcome.retryable and attempt < MAX_ATTEMPTS else None)
+        self._record(invoice, "collect", attempt, key, "failed", outcome, retry_at=retry_at)
+        if retry_at is None:
+            self.summary.exhausted.append(invoice.number)
+            self._reconcile(invoice, invoice_ref)  # e.g. voided on the processor's side
+        else:
+            self.summary.retry_scheduled[invoice.number] = retry_at
+        log.info("%s: attempt %d failed (%s); %s", invoice.number, attempt, outcome.detail,
+                 f"retry at {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else "no retry left")
+
+    def _reconcile(self, invoice: InvoiceToCollect, invoice_ref: str) -> None:
+        state = self.processor.fetch_state(invoice, invoice_ref)
+        if state.status == "open":
+            return
+        if state.status == "paid" and (state.amount_paid, state.currency) == (
+                invoice.amount, invoice.currency):
+            attempt = len(self.ledger.attempts(invoice.number, "reconcile")) + 1
+            self.ledger.write(invoice.number, "reconcile", attempt, "outcome", self.now,
+                              status="paid", reference=state.reference,
+                              amount=state.amount_paid, currency=state.currency,
+                              detail="paid on the processor's side")
+            self._mark_paid(invoice, state.reference, state.paid_at or self.now,
+                            f"reconciled: {self.processor.name}")
+            self.summary.reconciled.append(invoice.number)
+            return
+        detail = (f"{self.processor.name} shows {state.amount_paid} {state.currency} paid, "
+                  f"the invoice is {invoice.amount} {invoice.currency}"
+                  if state.status == "paid" else
+                  f"{self.processor.name} shows the invoice {state.status}; it is issued here")
+        self.summary.flagged[invoice.number] = detail
+        earlier = self.ledger.attempts(invoice.number, "reconcile")
+        if earlier and earlier[max(earlier)].outcome["detail"] == detail:
+            return  # flagged already
+        self.ledger.write(invoice.number, "reconcile", len(earlier) + 1, "outcome", self.now,
+                          status="flagged", reference=state.reference,
+                          amount=state.amount_paid, currency=state.currency, detail=detail)
+        log.warning("%s flagged: %s", invoice.number, detail)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _step(self, subject: str, step: str, call) -> str:
+        """A sync step done once: its recorded reference, else the call (intent first)."""
+        attempts = self.ledger.attempts(subject, step)
+        done = attempts.get(1)
+        if done and done.outcome:
+            return done.outcome["reference"]
+        key = idempotency_key(self.prefix, subject, step, 1)
+        if done is None:
+            self.ledger.write(subject, step, 1, "intent", self.now, key, "started")
+        reference = call(key)
+        self.ledger.write(subject, step, 1, "outcome", self.now, key, "ok", reference)
+        return reference
+
+    def _record(self, invoice: InvoiceToCollect, step: str, attempt: int, key: str,
+                status: str, outcome: Outcome, retry_at: datetime | None = None,
+                detail: str = "") -> None:
+        self.ledger.write(invoice.number, step, attempt, "outcome", self.now, key, status,
+                          outcome.reference, outcome.amount, invoice.currency,
+                          detail or outcome.detail, retry_at)
+
+    def _mark_paid(self, invoice: InvoiceToCollect, reference: str, at: datetime,
+                   source: str) -> None:
+        documents.change_status(self.con, self.lake, invoice.number, "paid", at,
+                                f"{source} {reference}".strip())
+        self.summary.paid.append(invoice.number)
+
+    def _customer(self, customer_id: str) -> CustomerToSync:
+        if self.catalog is not None:
+            try:
+                customer = self.catalog.customer(customer_id)
+            except KeyError:
+                pass
+            else:
+                return CustomerToSync(customer_id, customer.name, customer.email)
+        return CustomerToSync(customer_id, customer_id)
