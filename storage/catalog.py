@@ -10,10 +10,7 @@ import sqlglot
 from sqlglot import exp
 
 from storage.duck import connect
-from storage.lake import Lake
-
-TABLES = ("events", "quarantine", "batches", "amendments", "usage", "line_items",
-          "sub_line_items", "invoices", "revenue_summary")
+from storage.lake import PUBLISHED_TABLES, Lake
 
 _VIEW = sqlglot.parse_one(
     "CREATE OR REPLACE VIEW placeholder AS "
@@ -31,8 +28,8 @@ def view_sql(table: str, pattern: str) -> str:
 
 
 def refresh_views(lake: Lake) -> list[str]:
-    """(Re)create a view for every lake table that has at least one partition."""
-    present = [table for table in TABLES if lake.all_files(table)]
+    """(Re)create a view for every published table that has at least one partition."""
+    present = [table for table in PUBLISHED_TABLES if lake.all_files(table)]
     con = connect(str(lake.duckdb_path))
     try:
         for table in present:
