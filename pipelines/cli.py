@@ -19,6 +19,7 @@ from billing import money, periods
 from billing.catalog import load_catalog
 from pipelines import runner
 from pipelines.cli_billing import credits_group, invoices, month_option, rerate
+from pipelines.cli_export import export
 from pipelines.definitions import build_definitions
 from pipelines.issuing import issue_and_render
 from pipelines.resources import OrbStore
@@ -281,6 +282,7 @@ def metrics_check(catalog_dir: Path) -> None:
 main.add_command(invoices)
 main.add_command(credits_group)
 main.add_command(rerate)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

@@ -2,9 +2,10 @@
 
 Data flow: landing folder -> ingest_events job -> events (daily) / quarantine / batches
 -> usage -> line_items / sub_line_items -> invoices / invoice_adjustments / credit_ledger
--> invoice_corrections -> invoice_documents, and revenue_summary (monthly) -> lake_views.
-Issuing, payment and voiding are commands (orb invoices): issued documents are records,
-not assets a run may rewrite.
+-> invoice_corrections -> invoice_documents, and the revenue tables and report (monthly,
+assets/revenue.py) -> lake_views. Issuing and voiding are commands (orb invoices) and the
+issue_invoices job: issued documents are records, not assets a run may rewrite. The
+payments asset collects issued invoices through the configured processor.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import dagster as dg
 from assets.checks import BILLING_CHECKS, LAKE_CHECKS
 from assets.events import amendments, batches, events, quarantine
 from assets.invoicing import invoice_corrections, invoice_documents, invoices
+from assets.payments import payments
 from assets.rating import price, usage
-from assets.reporting import lake_views, revenue_summary
+from assets.reporting import lake_views
+from assets.revenue import REVENUE_ASSETS
 from pipelines.ingestion import ingest_events, landing_sensor
 from pipelines.issuing import issue_invoices
 from pipelines.jobs import check_lake_job, monthly_billing_job, refresh_views_job
+from pipelines.payments import PaymentsConfig, payments_job, payments_schedule
 from pipelines.resources import OrbStore
 from pipelines.schedules import monthly_billing_schedule
 
@@ -26,13 +30,13 @@ from pipelines.schedules import monthly_billing_schedule
 def build_definitions(store: OrbStore) -> dg.Definitions:
     return dg.Definitions(
         assets=[events, quarantine, batches, amendments, usage, price, invoices,
-                invoice_corrections, invoice_documents, revenue_summary, lake_views],
+                invoice_corrections, invoice_documents, *REVENUE_ASSETS, lake_views, payments],
         asset_checks=[*BILLING_CHECKS, *LAKE_CHECKS],
         jobs=[ingest_events, monthly_billing_job, refresh_views_job, issue_invoices,
-              check_lake_job],
-        schedules=[monthly_billing_schedule],
+              check_lake_job, payments_job],
+        schedules=[monthly_billing_schedule, payments_schedule],
         sensors=[landing_sensor],
-        resources={"store": store},
+        resources={"store": store, "payment_processor": PaymentsConfig.from_env()},
     )
 
 
