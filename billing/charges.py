@@ -103,7 +103,10 @@ _periods = cache(lambda *args: tuple(billing_periods(*args)))
 _local_period = cache(periods.local_date_period)
 
 
-def subscription_windows(catalog: Catalog, sub: Subscription, month: date) -> list[BillingWindow]:
+def _subscription_windows(catalog: Catalog, sub: Subscription, month: date,
+                          billings: dict[tuple[str, int], list[tuple[int, bool]]],
+                          ) -> list[BillingWindow]:
+    """``billings``: each (plan id, version)'s ``_billings``, computed once per run."""
     customer = catalog.customer(sub.customer_id)
     first, through = run_span(month)
     billable_from = sub.trial_end_date or sub.starts_on
@@ -111,14 +114,14 @@ def subscription_windows(catalog: Catalog, sub: Subscription, month: date) -> li
     for phase, phase_start, phase_end in _phase_spans(sub):
         plan = catalog.plan(phase.plan_id)
         for version in _versions(plan, phase):
-            for months, in_advance in _billings(version):
+            for months, in_advance in billings[plan.id, version.version]:
                 for begin, after in _periods(sub.starts_on, sub.cycle_day, months, phase_start,
                                              phase_end, first, through):
                     start = max(begin, phase_start, billable_from)
                     end = min(after, phase_end or after)
                     # An unpinned phase bills each window at the version in effect when
                     # the window starts.
-                    if start >= end or (phase.plan_version is None
+                    if start >= end or (phase.plan_version is None and plan.versions
                                         and plan.version_on(start).version != version.version):
                         continue
                     invoice_date = start if in_advance else min(after, sub.end_date or after)
@@ -150,7 +153,10 @@ def subscription_windows(catalog: Catalog, sub: Subscription, month: date) -> li
 
 def billing_windows(catalog: Catalog, month: date) -> list[BillingWindow]:
     """Every window charged on the invoices the run for ``month`` makes."""
-    rows = [w for sub in catalog.subscriptions for w in subscription_windows(catalog, sub, month)]
+    billings = {(plan.id, number): _billings(plan.version(number)) for plan in catalog.plans
+                for number in range(1, len(plan.versions) + 2)}
+    rows = [w for sub in catalog.subscriptions
+            for w in _subscription_windows(catalog, sub, month, billings)]
     return sorted(rows, key=lambda w: (w.invoice_id, w.window_id, w.cadence_months,
                                        w.in_advance))
 

@@ -6,8 +6,6 @@ thousands of rows), never one per event, so building them in Python is cheap.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pyarrow as pa
 
 from billing.catalog import Catalog
@@ -87,7 +85,7 @@ def customers_table(catalog: Catalog) -> pa.Table:
 
 
 def billing_windows_table(windows: list[BillingWindow]) -> pa.Table:
-    return pa.Table.from_pylist([asdict(w) for w in windows], schema=BILLING_WINDOWS)
+    return pa.Table.from_pylist([w.__dict__ for w in windows], schema=BILLING_WINDOWS)
 
 
 def plan_prices_table(catalog: Catalog) -> pa.Table:
