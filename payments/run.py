@@ -244,7 +244,7 @@ class _Run:
 
     def _mark_paid(self, invoice: InvoiceToCollect, reference: str, at: datetime,
                    source: str) -> None:
-        documents.change_status(self.con, self.lake, invoice.number, "paid", at,
+        documents.change_status(self.lake, invoice.number, "paid", at,
                                 f"{source} {reference}".strip())
         self.summary.paid.append(invoice.number)
 

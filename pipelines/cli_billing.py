@@ -95,7 +95,7 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
 
 def _set_status(number: str, status: str, note: str, data_dir: Path) -> None:
     try:
-        documents.change_status(connect(), _store(data_dir).lake, number, status,
+        documents.change_status(_store(data_dir).lake, number, status,
                                 datetime.now(UTC), note)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -4,14 +4,15 @@ Issuing freezes a draft: its head goes to ``issued_documents/number=<N>`` and it
 lines to ``issued_lines/number=<N>``, each written once and never replaced. Numbers
 are sequential per issuer and series (``INV-000001`` for invoices and adjustment
 invoices, ``CN-000001`` for credit notes), handed out under a lock. Status changes
-(issued, paid, void) are appended to ``document_events``; a document's status is its
-latest event. Corrections of an issued invoice are new documents that reference it.
+(issued, paid, void) are appended to ``document_events/number=<N>/<seq>.parquet``; a
+document's status is its latest event, read from its own folder, so changing one costs
+the same however many documents exist. Corrections of an issued invoice are new
+documents that reference it.
 """
 
 from __future__ import annotations
 
 import fcntl
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -55,8 +56,7 @@ LINES = pa.schema([
 ])
 
 EVENTS = pa.schema([
-    ("event_id", pa.string()),
-    ("seq", pa.int64()),  # the order of events: clocks can tie
+    ("seq", pa.int64()),  # the order of a document's events: clocks can tie
     ("number", pa.string()),
     ("status", pa.string()),  # issued | paid | void
     ("changed_at", pa.timestamp("us", tz="UTC")),
@@ -101,25 +101,37 @@ def statuses(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, str]:
                         "GROUP BY number").fetchall())
 
 
-def next_number(lake: Lake, document_type: str) -> str:
-    prefix = SERIES[document_type]
-    used = [int(n.split("-", 1)[1]) for n in issued_heads(lake).column("number").to_pylist()
-            if n.startswith(prefix + "-")]
-    return f"{prefix}-{max(used, default=0) + 1:06d}"
+def status_of(lake: Lake, number: str) -> str | None:
+    """One document's current status (None: never issued)."""
+    files = lake.files_in("document_events", "number", [number])
+    if not files:
+        return None
+    return pq.read_table(files[-1], partitioning=None, schema=EVENTS)["status"][0].as_py()
+
+
+def next_numbers(lake: Lake) -> dict[str, int]:
+    """The next free number of each series; the caller holds ``issue_lock``."""
+    used = issued_heads(lake).column("number").to_pylist()
+    return {prefix: 1 + max((int(n.split("-", 1)[1]) for n in used
+                             if n.startswith(prefix + "-")), default=0)
+            for prefix in set(SERIES.values())}
 
 
 def record_event(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
     """Append a status event; the caller holds ``issue_lock``."""
-    event_id = uuid.uuid4().hex
-    seq = len(lake.all_files("document_events")) + 1
-    lake.write_partition("document_events", "event_id", event_id, pa.Table.from_pylist(
-        [{"event_id": event_id, "seq": seq, "number": number, "status": status,
-          "changed_at": at, "note": note}], schema=EVENTS))
+    seq = len(lake.files_in("document_events", "number", [number])) + 1
+    lake.write_file("document_events", "number", number, f"{seq:06d}.parquet",
+                    pa.Table.from_pylist([{"seq": seq, "number": number, "status": status,
+                                           "changed_at": at, "note": note}], schema=EVENTS))
 
 
-def issue(lake: Lake, head: dict, lines: list[dict], at: datetime) -> str:
-    """Give a draft the next number and freeze it; the caller holds ``issue_lock``."""
-    number = next_number(lake, head["document_type"])
+def issue(lake: Lake, counters: dict[str, int], head: dict, lines: list[dict],
+          at: datetime) -> str:
+    """Give a draft the next number of its series (``counters`` from ``next_numbers``)
+    and freeze it; the caller holds ``issue_lock``."""
+    prefix = SERIES[head["document_type"]]
+    number = f"{prefix}-{counters[prefix]:06d}"
+    counters[prefix] += 1
     for table, schema, rows in (("issued_lines", LINES, lines),
                                 ("issued_documents", HEADS, [head])):
         target = lake.partition_file(table, "number", number)
@@ -131,11 +143,10 @@ def issue(lake: Lake, head: dict, lines: list[dict], at: datetime) -> str:
     return number
 
 
-def change_status(con: duckdb.DuckDBPyConnection, lake: Lake, number: str, status: str,
-                  at: datetime, note: str = "") -> None:
+def change_status(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
     """Mark an issued document paid or void; anything else is refused with the reason."""
     with issue_lock(lake):
-        current = statuses(con, lake).get(number)
+        current = status_of(lake, number)
         if current is None:
             raise ValueError(f"no issued document {number!r}")
         if current not in TRANSITIONS[status]:

@@ -154,8 +154,10 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
     later (its period has not closed) stays a draft. Returns (number, draft) pairs."""
     issued = []
     with documents.issue_lock(lake):
+        counters = documents.next_numbers(lake)
         for draft in drafts(con, lake, month):
             due = draft.head["invoice_date"] <= at.date()
             if due and (customers is None or draft.head["customer_id"] in customers):
-                issued.append((documents.issue(lake, draft.head, draft.lines, at), draft))
+                issued.append((documents.issue(lake, counters, draft.head, draft.lines, at),
+                               draft))
     return issued

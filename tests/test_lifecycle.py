@@ -141,19 +141,19 @@ def test_status_changes(pipeline):
     store, defs, instance = pipeline
     con, lake = connect(), store.lake
     issue_month(con, lake, OCTOBER, NOW)
-    documents.change_status(con, lake, "INV-000001", "paid", NOW, "wire 123")
+    documents.change_status(lake, "INV-000001", "paid", NOW, "wire 123")
     assert documents.statuses(con, lake) == {"INV-000001": "paid"}
     with pytest.raises(ValueError, match="INV-000001 is paid; only an issued document"):
-        documents.change_status(con, lake, "INV-000001", "void", NOW)
+        documents.change_status(lake, "INV-000001", "void", NOW)
     with pytest.raises(ValueError, match="no issued document 'INV-999999'"):
-        documents.change_status(con, lake, "INV-999999", "paid", NOW)
+        documents.change_status(lake, "INV-999999", "paid", NOW)
 
 
 def test_voided_invoice_is_drafted_again_and_reissued_with_a_new_number(pipeline):
     store, defs, instance = pipeline
     con, lake = connect(), store.lake
     issue_month(con, lake, OCTOBER, NOW)
-    documents.change_status(con, lake, "INV-000001", "void", NOW, "wrong address")
+    documents.change_status(lake, "INV-000001", "void", NOW, "wrong address")
     runner.bill_month(defs, OCTOBER, instance)
     (draft,) = drafts(con, lake, OCTOBER)
     assert (draft.head["document_type"], draft.head["total"]) == ("invoice", Decimal("100.00"))

@@ -412,7 +412,7 @@ def test_collected_amount_differing_from_the_invoice_is_flagged_not_paid(tmp_pat
 
 def test_only_open_invoices_with_an_amount_are_collected(tmp_path):
     lake, catalog = issued_lake(tmp_path, {"acme": ("USD", "100.00"), "zero": ("USD", "0.00")})
-    documents.change_status(connect(), lake, "INV-000001", "void", ISSUED, "wrong address")
+    documents.change_status(lake, "INV-000001", "void", ISSUED, "wrong address")
     gateway = FakeGateway()
     summary = run_payments(lake, gateway, ISSUED, catalog)
     assert summary == type(summary)() and gateway.calls == []

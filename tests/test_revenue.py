@@ -64,7 +64,7 @@ from pricing_sql.invoicing import assemble_invoices
 from pricing_sql.loader import load_sql
 from pricing_sql.rating import price_line_items
 from reports.revenue_report import write_revenue_report
-from storage.documents import EVENTS, HEADS
+from storage.documents import HEADS, record_event
 from storage.duck import connect
 from storage.lake import Lake
 from tests.catalogs import catalog, unit
@@ -231,10 +231,8 @@ def test_billed_vs_collected_uses_the_latest_status(tmp_path):
                              pa.Table.from_pylist([head], schema=HEADS))
     events = [("INV-1", "issued"), ("INV-2", "issued"), ("INV-3", "issued"), ("CN-1", "issued"),
               ("INV-1", "paid"), ("INV-3", "void")]
-    for seq, (number, status) in enumerate(events, start=1):
-        lake.write_partition("document_events", "event_id", f"e{seq}", pa.Table.from_pylist(
-            [{"event_id": f"e{seq}", "seq": seq, "number": number, "status": status,
-              "changed_at": at, "note": ""}], schema=EVENTS))
+    for number, status in events:
+        record_event(lake, number, status, at)
     row, = compute_revenue(connect(), lake, CATALOG, SEP)["billed_vs_collected"].to_pylist()
     # billed: 100 + 40 - 10 (INV-3 is void); collected: INV-1; outstanding: INV-2 and CN-1
     assert (row["documents"], row["paid_documents"], row["void_documents"]) == (4, 1, 1)
