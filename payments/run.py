@@ -18,10 +18,7 @@ zero, in number order:
 
 from __future__ import annotations
 
-import fcntl
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -65,18 +62,6 @@ def idempotency_key(prefix: str, subject: str, step: str, attempt: int) -> str:
     return f"{prefix}:{subject}:{step}:{attempt}"
 
 
-@contextmanager
-def payments_lock(lake: Lake) -> Iterator[None]:
-    """One payment run at a time per lake."""
-    lake.root.mkdir(parents=True, exist_ok=True)
-    with open(lake.root / ".payments.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def payable_invoices(lake: Lake) -> list[InvoiceToCollect]:
     """Every issued invoice and adjustment invoice with something to pay, any status."""
     heads = documents.issued_heads(lake).to_pylist()
@@ -98,7 +83,7 @@ def _in_minor_units(total: Decimal, currency: str) -> Decimal:
 
 def run_payments(lake: Lake, processor: PaymentProcessor, now: datetime,
                  catalog: Catalog | None = None, key_prefix: str = "orb") -> RunSummary:
-    with payments_lock(lake):
+    with lake.lock("payments"):
         return _Run(lake, processor, now, catalog, key_prefix).run()
 
 

@@ -12,9 +12,6 @@ documents that reference it.
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 import duckdb
@@ -67,18 +64,6 @@ EVENTS = pa.schema([
 TRANSITIONS = {"paid": {"issued"}, "void": {"issued"}}
 
 
-@contextmanager
-def issue_lock(lake: Lake) -> Iterator[None]:
-    """One issuer at a time per lake, so two runs never hand out the same number."""
-    lake.root.mkdir(parents=True, exist_ok=True)
-    with open(lake.root / ".issue.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _read(lake: Lake, table: str, schema: pa.Schema) -> pa.Table:
     files = lake.all_files(table)
     if not files:
@@ -110,7 +95,7 @@ def status_of(lake: Lake, number: str) -> str | None:
 
 
 def next_numbers(lake: Lake) -> dict[str, int]:
-    """The next free number of each series; the caller holds ``issue_lock``."""
+    """The next free number of each series; the caller holds ``lake.lock("issue")``."""
     used = issued_heads(lake).column("number").to_pylist()
     return {prefix: 1 + max((int(n.split("-", 1)[1]) for n in used
                              if n.startswith(prefix + "-")), default=0)
@@ -118,7 +103,7 @@ def next_numbers(lake: Lake) -> dict[str, int]:
 
 
 def record_event(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
-    """Append a status event; the caller holds ``issue_lock``."""
+    """Append a status event; the caller holds ``lake.lock("issue")``."""
     seq = len(lake.files_in("document_events", "number", [number])) + 1
     lake.write_file("document_events", "number", number, f"{seq:06d}.parquet",
                     pa.Table.from_pylist([{"seq": seq, "number": number, "status": status,
@@ -128,7 +113,7 @@ def record_event(lake: Lake, number: str, status: str, at: datetime, note: str =
 def issue(lake: Lake, counters: dict[str, int], head: dict, lines: list[dict],
           at: datetime) -> str:
     """Give a draft the next number of its series (``counters`` from ``next_numbers``)
-    and freeze it; the caller holds ``issue_lock``."""
+    and freeze it; the caller holds ``lake.lock("issue")``."""
     prefix = SERIES[head["document_type"]]
     number = f"{prefix}-{counters[prefix]:06d}"
     counters[prefix] += 1
@@ -145,7 +130,7 @@ def issue(lake: Lake, counters: dict[str, int], head: dict, lines: list[dict],
 
 def change_status(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
     """Mark an issued document paid or void; anything else is refused with the reason."""
-    with issue_lock(lake):
+    with lake.lock("issue"):
         current = status_of(lake, number)
         if current is None:
             raise ValueError(f"no issued document {number!r}")

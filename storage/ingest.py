@@ -19,12 +19,10 @@ every file it writes is replaced whole, with the same content. Replaying a batch
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -79,18 +77,6 @@ def batch_id_of(path: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-@contextmanager
-def ingest_lock(lake: Lake) -> Iterator[None]:
-    """One ingestion at a time per lake (an exclusive lock on a file in it)."""
-    lake.root.mkdir(parents=True, exist_ok=True)
-    with open(lake.root / ".ingest.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                  files: list[Path], now: datetime, window: Window = Window(),
                  progress: Callable[[Path], None] | None = None) -> list[BatchResult]:
@@ -99,7 +85,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     Files taken from the landing folder are removed from it once their batch is
     committed: the copy in raw/ is the record of what was received."""
     results = []
-    with ingest_lock(lake):
+    with lake.lock("ingest"):
         _ensure_key_index(con, lake)
         for path in files:
             batch_id = batch_id_of(path)
@@ -120,7 +106,7 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
                  now: datetime, window: Window = Window()) -> BatchResult:
     """Check a batch's raw file again, e.g. after adding a customer it named: events
     that now pass join the lake, the rest stay quarantined with their current reason."""
-    with ingest_lock(lake):
+    with lake.lock("ingest"):
         _ensure_key_index(con, lake)
         raw = lake.raw_file(batch_id)
         return _check_and_write(con, lake, catalog, raw, batch_id, now, window, "replayed")

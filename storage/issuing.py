@@ -153,7 +153,7 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
     before ``at``: numbers, frozen heads and lines, an 'issued' event each. A draft dated
     later (its period has not closed) stays a draft. Returns (number, draft) pairs."""
     issued = []
-    with documents.issue_lock(lake):
+    with lake.lock("issue"):
         counters = documents.next_numbers(lake)
         for draft in drafts(con, lake, month):
             due = draft.head["invoice_date"] <= at.date()

@@ -14,10 +14,12 @@ half of one. The same rows in the same order give byte-identical files.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -134,6 +136,18 @@ class Lake:
         if len(files) != 1:
             raise FileNotFoundError(f"no raw file for batch {batch_id!r} in {self.raw}")
         return files[0]
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An exclusive lock on ``.<name>.lock`` in the data folder, for work that must
+        not run twice at once on this lake (ingesting, issuing numbers, collecting)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def landing_files(self) -> list[Path]:
         """Every file in the landing folder (hidden files, e.g. partial uploads, excepted)."""

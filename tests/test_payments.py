@@ -318,11 +318,9 @@ def test_failed_payments_are_retried_after_1_3_and_7_days(tmp_path):
     assert events(lake2, "paid")[0] == ("INV-000001", "fake ch_2")
 
 
-@pytest.mark.parametrize("step", ["customer", "invoice", "collect"])
-def test_a_crash_between_the_call_and_its_record_never_charges_twice(tmp_path, monkeypatch,
-                                                                     step):
-    lake, catalog = issued_lake(tmp_path, {"acme": ("USD", "100.00")})
-    gateway = FakeGateway()
+def crash_before_recording(monkeypatch, step: str) -> None:
+    """The next outcome record of ``step`` raises Crash (once): the call was made, its
+    result is lost, as when a run dies between the two."""
     write = ledger.Ledger.write
 
     def crash_once(self, subject, step_, attempt, phase, *args, **kwargs):
@@ -332,6 +330,14 @@ def test_a_crash_between_the_call_and_its_record_never_charges_twice(tmp_path, m
         return write(self, subject, step_, attempt, phase, *args, **kwargs)
 
     monkeypatch.setattr(ledger.Ledger, "write", crash_once)
+
+
+@pytest.mark.parametrize("step", ["customer", "invoice", "collect"])
+def test_a_crash_between_the_call_and_its_record_never_charges_twice(tmp_path, monkeypatch,
+                                                                     step):
+    lake, catalog = issued_lake(tmp_path, {"acme": ("USD", "100.00")})
+    gateway = FakeGateway()
+    crash_before_recording(monkeypatch, step)
     with pytest.raises(Crash):
         run_payments(lake, gateway, ISSUED, catalog)
     assert statuses(lake) == {"INV-000001": "issued"}

@@ -36,7 +36,15 @@ from payments.processor import PaymentError
 from payments.run import run_payments
 from payments.stripe_processor import StripeProcessor
 from storage import documents
-from tests.test_payments import ISSUED, Crash, events, issued_lake, records, statuses
+from tests.test_payments import (
+    ISSUED,
+    Crash,
+    crash_before_recording,
+    events,
+    issued_lake,
+    records,
+    statuses,
+)
 
 API_KEY = "sk_test_orb_secret_123"
 GOOD_CARD = "4242424242424242"
@@ -274,15 +282,7 @@ def test_killed_between_the_call_and_its_record_no_double_charge(tmp_path, serve
     harness(server, "/_test/replay", "POST", {"on": replay})
     lake, catalog = issued_lake(tmp_path, {"acme": ("USD", "100.00")})
     processor = LocalStripe(server, {})
-    write = ledger.Ledger.write
-
-    def crash_once(self, subject, step_, attempt, phase, *args, **kwargs):
-        if (step_, phase) == (step, "outcome"):
-            monkeypatch.setattr(ledger.Ledger, "write", write)
-            raise Crash
-        return write(self, subject, step_, attempt, phase, *args, **kwargs)
-
-    monkeypatch.setattr(ledger.Ledger, "write", crash_once)
+    crash_before_recording(monkeypatch, step)
     with pytest.raises(Crash):
         run_payments(lake, processor, ISSUED, catalog)
     assert statuses(lake) == {"INV-000001": "issued"}
