@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import click
+import dagster as dg
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -26,13 +28,15 @@ from pipelines.resources import OrbStore
 from pipelines.summary import print_summary, summarize
 from pricing_sql.evaluate import price_breakdown
 from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
-from sample_data.generate import generate
+from sample_data.generate import generate, write_payments
 from storage.amendments import amended_days, record_amendment
 from storage.duck import connect
 from storage.ingest import ingest_files, list_quarantine, replay_batch
 
 console = Console()
-GENERATED = ("catalog", "landing", "lake", "reports", "orb.duckdb")
+# Dagster flags its beta parameters each time definitions are built; not news to a user.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+GENERATED = ("catalog", "landing", "lake", "reports", "payments", "orb.duckdb")
 
 
 @click.group()
@@ -60,10 +64,20 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
                   f"({billed[0]:%Y-%m} to {billed[-1]:%Y-%m}) in {data_dir}/landing "
                   f"[{time.perf_counter() - started:.1f}s]")
     _bill(data_dir, billed, started)
-    # The oldest month is closed: issue its drafts, as `orb invoices issue` would.
-    issued, folder = issue_and_render(OrbStore.from_env(data_dir), billed[0])
+    # The oldest month is closed: issue its drafts, as `orb invoices issue` would, and
+    # collect most of them from a payments file, as the manual processor does.
+    store = OrbStore.from_env(data_dir)
+    issued, folder = issue_and_render(store, billed[0])
     console.print(f"Issued {billed[0]:%Y-%m}: {len(issued)} documents, {issued[0][0]} to "
                   f"{issued[-1][0]}, HTML and PDF in {folder}; later months stay drafts "
+                  f"[{time.perf_counter() - started:.1f}s]")
+    payments_file = data_dir / "payments" / "payments.csv"
+    paying = write_payments(payments_file, [(n, d.head) for n, d in issued], 0.8, seed)
+    defs, on = build_definitions(store), runner.instance()
+    runner.collect_payments(defs, on)
+    runner.refresh_revenue(defs, billed[0], on)
+    console.print(f"Collected {paying} of them from {payments_file} (manual processor); "
+                  f"billed vs collected in {store.lake.reports / 'revenue'} "
                   f"[{time.perf_counter() - started:.1f}s]")
 
 

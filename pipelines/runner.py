@@ -11,6 +11,8 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from assets.revenue import REVENUE_TABLES
+
 # The CLI prints its own summary; Dagster's step-by-step log stays in the run record.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -37,6 +39,20 @@ def bill_month(defs: dg.Definitions, month: date, on: dg.DagsterInstance) -> Non
     result = defs.resolve_job_def("monthly_billing").execute_in_process(
         instance=on, run_config=QUIET, partition_key=month.isoformat())
     _check(result, f"billing {month:%Y-%m}")
+
+
+def collect_payments(defs: dg.Definitions, on: dg.DagsterInstance) -> None:
+    result = defs.resolve_job_def("collect_payments").execute_in_process(
+        instance=on, run_config=QUIET)
+    _check(result, "collecting payments")
+
+
+def refresh_revenue(defs: dg.Definitions, month: date, on: dg.DagsterInstance) -> None:
+    """Rebuild a month's revenue tables and report alone (after payments, say)."""
+    result = defs.resolve_job_def("monthly_billing").execute_in_process(
+        instance=on, run_config=QUIET, partition_key=month.isoformat(),
+        asset_selection=[dg.AssetKey(key) for key in (*REVENUE_TABLES, "revenue_report")])
+    _check(result, f"refreshing the revenue of {month:%Y-%m}")
 
 
 def refresh_views(defs: dg.Definitions, on: dg.DagsterInstance) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import yaml
 
-from billing import periods
+from billing import money, periods
 
 # Which plans customers choose, and where they live.
 PLAN_MIX = {"starter": 0.45, "growth": 0.35, "enterprise_eur": 0.12, "growth_jpy": 0.08}
@@ -167,3 +167,21 @@ def generate(data_dir: Path, customers: int, events: int, first_month: date, mon
     catalog_folder = data_dir / "catalog"
     write_catalog(catalog_folder, customers, first_month, seed)
     return write_events(data_dir / "landing", catalog_folder, first_month, months, events, seed)
+
+
+def write_payments(path: Path, issued: list[tuple[str, dict]], share: float, seed: int) -> int:
+    """A payments file (the manual processor's format, docs/payments.md) paying a seeded
+    ``share`` of the issued invoices, in full, within their payment terms."""
+    rng = np.random.default_rng(seed)
+    paying = [(number, head) for number, head in issued
+              if head["document_type"] == "invoice" and rng.random() < share]
+    rows = ["invoice_number,amount,currency,paid_at,reference"]
+    for number, head in paying:
+        days = int(rng.integers(0, max((head["due_date"] - head["invoice_date"]).days, 1)))
+        paid_at = head["invoice_date"] + timedelta(days=days)
+        amount = money.quantize(head["total"], head["currency"])
+        rows.append(f"{number},{amount:f},{head['currency']},{paid_at.isoformat()},"
+                    f"transfer {number}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return len(paying)
