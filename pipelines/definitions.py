@@ -24,7 +24,11 @@ from pipelines.issuing import issue_invoices
 from pipelines.jobs import check_lake_job, monthly_billing_job, refresh_views_job
 from pipelines.payments import PaymentsConfig, payments_job, payments_schedule
 from pipelines.resources import OrbStore
-from pipelines.schedules import monthly_billing_schedule
+from pipelines.schedules import (
+    daily_checks_schedule,
+    daily_ingestion_schedule,
+    monthly_billing_schedule,
+)
 
 
 def build_definitions(store: OrbStore) -> dg.Definitions:
@@ -34,7 +38,8 @@ def build_definitions(store: OrbStore) -> dg.Definitions:
         asset_checks=[*BILLING_CHECKS, *LAKE_CHECKS],
         jobs=[ingest_events, monthly_billing_job, refresh_views_job, issue_invoices,
               check_lake_job, payments_job],
-        schedules=[monthly_billing_schedule, payments_schedule],
+        schedules=[monthly_billing_schedule, daily_ingestion_schedule, daily_checks_schedule,
+                   payments_schedule],
         sensors=[landing_sensor],
         resources={"store": store, "payment_processor": PaymentsConfig.from_env()},
     )
