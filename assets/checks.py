@@ -2,9 +2,11 @@
 
 The invoice and line item checks run in every billing run and block the assets after
 them when they fail, so a run never renders or issues invoices that do not add up.
-The event checks look at the whole lake (job ``check_lake``)."""
+The lake checks (job ``check_lake``) look at the whole event lake, and recompute every
+billed month's usage from it to find the months late events or amendments changed."""
 
 import warnings
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -13,6 +15,7 @@ from assets.partitions import MONTHLY, billing_month
 from pipelines.resources import OrbStore
 from pricing_sql.catalog_tables import customers_table, price_terms_table
 from pricing_sql.loader import load_sql
+from pricing_sql.rating import compute_usage
 from storage.amendments import register_active_events
 from storage.duck import connect
 
@@ -56,6 +59,23 @@ def line_items_match_usage(context: dg.AssetCheckExecutionContext,
     return _result(con.sql(load_sql("check_line_usage")).fetchall(), "usage line items")
 
 
+@dg.asset_check(asset="usage",
+                description="Every billed month's usage, computed again from the event lake "
+                "as it is now, equals what was billed: fails when events were ingested or "
+                "amended since, naming the windows of the months to re-rate.")
+def usage_matches_the_event_lake(store: OrbStore) -> dg.AssetCheckResult:
+    lake, catalog = store.lake, store.catalog()
+    drift = []
+    for path in lake.all_files("usage"):
+        month = date.fromisoformat(lake.partition_value(path))
+        con = connect()
+        con.register("billed", lake.read_partition("usage", "billing_month", month))
+        con.register("now", compute_usage(con, lake, catalog, month))
+        drift += [(f"{month:%Y-%m}", *row) for row in
+                  con.sql(load_sql("check_usage_drift")).fetchall()]
+    return _result(drift, "billed months")
+
+
 @dg.asset_check(asset="events", description="No idempotency key counts twice for a "
                 "customer among the events that count.")
 def event_keys_unique(store: OrbStore) -> dg.AssetCheckResult:
@@ -80,4 +100,6 @@ def event_customers_known(store: OrbStore) -> dg.AssetCheckResult:
 
 
 BILLING_CHECKS = [invoice_totals_add_up, line_items_match_usage]
-LAKE_CHECKS = [event_keys_unique, event_customers_known]
+# The whole-lake checks (job check_lake). The usage reconciliation is not part of
+# billing runs, which would recompute what they have just computed.
+LAKE_CHECKS = [event_keys_unique, event_customers_known, usage_matches_the_event_lake]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.checks import usage_matches_the_event_lake
 from assets.revenue import REVENUE_ASSETS
 
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing",
-    selection=dg.AssetSelection.groups("rating", "invoicing")
-    | dg.AssetSelection.assets(*REVENUE_ASSETS),
+    selection=(dg.AssetSelection.groups("rating", "invoicing")
+               | dg.AssetSelection.assets(*REVENUE_ASSETS))
+    - dg.AssetSelection.checks(usage_matches_the_event_lake),
     description="Rate usage, price line items, draft invoices, corrections and documents, "
     "and build the revenue tables and report for one billing month.",
 )
@@ -23,7 +25,9 @@ refresh_views_job = dg.define_asset_job(
 
 check_lake_job = dg.define_asset_job(
     "check_lake",
-    selection=dg.AssetSelection.checks_for_assets("events"),
+    selection=dg.AssetSelection.checks_for_assets("events")
+    | dg.AssetSelection.checks(usage_matches_the_event_lake),
     description="Check the whole event lake: unique idempotency keys among the events "
-    "that count, and every event's customer in the catalog.",
+    "that count, every event's customer in the catalog, and every billed month's usage "
+    "still what the lake gives.",
 )

@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines import runner
 from pricing_sql.loader import load_sql
 from storage.duck import connect
 from tests.scenario import OCTOBER
@@ -30,7 +31,8 @@ def test_lake_checks_pass_and_catch_a_duplicate_key(billed):
     job = defs.resolve_job_def("check_lake")
     result = job.execute_in_process(instance=instance)
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
-        "event_keys_unique": True, "event_customers_known": True}
+        "event_keys_unique": True, "event_customers_known": True,
+        "usage_matches_the_event_lake": True}
     # A file written into the lake behind ingestion's back, repeating a key.
     day = store.lake.table_dir("events") / "event_date=2026-10-10"
     first = sorted(day.glob("*.parquet"))[0]
@@ -71,3 +73,26 @@ def test_correct_month_has_no_invoice_problems(billed):
     for name, table in _tables(store).items():
         con.register(name, table)
     assert con.sql(load_sql("check_invoice_totals")).fetchall() == []
+
+
+def test_usage_reconciliation_names_the_windows_late_events_changed(billed):
+    store, defs, instance = billed
+    job = defs.resolve_job_def("check_lake")
+
+    def reconcile():
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        return next(e for e in result.get_asset_check_evaluations()
+                    if e.check_name == "usage_matches_the_event_lake")
+
+    assert reconcile().passed
+    # A call New York made on Oct 20, arriving after October was billed.
+    late = {"event_name": "api_request", "timestamp": "2026-10-20T12:00:00Z",
+            "customer_id": "ny", "idempotency_key": "ny-late-call", "properties": "{}"}
+    pq.write_table(pa.Table.from_pylist([late]), store.lake.landing / "late.parquet")
+    runner.ingest_landing(defs, instance)
+    evaluation = reconcile()
+    assert not evaluation.passed
+    # the calls of New York's October window: 16 billed, 17 in the lake now
+    assert evaluation.metadata["first"].value == [
+        ["2026-10", "sub_ny:20261001-20261101", "calls", "[]", "16.000000000",
+         "17.000000000"]]
