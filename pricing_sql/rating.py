@@ -2,6 +2,8 @@
 
 Each step is set-based SQL over all customers at once; Python only supplies the
 catalog tables (one row per charge or price tier) and the lake files to read.
+Both steps take a DuckDB connection (as always) or an engine (``pricing_sql/engine.py``):
+the same SQL runs on DuckDB or, transpiled with sqlglot, on Spark.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from billing.catalog import Catalog
@@ -22,9 +25,9 @@ from pricing_sql.catalog_tables import (
     price_terms_table,
     price_tiers_table,
 )
+from pricing_sql.engine import Engine, as_engine
 from pricing_sql.loader import load_sql
 from pricing_sql.metrics import compile_usage_query
-from storage.amendments import register_active_events
 from storage.lake import Lake
 
 USAGE_SCHEMA = pa.schema([
@@ -61,20 +64,34 @@ def event_days(windows: pa.Table) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def compute_usage(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
+# A list in order, a missing value (NULL) after every value: DuckDB and Spark order the
+# NULLs inside lists differently, so the order is spelled out on the values.
+LIST_ORDER = sqlglot.parse_one("list_transform(x, lambda v: coalesce('0' || v, '1'))",
+                               read="duckdb")
+
+
+def list_order(column: str) -> exp.Expression:
+    return LIST_ORDER.transform(
+        lambda node: exp.column(column) if isinstance(node, exp.Column) and node.name == "x"
+        else node)
+
+
+def compute_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: Catalog,
                   month: date) -> pa.Table:
     """One row per (usage window, metric[, group]) with the metric's value over the window."""
     windows = usage_windows(billing_windows(catalog, month))
     files = lake.files_in("events", "event_date", event_days(windows))
     if not files or not catalog.metrics:
         return USAGE_SCHEMA.empty_table()
-    con.register("usage_windows", windows)
-    register_active_events(con, lake, files)
-    con.execute(load_sql("usage_events"))
+    engine = as_engine(con)
+    engine.register("usage_windows", windows)
+    engine.register_active_events(lake, files)
+    engine.run_script(load_sql("usage_events"))
     union = compile_usage_query(usage_requests(catalog), source="period_events")
     # A total order, so the same events always give byte-identical partitions.
-    query = exp.select("*").from_(union.subquery("usage")).order_by(*USAGE_SCHEMA.names[:4])
-    return con.sql(query.sql(dialect="duckdb")).to_arrow_table().cast(USAGE_SCHEMA)
+    query = exp.select("*").from_(union.subquery("usage")).order_by(
+        "window_id", "metric_id", "grouping", list_order("group_values"))
+    return engine.query(query).cast(USAGE_SCHEMA)
 
 
 def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -94,15 +111,16 @@ class PricedLines:
     sub_line_items: pa.Table  # the breakdown by usage group and tier, unrounded
 
 
-def price_line_items(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: date,
+def price_line_items(con: duckdb.DuckDBPyConnection | Engine, catalog: Catalog, month: date,
                      usage: pa.Table) -> PricedLines:
     """Every charge of the run for ``month``, priced and rounded."""
-    con.register("billing_windows", billing_windows_table(billing_windows(catalog, month)))
-    con.register("plan_prices", plan_prices_table(catalog))
-    con.register("price_terms", price_terms_table(catalog))
-    con.register("price_tiers", price_tiers_table(catalog))
-    con.register("price_cells", price_cells_table(catalog))
-    con.register("usage", usage)
-    con.execute(load_sql("rate_usage"))
-    return PricedLines(con.sql(load_sql("line_items")).to_arrow_table(),
-                       con.sql(load_sql("line_item_details")).to_arrow_table())
+    engine = as_engine(con)
+    engine.register("billing_windows", billing_windows_table(billing_windows(catalog, month)))
+    engine.register("plan_prices", plan_prices_table(catalog))
+    engine.register("price_terms", price_terms_table(catalog))
+    engine.register("price_tiers", price_tiers_table(catalog))
+    engine.register("price_cells", price_cells_table(catalog))
+    engine.register("usage", usage)
+    engine.run_script(load_sql("rate_usage"))
+    return PricedLines(engine.query(load_sql("line_items")),
+                       engine.query(load_sql("line_item_details")))

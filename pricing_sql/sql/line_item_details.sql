@@ -13,4 +13,9 @@ SELECT
     CAST(t.tier_amount AS DECIMAL(38, 21)) AS amount
 FROM rated_tiers AS t
 WHERE t.tier_quantity <> 0 OR t.tier_amount <> 0 OR (t.quantity = 0 AND t.tier_index = 0)
-ORDER BY t.line_item_id, t.group_values, t.tier_index
+-- group values in order, a missing value (NULL) after every value, spelled out:
+-- engines order NULLs inside lists differently
+ORDER BY
+    t.line_item_id,
+    list_transform(t.group_values, lambda v: coalesce('0' || v, '1')),
+    t.tier_index

@@ -11,13 +11,21 @@
 --         usage                (window_id, metric_id, grouping, group_values, quantity)
 -- The normal form and each model's mapping onto it: billing/catalog/prices.py and
 -- docs/pricing.md. Missing usage is quantity 0, so every charge gets a line.
+-- This file runs on DuckDB and, transpiled by sqlglot, on Spark (pricing_sql/engine.py,
+-- docs/engines.md): no `* EXCLUDE`, no HUGEINT, no ordering by lists that may hold NULLs,
+-- every money operand of greatest() and CASE of one DECIMAL type.
 CREATE OR REPLACE TEMP TABLE lines AS
 SELECT
-    w.subscription_id || ':' || pp.price_id || ':' || strftime(w.service_start, '%Y%m%d')
-        AS line_item_id,
-    w.*,
-    pp.* EXCLUDE (plan_id, plan_version, cadence_months, in_advance),
-    pt.* EXCLUDE (price_id)
+    -- CAST(date AS VARCHAR) is ISO 8601 on every engine; strftime is DuckDB's own
+    w.subscription_id || ':' || pp.price_id || ':'
+        || replace(CAST(w.service_start AS VARCHAR), '-', '') AS line_item_id,
+    w.invoice_id, w.invoice_date, w.billing_month, w.window_id, w.subscription_id,
+    w.customer_id, w.plan_id, w.plan_version, w.cadence_months, w.in_advance, w.currency,
+    w.currency_exponent, w.service_start, w.service_end, w.period_start, w.period_end,
+    w.active_days, w.period_days,
+    pp.prorate, pp.price_id, pp.price_name, pp.model_type, pp.billable_metric_id,
+    pp.fixed_quantity,
+    pt.scheme, pt.grouping, pt.package_size, pt.allocation, pt.matrix_allocation
 FROM billing_windows AS w
 JOIN plan_prices AS pp
     ON pp.plan_id = w.plan_id
@@ -60,41 +68,73 @@ cells AS (
 -- over the prices that have one.
 allocated AS (
     SELECT
-        * EXCLUDE (used_before),
-        greatest(usage_quantity - greatest(matrix_allocation - used_before, 0), 0) AS remaining
+        invoice_id, line_item_id, price_id, scheme, package_size, allocation,
+        matrix_allocation, group_values, usage_quantity, cell_index, cell_rate,
+        CAST(greatest(usage_quantity - greatest(matrix_allocation - used_before, 0), 0)
+             AS DECIMAL(38, 9)) AS remaining
     FROM (
         SELECT *, coalesce(sum(usage_quantity) OVER (
             PARTITION BY line_item_id
-            ORDER BY cell_index NULLS LAST, group_values
+            -- group values in order, a missing value (NULL) after every value, spelled
+            -- out: engines order NULLs inside lists differently
+            ORDER BY cell_index NULLS LAST,
+                list_transform(group_values, lambda v: coalesce('0' || v, '1'))
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
         ), 0) AS used_before
         FROM cells
         WHERE matrix_allocation IS NOT NULL
-    )
+    ) AS drawn
     UNION ALL
     SELECT *, usage_quantity AS remaining FROM cells WHERE matrix_allocation IS NULL
 ),
 -- The quantity a group is billed for: less its allocation, then in whole packages.
--- Package counts use exact integer division (DuckDB's DECIMAL division is floating point).
-billed AS (
+-- Package counts are exact: ceil(q / size) = n1, or n1 + 1 when n1 * size < q, where n1
+-- is the quotient in floating point (n0) corrected once by the floating-point quotient
+-- of the exact remainder q - n0 * size. n0 is within 3.3e-16 * q / size + 0.5 of
+-- q / size, so n1 is within 0.52 of it for any count up to 10^29 (the most
+-- DECIMAL(38, 9) holds), and the last step, exact DECIMAL arithmetic, settles it.
+-- (DuckDB divides DECIMALs in floating point; Spark has no HUGEINT and its DECIMAL
+-- DIV wraps past BIGINT.)
+after_allocation AS (
     SELECT
         *,
         CASE
-            WHEN package_size IS NULL THEN after_allocation
-            ELSE CAST(
-                (CAST(greatest(after_allocation, 0) * 1000000000 AS HUGEINT)
-                 + CAST(package_size * 1000000000 AS HUGEINT) - 1)
-                // CAST(package_size * 1000000000 AS HUGEINT) AS DECIMAL(38, 9))
-        END AS quantity
-    FROM (
-        SELECT
-            *,
-            CASE
-                WHEN allocation IS NULL THEN remaining
-                ELSE greatest(remaining - allocation, 0)
-            END AS after_allocation
-        FROM allocated
-    )
+            WHEN allocation IS NULL THEN remaining
+            ELSE CAST(greatest(remaining - allocation, 0) AS DECIMAL(38, 9))
+        END AS after_allocation
+    FROM allocated
+),
+packages AS (
+    SELECT
+        *,
+        CAST(CAST(greatest(after_allocation, 0) AS DOUBLE) / CAST(package_size AS DOUBLE)
+             AS DECIMAL(38, 0)) AS n0
+    FROM after_allocation
+    WHERE package_size IS NOT NULL
+),
+packages_corrected AS (
+    SELECT
+        *,
+        CAST(n0 + CAST(CAST(greatest(after_allocation, 0) - n0 * package_size AS DOUBLE)
+                       / CAST(package_size AS DOUBLE) AS DECIMAL(38, 0))
+             AS DECIMAL(38, 0)) AS n1
+    FROM packages
+),
+billed AS (
+    SELECT
+        invoice_id, line_item_id, price_id, scheme, package_size, allocation,
+        matrix_allocation, group_values, usage_quantity, cell_index, cell_rate, remaining,
+        after_allocation,
+        CAST(CASE WHEN n1 * package_size < greatest(after_allocation, 0) THEN n1 + 1 ELSE n1 END
+             AS DECIMAL(38, 9)) AS quantity
+    FROM packages_corrected
+    UNION ALL
+    SELECT
+        invoice_id, line_item_id, price_id, scheme, package_size, allocation,
+        matrix_allocation, group_values, usage_quantity, cell_index, cell_rate, remaining,
+        after_allocation, after_allocation AS quantity
+    FROM after_allocation
+    WHERE package_size IS NULL
 ),
 tiers AS (
     SELECT
@@ -120,7 +160,8 @@ tiers AS (
     JOIN price_tiers AS t ON t.price_id = b.price_id
 )
 SELECT
-    * EXCLUDE (units_in_tier, flat_amount),
+    invoice_id, line_item_id, scheme, group_values, usage_quantity, quantity, tier_index,
+    lower, upper, minimum_amount, rate, reached,
     CASE scheme
         WHEN 'graduated' THEN units_in_tier
         ELSE CASE WHEN reached THEN quantity ELSE 0 END
