@@ -31,8 +31,13 @@ CHROMEDRIVER := /usr/bin/chromedriver
 $(CHROMEDRIVER):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
+# A Java runtime for Spark, the second pricing engine (tests/test_engine_parity.py).
+JAVA := /usr/bin/java
+$(JAVA):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless
+
 ## Lint and the test suite; CI runs exactly this.
-test: $(STAMP) $(CHROMEDRIVER)
+test: $(STAMP) $(CHROMEDRIVER) $(JAVA)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -4,8 +4,8 @@ import dagster as dg
 
 from assets.partitions import MONTHLY, billing_month
 from pipelines.resources import OrbStore
+from pricing_sql.engine import engine_from_env
 from pricing_sql.rating import compute_usage, price_line_items
-from storage.duck import connect
 
 
 @dg.asset(partitions_def=MONTHLY, deps=["events"], group_name="rating",
@@ -13,7 +13,7 @@ from storage.duck import connect
 def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """Each billable metric per subscription over the customer's local billing month."""
     month = billing_month(context)
-    table = compute_usage(connect(), store.lake, store.catalog(), month)
+    table = compute_usage(engine_from_env(store.engine), store.lake, store.catalog(), month)
     path = store.lake.write_partition("usage", "billing_month", month, table)
     return dg.MaterializeResult(metadata={"rows": table.num_rows,
                                           "path": dg.MetadataValue.path(str(path))})
@@ -34,7 +34,8 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
 def price(context: dg.AssetExecutionContext, store: OrbStore):
     month = billing_month(context)
     usage_rows = store.lake.read_partition("usage", "billing_month", month)
-    priced = price_line_items(connect(), store.catalog(), month, usage_rows)
+    priced = price_line_items(engine_from_env(store.engine), store.catalog(), month,
+                              usage_rows)
     for table in ("line_items", "sub_line_items"):
         rows = getattr(priced, table)
         path = store.lake.write_partition(table, "billing_month", month, rows)

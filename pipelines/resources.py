@@ -28,6 +28,8 @@ class OrbStore(dg.ConfigurableResource):
     issuer: str = DEFAULT_ISSUER
     # Ingestion rejects events older than this (and more than an hour in the future).
     max_event_age_days: int = 400
+    # Where usage and prices are rated: duckdb, or spark beyond one machine (docs/engines.md).
+    engine: str = "duckdb"
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> OrbStore:
@@ -37,6 +39,7 @@ class OrbStore(dg.ConfigurableResource):
             catalog_dir=os.environ.get("ORB_CATALOG_DIR", ""),
             issuer=os.environ.get("ORB_ISSUER", DEFAULT_ISSUER),
             max_event_age_days=int(os.environ.get("ORB_MAX_EVENT_AGE_DAYS", "400")),
+            engine=os.environ.get("ORB_ENGINE", "duckdb"),
         )
 
     @property
