@@ -27,6 +27,7 @@ from pipelines.resources import OrbStore
 from pipelines.schedules import (
     daily_checks_schedule,
     daily_ingestion_schedule,
+    daily_running_invoices,
     monthly_billing_schedule,
 )
 
@@ -38,8 +39,8 @@ def build_definitions(store: OrbStore) -> dg.Definitions:
         asset_checks=[*BILLING_CHECKS, *LAKE_CHECKS],
         jobs=[ingest_events, monthly_billing_job, refresh_views_job, issue_invoices,
               check_lake_job, payments_job],
-        schedules=[monthly_billing_schedule, daily_ingestion_schedule, daily_checks_schedule,
-                   payments_schedule],
+        schedules=[monthly_billing_schedule, daily_running_invoices, daily_ingestion_schedule,
+                   daily_checks_schedule, payments_schedule],
         sensors=[landing_sensor],
         resources={"store": store, "payment_processor": PaymentsConfig.from_env()},
     )
