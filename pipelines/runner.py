@@ -22,7 +22,11 @@ def instance() -> dg.DagsterInstance:
         dg.DagsterInstance.ephemeral())
 
 
-def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
+def _run(defs: dg.Definitions, job: str, on: dg.DagsterInstance, what: str,
+         **options) -> None:
+    """Run a job in-process on ``on``; raise with every failure's message if it fails."""
+    result = defs.resolve_job_def(job).execute_in_process(instance=on, run_config=QUIET,
+                                                          **options)
     if not result.success:
         failures = [event.message for event in result.all_events if event.is_failure]
         raise RuntimeError(f"{what} failed: " + "; ".join(str(f) for f in failures))
@@ -30,35 +34,27 @@ def _check(result: dg.ExecuteInProcessResult, what: str) -> None:
 
 def ingest_landing(defs: dg.Definitions, on: dg.DagsterInstance) -> None:
     """Ingest everything in the landing folder, as the landing sensor would."""
-    result = defs.resolve_job_def("ingest_events").execute_in_process(
-        instance=on, run_config=QUIET)
-    _check(result, "ingesting the landing folder")
+    _run(defs, "ingest_events", on, "ingesting the landing folder")
 
 
 def bill_month(defs: dg.Definitions, month: date, on: dg.DagsterInstance) -> None:
-    result = defs.resolve_job_def("monthly_billing").execute_in_process(
-        instance=on, run_config=QUIET, partition_key=month.isoformat())
-    _check(result, f"billing {month:%Y-%m}")
+    _run(defs, "monthly_billing", on, f"billing {month:%Y-%m}",
+         partition_key=month.isoformat())
 
 
 def collect_payments(defs: dg.Definitions, on: dg.DagsterInstance) -> None:
-    result = defs.resolve_job_def("collect_payments").execute_in_process(
-        instance=on, run_config=QUIET)
-    _check(result, "collecting payments")
+    _run(defs, "collect_payments", on, "collecting payments")
 
 
 def refresh_revenue(defs: dg.Definitions, month: date, on: dg.DagsterInstance) -> None:
     """Rebuild a month's revenue tables and report alone (after payments, say)."""
-    result = defs.resolve_job_def("monthly_billing").execute_in_process(
-        instance=on, run_config=QUIET, partition_key=month.isoformat(),
-        asset_selection=[dg.AssetKey(key) for key in (*REVENUE_TABLES, "revenue_report")])
-    _check(result, f"refreshing the revenue of {month:%Y-%m}")
+    _run(defs, "monthly_billing", on, f"refreshing the revenue of {month:%Y-%m}",
+         partition_key=month.isoformat(),
+         asset_selection=[dg.AssetKey(key) for key in (*REVENUE_TABLES, "revenue_report")])
 
 
 def refresh_views(defs: dg.Definitions, on: dg.DagsterInstance) -> None:
-    result = defs.resolve_job_def("refresh_lake_views").execute_in_process(
-        instance=on, run_config=QUIET)
-    _check(result, "refreshing lake views")
+    _run(defs, "refresh_lake_views", on, "refreshing lake views")
 
 
 def bill_months(defs: dg.Definitions, months: list[date], on: dg.DagsterInstance) -> None:
