@@ -49,13 +49,12 @@ def preview(store: OrbStore, month: date) -> list[Difference]:
     before = ({row["invoice_id"]: row for row in
                lake.read_partition("invoices", "billing_month", month).to_pylist()}
               if drafts_file.exists() else {})
-    register_issued(con, lake)
+    register_issued(con, lake, month)
     issued = {row["invoice_id"]: row for row in con.sql(
         "SELECT h.invoice_id, any_value(h.customer_id) AS customer_id, "
         "any_value(h.currency) AS currency, sum(h.subtotal + h.adjustments) AS billed "
         "FROM issued_heads AS h JOIN document_status USING (number) "
-        "WHERE status <> 'void' AND billing_month = $month GROUP BY h.invoice_id",
-        params={"month": month}).to_arrow_table().to_pylist()}
+        "WHERE status <> 'void' GROUP BY h.invoice_id").to_arrow_table().to_pylist()}
     corrected = defaultdict(Decimal)
     for row in corrections:
         corrected[row["invoice_id"]] += row["amount"]

@@ -64,8 +64,11 @@ EVENTS = pa.schema([
 TRANSITIONS = {"paid": {"issued"}, "void": {"issued"}}
 
 
-def _read(lake: Lake, table: str, schema: pa.Schema) -> pa.Table:
-    files = lake.all_files(table)
+def _read(lake: Lake, table: str, schema: pa.Schema,
+          numbers: list[str] | None = None) -> pa.Table:
+    """Every file of a table, or those of the given document numbers only."""
+    files = (lake.all_files(table) if numbers is None
+             else lake.files_in(table, "number", numbers))
     if not files:
         return schema.empty_table()
     return pq.read_table(files, partitioning=None, schema=schema)
@@ -75,13 +78,14 @@ def issued_heads(lake: Lake) -> pa.Table:
     return _read(lake, "issued_documents", HEADS)
 
 
-def issued_lines(lake: Lake) -> pa.Table:
-    return _read(lake, "issued_lines", LINES)
+def issued_lines(lake: Lake, numbers: list[str]) -> pa.Table:
+    return _read(lake, "issued_lines", LINES, numbers)
 
 
-def statuses(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, str]:
-    """Each document number's current status."""
-    con.register("document_events", _read(lake, "document_events", EVENTS))
+def statuses(con: duckdb.DuckDBPyConnection, lake: Lake,
+             numbers: list[str] | None = None) -> dict[str, str]:
+    """Each document number's current status (of ``numbers`` only, when given)."""
+    con.register("document_events", _read(lake, "document_events", EVENTS, numbers))
     return dict(con.sql("SELECT number, arg_max(status, seq) FROM document_events "
                         "GROUP BY number").fetchall())
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from billing.catalog import Catalog
 from pricing_sql.invoicing import Invoiced, assemble_invoices
@@ -45,22 +46,28 @@ class Draft:
     lines: list[dict]
 
 
-def register_issued(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    con.register("issued_heads", documents.issued_heads(lake))
-    con.register("issued_lines", documents.issued_lines(lake))
+def register_issued(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> None:
+    """Views ``issued_heads``, ``issued_lines`` and ``document_status`` of the documents
+    issued from ``month``'s run: an invoice id belongs to one run, so re-rating a month
+    reads that month's documents, not the whole history."""
+    heads = documents.issued_heads(lake)
+    heads = heads.filter(pc.equal(heads["billing_month"], pa.scalar(month, pa.date32())))
+    numbers = heads.column("number").to_pylist()
+    con.register("issued_heads", heads)
+    con.register("issued_lines", documents.issued_lines(lake, numbers))
     con.register("document_status", pa.Table.from_pylist(
-        [{"number": n, "status": s} for n, s in documents.statuses(con, lake).items()],
+        [{"number": n, "status": s}
+         for n, s in documents.statuses(con, lake, numbers).items()],
         schema=pa.schema([("number", pa.string()), ("status", pa.string())])))
 
 
 def issued_credits(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> dict[str, Decimal]:
     """Credits on the month's issued invoices: they stay as issued when the month is re-run."""
-    register_issued(con, lake)
+    register_issued(con, lake, month)
     return dict(con.execute(
         "SELECT invoice_id, sum(credits_applied) FROM issued_heads "
         "JOIN document_status USING (number) WHERE status <> 'void' "
-        "AND document_type = 'invoice' AND billing_month = $month GROUP BY ALL",
-        {"month": month}).fetchall())
+        "AND document_type = 'invoice' GROUP BY ALL").fetchall())
 
 
 def invoice_run(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, month: date,
@@ -84,20 +91,17 @@ def compute_corrections(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
                         line_items: pa.Table, adjustments: pa.Table) -> pa.Table:
     """Correction lines for the run's issued invoices, each with its correction's id
     (``<invoice id>~<n>``, n counting the invoice's corrections) and type."""
-    register_issued(con, lake)
+    register_issued(con, lake, month)
     con.register("computed_lines", document_lines(con, line_items, adjustments))
     rows = con.sql(load_sql("corrections"), params={"month": month}).to_arrow_table().to_pylist()
-    heads = documents.issued_heads(lake).to_pylist()
-    issued_before = defaultdict(int)
-    for head in heads:
-        if head["document_type"] != "invoice":
-            issued_before[head["invoice_id"]] += 1
+    issued_before = dict(con.sql("SELECT invoice_id, count(*) FROM issued_heads "
+                                 "WHERE document_type <> 'invoice' GROUP BY ALL").fetchall())
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for row in rows:
         totals[row["invoice_id"]] += row["amount"]
     for row in rows:
         invoice = row["invoice_id"]
-        row["correction_id"] = f"{invoice}~{issued_before[invoice] + 1}"
+        row["correction_id"] = f"{invoice}~{issued_before.get(invoice, 0) + 1}"
         row["document_type"] = "credit_note" if totals[invoice] < 0 else "adjustment_invoice"
     return pa.Table.from_pylist(rows, schema=CORRECTIONS)
 
@@ -105,7 +109,7 @@ def compute_corrections(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
 def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> list[Draft]:
     """The run's documents waiting to be issued: its invoices not issued (or voided),
     then its corrections, in id order."""
-    register_issued(con, lake)
+    register_issued(con, lake, month)
     heads = con.sql("SELECT h.*, s.status FROM issued_heads AS h "
                     "JOIN document_status AS s USING (number)").to_arrow_table().to_pylist()
     live = {h["invoice_id"] for h in heads
