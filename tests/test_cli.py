@@ -61,19 +61,26 @@ def test_metrics_check_flags_bad_sql(tmp_path):
     ]
 
 
-def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
+CALLS_AND_C1 = ("metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
+                "customers: [{id: c1, name: One}]\n")
+
+
+def data_folder(tmp_path, monkeypatch, catalog: str) -> list[str]:
+    """A data folder with this catalog, an ephemeral Dagster instance, and an event
+    window wide enough for the tests' 2026 events whenever they run."""
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    # the events below stay inside the accepted window whenever the tests run
     monkeypatch.setenv("ORB_MAX_EVENT_AGE_DAYS", "36500")
     (tmp_path / "catalog").mkdir()
-    (tmp_path / "catalog" / "c.yaml").write_text(
-        "metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
-        "customers: [{id: c1, name: One}]\n")
+    (tmp_path / "catalog" / "c.yaml").write_text(catalog)
+    return ["--data-dir", str(tmp_path)]
+
+
+def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
+    data = data_folder(tmp_path, monkeypatch, CALLS_AND_C1)
     events = [{"event_name": "api", "timestamp": "2026-11-20T10:00:00Z", "customer_id": c,
                "idempotency_key": k, "properties": {}} for c, k in [("c1", "k1"), ("c2", "k2")]]
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(e) + "\n" for e in events))
-    data = ["--data-dir", str(tmp_path)]
 
     result = run("ingest", str(source), *data)
     assert result.exit_code == 0
@@ -101,20 +108,14 @@ def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
 
 
 def test_invoice_lifecycle_and_credits(tmp_path, monkeypatch):
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.setenv("ORB_MAX_EVENT_AGE_DAYS", "36500")
-    (tmp_path / "catalog").mkdir()
-    (tmp_path / "catalog" / "c.yaml").write_text(
-        "metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
-        "customers: [{id: c1, name: One}]\n"
+    data = data_folder(tmp_path, monkeypatch, CALLS_AND_C1 + (
         "plans: [{id: p, name: P, currency: USD, prices: [{id: p_calls, name: Calls, "
         "billable_metric_id: calls, model_type: unit, unit_config: {unit_amount: '2.00'}}]}]\n"
-        "subscriptions: [{id: s1, customer_id: c1, plan_id: p, start_date: 2026-01-01}]\n")
+        "subscriptions: [{id: s1, customer_id: c1, plan_id: p, start_date: 2026-01-01}]\n"))
     (tmp_path / "landing").mkdir()
     (tmp_path / "landing" / "oct.jsonl").write_text("".join(json.dumps(
         {"event_name": "api", "timestamp": f"2026-10-0{i}T10:00:00Z", "customer_id": "c1",
          "idempotency_key": f"k{i}", "properties": {}}) + "\n" for i in range(1, 6)))
-    data = ["--data-dir", str(tmp_path)]
     # 5 calls x 2.00 = 10.00; a 4.00 credit granted on Oct 1 pays part of it.
     assert run("credits", "grant", "--customer", "c1", "--amount", "4.00", "--currency", "USD",
                "--effective", "2026-10-01", "--cost-basis", "1", *data).exit_code == 0
