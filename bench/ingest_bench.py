@@ -9,8 +9,8 @@ pipeline's batch ingestion, then over the resulting lake times:
 - scan floor: ``SELECT sum(source_row)`` over the event files, the least any query
   that reads every event can cost;
 - dedup: finding every (customer_id, idempotency_key) that occurs more than once the
-  way ingestion does (key hashes from the key index, then an exact comparison of
-  the candidates), and, for comparison, by grouping every key string;
+  way ingestion does (hashes the key index holds for two batches, then an exact
+  comparison of those events), and, for comparison, by grouping every key string;
 - aggregate: a sum metric and a count metric per customer, as rating does;
 
 and prints events/s for each and the ratio of dedup + aggregate to the scan floor.
@@ -31,22 +31,19 @@ import polars as pl
 from billing.catalog import Catalog
 from storage.duck import connect
 from storage.ingest import Window, ingest_files
+from storage.key_index import KeyIndex
 from storage.lake import Lake
 
 CUSTOMERS = 10_000
 START = datetime(2026, 10, 1, tzinfo=UTC)
 SPAN_US = 30 * 24 * 3600 * 1_000_000
 
-# Duplicates the way ingestion finds them: key hashes that occur in more than one
-# batch's key index name the batches to compare; only their events are compared exactly.
-CANDIDATES = """
-SELECT DISTINCT batch_id, key_hash FROM read_parquet($index, hive_partitioning = true)
-WHERE key_hash IN (SELECT key_hash FROM read_parquet($index) GROUP BY 1 HAVING count(*) > 1)
-"""
+# Duplicates the way ingestion finds them: hashes the key index holds for more than one
+# batch name the batches to compare; only their events with those hashes are compared.
 DEDUP_CANDIDATES = """
 SELECT count(*) FROM (
     SELECT customer_id, idempotency_key FROM read_parquet($files)
-    WHERE hash(idempotency_key) IN (SELECT unnest($hashes))
+    WHERE hash(customer_id, idempotency_key) IN (SELECT unnest($hashes))
     GROUP BY ALL HAVING count(*) > 1
 )
 """
@@ -110,14 +107,13 @@ def generate(folder: Path, events: int, files: int, fmt: str, seed: int = 7) -> 
     return paths
 
 
-def dedup_indexed(con, lake: Lake, index: list[str]) -> int:
+def dedup_indexed(con, lake: Lake) -> int:
     """Duplicate keys across batches, found through the key index."""
-    candidates = con.execute(CANDIDATES, {"index": index}).fetchall()
-    if not candidates:
+    batches, hashes = KeyIndex(lake).shared()
+    if not len(hashes):
         return 0
-    files = sorted({str(f) for batch, _ in candidates for f in lake.batch_files("events", batch)})
-    hashes = sorted({key_hash for _, key_hash in candidates})
-    return con.execute(DEDUP_CANDIDATES, {"files": files, "hashes": hashes}).fetchone()[0]
+    files = sorted(str(f) for batch in batches for f in lake.batch_files("events", batch))
+    return con.execute(DEDUP_CANDIDATES, {"files": files, "hashes": hashes.tolist()}).fetchone()[0]
 
 
 def timed(con, sql: str, **params) -> float:
@@ -152,12 +148,12 @@ def main() -> None:
               f"({sum(r.accepted for r in results):,} accepted, "
               f"{sum(r.rejected for r in results):,} rejected)")
 
-    files, index = lake.all_files("events"), lake.all_files("keys")
+    files = lake.all_files("events")
     con = connect()
     events = con.execute("SELECT count(*) FROM read_parquet($f)", {"f": files}).fetchone()[0]
     floor_s = min(timed(con, FLOOR, files=files) for _ in range(2))
     started = time.perf_counter()
-    duplicates = dedup_indexed(con, lake, index)
+    duplicates = dedup_indexed(con, lake)
     dedup_s = time.perf_counter() - started
     full_s = timed(con, DEDUP_FULL, files=files)
     aggregate_s = timed(con, AGGREGATE, files=files)

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -37,7 +38,8 @@ from billing.catalog import Catalog
 from pricing_sql.catalog_tables import customers_table
 from pricing_sql.loader import load_sql
 from pricing_sql.metrics import numeric_properties
-from storage.amendments import register_active_events, register_batches_and_amendments
+from storage.amendments import register_active_events
+from storage.key_index import KeyIndex
 from storage.lake import Lake
 from storage.sources import parquet_relation, read_landing
 
@@ -112,23 +114,36 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
         return _check_and_write(con, lake, catalog, raw, batch_id, now, window, "replayed")
 
 
-def _existing_keys(con: duckdb.DuckDBPyConnection, lake: Lake,
-                   batch_id: str) -> duckdb.DuckDBPyRelation:
-    """Keys of the events that count, in the earlier committed batches that may share a
-    key with the checked batch (found by key_candidates.sql); a deprecated event's key
-    is free again."""
-    index = lake.all_files("keys")
-    if not index:
-        return con.from_arrow(KEYS_SCHEMA.empty_table())
-    register_batches_and_amendments(con, lake)
-    con.read_parquet(index, hive_partitioning=True).create_view("key_index", replace=True)
-    candidates = [row[0] for row in con.execute(load_sql("key_candidates"),
-                                                {"batch_id": batch_id}).fetchall()]
-    files = [str(f) for b in candidates for f in lake.batch_files("events", b)]
-    if not files:
-        return con.from_arrow(KEYS_SCHEMA.empty_table())
-    register_active_events(con, lake, files)
-    return con.table("active_events").select("customer_id", "idempotency_key", "batch_id")
+def _reject_duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex,
+                       batch_id: str, hashes: np.ndarray) -> bool:
+    """Mark the checked batch's duplicate keys (duplicate_keys.sql); whether any hash
+    needed an exact look. Only suspects are compared key by key: hashes repeated in the
+    batch, and hashes the key index finds in earlier batches (read from just those)."""
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    batches, found = index.candidates(hashes, batch_id)
+    suspects = np.union1d(repeated, found)
+    if not len(suspects):
+        return False
+    con.register("suspect_hashes", pa.table({"key_hash": suspects}))
+    files = [str(f) for b in sorted(batches) for f in lake.batch_files("events", b)]
+    if files:
+        # a deprecated event's key is free again, and an uncommitted batch holds none
+        register_active_events(con, lake, files)
+        existing = con.sql("SELECT customer_id, idempotency_key, batch_id FROM active_events "
+                           "WHERE hash(customer_id, idempotency_key) IN "
+                           "(SELECT key_hash FROM suspect_hashes)")
+    else:
+        existing = con.from_arrow(KEYS_SCHEMA.empty_table())
+    existing.create_view("existing_keys", replace=True)
+    con.execute(load_sql("duplicate_keys"))
+    return True
+
+
+def _clean_hashes(con: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """The sorted key hashes of the checked batch's clean events."""
+    column = con.sql("SELECT key_hash FROM checked_batch WHERE reject_reason IS NULL") \
+        .to_arrow_table()["key_hash"]
+    return np.sort(column.to_numpy())
 
 
 def _closed_before(lake: Lake) -> date | None:
@@ -140,14 +155,15 @@ def _closed_before(lake: Lake) -> date | None:
 def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
                      batch_id: str, now: datetime, window: Window, status: str) -> BatchResult:
     _check(con, lake, catalog, raw, now, window)
-    _existing_keys(con, lake, batch_id).create_view("existing_keys", replace=True)
-    con.execute(load_sql("duplicate_keys"))
+    index = KeyIndex(lake)
+    hashes = _clean_hashes(con)
+    if _reject_duplicates(con, lake, index, batch_id, hashes):
+        hashes = _clean_hashes(con)
     batch = {"batch_id": batch_id}
     clean = con.sql(load_sql("batch_events"), params=batch).to_arrow_table()
     rejected = con.sql(load_sql("batch_rejects"), params=batch).to_arrow_table()
     days = _write_events(lake, batch_id, clean)
-    _write_key_index(lake, batch_id, con.sql(
-        "SELECT key_hash FROM checked_batch WHERE reject_reason IS NULL ORDER BY 1"))
+    index.add(batch_id, hashes)
     lake.write_partition("quarantine", "batch_id", batch_id, rejected)
     result = BatchResult(
         batch_id, raw.name, status, rows=len(clean) + len(rejected), accepted=len(clean),
@@ -176,28 +192,21 @@ def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Pa
     })
 
 
-def _write_key_index(lake: Lake, batch_id: str, hashes: duckdb.DuckDBPyRelation) -> None:
-    """The batch's key index: the sorted 64-bit hashes of its clean events' keys (see
-    key_candidates.sql)."""
-    lake.write_partition("keys", "batch_id", batch_id, hashes.to_arrow_table())
-
-
 def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """hash() may change between DuckDB versions: rebuild every batch's key index
-    from its events when the index was written by another version."""
-    stamp = lake.table_dir("keys") / "_duckdb_version"
-    if stamp.exists() and stamp.read_text() == duckdb.__version__:
+    """hash() may change between DuckDB versions: rebuild the key index from the
+    committed batches' events when it was made by another version (or not at all)."""
+    index = KeyIndex(lake)
+    if index.is_current():
         return
+    index.reset()
     for record in lake.all_files("batches"):
         batch_id = Lake.partition_value(record)
         files = [str(f) for f in lake.batch_files("events", batch_id)]
-        keys = (con.read_parquet(files) if files
-                else con.from_arrow(pa.table({"idempotency_key": pa.array([], pa.string())})))
-        _write_key_index(lake, batch_id, keys.select(
-            duckdb.FunctionExpression("hash", duckdb.ColumnExpression("idempotency_key"))
-            .alias("key_hash")).order("key_hash"))
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(duckdb.__version__)
+        if files:
+            hashes = con.read_parquet(files).select(duckdb.FunctionExpression(
+                "hash", duckdb.ColumnExpression("customer_id"),
+                duckdb.ColumnExpression("idempotency_key")).alias("key_hash"))
+            index.add(batch_id, np.sort(hashes.to_arrow_table()["key_hash"].to_numpy()))
 
 
 def _write_events(lake: Lake, batch_id: str, clean: pa.Table) -> list[date]:

@@ -1,8 +1,10 @@
 """Batch ingestion: nothing lost, nothing counted twice."""
 
+import json
 import multiprocessing
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -190,9 +192,11 @@ def test_key_index_written_by_another_duckdb_version_is_rebuilt(tmp_path):
     lake, catalog = Lake(tmp_path), shop("c1")
     (first,) = run(lake, catalog, batch(tmp_path / "a.jsonl", ev("k1")))
     # as if another DuckDB version, with another hash(), had written the index
-    lake.write_partition("keys", "batch_id", first.batch_id,
-                         pa.table({"key_hash": pa.array([1, 2], pa.uint64())}))
-    (lake.table_dir("keys") / "_duckdb_version").write_text("0.0.0")
+    keys = lake.table_dir("keys")
+    manifest = json.loads((keys / "manifest.json").read_text())
+    (run_dir,) = [keys / r["name"] for r in manifest["runs"]]
+    np.save(run_dir / "hashes.npy", np.array([1], np.uint64))
+    (keys / "manifest.json").write_text(json.dumps({**manifest, "duckdb_version": "0.0.0"}))
     (second,) = run(lake, catalog, batch(tmp_path / "b.jsonl",
                                          ev("k1", ts="2026-11-01T00:00:00Z")))
     assert (second.status, second.duplicates) == ("ingested", 1)

@@ -9,7 +9,7 @@
 --             $closed_before      events before this UTC date fall in invoiced months
 -- Result: temp table checked_batch, one row per raw event, reject_reason NULL for
 -- events to keep (batch_events.sql and batch_rejects.sql read it in order), and
--- key_hash, the hash() of the key (key_candidates.sql and the batch's key index).
+-- key_hash, the hash() of customer and key (storage/key_index.py).
 -- Each event is checked on its own, in one pass: nothing here compares events.
 -- Timestamps without an offset are read as UTC.
 CREATE OR REPLACE TEMP TABLE checked_batch AS
@@ -115,7 +115,7 @@ SELECT
     source_file, source_row, event_name, raw_timestamp, "timestamp",
     CAST("timestamp" AS DATE) AS event_date,
     raw_customer_id, raw_external_customer_id, customer_id, idempotency_key,
-    hash(idempotency_key) AS key_hash,
+    hash(customer_id, idempotency_key) AS key_hash,
     raw_properties, CAST(properties AS VARCHAR) AS properties,
     problem AS reject_reason,
     CAST(NULL AS VARCHAR) AS reject_detail,

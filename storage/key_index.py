@@ -1,0 +1,166 @@
+"""The idempotency-key index: which committed batches may already hold a batch's keys.
+
+Checking a batch's keys against every event in the lake must cost about the size of
+the batch, not of the lake. The index keeps, for every clean event, DuckDB's 64-bit
+``hash(customer_id, idempotency_key)`` and the batch holding it, in a few runs sorted
+by hash: numpy arrays on disk, memory-mapped. A batch's sorted hashes are looked up
+in each run by binary search, about one cache miss per key whatever the lake's size.
+A hash match only names a candidate batch: the keys are then compared exactly
+(duplicate_keys.sql), so a collision costs time, never a wrong answer.
+
+Each batch adds one run; the newest two runs are merged while the older is less than
+``GROWTH`` times the newer (a log-structured merge), so there are few runs, each hash
+is rewritten a handful of times, and merging stays a sort of already sorted runs.
+
+Layout under ``lake/keys/`` (internal: never published or exported)::
+
+    manifest.json            the live runs, oldest first, and the DuckDB version whose
+                             hash() made them (another version: the index is rebuilt)
+    <run>/hashes.npy         uint64, sorted
+    <run>/batches.npy        int32, the position of each hash's batch in ids.json
+    <run>/ids.json           the run's batch ids
+
+A run is written whole under a hidden name and renamed into place before the manifest,
+replaced atomically, names it; a crash leaves at worst a run no manifest names, which
+the next merge removes. Only ingestion (under the lake's ingest lock) touches it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+
+from storage.lake import Lake, write_atomically
+
+GROWTH = 4
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    rows: int
+
+
+class KeyIndex:
+    def __init__(self, lake: Lake):
+        self.root = lake.table_dir("keys")
+
+    def is_current(self) -> bool:
+        """Whether the index exists and was made by this DuckDB version's hash()."""
+        manifest = self._manifest()
+        return manifest is not None and manifest["duckdb_version"] == duckdb.__version__
+
+    def reset(self) -> None:
+        """An empty index for this DuckDB version (before rebuilding it batch by batch)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        self._write_manifest([])
+
+    def candidates(self, hashes: np.ndarray, batch_id: str) -> tuple[set[str], np.ndarray]:
+        """The other batches holding any of ``hashes`` (sorted uint64), and the hashes
+        found there."""
+        batches: set[str] = set()
+        found: list[np.uint64] = []
+        for run in self._runs():
+            stored = self._array(run, "hashes")
+            if not len(stored) or not len(hashes):
+                continue
+            at = np.minimum(np.searchsorted(stored, hashes), len(stored) - 1)
+            hits = stored[at] == hashes
+            if not hits.any():
+                continue
+            ids = json.loads((self.root / run.name / "ids.json").read_text())
+            positions = self._array(run, "batches")
+            # a hash may repeat in a run (two batches, or a replay): take all its rows
+            values = np.unique(hashes[hits])
+            starts = np.searchsorted(stored, values, side="left")
+            ends = np.searchsorted(stored, values, side="right")
+            for value, start, end in zip(values, starts, ends, strict=True):
+                # a replayed batch finds its own earlier keys: those are no duplicates
+                others = {ids[i] for i in positions[start:end]} - {batch_id}
+                if others:
+                    batches |= others
+                    found.append(value)
+        return batches, np.unique(np.array(found, dtype=np.uint64))
+
+    def shared(self) -> tuple[set[str], np.ndarray]:
+        """Hashes held by more than one batch, and those batches: where the whole lake
+        may hold a key twice (bench/ingest_bench.py measures dedup this way)."""
+        runs = self._runs()
+        ids: list[str] = []
+        hashes, positions = [np.empty(0, np.uint64)], [np.empty(0, np.int64)]
+        for run in runs:
+            hashes.append(self._array(run, "hashes"))
+            positions.append(self._array(run, "batches") + len(ids))
+            ids += json.loads((self.root / run.name / "ids.json").read_text())
+        # the same batch id in two runs (a replay) is one batch
+        number = {batch: n for n, batch in enumerate(dict.fromkeys(ids))}
+        batch_of = np.array([number[b] for b in ids], np.int64)[np.concatenate(positions)]
+        merged = np.concatenate(hashes)
+        order = np.argsort(merged, kind="stable")
+        merged, batch_of = merged[order], batch_of[order]
+        shared = np.unique(merged[1:][(merged[1:] == merged[:-1])
+                                      & (batch_of[1:] != batch_of[:-1])])
+        if not len(shared):
+            return set(), shared
+        held = np.isin(merged, shared)
+        names = list(number)
+        return {names[n] for n in np.unique(batch_of[held])}, shared
+
+    def add(self, batch_id: str, hashes: np.ndarray) -> None:
+        """Add a batch's clean hashes (sorted uint64) as a run, then merge runs."""
+        runs = self._runs()
+        runs.append(self._write_run(hashes, np.zeros(len(hashes), np.int32), [batch_id]))
+        self._write_manifest(runs)
+        while len(runs) > 1 and runs[-2].rows < GROWTH * runs[-1].rows:
+            runs[-2:] = [self._merge(runs[-2], runs[-1])]
+            self._write_manifest(runs)
+        self._remove_unlisted(runs)
+
+    def _merge(self, older: Run, newer: Run) -> Run:
+        old_ids = json.loads((self.root / older.name / "ids.json").read_text())
+        new_ids = json.loads((self.root / newer.name / "ids.json").read_text())
+        hashes = np.concatenate([self._array(older, "hashes"), self._array(newer, "hashes")])
+        positions = np.concatenate([self._array(older, "batches"),
+                                    self._array(newer, "batches") + np.int32(len(old_ids))])
+        # a stable sort of two sorted runs is one merge pass (timsort finds the runs)
+        order = np.argsort(hashes, kind="stable")
+        return self._write_run(hashes[order], positions[order], old_ids + new_ids)
+
+    def _write_run(self, hashes: np.ndarray, positions: np.ndarray, ids: list[str]) -> Run:
+        name = f"run-{uuid.uuid4().hex[:12]}"
+        scratch = self.root / f".{name}.tmp"
+        scratch.mkdir(parents=True)
+        np.save(scratch / "hashes.npy", np.ascontiguousarray(hashes, dtype=np.uint64))
+        np.save(scratch / "batches.npy", np.ascontiguousarray(positions, dtype=np.int32))
+        (scratch / "ids.json").write_text(json.dumps(ids))
+        scratch.rename(self.root / name)
+        return Run(name, len(hashes))
+
+    def _array(self, run: Run, name: str) -> np.ndarray:
+        return np.load(self.root / run.name / f"{name}.npy", mmap_mode="r")
+
+    def _manifest(self) -> dict | None:
+        path = self.root / MANIFEST
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _runs(self) -> list[Run]:
+        return [Run(**run) for run in self._manifest()["runs"]]
+
+    def _write_manifest(self, runs: list[Run]) -> None:
+        text = json.dumps({"duckdb_version": duckdb.__version__,
+                           "runs": [{"name": r.name, "rows": r.rows} for r in runs]})
+        write_atomically(self.root / MANIFEST, lambda scratch: scratch.write_text(text))
+
+    def _remove_unlisted(self, runs: list[Run]) -> None:
+        """Runs merged away, and anything a crash left (hidden scratch runs, files of
+        the per-batch index this one replaced)."""
+        live = {run.name for run in runs} | {MANIFEST}
+        for path in self.root.iterdir():
+            if path.name not in live:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -1,0 +1,63 @@
+"""The key index names exactly the earlier batches holding a hash, however runs merge."""
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storage.key_index import GROWTH, KeyIndex
+from storage.lake import Lake
+
+# Small hash values so that batches share some; batch sizes vary so runs merge unevenly.
+batches = st.lists(st.lists(st.integers(0, 60), max_size=40), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=batches, probe=st.lists(st.integers(0, 70), max_size=30))
+def test_candidates_are_the_batches_holding_a_hash(tmp_path_factory, batches, probe):
+    index = KeyIndex(Lake(tmp_path_factory.mktemp("lake")))
+    index.reset()
+    for number, hashes in enumerate(batches):
+        index.add(f"b{number}", np.sort(np.array(hashes, np.uint64)))
+    # the batch probing is "b0": its own hashes are never candidates
+    holders = {h: {f"b{n}" for n, hs in enumerate(batches) if h in hs} - {"b0"} for h in probe}
+    found, hashes = index.candidates(np.sort(np.array(probe, np.uint64)), "b0")
+    assert found == set().union(*holders.values())
+    assert sorted(hashes.tolist()) == sorted(h for h, held in holders.items() if held)
+    # across the whole lake: hashes in two or more batches, and every batch holding one
+    shared = {h for h in range(61) if sum(h in hs for hs in batches) > 1}
+    holding, hashes = index.shared()
+    assert holding == {f"b{n}" for n, hs in enumerate(batches) if set(hs) & shared}
+    assert hashes.tolist() == sorted(shared)
+
+
+def test_runs_merge_while_the_older_is_less_than_growth_times_the_newer(tmp_path):
+    lake = Lake(tmp_path)
+    index = KeyIndex(lake)
+    index.reset()
+    # batches of 100 hashes: 1 run, merged with each next until the older run reaches
+    # GROWTH (4) times the newer: 100 -> 200 -> 300 -> 400, then 400 + 100 stay apart
+    for number in range(5):
+        index.add(f"b{number}", np.arange(number * 100, number * 100 + 100, dtype=np.uint64))
+    manifest = json.loads((lake.table_dir("keys") / "manifest.json").read_text())
+    assert GROWTH == 4
+    assert [run["rows"] for run in manifest["runs"]] == [400, 100]
+    # only the live runs and the manifest are left on disk
+    assert sorted(p.name for p in lake.table_dir("keys").iterdir()) == sorted(
+        [run["name"] for run in manifest["runs"]] + ["manifest.json"])
+
+
+def test_a_run_left_by_a_crash_is_not_read_and_is_removed(tmp_path):
+    lake = Lake(tmp_path)
+    index = KeyIndex(lake)
+    index.reset()
+    index.add("b1", np.array([5], np.uint64))
+    # a crash after writing a run, before the manifest named it
+    orphan = lake.table_dir("keys") / "run-orphan"
+    orphan.mkdir()
+    np.save(orphan / "hashes.npy", np.array([7], np.uint64))
+    found, hashes = index.candidates(np.array([5, 7], np.uint64), "b9")
+    assert (found, hashes.tolist()) == ({"b1"}, [5])
+    index.add("b2", np.array([9], np.uint64))
+    assert not orphan.exists()
