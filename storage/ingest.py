@@ -5,11 +5,12 @@ ingests nothing new. For each batch, under a lock so that concurrent runs cannot
 interleave:
 
 1. the file is copied, unchanged, to ``raw/<batch_id>/<name>`` (never modified after);
-2. every raw event is checked (``pricing_sql/sql/check_batch.sql``), including its
-   idempotency key against every event already in the lake;
+2. every raw event is checked (``pricing_sql/sql/check_batch.sql``), then its
+   idempotency key against every event already in the lake (``storage/key_index.py``);
 3. clean events are written to ``events/event_date=<day>/<batch_id>.parquet``, one
-   file per day the batch touches, and rejected ones to
-   ``quarantine/batch_id=<batch_id>/data.parquet`` with reason, file and row;
+   file per day the batch touches, their keys added to the key index, and rejected
+   events written to ``quarantine/batch_id=<batch_id>/data.parquet`` with reason, file
+   and row;
 4. last, the batch record ``batches/batch_id=<batch_id>/data.parquet`` commits it.
 
 A crash before step 4 leaves a batch that is simply ingested again on the next try:
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -48,6 +49,7 @@ EVENT_COLUMNS = ["timestamp", "event_name", "customer_id", "idempotency_key", "p
 
 KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.string()),
                          ("batch_id", pa.string())])
+DUPLICATES_SCHEMA = pa.schema([("source_row", pa.int64()), ("detail", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -86,22 +88,48 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
 
     Files taken from the landing folder are removed from it once their batch is
     committed: the copy in raw/ is the record of what was received."""
-    results = []
-    with lake.lock("ingest"):
+    results: list[BatchResult | Future[BatchResult]] = []
+    # Each batch's files are written in the background while the next batch is checked:
+    # DuckDB and the Parquet writer each keep both cores busy only part of the time. A
+    # batch's keys are in the key index before the next batch's keys are looked up, and
+    # batches commit in order.
+    with lake.lock("ingest"), ThreadPoolExecutor(max_workers=1) as writer:
         _ensure_key_index(con, lake)
+        in_flight: tuple[str, Path, Future[BatchResult]] | None = None
+
+        def land() -> None:
+            nonlocal in_flight
+            if in_flight:
+                _, landed, writing = in_flight
+                in_flight = None
+                writing.result()
+                _release(lake, landed, progress)
+
         for path in files:
             batch_id = batch_id_of(path)
+            if in_flight and in_flight[0] == batch_id:  # the same file twice in one call
+                land()
             if lake.partition_file("batches", "batch_id", batch_id).exists():
                 results.append(BatchResult(batch_id, path.name, "already ingested"))
-            else:
-                raw = lake.keep_raw(path, batch_id)
-                results.append(_check_and_write(con, lake, catalog, raw, batch_id, now, window,
-                                                "ingested"))
-            if path.resolve().is_relative_to(lake.landing):
-                path.unlink()
-            if progress:
-                progress(path)
-    return results
+                _release(lake, path, progress)
+                continue
+            raw = lake.keep_raw(path, batch_id)
+            checked = _check(con, lake, catalog, raw, now, window)
+            land()
+            settled = _settle(con, lake, batch_id, raw.name, checked, "ingested")
+            writing = writer.submit(_write, lake, settled, now)
+            results.append(writing)
+            in_flight = (batch_id, path, writing)
+        land()
+    return [r.result() if isinstance(r, Future) else r for r in results]
+
+
+def _release(lake: Lake, path: Path, progress: Callable[[Path], None] | None) -> None:
+    """A file's batch is committed: a file taken from the landing folder leaves it."""
+    if path.resolve().is_relative_to(lake.landing):
+        path.unlink()
+    if progress:
+        progress(path)
 
 
 def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, batch_id: str,
@@ -111,19 +139,21 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
     with lake.lock("ingest"):
         _ensure_key_index(con, lake)
         raw = lake.raw_file(batch_id)
-        return _check_and_write(con, lake, catalog, raw, batch_id, now, window, "replayed")
+        checked = _check(con, lake, catalog, raw, now, window)
+        return _write(lake, _settle(con, lake, batch_id, raw.name, checked, "replayed"), now)
 
 
-def _reject_duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex,
-                       batch_id: str, hashes: np.ndarray) -> bool:
-    """Mark the checked batch's duplicate keys (duplicate_keys.sql); whether any hash
-    needed an exact look. Only suspects are compared key by key: hashes repeated in the
-    batch, and hashes the key index finds in earlier batches (read from just those)."""
+def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
+                checked: pa.Table, hashes: np.ndarray) -> pa.Table:
+    """(source_row, detail) of the checked batch's duplicate keys (duplicate_keys.sql).
+    Only suspects are compared key by key: hashes repeated in the batch, and hashes the
+    key index finds in earlier batches (whose events are read from just those)."""
     repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     batches, found = index.candidates(hashes, batch_id)
     suspects = np.union1d(repeated, found)
     if not len(suspects):
-        return False
+        return DUPLICATES_SCHEMA.empty_table()
+    con.register("checked_batch", checked)
     con.register("suspect_hashes", pa.table({"key_hash": suspects}))
     files = [str(f) for b in sorted(batches) for f in lake.batch_files("events", b)]
     if files:
@@ -135,15 +165,15 @@ def _reject_duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyInd
     else:
         existing = con.from_arrow(KEYS_SCHEMA.empty_table())
     existing.create_view("existing_keys", replace=True)
-    con.execute(load_sql("duplicate_keys"))
-    return True
+    return con.sql(load_sql("duplicate_keys")).to_arrow_table().cast(DUPLICATES_SCHEMA)
 
 
-def _clean_hashes(con: duckdb.DuckDBPyConnection) -> np.ndarray:
-    """The sorted key hashes of the checked batch's clean events."""
-    column = con.sql("SELECT key_hash FROM checked_batch WHERE reject_reason IS NULL") \
-        .to_arrow_table()["key_hash"]
-    return np.sort(column.to_numpy())
+def _dropped(passed: pa.Table, duplicates: pa.Table) -> np.ndarray | None:
+    """Which rows of the events that passed the checks are duplicates (None: none)."""
+    if not len(duplicates):
+        return None
+    return pc.is_in(passed["source_row"], duplicates["source_row"]).to_numpy(
+        zero_copy_only=False)
 
 
 def _closed_before(lake: Lake) -> date | None:
@@ -152,44 +182,89 @@ def _closed_before(lake: Lake) -> date | None:
     return periods.add_months(max(months), 1) if months else None
 
 
-def _check_and_write(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
-                     batch_id: str, now: datetime, window: Window, status: str) -> BatchResult:
-    _check(con, lake, catalog, raw, now, window)
-    index = KeyIndex(lake)
-    hashes = _clean_hashes(con)
-    if _reject_duplicates(con, lake, index, batch_id, hashes):
-        hashes = _clean_hashes(con)
-    batch = {"batch_id": batch_id}
-    clean = con.sql(load_sql("batch_events"), params=batch).to_arrow_table()
-    rejected = con.sql(load_sql("batch_rejects"), params=batch).to_arrow_table()
-    days = _write_events(lake, batch_id, clean)
-    index.add(batch_id, hashes)
+@dataclass
+class _Settled:
+    """A checked batch, split into what it adds to the lake and what it quarantines."""
+
+    batch_id: str
+    file: str
+    status: str
+    days: list[tuple[date, pa.Table]]  # each day's clean events, in the order written
+    rejected: pa.Table  # quarantine rows
+    hashes: np.ndarray  # the clean events' key hashes, sorted, for the key index
+
+
+def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str, file: str,
+            checked: pa.Table, status: str) -> _Settled:
+    """Find the checked batch's duplicate keys and split it (uses DuckDB: call it from
+    the thread that owns the connection)."""
+    # check_batch.sql puts the events that passed first: a slice, not a copy
+    passed = checked.slice(0, checked["reject_reason"].null_count)
+    hashes = np.sort(passed["key_hash"].to_numpy())
+    duplicates = _duplicates(con, lake, KeyIndex(lake), batch_id, passed, hashes)
+    dropped = _dropped(passed, duplicates)
+    if dropped is not None:
+        hashes = np.sort(passed["key_hash"].to_numpy()[~dropped])
+    con.register("checked_batch", checked)
+    con.register("duplicate_rows", duplicates)
+    rejected = con.sql(load_sql("batch_rejects"), params={"batch_id": batch_id}).to_arrow_table()
+    events = passed.append_column(
+        "batch_id", pa.repeat(batch_id, len(passed)).cast(pa.string())).select(EVENT_COLUMNS)
+    return _Settled(batch_id, file, status, _by_day(passed, events, dropped), rejected, hashes)
+
+
+def _by_day(passed: pa.Table, events: pa.Table,
+            dropped: np.ndarray | None) -> list[tuple[date, pa.Table]]:
+    """Each day's events, less duplicates (copied only on the days that have some)."""
+    # Rows are sorted by timestamp, so each day is one run of event_date.
+    runs = pc.run_end_encode(passed["event_date"].combine_chunks())
+    pieces = []
+    start = 0
+    for day, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+        piece = events.slice(start, end - start)
+        if dropped is not None and dropped[start:end].any():
+            piece = piece.filter(pa.array(~dropped[start:end]))
+        if len(piece):
+            pieces.append((day, piece))
+        start = end
+    return pieces
+
+
+def _write(lake: Lake, settled: _Settled, now: datetime) -> BatchResult:
+    """Write a settled batch's events, keys and quarantine, then commit it (no DuckDB:
+    this runs beside the next batch's check)."""
+    batch_id, rejected = settled.batch_id, settled.rejected
+    _write_events(lake, batch_id, settled.days)
+    KeyIndex(lake).add(batch_id, settled.hashes)
     lake.write_partition("quarantine", "batch_id", batch_id, rejected)
+    accepted = sum(len(piece) for _, piece in settled.days)
     result = BatchResult(
-        batch_id, raw.name, status, rows=len(clean) + len(rejected), accepted=len(clean),
-        rejected=len(rejected),
+        batch_id, settled.file, settled.status, rows=accepted + len(rejected),
+        accepted=accepted, rejected=len(rejected),
         duplicates=pc.sum(pc.equal(rejected["reject_reason"], "duplicate idempotency_key"))
         .as_py() or 0,
-        late=pc.sum(clean["late"]).as_py() or 0, days=days)
+        late=sum(pc.sum(piece["late"]).as_py() or 0 for _, piece in settled.days),
+        days=[day for day, _ in settled.days])
     _commit(lake, result, now)
     return result
 
 
 def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
-           now: datetime, window: Window) -> None:
-    """Fill temp table checked_batch: every raw event with its reject_reason (null: keep),
-    each checked on its own (duplicate keys are found next)."""
+           now: datetime, window: Window) -> pa.Table:
+    """Every raw event with its reject_reason (null: keep), each checked on its own
+    (duplicate keys are found next), in the order clean events are written."""
     sources = read_landing([raw], raw.parent)
     parquet_relation(con, sources.parquet, raw.parent).create_view("parquet_events", replace=True)
     con.register("csv_events", sources.records)
     con.register("json_lines", sources.json_lines)
     con.register("customers", customers_table(catalog))
-    con.execute(load_sql("check_batch"), {
+    con.execute(load_sql("raw_events"))
+    return con.sql(load_sql("check_batch"), params={
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
         "numeric_keys": numeric_properties([m.sql for m in catalog.metrics]),
-    })
+    }).to_arrow_table()
 
 
 def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -209,26 +284,21 @@ def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
             index.add(batch_id, np.sort(hashes.to_arrow_table()["key_hash"].to_numpy()))
 
 
-def _write_events(lake: Lake, batch_id: str, clean: pa.Table) -> list[date]:
-    """One file per day for the batch's clean events; returns the days."""
-    # Rows are sorted by timestamp, so each day is one run of event_date.
-    runs = pc.run_end_encode(clean["event_date"].combine_chunks())
-    days, ends = runs.values.to_pylist(), runs.run_ends.to_pylist()
-    starts = [0, *ends[:-1]]
+def _write_events(lake: Lake, batch_id: str, days: list[tuple[date, pa.Table]]) -> None:
+    """One file per day for the batch's clean events."""
     # A replay may drop days this batch wrote before: remove its files there first.
+    written = {day for day, _ in days}
     for stale in lake.batch_files("events", batch_id):
-        if date.fromisoformat(Lake.partition_value(stale)) not in days:
+        if date.fromisoformat(Lake.partition_value(stale)) not in written:
             stale.unlink()
-    # Writing compresses in pyarrow, which releases the GIL: one day per core.
-    events = clean.select(EVENT_COLUMNS)
 
-    def write(day: date, start: int, end: int) -> None:
-        lake.write_file("events", "event_date", day, f"{batch_id}.parquet",
-                        events.slice(start, end - start))
+    # Writing compresses in pyarrow, which releases the GIL: one day per core.
+    def write(day_events: tuple[date, pa.Table]) -> None:
+        day, events = day_events
+        lake.write_file("events", "event_date", day, f"{batch_id}.parquet", events)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        list(pool.map(write, days, starts, ends))
-    return days
+        list(pool.map(write, days))
 
 
 def _commit(lake: Lake, result: BatchResult, now: datetime) -> None:

@@ -8,9 +8,12 @@ in each run by binary search, about one cache miss per key whatever the lake's s
 A hash match only names a candidate batch: the keys are then compared exactly
 (duplicate_keys.sql), so a collision costs time, never a wrong answer.
 
-Each batch adds one run; the newest two runs are merged while the older is less than
-``GROWTH`` times the newer (a log-structured merge), so there are few runs, each hash
-is rewritten a handful of times, and merging stays a sort of already sorted runs.
+Each batch adds one run. Runs are merged by size tier (a size-tiered log-structured
+merge): once ``TIER`` runs have sizes within the same power of ``TIER``, they become one
+run of the next tier. So a lake of n events in batches of b has at most about
+(TIER - 1) x log_TIER(n / b) runs, each hash is rewritten about log_TIER(n / b) times,
+and a merge is linear passes over sorted runs, never a sort. A run much smaller than
+the batch is searched the other way round (its hashes in the batch's).
 
 Layout under ``lake/keys/`` (internal: never published or exported)::
 
@@ -37,7 +40,7 @@ import numpy as np
 
 from storage.lake import Lake, write_atomically
 
-GROWTH = 4
+TIER = 4
 MANIFEST = "manifest.json"
 
 
@@ -45,6 +48,35 @@ MANIFEST = "manifest.json"
 class Run:
     name: str
     rows: int
+
+
+def _found(stored: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Which of ``hashes`` (sorted) are in ``stored`` (sorted): a binary search per
+    element of the smaller array in the larger."""
+    if len(stored) < len(hashes):
+        # each stored hash covers the range of its copies in the batch (empty if none)
+        edges = np.zeros(len(hashes) + 1, np.int64)
+        np.add.at(edges, np.searchsorted(hashes, stored, side="left"), 1)
+        np.add.at(edges, np.searchsorted(hashes, stored, side="right"), -1)
+        return np.cumsum(edges[:-1]) > 0
+    at = np.minimum(np.searchsorted(stored, hashes), len(stored) - 1)
+    return stored[at] == hashes
+
+
+def _tier(rows: int) -> int:
+    """The largest t with TIER ** t <= rows (integers: no float logarithm at the edges)."""
+    tier = 0
+    while TIER ** (tier + 1) <= rows:
+        tier += 1
+    return tier
+
+
+def _full_tier(runs: list[Run]) -> list[Run]:
+    """The runs of the lowest tier that has TIER of them (none: an empty list)."""
+    tiers: dict[int, list[Run]] = {}
+    for run in runs:
+        tiers.setdefault(_tier(run.rows), []).append(run)
+    return next((tiers[t] for t in sorted(tiers) if len(tiers[t]) >= TIER), [])
 
 
 class KeyIndex:
@@ -70,8 +102,7 @@ class KeyIndex:
             stored = self._array(run, "hashes")
             if not len(stored) or not len(hashes):
                 continue
-            at = np.minimum(np.searchsorted(stored, hashes), len(stored) - 1)
-            hits = stored[at] == hashes
+            hits = _found(stored, hashes)
             if not hits.any():
                 continue
             ids = json.loads((self.root / run.name / "ids.json").read_text())
@@ -113,24 +144,28 @@ class KeyIndex:
         return {names[n] for n in np.unique(batch_of[held])}, shared
 
     def add(self, batch_id: str, hashes: np.ndarray) -> None:
-        """Add a batch's clean hashes (sorted uint64) as a run, then merge runs."""
+        """Add a batch's clean hashes (sorted uint64) as a run, then merge full tiers."""
+        if not len(hashes):
+            return
         runs = self._runs()
         runs.append(self._write_run(hashes, np.zeros(len(hashes), np.int32), [batch_id]))
         self._write_manifest(runs)
-        while len(runs) > 1 and runs[-2].rows < GROWTH * runs[-1].rows:
-            runs[-2:] = [self._merge(runs[-2], runs[-1])]
+        while full := _full_tier(runs):
+            runs = [run for run in runs if run not in full] + [self._merge(full)]
             self._write_manifest(runs)
         self._remove_unlisted(runs)
 
-    def _merge(self, older: Run, newer: Run) -> Run:
-        old_ids = json.loads((self.root / older.name / "ids.json").read_text())
-        new_ids = json.loads((self.root / newer.name / "ids.json").read_text())
-        hashes = np.concatenate([self._array(older, "hashes"), self._array(newer, "hashes")])
-        positions = np.concatenate([self._array(older, "batches"),
-                                    self._array(newer, "batches") + np.int32(len(old_ids))])
-        # a stable sort of two sorted runs is one merge pass (timsort finds the runs)
-        order = np.argsort(hashes, kind="stable")
-        return self._write_run(hashes[order], positions[order], old_ids + new_ids)
+    def _merge(self, runs: list[Run]) -> Run:
+        """One run of several: each sorted run is inserted into the merged ones (a
+        linear pass, no sort), and batch positions follow their hashes."""
+        hashes, positions, ids = np.empty(0, np.uint64), np.empty(0, np.int32), []
+        for run in runs:
+            more = self._array(run, "hashes")
+            at = np.searchsorted(hashes, more, side="right")
+            hashes = np.insert(hashes, at, more)
+            positions = np.insert(positions, at, self._array(run, "batches") + np.int32(len(ids)))
+            ids += json.loads((self.root / run.name / "ids.json").read_text())
+        return self._write_run(hashes, positions, ids)
 
     def _write_run(self, hashes: np.ndarray, positions: np.ndarray, ids: list[str]) -> Run:
         name = f"run-{uuid.uuid4().hex[:12]}"

@@ -66,6 +66,23 @@ def test_sending_a_file_again_adds_nothing(tmp_path):
     assert sorted(e["idempotency_key"] for e in events_of(lake)) == ["k1", "k2", "k3"]
 
 
+def test_a_duplicate_is_quarantined_with_its_fields_as_sent(tmp_path):
+    lake, catalog = Lake(tmp_path), shop("c1")
+    (first,) = run(lake, catalog, batch(tmp_path / "a.jsonl", ev("k1")))
+    # the same key later, written differently: another offset, and within the file too
+    (second,) = run(lake, catalog, batch(tmp_path / "b.jsonl", ev("k2"),
+                                         ev("k1", ts="2026-11-09T13:00:00+01:00"),
+                                         ev("k2", ts="2026-11-09T08:00:00-05:00")))
+    assert (second.accepted, second.duplicates) == (1, 2)
+    rows = lake.read_partition("quarantine", "batch_id", second.batch_id).to_pylist()
+    assert [(r["source_row"], r["idempotency_key"], r["raw_timestamp"], r["raw_customer_id"],
+             r["reject_detail"]) for r in rows] == [
+        (2, "k1", "2026-11-09T13:00:00+01:00", "c1",
+         f"already ingested in batch {first.batch_id}"),
+        (3, "k2", "2026-11-09T08:00:00-05:00", "c1", "first seen at b.jsonl:1"),
+    ]
+
+
 def test_keys_are_unique_per_customer(tmp_path):
     lake, catalog = Lake(tmp_path), shop("c1", "c2")
     run(lake, catalog, batch(tmp_path / "a.jsonl", ev("k1", customer="c1"),

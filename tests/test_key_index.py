@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.key_index import GROWTH, KeyIndex
+from storage.key_index import TIER, KeyIndex
 from storage.lake import Lake
 
 # Small hash values so that batches share some; batch sizes vary so runs merge unevenly.
@@ -32,20 +32,29 @@ def test_candidates_are_the_batches_holding_a_hash(tmp_path_factory, batches, pr
     assert hashes.tolist() == sorted(shared)
 
 
-def test_runs_merge_while_the_older_is_less_than_growth_times_the_newer(tmp_path):
+def test_runs_of_one_size_tier_merge_four_at_a_time(tmp_path):
     lake = Lake(tmp_path)
     index = KeyIndex(lake)
     index.reset()
-    # batches of 100 hashes: 1 run, merged with each next until the older run reaches
-    # GROWTH (4) times the newer: 100 -> 200 -> 300 -> 400, then 400 + 100 stay apart
-    for number in range(5):
+
+    def sizes():
+        manifest = json.loads((lake.table_dir("keys") / "manifest.json").read_text())
+        return [run["rows"] for run in manifest["runs"]]
+
+    # batches of 100 hashes (tier 3: 64 <= 100 < 256): the 4th makes one run of 400
+    # (tier 4: 256 <= 400 < 1024), the next three wait beside it
+    for number in range(7):
         index.add(f"b{number}", np.arange(number * 100, number * 100 + 100, dtype=np.uint64))
-    manifest = json.loads((lake.table_dir("keys") / "manifest.json").read_text())
-    assert GROWTH == 4
-    assert [run["rows"] for run in manifest["runs"]] == [400, 100]
+    assert TIER == 4 and sizes() == [400, 100, 100, 100]
+    # the 16th batch: four runs of 400, then one of 1,600
+    for number in range(7, 16):
+        index.add(f"b{number}", np.arange(number * 100, number * 100 + 100, dtype=np.uint64))
+    assert sizes() == [1600]
     # only the live runs and the manifest are left on disk
-    assert sorted(p.name for p in lake.table_dir("keys").iterdir()) == sorted(
-        [run["name"] for run in manifest["runs"]] + ["manifest.json"])
+    assert len(list(lake.table_dir("keys").iterdir())) == 2
+    # and every hash still names its batch
+    found, _ = index.candidates(np.array([0, 1599], np.uint64), "other")
+    assert found == {"b0", "b15"}
 
 
 def test_a_run_left_by_a_crash_is_not_read_and_is_removed(tmp_path):

@@ -1,66 +1,18 @@
 -- Check one raw batch: fields, timestamps, customers and numeric properties
--- (duplicate_keys.sql then checks the idempotency keys of the events that pass).
--- Tables: parquet_events     Parquet rows, every field as text (storage/sources.py)
---         csv_events         CSV records, and one row per unreadable file (file_error)
---         json_lines         JSON Lines: one row per line (blank lines are skipped here)
+-- (duplicate keys are found next, by storage/ingest.py and duplicate_keys.sql).
+-- Tables: raw_events         every raw event as text (raw_events.sql)
 --         customers          (customer_id, external_customer_id)
 -- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
 --             $numeric_keys       properties some metric reads as a number, sorted
 --             $closed_before      events before this UTC date fall in invoiced months
--- Result: temp table checked_batch, one row per raw event, reject_reason NULL for
--- events to keep (batch_events.sql and batch_rejects.sql read it in order), and
--- key_hash, the hash() of customer and key (storage/key_index.py).
+-- Result: one row per raw event, reject_reason NULL for events to keep: those first
+-- (storage/ingest.py takes them as a slice), in the order they are written (timestamp,
+-- then row: the same batch always gives the same files), then the rejected ones. With
+-- key_hash, the hash() of customer and key (storage/key_index.py). The raw fields are
+-- kept for rejected events only: a clean event has them parsed.
 -- Each event is checked on its own, in one pass: nothing here compares events.
 -- Timestamps without an offset are read as UTC.
-CREATE OR REPLACE TEMP TABLE checked_batch AS
-WITH json_events AS (
-    SELECT
-        source_file,
-        source_row,
-        CASE
-            WHEN NOT json_valid(line) THEN 'line is not valid JSON'
-            WHEN json_type(line) <> 'OBJECT' THEN 'line is not a JSON object'
-        END AS file_error,
-        e.event_name,
-        e."timestamp",
-        e.customer_id,
-        e.external_customer_id,
-        e.idempotency_key,
-        CAST(e.properties AS VARCHAR) AS properties
-    FROM (
-        -- one parse per line for every field (->> would parse the line once per field)
-        SELECT
-            *,
-            CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' THEN json_transform(
-                line, '{"event_name": "VARCHAR", "timestamp": "VARCHAR",
-                        "customer_id": "VARCHAR", "external_customer_id": "VARCHAR",
-                        "idempotency_key": "VARCHAR", "properties": "JSON"}')
-            END AS e
-        FROM json_lines
-        -- skip blank lines; trim() only where a line is short enough to be blank, as
-        -- trimming every line costs more than parsing it
-        WHERE strlen(line) > 16 OR trim(line) <> ''
-    )
-),
-all_events AS (
-    SELECT * FROM parquet_events
-    UNION ALL BY NAME SELECT * FROM csv_events
-    UNION ALL BY NAME SELECT * FROM json_events
-),
-raw AS (
-    SELECT
-        source_file,
-        source_row,
-        file_error,
-        nullif(trim(event_name), '') AS event_name,
-        "timestamp" AS raw_timestamp,
-        nullif(trim(customer_id), '') AS raw_customer_id,
-        nullif(trim(external_customer_id), '') AS raw_external_customer_id,
-        nullif(trim(idempotency_key), '') AS idempotency_key,
-        properties AS raw_properties
-    FROM all_events
-),
-resolved AS (
+WITH resolved AS (
     SELECT
         raw.*,
         TRY_CAST(raw.raw_timestamp AS TIMESTAMPTZ) AS "timestamp",
@@ -68,7 +20,7 @@ resolved AS (
         by_external.customer_id AS external_match,
         coalesce(by_id.customer_id, by_external.customer_id) AS customer_id,
         TRY_CAST(coalesce(raw.raw_properties, '{}') AS JSON) AS properties
-    FROM raw
+    FROM raw_events AS raw
     LEFT JOIN customers AS by_id ON by_id.customer_id = raw.raw_customer_id
     LEFT JOIN customers AS by_external
         ON by_external.external_customer_id = raw.raw_external_customer_id
@@ -112,12 +64,19 @@ checked AS (
     )
 )
 SELECT
-    source_file, source_row, event_name, raw_timestamp, "timestamp",
+    source_file, source_row, event_name, "timestamp",
     CAST("timestamp" AS DATE) AS event_date,
-    raw_customer_id, raw_external_customer_id, customer_id, idempotency_key,
+    customer_id, idempotency_key,
     hash(customer_id, idempotency_key) AS key_hash,
-    raw_properties, CAST(properties AS VARCHAR) AS properties,
+    CAST(properties AS VARCHAR) AS properties,
     problem AS reject_reason,
     CAST(NULL AS VARCHAR) AS reject_detail,
-    coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late
+    coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late,
+    -- carrying the raw text of every clean event through the sort costs a fifth of it
+    CASE WHEN problem IS NOT NULL THEN raw_timestamp END AS raw_timestamp,
+    CASE WHEN problem IS NOT NULL THEN raw_customer_id END AS raw_customer_id,
+    CASE WHEN problem IS NOT NULL THEN raw_external_customer_id END
+        AS raw_external_customer_id,
+    CASE WHEN problem IS NOT NULL THEN raw_properties END AS raw_properties
 FROM checked
+ORDER BY problem IS NOT NULL, "timestamp", source_row
