@@ -23,6 +23,7 @@ from pipelines import runner
 from pipelines.cli_billing import credits_group, invoices, month_option, rerate
 from pipelines.cli_export import export
 from pipelines.definitions import build_definitions
+from pipelines.ingest_api import serve
 from pipelines.issuing import issue_and_render
 from pipelines.resources import OrbStore
 from pipelines.summary import print_summary, summarize
@@ -113,9 +114,9 @@ def ingest(files: tuple[Path, ...], data_dir: Path) -> None:
     _print_batches(results)
 
 
-def _report(reports: list) -> None:
+def _report(reports: list, on: dg.DagsterInstance | None = None) -> None:
     """Tell the Dagster instance what a command changed, as a run would."""
-    on = runner.instance()
+    on = on or runner.instance()
     for report in reports:
         on.report_runless_asset_event(report)
 
@@ -130,6 +131,20 @@ def _print_batches(results) -> None:
         table.add_row(r.file, r.batch_id, r.status, str(r.rows), str(r.accepted),
                       str(r.rejected), str(r.duplicates), str(r.late))
     console.print(table)
+
+
+@main.command("serve-ingest")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Loopback only, unless ORB_INGEST_TOKEN is set.")
+@click.option("--port", default=8088, show_default=True)
+def serve_ingest(data_dir: Path, host: str, port: int) -> None:
+    """Serve Orb's POST /v1/ingest: each request is ingested as one batch."""
+    on = runner.instance()  # one instance for every request's report
+    try:
+        serve(data_dir, host, port, report=lambda results: _report(materializations(results), on))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.group()

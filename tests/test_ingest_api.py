@@ -1,0 +1,228 @@
+"""The HTTP ingestion endpoint (Orb's POST /v1/ingest): one batch per request."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+from pipelines.cli import main
+from pipelines.ingest_api import MAX_BODY_BYTES, create_app
+from storage.duck import connect
+from storage.lake import Lake
+
+NOW = datetime(2026, 11, 10, tzinfo=UTC)
+CATALOG = ("metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
+           "customers: [{id: c1, name: One}, {id: c2, name: Two, external_customer_id: ext-2}]\n")
+ORB_400 = "https://docs.withorb.com/reference/error-responses#400-request-validation-errors"
+
+
+def event(key, customer="c1", ts="2026-11-09T12:00:00Z", **fields):
+    return {"event_name": "api", "timestamp": ts, "customer_id": customer,
+            "idempotency_key": key, "properties": {"region": "eu"}, **fields}
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    monkeypatch.delenv("ORB_INGEST_TOKEN", raising=False)
+    monkeypatch.delenv("ORB_DATA_DIR", raising=False)
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "c.yaml").write_text(CATALOG)
+    return tmp_path
+
+
+@pytest.fixture
+def client(data):
+    return TestClient(create_app(data, clock=lambda: NOW))
+
+
+def lake_events(root):
+    """(key, customer, timestamp) of every event in the lake, by key."""
+    files = Lake(root).all_files("events")
+    if not files:
+        return []
+    return connect().sql(
+        "SELECT idempotency_key, customer_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%SZ') "
+        "FROM read_parquet($files) ORDER BY 1", params={"files": files}).fetchall()
+
+
+def post(client, *events, debug=True):
+    return client.post("/v1/ingest", params={"debug": "true"} if debug else {},
+                       json={"events": list(events)})
+
+
+def test_bad_events_fail_validation_and_the_others_are_ingested_once(client, data):
+    request = [event("k1"), event("k2", customer="c9"),
+               event("k3", customer=None, external_customer_id="ext-2")]
+    first = post(client, *request)
+    # Orb answers 200 only when validation_failed is empty.
+    assert first.status_code == 400
+    body = first.json()
+    assert body["type"] == ORB_400
+    assert body["validation_failed"] == [
+        {"idempotency_key": "k2", "validation_errors": ["unknown customer_id"]}]
+    assert body["debug"] == {"duplicate": [], "ingested": ["k1", "k3"]}
+    assert lake_events(data) == [("k1", "c1", "2026-11-09T12:00:00Z"),
+                                 ("k3", "c2", "2026-11-09T12:00:00Z")]
+
+    again = post(client, *request)  # the same bytes: the same batch, already ingested
+    assert again.headers["X-Orb-Batch-Id"] == first.headers["X-Orb-Batch-Id"]
+    assert again.status_code == 400
+    assert again.json()["validation_failed"] == body["validation_failed"]
+    assert again.json()["debug"] == {"duplicate": ["k1", "k3"], "ingested": []}
+    assert len(lake_events(data)) == 2
+
+    quiet = post(client, *request, debug=False)
+    assert quiet.json()["debug"] is None
+
+
+def test_a_key_already_ingested_is_a_duplicate_not_a_failure(client, data):
+    first = post(client, event("k1"), event("k2"))
+    assert first.status_code == 200
+    assert first.json() == {"validation_failed": [],
+                            "debug": {"duplicate": [], "ingested": ["k1", "k2"]}}
+    # another request (other bytes) reusing k2, with another timestamp, and k4 twice
+    second = post(client, event("k2", ts="2026-11-09T13:00:00Z"), event("k3"), event("k4"),
+                  event("k4"))
+    assert second.status_code == 200
+    assert second.headers["X-Orb-Batch-Id"] != first.headers["X-Orb-Batch-Id"]
+    assert second.json() == {"validation_failed": [],
+                             "debug": {"duplicate": ["k2", "k4"], "ingested": ["k3", "k4"]}}
+    # k2 keeps the first request's timestamp
+    assert lake_events(data) == [("k1", "c1", "2026-11-09T12:00:00Z"),
+                                 ("k2", "c1", "2026-11-09T12:00:00Z"),
+                                 ("k3", "c1", "2026-11-09T12:00:00Z"),
+                                 ("k4", "c1", "2026-11-09T12:00:00Z")]
+
+
+def test_each_new_batch_is_reported_and_a_failed_report_does_not_fail_the_request(data):
+    reported = []
+
+    def report(results):
+        reported.extend((r.status, r.accepted, r.days) for r in results)
+        raise RuntimeError("the Dagster instance is down")
+
+    client = TestClient(create_app(data, clock=lambda: NOW, report=report))
+    assert post(client, event("k1")).status_code == 200
+    assert post(client, event("k1")).status_code == 200  # already ingested: nothing new
+    assert reported == [("ingested", 1, [date(2026, 11, 9)])]
+
+
+def test_at_most_500_events_per_request(client, data):
+    too_many = post(client, *(event(f"k{i}") for i in range(501)))
+    assert too_many.status_code == 400
+    assert too_many.json()["validation_errors"] == [
+        "events: Value error, at most 500 events per request, got 501: split the request, "
+        "or land a file instead"]
+    assert lake_events(data) == []
+    full = post(client, *(event(f"k{i}") for i in range(500)))
+    assert full.status_code == 200 and len(full.json()["debug"]["ingested"]) == 500
+    assert len(lake_events(data)) == 500
+
+
+@pytest.mark.parametrize(("body", "errors"), [
+    (b'{"events": [', ["body: Invalid JSON: EOF while parsing a list at line 1 column 12"]),
+    (b'[]', ["body: Input should be an object"]),
+    (b'{"events": []}', ["events: List should have at least 1 item after validation, not 0"]),
+    (json.dumps({"events": [event("k1"), {k: v for k, v in event("k2").items()
+                                          if k != "idempotency_key"}]}).encode(),
+     ["events.1.idempotency_key: Field required"]),
+    (json.dumps({"events": [event("k1", properties=[1]), event("k2", customerId="c1")]})
+     .encode(), ["events.0.properties: Input should be an object",
+                 "events.1.customerId: Extra inputs are not permitted"]),
+    (b'{"events": [{"event_name": "api", "timestamp": "2026-11-09T12:00:00Z", '
+     b'"customer_id": "c1", "idempotency_key": "k1", "properties": {"n": NaN}}]}',
+     ["events.0.properties: Value error, numbers must be finite (no NaN or Infinity)"]),
+])
+def test_a_malformed_body_is_refused_naming_what_is_wrong(client, data, body, errors):
+    response = client.post("/v1/ingest", content=body,
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["validation_errors"] == errors
+    assert not Lake(data).all_files("batches")
+
+
+def test_a_body_over_the_limit_is_refused(client, data):
+    response = client.post("/v1/ingest", content=b" " * (MAX_BODY_BYTES + 1))
+    assert response.status_code == 413
+    assert not Lake(data).all_files("batches")
+
+
+def test_the_token_is_required_when_set(data, monkeypatch):
+    monkeypatch.setenv("ORB_INGEST_TOKEN", "s3cret-token")
+    client = TestClient(create_app(data, clock=lambda: NOW))
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+        refused = client.post("/v1/ingest", json={"events": [event("k1")]}, headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+        assert refused.json()["title"] == "Authentication failure"
+        assert "s3cret" not in refused.text
+    assert lake_events(data) == []
+    accepted = client.post("/v1/ingest", json={"events": [event("k1")]},
+                           headers={"Authorization": "Bearer s3cret-token"})
+    assert accepted.status_code == 200 and len(lake_events(data)) == 1
+
+
+def test_a_server_error_answers_in_orbs_format_without_the_cause(data):
+    (data / "catalog" / "c.yaml").write_text("customers: [{id: c1, name: One}, {id: c1}]\n")
+    client = TestClient(create_app(data, clock=lambda: NOW), raise_server_exceptions=False)
+    response = post(client, event("k1"))
+    assert response.status_code == 500
+    assert response.json() == {"type": "about:blank", "status": 500,
+                               "title": "Internal server error",
+                               "detail": "ingestion failed; the server log has the cause"}
+
+
+def test_serve_ingest_refuses_a_public_address_without_a_token(data):
+    result = CliRunner().invoke(main, ["serve-ingest", "--data-dir", str(data),
+                                       "--host", "0.0.0.0"])
+    assert result.exit_code == 1
+    assert "listen on 127.0.0.1 or ::1, or set ORB_INGEST_TOKEN" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_orb_serve_ingest_over_http(data, tmp_path):
+    port, log = _free_port(), tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["ORB_INGEST_TOKEN"] = "t0ken"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "serve-ingest", "--data-dir", str(data),
+             "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"orb serve-ingest did not start: {log.read_text()}") from None
+                time.sleep(0.5)
+        ts = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/ingest?debug=true", method="POST",
+            data=json.dumps({"events": [event("k1", ts=ts)]}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer t0ken"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+            assert json.load(response) == {"validation_failed": [],
+                                           "debug": {"duplicate": [], "ingested": ["k1"]}}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert lake_events(data) == [("k1", "c1", ts)]
+    assert "Traceback" not in log.read_text()  # the Dagster report went through too
