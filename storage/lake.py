@@ -73,13 +73,14 @@ class Lake:
         return self.write_file(table, key, value, PARTITION_FILE, rows)
 
     def write_file(self, table: str, key: str, value: object, name: str,
-                   rows: pa.Table) -> Path:
+                   rows: pa.Table, **parquet_options: object) -> Path:
         """Atomically replace one file of a partition (tables written batch by batch
-        keep one file per batch in each partition)."""
+        keep one file per batch in each partition). ``parquet_options`` go to
+        ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries."""
         target = self.table_dir(table) / f"{key}={value}" / name
         # zstd at its fastest level: most of the size win of zstd for little CPU.
         return write_atomically(target, lambda scratch: pq.write_table(
-            rows, scratch, compression="zstd", compression_level=1))
+            rows, scratch, compression="zstd", compression_level=1, **parquet_options))
 
     def read_partition(self, table: str, key: str, value: object) -> pa.Table:
         path = self.partition_file(table, key, value)
