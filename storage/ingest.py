@@ -24,6 +24,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -103,6 +104,12 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     # batches commit in order.
     with lake.lock("ingest"), ThreadPoolExecutor(max_workers=1) as writer:
         _ensure_key_index(con, lake)
+        index = KeyIndex(lake)
+        # Holding every key in memory costs a pass over the index and pays for itself
+        # once the files add about half as many events as the lake holds.
+        coming = _expected_events(files)
+        if coming >= index.rows() / 2:
+            index.hold_in_memory(coming)
         in_flight: tuple[str, Path, Future[BatchResult]] | None = None
 
         def land() -> None:
@@ -124,12 +131,23 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
             raw = lake.keep_raw(path, batch_id)
             checked = _check(con, lake, catalog, raw, now, window)
             land()
-            settled = _settle(con, lake, batch_id, raw.name, checked, "ingested")
-            writing = writer.submit(_write, lake, settled, now)
+            settled = _settle(con, lake, index, batch_id, raw.name, checked, "ingested")
+            writing = writer.submit(_write, lake, index, settled, now)
             results.append(writing)
             in_flight = (batch_id, path, writing)
         land()
     return [r.result() if isinstance(r, Future) else r for r in results]
+
+
+def _expected_events(files: list[Path]) -> int:
+    """About how many events the files hold: Parquet says; a text file is guessed from
+    its size (an event takes well over 50 bytes of JSON or CSV)."""
+    total = 0
+    for path in files:
+        with suppress(OSError, pa.ArrowInvalid):  # unreadable: the check reports it
+            total += (pq.read_metadata(path).num_rows if path.suffix.lower() == ".parquet"
+                      else path.stat().st_size // 50)
+    return total
 
 
 def _release(lake: Lake, path: Path, progress: Callable[[Path], None] | None) -> None:
@@ -148,7 +166,9 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
         _ensure_key_index(con, lake)
         raw = lake.raw_file(batch_id)
         checked = _check(con, lake, catalog, raw, now, window)
-        return _write(lake, _settle(con, lake, batch_id, raw.name, checked, "replayed"), now)
+        index = KeyIndex(lake)
+        settled = _settle(con, lake, index, batch_id, raw.name, checked, "replayed")
+        return _write(lake, index, settled, now)
 
 
 def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
@@ -202,14 +222,14 @@ class _Settled:
     hashes: np.ndarray  # the clean events' key hashes, sorted, for the key index
 
 
-def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str, file: str,
-            checked: pa.Table, status: str) -> _Settled:
+def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
+            file: str, checked: pa.Table, status: str) -> _Settled:
     """Find the checked batch's duplicate keys and split it (uses DuckDB: call it from
     the thread that owns the connection)."""
     # check_batch.sql puts the events that passed first: a slice, not a copy
     passed = checked.slice(0, checked["reject_reason"].null_count)
     hashes = np.sort(passed["key_hash"].to_numpy())
-    duplicates = _duplicates(con, lake, KeyIndex(lake), batch_id, passed, hashes)
+    duplicates = _duplicates(con, lake, index, batch_id, passed, hashes)
     dropped = _dropped(passed, duplicates)
     if dropped is not None:
         hashes = np.sort(passed["key_hash"].to_numpy()[~dropped])
@@ -238,12 +258,12 @@ def _by_day(passed: pa.Table, events: pa.Table,
     return pieces
 
 
-def _write(lake: Lake, settled: _Settled, now: datetime) -> BatchResult:
+def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> BatchResult:
     """Write a settled batch's events, keys and quarantine, then commit it (no DuckDB:
     this runs beside the next batch's check)."""
     batch_id, rejected = settled.batch_id, settled.rejected
     _write_events(lake, batch_id, settled.days)
-    KeyIndex(lake).add(batch_id, settled.hashes)
+    index.add(batch_id, settled.hashes)
     lake.write_partition("quarantine", "batch_id", batch_id, rejected)
     accepted = sum(len(piece) for _, piece in settled.days)
     result = BatchResult(

@@ -14,11 +14,15 @@ batches = st.lists(st.lists(st.integers(0, 60), max_size=40), min_size=1, max_si
 
 
 @settings(max_examples=60, deadline=None)
-@given(batches=batches, probe=st.lists(st.integers(0, 70), max_size=30))
-def test_candidates_are_the_batches_holding_a_hash(tmp_path_factory, batches, probe):
+@given(batches=batches, probe=st.lists(st.integers(0, 70), max_size=30),
+       in_memory=st.booleans())
+def test_candidates_are_the_batches_holding_a_hash(tmp_path_factory, batches, probe,
+                                                   in_memory):
     index = KeyIndex(Lake(tmp_path_factory.mktemp("lake")))
     index.reset()
     for number, hashes in enumerate(batches):
+        if in_memory and number == len(batches) // 2:
+            index.hold_in_memory(0)  # built from the runs so far, then kept up to date
         index.add(f"b{number}", np.sort(np.array(hashes, np.uint64)))
     # the batch probing is "b0": its own hashes are never candidates
     holders = {h: {f"b{n}" for n, hs in enumerate(batches) if h in hs} - {"b0"} for h in probe}
@@ -32,7 +36,7 @@ def test_candidates_are_the_batches_holding_a_hash(tmp_path_factory, batches, pr
     assert hashes.tolist() == sorted(shared)
 
 
-def test_runs_of_one_size_tier_merge_four_at_a_time(tmp_path):
+def test_runs_of_one_size_tier_merge_sixteen_at_a_time(tmp_path):
     lake = Lake(tmp_path)
     index = KeyIndex(lake)
     index.reset()
@@ -41,20 +45,26 @@ def test_runs_of_one_size_tier_merge_four_at_a_time(tmp_path):
         manifest = json.loads((lake.table_dir("keys") / "manifest.json").read_text())
         return [run["rows"] for run in manifest["runs"]]
 
-    # batches of 100 hashes (tier 3: 64 <= 100 < 256): the 4th makes one run of 400
-    # (tier 4: 256 <= 400 < 1024), the next three wait beside it
-    for number in range(7):
-        index.add(f"b{number}", np.arange(number * 100, number * 100 + 100, dtype=np.uint64))
-    assert TIER == 4 and sizes() == [400, 100, 100, 100]
-    # the 16th batch: four runs of 400, then one of 1,600
-    for number in range(7, 16):
-        index.add(f"b{number}", np.arange(number * 100, number * 100 + 100, dtype=np.uint64))
+    def add(numbers):
+        for number in numbers:
+            index.add(f"b{number}", np.arange(number * 100, number * 100 + 100,
+                                              dtype=np.uint64))
+
+    # batches of 100 hashes (tier 1: 16 <= 100 < 256): fifteen wait side by side, the
+    # 16th makes one run of 1,600 (tier 2: 256 <= 1,600 < 4,096)
+    assert TIER == 16
+    add(range(15))
+    assert sizes() == [100] * 15
+    add([15])
     assert sizes() == [1600]
+    # 17 more: one more run of 1,600 and one of 100 beside the first
+    add(range(16, 33))
+    assert sizes() == [1600, 1600, 100]
     # only the live runs and the manifest are left on disk
-    assert len(list(lake.table_dir("keys").iterdir())) == 2
+    assert len(list(lake.table_dir("keys").iterdir())) == 4
     # and every hash still names its batch
-    found, _ = index.candidates(np.array([0, 1599], np.uint64), "other")
-    assert found == {"b0", "b15"}
+    found, _ = index.candidates(np.array([0, 3299], np.uint64), "other")
+    assert found == {"b0", "b32"}
 
 
 def test_a_run_left_by_a_crash_is_not_read_and_is_removed(tmp_path):
