@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -102,7 +103,8 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     # DuckDB and the Parquet writer each keep both cores busy only part of the time. A
     # batch's keys are in the key index before the next batch's keys are looked up, and
     # batches commit in order.
-    with lake.lock("ingest"), ThreadPoolExecutor(max_workers=1) as writer:
+    with (lake.lock("ingest"), ThreadPoolExecutor(max_workers=1) as writer,
+          ThreadPoolExecutor(max_workers=1) as reader):
         _ensure_key_index(con, lake)
         index = KeyIndex(lake)
         # Holding every key in memory costs a pass over the index and pays for itself
@@ -120,8 +122,8 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                 writing.result()
                 _release(lake, landed, progress)
 
-        for path in files:
-            batch_id = batch_id_of(path)
+        # each file's content hash is taken ahead, while earlier files are checked
+        for path, batch_id in zip(files, reader.map(batch_id_of, files), strict=True):
             if in_flight and in_flight[0] == batch_id:  # the same file twice in one call
                 land()
             if lake.partition_file("batches", "batch_id", batch_id).exists():
@@ -228,17 +230,22 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     the thread that owns the connection)."""
     # check_batch.sql puts the events that passed first: a slice, not a copy
     passed = checked.slice(0, checked["reject_reason"].null_count)
-    hashes = np.sort(passed["key_hash"].to_numpy())
+    hashes = _sorted(passed["key_hash"].to_numpy())
     duplicates = _duplicates(con, lake, index, batch_id, passed, hashes)
     dropped = _dropped(passed, duplicates)
     if dropped is not None:
-        hashes = np.sort(passed["key_hash"].to_numpy()[~dropped])
+        hashes = _sorted(passed["key_hash"].to_numpy()[~dropped])
     con.register("checked_batch", checked)
     con.register("duplicate_rows", duplicates)
     rejected = con.sql(load_sql("batch_rejects"), params={"batch_id": batch_id}).to_arrow_table()
     events = passed.append_column(
         "batch_id", pa.repeat(batch_id, len(passed)).cast(pa.string())).select(EVENT_COLUMNS)
     return _Settled(batch_id, file, status, _by_day(passed, events, dropped), rejected, hashes)
+
+
+def _sorted(hashes: np.ndarray) -> np.ndarray:
+    # polars sorts on every core: a third of numpy's time for a batch's hashes
+    return pl.Series(hashes).sort().to_numpy()
 
 
 def _by_day(passed: pa.Table, events: pa.Table,
@@ -309,7 +316,7 @@ def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
             hashes = con.read_parquet(files).select(duckdb.FunctionExpression(
                 "hash", duckdb.ColumnExpression("customer_id"),
                 duckdb.ColumnExpression("idempotency_key")).alias("key_hash"))
-            index.add(batch_id, np.sort(hashes.to_arrow_table()["key_hash"].to_numpy()))
+            index.add(batch_id, _sorted(hashes.to_arrow_table()["key_hash"].to_numpy()))
 
 
 def _write_events(lake: Lake, batch_id: str, days: list[tuple[date, pa.Table]]) -> None:
