@@ -1,10 +1,14 @@
 """Ingest N generated events and time ingestion, dedup and metric aggregation.
 
     .venv/bin/python bench/ingest_bench.py --events 10000000 --files 10 [--format jsonl]
+        [--resend 0.01]
 
 Generates N events for 10,000 customers in F files of the chosen format (into
---dir, default bench_data/, which is not committed), ingests them with the
-pipeline's batch ingestion, then over the resulting lake times:
+--dir, default bench_data/, which is not committed); with --resend, that share of
+each file after the first repeats events of the file before (a producer retrying), so
+ingestion must find them as duplicates. It ingests the files with the pipeline's batch
+ingestion, in a fresh process as `orb ingest` or a Dagster run would (not in this one,
+whose memory the generator has just churned), then over the resulting lake times:
 
 - scan floor: ``SELECT sum(source_row)`` over the event files, the least any query
   that reads every event can cost;
@@ -20,7 +24,10 @@ Set ORB_DUCKDB_MEMORY_LIMIT to cap DuckDB's memory (it spills to disk beyond it)
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,11 +82,12 @@ def catalog() -> Catalog:
     })
 
 
-def generate(folder: Path, events: int, files: int, fmt: str, seed: int = 7) -> list[Path]:
+def generate(folder: Path, events: int, files: int, fmt: str, resend: float = 0.0,
+             seed: int = 7) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     per_file = events // files
-    paths = []
+    paths, previous = [], None
     for index in range(files):
         n = per_file if index < files - 1 else events - per_file * (files - 1)
         offset = index * per_file
@@ -97,6 +105,10 @@ def generate(folder: Path, events: int, files: int, fmt: str, seed: int = 7) -> 
             idempotency_key=pl.format("k{}", pl.int_range(pl.len()) + offset),
             tokens=pl.col("tokens"),
         )
+        if previous is not None and resend:
+            repeated = int(n * resend)
+            frame = pl.concat([previous.head(repeated), frame.slice(repeated)])
+        previous = frame
         path = folder / f"batch-{index:04d}.{'parquet' if fmt == 'parquet' else 'jsonl'}"
         if fmt == "parquet":
             frame.with_columns(properties=pl.format('{{"tokens": {}}}', pl.col("tokens"))) \
@@ -122,31 +134,47 @@ def timed(con, sql: str, **params) -> float:
     return time.perf_counter() - started
 
 
+def ingest(lake: Lake, sources: list[Path], events: int) -> None:
+    started = time.perf_counter()
+    results = ingest_files(connect(), lake, catalog(), sources,
+                           START + timedelta(days=31), Window(max_age=timedelta(days=3650)))
+    ingest_s = time.perf_counter() - started
+    print(f"ingest:     {ingest_s:8.1f} s  {events / ingest_s:12,.0f} events/s  "
+          f"({sum(r.accepted for r in results):,} accepted, "
+          f"{sum(r.duplicates for r in results):,} duplicates, "
+          f"{sum(r.rejected for r in results):,} rejected in all)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    parser.add_argument("--resend", type=float, default=0.0,
+                        help="share of each file after the first repeating the file before")
     parser.add_argument("--dir", type=Path, default=Path("bench_data"))
     parser.add_argument("--measure-only", action="store_true",
                         help="skip generating and ingesting: measure the lake in --dir")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="only ingest the files generated in --dir (how the bench runs "
+                             "the ingestion, in a process of its own)")
     args = parser.parse_args()
 
     lake = Lake(args.dir / "lake")
+    if args.ingest_only:
+        ingest(lake, sorted((args.dir / "sources").iterdir()), args.events)
+        return
     if not args.measure_only:
         shutil.rmtree(args.dir, ignore_errors=True)
         started = time.perf_counter()
-        sources = generate(args.dir / "sources", args.events, args.files, args.format)
+        sources = generate(args.dir / "sources", args.events, args.files, args.format,
+                           args.resend)
         print(f"generated {args.events:,} events in {args.files} {args.format} files "
               f"({sum(p.stat().st_size for p in sources) / 1e9:.2f} GB) "
-              f"in {time.perf_counter() - started:.1f} s")
-        started = time.perf_counter()
-        results = ingest_files(connect(), lake, catalog(), sources,
-                               START + timedelta(days=31), Window(max_age=timedelta(days=3650)))
-        ingest_s = time.perf_counter() - started
-        print(f"ingest:     {ingest_s:8.1f} s  {args.events / ingest_s:12,.0f} events/s  "
-              f"({sum(r.accepted for r in results):,} accepted, "
-              f"{sum(r.rejected for r in results):,} rejected)")
+              f"in {time.perf_counter() - started:.1f} s", flush=True)
+        os.sync()  # the generated files' write-back is not the ingestion's
+        subprocess.run([sys.executable, __file__, "--ingest-only", "--events", str(args.events),
+                        "--dir", str(args.dir)], check=True)
 
     files = lake.all_files("events")
     con = connect()

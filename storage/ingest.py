@@ -212,6 +212,25 @@ def _closed_before(lake: Lake) -> date | None:
     return periods.add_months(max(months), 1) if months else None
 
 
+@dataclass(frozen=True)
+class _Day:
+    """One day's clean events of a batch: a slice of its rows, less the duplicates
+    ``keep`` leaves out (filtered while writing, off the main thread: a copy of the day)."""
+
+    day: date
+    events: pa.Table
+    keep: np.ndarray | None  # None: every row
+
+    def count(self, column: str | None = None) -> int:
+        """How many events are kept, or how many of them have ``column`` true."""
+        values = (np.ones(len(self.events), bool) if column is None
+                  else self.events[column].to_numpy(zero_copy_only=False))
+        return int(np.count_nonzero(values if self.keep is None else values[self.keep]))
+
+    def kept(self) -> pa.Table:
+        return self.events if self.keep is None else self.events.filter(self.keep)
+
+
 @dataclass
 class _Settled:
     """A checked batch, split into what it adds to the lake and what it quarantines."""
@@ -219,7 +238,7 @@ class _Settled:
     batch_id: str
     file: str
     status: str
-    days: list[tuple[date, pa.Table]]  # each day's clean events, in the order written
+    days: list[_Day]  # each day's clean events, in the order written
     rejected: pa.Table  # quarantine rows
     hashes: np.ndarray  # the clean events' key hashes, sorted, for the key index
 
@@ -248,21 +267,18 @@ def _sorted(hashes: np.ndarray) -> np.ndarray:
     return pl.Series(hashes).sort().to_numpy()
 
 
-def _by_day(passed: pa.Table, events: pa.Table,
-            dropped: np.ndarray | None) -> list[tuple[date, pa.Table]]:
-    """Each day's events, less duplicates (copied only on the days that have some)."""
+def _by_day(passed: pa.Table, events: pa.Table, dropped: np.ndarray | None) -> list[_Day]:
+    """Each day's events, with which of them to keep when some are duplicates."""
     # Rows are sorted by timestamp, so each day is one run of event_date.
     runs = pc.run_end_encode(passed["event_date"].combine_chunks())
-    pieces = []
+    days = []
     start = 0
     for day, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
-        piece = events.slice(start, end - start)
-        if dropped is not None and dropped[start:end].any():
-            piece = piece.filter(pa.array(~dropped[start:end]))
-        if len(piece):
-            pieces.append((day, piece))
+        keep = None if dropped is None or not dropped[start:end].any() else ~dropped[start:end]
+        if keep is None or keep.any():
+            days.append(_Day(day, events.slice(start, end - start), keep))
         start = end
-    return pieces
+    return days
 
 
 def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> BatchResult:
@@ -272,14 +288,14 @@ def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> Bat
     _write_events(lake, batch_id, settled.days)
     index.add(batch_id, settled.hashes)
     lake.write_partition("quarantine", "batch_id", batch_id, rejected)
-    accepted = sum(len(piece) for _, piece in settled.days)
+    accepted = sum(day.count() for day in settled.days)
     result = BatchResult(
         batch_id, settled.file, settled.status, rows=accepted + len(rejected),
         accepted=accepted, rejected=len(rejected),
         duplicates=pc.sum(pc.equal(rejected["reject_reason"], "duplicate idempotency_key"))
         .as_py() or 0,
-        late=sum(pc.sum(piece["late"]).as_py() or 0 for _, piece in settled.days),
-        days=[day for day, _ in settled.days])
+        late=sum(day.count("late") for day in settled.days),
+        days=[day.day for day in settled.days])
     _commit(lake, result, now)
     return result
 
@@ -319,18 +335,17 @@ def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
             index.add(batch_id, _sorted(hashes.to_arrow_table()["key_hash"].to_numpy()))
 
 
-def _write_events(lake: Lake, batch_id: str, days: list[tuple[date, pa.Table]]) -> None:
+def _write_events(lake: Lake, batch_id: str, days: list[_Day]) -> None:
     """One file per day for the batch's clean events."""
     # A replay may drop days this batch wrote before: remove its files there first.
-    written = {day for day, _ in days}
+    written = {day.day for day in days}
     for stale in lake.batch_files("events", batch_id):
         if date.fromisoformat(Lake.partition_value(stale)) not in written:
             stale.unlink()
 
     # Writing compresses in pyarrow, which releases the GIL: one day per core.
-    def write(day_events: tuple[date, pa.Table]) -> None:
-        day, events = day_events
-        lake.write_file("events", "event_date", day, f"{batch_id}.parquet", events,
+    def write(day: _Day) -> None:
+        lake.write_file("events", "event_date", day.day, f"{batch_id}.parquet", day.kept(),
                         **EVENT_ENCODING)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:

@@ -114,7 +114,7 @@ class KeyIndex:
         """The other batches holding any of ``hashes`` (sorted uint64), and the hashes
         found there."""
         batches: set[str] = set()
-        found: list[np.uint64] = []
+        found = [np.empty(0, np.uint64)]
         if self._set is not None:
             # the set says which hashes are anywhere; only those are looked up in runs
             hashes = hashes[self._set.contains(hashes)]
@@ -132,14 +132,14 @@ class KeyIndex:
             # a hash may repeat in a run (two batches, or a replay): take all its rows
             values = np.unique(hashes[hits])
             starts = np.searchsorted(stored, values, side="left")
-            ends = np.searchsorted(stored, values, side="right")
-            for value, start, end in zip(values, starts, ends, strict=True):
-                # a replayed batch finds its own earlier keys: those are no duplicates
-                others = {ids[i] for i in positions[start:end]} - {batch_id}
-                if others:
-                    batches |= others
-                    found.append(value)
-        return batches, np.unique(np.array(found, dtype=np.uint64))
+            counts = np.searchsorted(stored, values, side="right") - starts
+            rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            owners = positions[rows]
+            # a replayed batch finds its own earlier keys: those are no duplicates
+            others = owners != (ids.index(batch_id) if batch_id in ids else -1)
+            batches |= {ids[owner] for owner in np.unique(owners[others])}
+            found.append(np.repeat(values, counts)[others])
+        return batches, np.unique(np.concatenate(found))
 
     def shared(self) -> tuple[set[str], np.ndarray]:
         """Hashes held by more than one batch, and those batches: where the whole lake
