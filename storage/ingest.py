@@ -21,6 +21,7 @@ every file it writes is replaced whole, with the same content. Replaying a batch
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
@@ -88,11 +89,13 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     Files taken from the landing folder are removed from it once their batch is
     committed: the copy in raw/ is the record of what was received."""
     results: list[BatchResult | Future[BatchResult]] = []
-    # Each batch's files are written in the background while the next batch is checked:
-    # DuckDB and the Parquet writer each keep both cores busy only part of the time. A
-    # batch's keys are in the key index before the next batch's keys are looked up, and
-    # batches commit in order.
+    # Three batches are in hand at once: the next one is checked (DuckDB, on a
+    # connection of its own), this one's keys are compared with the lake's, and the
+    # previous one's files are written (pyarrow). Each step keeps both cores busy only
+    # part of the time. A batch's keys are in the key index before the next batch's are
+    # looked up, and batches commit in order.
     with (lake.lock("ingest"), ThreadPoolExecutor(max_workers=1) as writer,
+          ThreadPoolExecutor(max_workers=1) as checker,
           ThreadPoolExecutor(max_workers=1) as reader):
         _ensure_key_index(con, lake)
         index = KeyIndex(lake)
@@ -102,6 +105,22 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
         if coming >= index.rows() / 2:
             index.hold_in_memory(coming)
         in_flight: tuple[str, Path, Future[BatchResult]] | None = None
+        checking_con = con.cursor()
+        # each file's content hash is taken ahead, while earlier files are checked
+        ahead = iter(zip(files, reader.map(batch_id_of, files), strict=True))
+        queued: deque[tuple[Path, str, Path | None, Future[pa.Table] | None]] = deque()
+
+        def queue_next() -> None:
+            """Start checking the next file, unless it is already in the lake."""
+            if (item := next(ahead, None)) is None:
+                return
+            path, batch_id = item
+            if lake.partition_file("batches", "batch_id", batch_id).exists():
+                queued.append((path, batch_id, None, None))
+                return
+            raw = lake.keep_raw(path, batch_id)
+            queued.append((path, batch_id, raw, checker.submit(
+                _check, checking_con, lake, catalog, raw, now, window)))
 
         def land() -> None:
             nonlocal in_flight
@@ -111,18 +130,21 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                 writing.result()
                 _release(lake, landed, progress)
 
-        # each file's content hash is taken ahead, while earlier files are checked
-        for path, batch_id in zip(files, reader.map(batch_id_of, files), strict=True):
+        queue_next()
+        while queued:
+            path, batch_id, raw, checking = queued.popleft()
+            queue_next()
             if in_flight and in_flight[0] == batch_id:  # the same file twice in one call
                 land()
-            if lake.partition_file("batches", "batch_id", batch_id).exists():
+            if raw is None or lake.partition_file("batches", "batch_id", batch_id).exists():
+                if checking:
+                    checking.result()
                 results.append(BatchResult(batch_id, path.name, "already ingested"))
                 _release(lake, path, progress)
                 continue
-            raw = lake.keep_raw(path, batch_id)
-            checked = _check(con, lake, catalog, raw, now, window)
+            checked = checking.result()
             land()
-            settled = _settle(con, lake, index, batch_id, raw.name, checked, "ingested")
+            settled = _settle(con, lake, index, batch_id, raw, checked, "ingested")
             writing = writer.submit(_write, lake, index, settled, now)
             results.append(writing)
             in_flight = (batch_id, path, writing)
@@ -158,7 +180,7 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
         raw = lake.raw_file(batch_id)
         checked = _check(con, lake, catalog, raw, now, window)
         index = KeyIndex(lake)
-        settled = _settle(con, lake, index, batch_id, raw.name, checked, "replayed")
+        settled = _settle(con, lake, index, batch_id, raw, checked, "replayed")
         return _write(lake, index, settled, now)
 
 
@@ -214,7 +236,7 @@ class _Settled:
 
 
 def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
-            file: str, checked: pa.Table, status: str) -> _Settled:
+            raw: Path, checked: pa.Table, status: str) -> _Settled:
     """Find the checked batch's duplicate keys and split it (uses DuckDB: call it from
     the thread that owns the connection)."""
     # check_batch.sql puts the events that passed first: a slice, not a copy
@@ -226,10 +248,13 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
         hashes = _sorted(passed["key_hash"].to_numpy()[~dropped])
     con.register("checked_batch", checked)
     con.register("duplicate_rows", duplicates)
+    # the raw file is read again only for the fields of duplicates, if there are any
+    _register_raw_events(con, [raw] if len(duplicates) else [], raw.parent)
     rejected = con.sql(load_sql("batch_rejects"), params={"batch_id": batch_id}).to_arrow_table()
     events = passed.append_column(
         "batch_id", pa.repeat(batch_id, len(passed)).cast(pa.string())).select(EVENT_COLUMNS)
-    return _Settled(batch_id, file, status, by_day(passed, events, dropped), rejected, hashes)
+    return _Settled(batch_id, raw.name, status, by_day(passed, events, dropped), rejected,
+                    hashes)
 
 
 def _sorted(hashes: np.ndarray) -> np.ndarray:
@@ -260,18 +285,24 @@ def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Pa
            now: datetime, window: Window) -> pa.Table:
     """Every raw event with its reject_reason (null: keep), each checked on its own
     (duplicate keys are found next), in the order clean events are written."""
-    sources = read_landing([raw], raw.parent)
-    parquet_relation(con, sources.parquet, raw.parent).create_view("parquet_events", replace=True)
-    con.register("csv_events", sources.records)
-    con.register("json_lines", sources.json_lines)
+    _register_raw_events(con, [raw], raw.parent)
     con.register("customers", customers_table(catalog))
-    con.execute(load_sql("raw_events"))
     return con.sql(load_sql("check_batch"), params={
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
         "numeric_keys": numeric_properties([m.sql for m in catalog.metrics]),
     }).to_arrow_table()
+
+
+def _register_raw_events(con: duckdb.DuckDBPyConnection, files: list[Path],
+                         folder: Path) -> None:
+    """View raw_events (raw_events.sql) over the raw files (none: an empty view)."""
+    sources = read_landing(files, folder)
+    parquet_relation(con, sources.parquet, folder).create_view("parquet_events", replace=True)
+    con.register("csv_events", sources.records)
+    con.register("json_lines", sources.json_lines)
+    con.execute(load_sql("raw_events"))
 
 
 def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
