@@ -299,7 +299,8 @@ def _register_raw_events(con: duckdb.DuckDBPyConnection, files: list[Path],
                          folder: Path) -> None:
     """View raw_events (raw_events.sql) over the raw files (none: an empty view)."""
     sources = read_landing(files, folder)
-    parquet_relation(con, sources.parquet, folder).create_view("parquet_events", replace=True)
+    # registered, not a view: a view would be shared by the connections of one database
+    con.register("parquet_events", parquet_relation(con, sources.parquet, folder))
     con.register("csv_events", sources.records)
     con.register("json_lines", sources.json_lines)
     con.execute(load_sql("raw_events"))
