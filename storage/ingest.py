@@ -21,6 +21,7 @@ every file it writes is replaced whole, with the same content. Replaying a batch
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +42,7 @@ from billing.catalog import Catalog
 from pricing_sql.catalog_tables import customers_table
 from pricing_sql.loader import load_sql
 from pricing_sql.metrics import numeric_properties
+from storage import key_set
 from storage.amendments import register_active_events
 from storage.event_files import EVENT_COLUMNS, DayEvents, by_day, write_days
 from storage.key_index import KeyIndex
@@ -100,9 +102,9 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
         _ensure_key_index(con, lake)
         index = KeyIndex(lake)
         # Holding every key in memory costs a pass over the index and pays for itself
-        # once the files add about half as many events as the lake holds.
-        coming = _expected_events(files)
-        if coming >= index.rows() / 2:
+        # once the files add about half as many events as the lake holds, if it fits.
+        coming, held = _expected_events(files), index.rows()
+        if coming >= held / 2 and key_set.bytes_for(held + coming) <= _key_set_budget():
             index.hold_in_memory(coming)
         in_flight: tuple[str, Path, Future[BatchResult]] | None = None
         checking_con = con.cursor()
@@ -150,6 +152,12 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
             in_flight = (batch_id, path, writing)
         land()
     return [r.result() if isinstance(r, Future) else r for r in results]
+
+
+def _key_set_budget() -> int:
+    """The most memory the in-memory key set may take (ORB_KEY_SET_MAX_BYTES, 4 GiB:
+    a lake of about 250M events; past it, batches are looked up in the runs)."""
+    return int(os.environ.get("ORB_KEY_SET_MAX_BYTES", 4 << 30))
 
 
 def _expected_events(files: list[Path]) -> int:

@@ -81,6 +81,11 @@ class KeySet:
         self._place(keys)
 
 
+def bytes_for(expected: int) -> int:
+    """The memory a set of ``expected`` hashes takes."""
+    return _capacity(expected) * EMPTY.itemsize
+
+
 def _capacity(expected: int) -> int:
     """A power of two over twice ``expected``: at most half full."""
     slots = MIN_SLOTS

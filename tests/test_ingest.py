@@ -83,6 +83,21 @@ def test_a_duplicate_is_quarantined_with_its_fields_as_sent(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("key_set_bytes", ["0", str(4 << 30)])
+def test_keys_are_found_with_or_without_the_in_memory_set(tmp_path, monkeypatch,
+                                                         key_set_bytes):
+    # 0 bytes: no in-memory set, every batch is looked up in the index's runs
+    monkeypatch.setenv("ORB_KEY_SET_MAX_BYTES", key_set_bytes)
+    lake, catalog = Lake(tmp_path), shop("c1", "c2")
+    run(lake, catalog, batch(tmp_path / "a.jsonl", ev("k1"), ev("k2", customer="c2")))
+    (second,) = run(lake, catalog, batch(tmp_path / "b.jsonl", ev("k2"), ev("k3"),
+                                         ev("k2", customer="c2", ts="2026-11-02T00:00:00Z")))
+    # k2 is new for c1, a duplicate for c2
+    assert (second.accepted, second.duplicates) == (2, 1)
+    assert sorted((e["customer_id"], e["idempotency_key"]) for e in events_of(lake)) == [
+        ("c1", "k1"), ("c1", "k2"), ("c1", "k3"), ("c2", "k2")]
+
+
 def test_keys_are_unique_per_customer(tmp_path):
     lake, catalog = Lake(tmp_path), shop("c1", "c2")
     run(lake, catalog, batch(tmp_path / "a.jsonl", ev("k1", customer="c1"),
