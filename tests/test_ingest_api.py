@@ -2,10 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,6 +15,7 @@ from pipelines.cli import main
 from pipelines.ingest_api import MAX_BODY_BYTES, create_app
 from storage.duck import connect
 from storage.lake import Lake
+from tests.servers import free_port, wait_until_listening
 
 NOW = datetime(2026, 11, 10, tzinfo=UTC)
 CATALOG = ("metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
@@ -187,14 +186,8 @@ def test_serve_ingest_refuses_a_public_address_without_a_token(data):
     assert "listen on 127.0.0.1 or ::1, or set ORB_INGEST_TOKEN" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_orb_serve_ingest_over_http(data, tmp_path):
-    port, log = _free_port(), tmp_path / "server.log"
+    port, log = free_port(), tmp_path / "server.log"
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env["ORB_INGEST_TOKEN"] = "t0ken"
     with open(log, "wb") as output:
@@ -202,16 +195,7 @@ def test_orb_serve_ingest_over_http(data, tmp_path):
             [sys.executable, "-m", "pipelines.cli", "serve-ingest", "--data-dir", str(data),
              "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"orb serve-ingest did not start: {log.read_text()}") from None
-                time.sleep(0.5)
+        wait_until_listening(port, server, "orb serve-ingest", log.read_text)
         ts = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/ingest?debug=true", method="POST",

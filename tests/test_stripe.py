@@ -36,6 +36,7 @@ from payments.processor import PaymentError
 from payments.run import run_payments
 from payments.stripe_processor import StripeProcessor
 from storage import documents
+from tests.servers import free_port
 from tests.test_payments import (
     ISSUED,
     Crash,
@@ -136,12 +137,6 @@ def set_card(processor, customer_ref: str, number: str, key: str) -> None:
     api.customers.update(customer_ref, params={"invoice_settings": {
         "default_payment_method": card.id}},
         options={"idempotency_key": f"{key}:default:{number}"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_localstripe() -> tuple[subprocess.Popen, str]:

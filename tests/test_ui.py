@@ -7,7 +7,6 @@ a screenshot to test-artifacts/dagster-ui.png."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,16 +25,11 @@ from pipelines import runner
 from pipelines.definitions import build_definitions
 from pipelines.resources import OrbStore
 from tests.scenario import OCTOBER, write_scenario
+from tests.servers import free_port, wait_until_listening
 
 ARTIFACTS = Path(os.environ.get("ORB_TEST_ARTIFACTS", "test-artifacts"))
 BILLING_ASSETS = ["usage", "line_items", "invoices", "invoice_corrections",
                   "invoice_documents", "credit_ledger", "mrr", "revenue_report", "payments"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -53,21 +47,13 @@ def webserver(tmp_path):
     store = OrbStore(data_dir=str(data), max_event_age_days=36500)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runner.bill_months(build_definitions(store), [OCTOBER], instance)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p",
          str(port), "-m", "pipelines.definitions"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("dagster-webserver did not start") from None
-                time.sleep(0.5)
+        wait_until_listening(port, server, "dagster-webserver")
         yield f"http://127.0.0.1:{port}", home
     finally:
         server.terminate()
