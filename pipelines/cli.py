@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -140,9 +141,12 @@ def _print_batches(results) -> None:
 @click.option("--port", default=8088, show_default=True)
 def serve_ingest(data_dir: Path, host: str, port: int) -> None:
     """Serve Orb's POST /v1/ingest: each request is ingested as one batch."""
-    on = runner.instance()  # one instance for every request's report
+    # one instance for every request's report, made at the first: a refused --host must
+    # not need a Dagster home
+    instance = functools.cache(runner.instance)
     try:
-        serve(data_dir, host, port, report=lambda results: _report(materializations(results), on))
+        serve(data_dir, host, port,
+              report=lambda results: _report(materializations(results), instance()))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
 
