@@ -25,7 +25,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -96,7 +96,9 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     # previous one's files are written (pyarrow). Each step keeps both cores busy only
     # part of the time. A batch's keys are in the key index before the next batch's are
     # looked up, and batches commit in order.
-    with (lake.lock("ingest"), ThreadPoolExecutor(max_workers=1) as writer,
+    # (the checking connection closes after the checker has stopped using it)
+    with (lake.lock("ingest"), closing(con.cursor()) as checking_con,
+          ThreadPoolExecutor(max_workers=1) as writer,
           ThreadPoolExecutor(max_workers=1) as checker,
           ThreadPoolExecutor(max_workers=1) as reader):
         _ensure_key_index(con, lake)
@@ -107,7 +109,6 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
         if coming >= held / 2 and key_set.bytes_for(held + coming) <= _key_set_budget():
             index.hold_in_memory(coming)
         in_flight: tuple[str, Path, Future[BatchResult]] | None = None
-        checking_con = con.cursor()
         # each file's content hash is taken ahead, while earlier files are checked
         ahead = iter(zip(files, reader.map(batch_id_of, files), strict=True))
         queued: deque[tuple[Path, str, Path | None, Future[pa.Table] | None]] = deque()
