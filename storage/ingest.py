@@ -194,16 +194,16 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
 
 
 def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
-                checked: pa.Table, hashes: np.ndarray) -> pa.Table:
-    """(source_row, detail) of the checked batch's duplicate keys (duplicate_keys.sql).
-    Only suspects are compared key by key: hashes repeated in the batch, and hashes the
-    key index finds in earlier batches (whose events are read from just those)."""
+                hashes: np.ndarray) -> pa.Table:
+    """(source_row, detail) of the duplicate keys of the batch registered as
+    checked_batch (duplicate_keys.sql); ``hashes`` are its clean events', sorted. Only
+    suspects are compared key by key: hashes repeated in the batch, and hashes the key
+    index finds in earlier batches (whose events are read from just those)."""
     repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     batches, found = index.candidates(hashes, batch_id)
     suspects = np.union1d(repeated, found)
     if not len(suspects):
         return DUPLICATES_SCHEMA.empty_table()
-    con.register("checked_batch", checked)
     con.register("suspect_hashes", pa.table({"key_hash": suspects}))
     files = [str(f) for b in sorted(batches) for f in lake.batch_files("events", b)]
     if files:
@@ -251,11 +251,11 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     # check_batch.sql puts the events that passed first: a slice, not a copy
     passed = checked.slice(0, checked["reject_reason"].null_count)
     hashes = _sorted(passed["key_hash"].to_numpy())
-    duplicates = _duplicates(con, lake, index, batch_id, passed, hashes)
+    con.register("checked_batch", checked)
+    duplicates = _duplicates(con, lake, index, batch_id, hashes)
     dropped = _dropped(passed, duplicates)
     if dropped is not None:
         hashes = _sorted(passed["key_hash"].to_numpy()[~dropped])
-    con.register("checked_batch", checked)
     con.register("duplicate_rows", duplicates)
     # the raw file is read again only for the fields of duplicates, if there are any
     _register_raw_events(con, [raw] if len(duplicates) else [], raw.parent)
