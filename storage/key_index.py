@@ -12,7 +12,7 @@ Each batch adds one run. Runs are merged by size tier (a size-tiered log-structu
 merge): once ``TIER`` runs have sizes within the same power of ``TIER``, they become one
 run of the next tier. So a lake of n events in batches of b has at most about
 (TIER - 1) x log_TIER(n / b) runs, each hash is rewritten about log_TIER(n / b) times,
-and a merge is linear passes over sorted runs, never a sort. A run much smaller than
+and a merge is linear passes over sorted runs, two at a time, never a sort. A run much smaller than
 the batch is searched the other way round (its hashes in the batch's).
 
 Layout under ``lake/keys/`` (internal: never published or exported)::
@@ -80,6 +80,18 @@ def _full_tier(runs: list[Run]) -> list[Run]:
     return next((tiers[t] for t in sorted(tiers) if len(tiers[t]) >= TIER), [])
 
 
+Part = tuple[np.ndarray, np.ndarray, list[str]]  # a run's hashes, batch positions, ids
+
+
+def _merged(first: Part, second: Part | None = None) -> Part:
+    if second is None:
+        return first
+    hashes, positions, ids = first
+    at = np.searchsorted(hashes, second[0], side="right")
+    return (np.insert(hashes, at, second[0]),
+            np.insert(positions, at, second[1] + np.int32(len(ids))), ids + second[2])
+
+
 class KeyIndex:
     """The index, for one ingestion. ``hold_in_memory`` adds a hash set of every key
     (storage/key_set.py), which a big ingestion pays for once and then looks each batch
@@ -127,7 +139,7 @@ class KeyIndex:
             hits = _found(stored, hashes)
             if not hits.any():
                 continue
-            ids = json.loads((self.root / run.name / "ids.json").read_text())
+            ids = self._ids(run)
             positions = self._array(run, "batches")
             # a hash may repeat in a run (two batches, or a replay): take all its rows
             values = np.unique(hashes[hits])
@@ -150,7 +162,7 @@ class KeyIndex:
         for run in runs:
             hashes.append(self._array(run, "hashes"))
             positions.append(self._array(run, "batches") + len(ids))
-            ids += json.loads((self.root / run.name / "ids.json").read_text())
+            ids += self._ids(run)
         # the same batch id in two runs (a replay) is one batch
         number = {batch: n for n, batch in enumerate(dict.fromkeys(ids))}
         batch_of = np.array([number[b] for b in ids], np.int64)[np.concatenate(positions)]
@@ -180,16 +192,13 @@ class KeyIndex:
         self._remove_unlisted(runs)
 
     def _merge(self, runs: list[Run]) -> Run:
-        """One run of several: each sorted run is inserted into the merged ones (a
-        linear pass, no sort), and batch positions follow their hashes."""
-        hashes, positions, ids = np.empty(0, np.uint64), np.empty(0, np.int32), []
-        for run in runs:
-            more = self._array(run, "hashes")
-            at = np.searchsorted(hashes, more, side="right")
-            hashes = np.insert(hashes, at, more)
-            positions = np.insert(positions, at, self._array(run, "batches") + np.int32(len(ids)))
-            ids += json.loads((self.root / run.name / "ids.json").read_text())
-        return self._write_run(hashes, positions, ids)
+        """One run of several, merged two by two (each merge inserts one sorted run into
+        another: a linear pass, no sort), batch positions following their hashes."""
+        parts = [(self._array(run, "hashes"), self._array(run, "batches"), self._ids(run))
+                 for run in runs]
+        while len(parts) > 1:
+            parts = [_merged(*parts[i:i + 2]) for i in range(0, len(parts), 2)]
+        return self._write_run(*parts[0])
 
     def _write_run(self, hashes: np.ndarray, positions: np.ndarray, ids: list[str]) -> Run:
         name = f"run-{uuid.uuid4().hex[:12]}"
@@ -200,6 +209,9 @@ class KeyIndex:
         (scratch / "ids.json").write_text(json.dumps(ids))
         scratch.rename(self.root / name)
         return Run(name, len(hashes))
+
+    def _ids(self, run: Run) -> list[str]:
+        return json.loads((self.root / run.name / "ids.json").read_text())
 
     def _array(self, run: Run, name: str) -> np.ndarray:
         return np.load(self.root / run.name / f"{name}.npy", mmap_mode="r")
