@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from storage.key_index import TIER, KeyIndex
 from storage.lake import Lake
 
-# Small hash values so that batches share some; batch sizes vary so runs merge unevenly.
-batches = st.lists(st.lists(st.integers(0, 60), max_size=40), min_size=1, max_size=12)
+# Small hash values so that batches share some; up to 40 batches of up to 12 hashes, so
+# that sixteen runs of one size tier (1 to 15 hashes) merge, unevenly.
+batches = st.lists(st.lists(st.integers(0, 60), max_size=12), min_size=1, max_size=40)
 
 
 @settings(max_examples=60, deadline=None)
