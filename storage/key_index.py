@@ -12,8 +12,8 @@ Each batch adds one run. Runs are merged by size tier (a size-tiered log-structu
 merge): once ``TIER`` runs have sizes within the same power of ``TIER``, they become one
 run of the next tier. So a lake of n events in batches of b has at most about
 (TIER - 1) x log_TIER(n / b) runs, each hash is rewritten about log_TIER(n / b) times,
-and a merge is linear passes over sorted runs, two at a time, never a sort. A run much smaller than
-the batch is searched the other way round (its hashes in the batch's).
+and a merge is linear passes over sorted runs, two at a time, never a sort. A run much
+smaller than the batch is searched the other way round (its hashes in the batch's).
 
 Layout under ``lake/keys/`` (internal: never published or exported)::
 
