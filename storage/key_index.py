@@ -89,6 +89,7 @@ class KeyIndex:
     def __init__(self, lake: Lake):
         self.root = lake.table_dir("keys")
         self._set: KeySet | None = None
+        self._in_set: str | None = None  # the batch whose hashes the set took on lookup
 
     def rows(self) -> int:
         """How many hashes the runs hold (about the events in the lake)."""
@@ -113,12 +114,14 @@ class KeyIndex:
 
     def candidates(self, hashes: np.ndarray, batch_id: str) -> tuple[set[str], np.ndarray]:
         """The other batches holding any of ``hashes`` (sorted uint64), and the hashes
-        found there."""
+        found there. With the set held, the batch's hashes join it in the same probe
+        (the batch's ``add`` comes next; what it drops as duplicates is there already)."""
         batches: set[str] = set()
         found = [np.empty(0, np.uint64)]
         if self._set is not None:
             # the set says which hashes are anywhere; only those are looked up in runs
-            hashes = hashes[self._set.contains(hashes)]
+            hashes = hashes[self._set.add(hashes)]
+            self._in_set = batch_id
             if not len(hashes):
                 return batches, np.empty(0, np.uint64)
         for run in self._runs():
@@ -161,7 +164,7 @@ class KeyIndex:
         """Add a batch's clean hashes (sorted uint64) as a run, then merge full tiers."""
         if not len(hashes):
             return
-        if self._set is not None:
+        if self._set is not None and self._in_set != batch_id:
             self._set.add(hashes)
         runs = self._runs()
         runs.append(self._write_run(hashes, np.zeros(len(hashes), np.int32), [batch_id]))

@@ -3,9 +3,10 @@
 Looking a batch up in every sorted run of the key index (storage/key_index.py) costs
 a binary search per key per run: about half a second per 1M-event batch once the lake
 holds 100M events. This set answers "is this hash anywhere in the index?" in a couple
-of memory reads per key, whatever the lake's size; the few hashes it finds are then
-looked up in the runs to name their batches. It lives for one ingestion, is built from
-the runs, and costs about 16 bytes of memory per event in the lake.
+of memory reads per key, whatever the lake's size, and adds the batch's new hashes in
+the same probe; the few hashes it finds are then looked up in the runs to name their
+batches. It lives for one ingestion, is built from the runs, and costs about 16 bytes
+of memory per event in the lake.
 
 Open addressing with linear probing, vectorized over a batch in numpy. A hash's home
 slot is its top bits (DuckDB's hashes are uniformly spread), so a batch's sorted
@@ -31,42 +32,39 @@ class KeySet:
     def __len__(self) -> int:
         return self._count
 
-    def contains(self, hashes: np.ndarray) -> np.ndarray:
-        """Which of ``hashes`` are in the set."""
+    def add(self, hashes: np.ndarray) -> np.ndarray:
+        """Add ``hashes``; which of them the set held before (one probe does both)."""
         keys = _stored(hashes)
-        found = np.zeros(len(keys), bool)
-        which, slot = np.arange(len(keys)), self._home(keys)
-        while len(which):
-            held = self._table[slot]
-            found[which[held == keys[which]]] = True
-            going = (held != EMPTY) & (held != keys[which])
-            which, slot = which[going], self._next(slot[going])
-        return found
-
-    def add(self, hashes: np.ndarray) -> None:
-        """Add the hashes not in the set yet."""
-        keys = _stored(hashes)
+        order = None
         if not (keys[1:] >= keys[:-1]).all():  # a batch's hashes come sorted
-            keys = np.sort(keys)
-        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
-        if 2 * (self._count + len(keys)) > len(self._table):
-            self._grow(self._count + len(keys))
-        self._place(keys)
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+        first = np.ones(len(keys), bool)
+        first[1:] = keys[1:] != keys[:-1]
+        unique = keys[first]
+        if 2 * (self._count + len(unique)) > len(self._table):
+            self._grow(self._count + len(unique))
+        held = self._place(unique)[np.cumsum(first) - 1]
+        if order is not None:
+            held[order] = held.copy()
+        return held
 
-    def _place(self, keys: np.ndarray) -> None:
-        """Put unique ``keys`` in their slots, skipping those already there."""
+    def _place(self, keys: np.ndarray) -> np.ndarray:
+        """Put unique ``keys`` in their slots; which were there already. The keys must
+        be sorted: then the keys racing for a slot stand side by side."""
+        held_before = np.zeros(len(keys), bool)
         which, slot = np.arange(len(keys)), self._home(keys)
         while len(which):
             held = self._table[slot]
             present = held == keys[which]
+            held_before[which[present]] = True
             free = held == EMPTY
-            # keys reaching one free slot in the same round race for it: the key whose
-            # write landed has it, the others walk on
-            self._table[slot[free]] = keys[which[free]]
-            placed = free & (self._table[slot] == keys[which])
+            placed = free & _first_at_slot(slot, free)
+            self._table[slot[placed]] = keys[which[placed]]
             self._count += int(placed.sum())
             going = ~(placed | present)
             which, slot = which[going], self._next(slot[going])
+        return held_before
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
         return keys >> np.uint64(64 - (len(self._table).bit_length() - 1))
@@ -75,7 +73,7 @@ class KeySet:
         return (slot + np.uint64(1)) & np.uint64(len(self._table) - 1)
 
     def _grow(self, needed: int) -> None:
-        keys = self._table[self._table != EMPTY]
+        keys = np.sort(self._table[self._table != EMPTY])
         self._table = np.zeros(_capacity(needed), np.uint64)
         self._count = 0
         self._place(keys)
@@ -92,6 +90,16 @@ def _capacity(expected: int) -> int:
     while slots < 2 * expected + 1:
         slots *= 2
     return slots
+
+
+def _first_at_slot(slot: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Of the keys reaching a free slot in one round, the first claims it; the rest walk
+    on. Keys racing for a slot have walked equally far, so they share a home slot, and
+    sorted keys sharing a home stand side by side (wrapping past the end or not)."""
+    wanted = slot[free]
+    claims = np.zeros(len(slot), bool)
+    claims[free] = np.concatenate([[True], wanted[1:] != wanted[:-1]]) if len(wanted) else []
+    return claims
 
 
 def _stored(hashes: np.ndarray) -> np.ndarray:
