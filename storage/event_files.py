@@ -50,10 +50,10 @@ class DayEvents:
         return self.events if self.keep is None else self.events.filter(self.keep)
 
 
-def by_day(passed: pa.Table, events: pa.Table, dropped: np.ndarray | None) -> list[DayEvents]:
-    """Each day's ``events`` (rows of ``passed``, in timestamp order), less ``dropped``."""
-    # in timestamp order, each day is one run of event_date
-    runs = pc.run_end_encode(passed["event_date"].combine_chunks())
+def by_day(events: pa.Table, dropped: np.ndarray | None) -> list[DayEvents]:
+    """Each UTC day's ``events`` (in timestamp order), less ``dropped``."""
+    # in timestamp order, each day is one run of dates
+    runs = pc.run_end_encode(pc.cast(events["timestamp"], pa.date32()).combine_chunks())
     days = []
     start = 0
     for day, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):

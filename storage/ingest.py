@@ -194,7 +194,7 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
 
 
 def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
-                hashes: np.ndarray) -> pa.Table:
+                source_file: str, hashes: np.ndarray) -> pa.Table:
     """(source_row, detail) of the duplicate keys of the batch registered as
     checked_batch (duplicate_keys.sql); ``hashes`` are its clean events', sorted. Only
     suspects are compared key by key: hashes repeated in the batch, and hashes the key
@@ -215,7 +215,8 @@ def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, bat
     else:
         existing = con.from_arrow(KEYS_SCHEMA.empty_table())
     existing.create_view("existing_keys", replace=True)
-    return con.sql(load_sql("duplicate_keys")).to_arrow_table().cast(DUPLICATES_SCHEMA)
+    return con.sql(load_sql("duplicate_keys"), params={"source_file": source_file}) \
+        .to_arrow_table().cast(DUPLICATES_SCHEMA)
 
 
 def _dropped(passed: pa.Table, duplicates: pa.Table) -> np.ndarray | None:
@@ -252,7 +253,8 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     passed = checked.slice(0, checked["reject_reason"].null_count)
     hashes = _sorted(passed["key_hash"].to_numpy())
     con.register("checked_batch", checked)
-    duplicates = _duplicates(con, lake, index, batch_id, hashes)
+    # a batch is one file (named relative to its raw folder: sources.py)
+    duplicates = _duplicates(con, lake, index, batch_id, raw.name, hashes)
     dropped = _dropped(passed, duplicates)
     if dropped is not None:
         hashes = _sorted(passed["key_hash"].to_numpy()[~dropped])
@@ -260,10 +262,10 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     # the raw file is read again only for the fields of duplicates, if there are any
     _register_raw_events(con, [raw] if len(duplicates) else [], raw.parent)
     rejected = con.sql(load_sql("batch_rejects"), params={"batch_id": batch_id}).to_arrow_table()
-    events = passed.append_column(
-        "batch_id", pa.repeat(batch_id, len(passed)).cast(pa.string())).select(EVENT_COLUMNS)
-    return _Settled(batch_id, raw.name, status, by_day(passed, events, dropped), rejected,
-                    hashes)
+    events = passed.drop_columns("source_file").append_column(
+        "batch_id", pa.repeat(batch_id, len(passed)).cast(pa.string())).append_column(
+        "source_file", pa.repeat(raw.name, len(passed)).cast(pa.string())).select(EVENT_COLUMNS)
+    return _Settled(batch_id, raw.name, status, by_day(events, dropped), rejected, hashes)
 
 
 def _sorted(hashes: np.ndarray) -> np.ndarray:

@@ -1,20 +1,21 @@
 -- A checked batch's rejected events, in file order, with every field as it was sent:
 -- those check_batch.sql rejected, and the duplicates found after it, whose raw fields
 -- are read again from raw_events (check_batch.sql keeps them for rejected events only).
+-- event_date is the UTC day (null when the timestamp is unreadable).
 -- Tables: checked_batch   the batch, as check_batch.sql gave it
 --         duplicate_rows  (source_row, detail) from duplicate_keys.sql
 --         raw_events      the batch's raw events (raw_events.sql)
 -- Parameters: $batch_id  the batch
 SELECT
-    $batch_id AS batch_id, source_file, source_row, reject_reason, reject_detail, event_date,
-    idempotency_key, event_name, raw_timestamp, raw_customer_id, raw_external_customer_id,
+    $batch_id AS batch_id, source_file, source_row, reject_reason, reject_detail,
+    CAST("timestamp" AS DATE) AS event_date, idempotency_key, event_name, raw_timestamp, raw_customer_id, raw_external_customer_id,
     raw_properties
 FROM checked_batch
 WHERE reject_reason IS NOT NULL
 UNION ALL
 SELECT
-    $batch_id, c.source_file, c.source_row, 'duplicate idempotency_key', d.detail,
-    c.event_date, c.idempotency_key, c.event_name, r.raw_timestamp, r.raw_customer_id,
+    $batch_id, r.source_file, c.source_row, 'duplicate idempotency_key', d.detail,
+    CAST(c."timestamp" AS DATE), c.idempotency_key, c.event_name, r.raw_timestamp, r.raw_customer_id,
     r.raw_external_customer_id, r.raw_properties
 FROM duplicate_rows AS d
 JOIN checked_batch AS c USING (source_row)

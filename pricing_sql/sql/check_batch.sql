@@ -8,8 +8,10 @@
 -- Result: one row per raw event, reject_reason NULL for events to keep: those first
 -- (storage/ingest.py takes them as a slice), in the order they are written (timestamp,
 -- then row: the same batch always gives the same files), then the rejected ones. With
--- key_hash, the hash() of customer and key (storage/key_index.py). The raw fields are
--- kept for rejected events only: a clean event has them parsed.
+-- key_hash, the hash() of customer and key (storage/key_index.py). The raw fields and
+-- the file are kept for rejected events only: a clean event has them parsed, and a
+-- batch is one file, which storage/ingest.py names for its clean events. Each column
+-- carried costs twice, through the sort and into Arrow: the day is left to Arrow too.
 -- Each event is checked on its own, in one pass: nothing here compares events.
 -- Timestamps without an offset are read as UTC.
 WITH resolved AS (
@@ -64,15 +66,13 @@ checked AS (
     )
 )
 SELECT
-    source_file, source_row, event_name, "timestamp",
-    CAST("timestamp" AS DATE) AS event_date,
-    customer_id, idempotency_key,
+    CASE WHEN problem IS NOT NULL THEN source_file END AS source_file,
+    source_row, event_name, "timestamp", customer_id, idempotency_key,
     hash(customer_id, idempotency_key) AS key_hash,
     CAST(properties AS VARCHAR) AS properties,
     problem AS reject_reason,
     CAST(NULL AS VARCHAR) AS reject_detail,
     coalesce(CAST("timestamp" AS DATE) < $closed_before, false) AS late,
-    -- carrying the raw text of every clean event through the sort costs a fifth of it
     CASE WHEN problem IS NOT NULL THEN raw_timestamp END AS raw_timestamp,
     CASE WHEN problem IS NOT NULL THEN raw_customer_id END AS raw_customer_id,
     CASE WHEN problem IS NOT NULL THEN raw_external_customer_id END

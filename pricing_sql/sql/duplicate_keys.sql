@@ -8,9 +8,11 @@
 --         existing_keys   (customer_id, idempotency_key, batch_id) of the events that
 --                         count in those batches with a suspect hash; keys are unique
 --                         across batches
+-- Parameters: $source_file  the batch's file (check_batch.sql names it for rejected
+--                            events only)
 -- Result: (source_row, detail) of each duplicate
 WITH suspects AS (
-    SELECT source_file, source_row, customer_id, idempotency_key
+    SELECT source_row, customer_id, idempotency_key
     FROM checked_batch
     WHERE reject_reason IS NULL AND key_hash IN (SELECT key_hash FROM suspect_hashes)
 ),
@@ -23,7 +25,7 @@ repeats AS (
 SELECT
     s.source_row,
     coalesce('already ingested in batch ' || e.batch_id,
-             'first seen at ' || s.source_file || ':' || r.first_row) AS detail
+             'first seen at ' || $source_file || ':' || r.first_row) AS detail
 FROM suspects AS s
 LEFT JOIN existing_keys AS e
     ON e.customer_id = s.customer_id AND e.idempotency_key = s.idempotency_key
