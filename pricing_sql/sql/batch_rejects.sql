@@ -8,15 +8,15 @@
 -- Parameters: $batch_id  the batch
 SELECT
     $batch_id AS batch_id, source_file, source_row, reject_reason, reject_detail,
-    CAST("timestamp" AS DATE) AS event_date, idempotency_key, event_name, raw_timestamp, raw_customer_id, raw_external_customer_id,
-    raw_properties
+    CAST("timestamp" AS DATE) AS event_date, idempotency_key, event_name, raw_timestamp,
+    raw_customer_id, raw_external_customer_id, raw_properties
 FROM checked_batch
 WHERE reject_reason IS NOT NULL
 UNION ALL
 SELECT
     $batch_id, r.source_file, c.source_row, 'duplicate idempotency_key', d.detail,
-    CAST(c."timestamp" AS DATE), c.idempotency_key, c.event_name, r.raw_timestamp, r.raw_customer_id,
-    r.raw_external_customer_id, r.raw_properties
+    CAST(c."timestamp" AS DATE), c.idempotency_key, c.event_name, r.raw_timestamp,
+    r.raw_customer_id, r.raw_external_customer_id, r.raw_properties
 FROM duplicate_rows AS d
 JOIN checked_batch AS c USING (source_row)
 JOIN raw_events AS r USING (source_row)
