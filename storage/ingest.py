@@ -44,6 +44,7 @@ from pricing_sql.loader import load_sql
 from pricing_sql.metrics import numeric_properties
 from storage import key_set
 from storage.amendments import register_active_events
+from storage.duck import cursor
 from storage.event_files import EVENT_COLUMNS, DayEvents, by_day, write_days
 from storage.key_index import KeyIndex
 from storage.lake import Lake
@@ -97,7 +98,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     # part of the time. A batch's keys are in the key index before the next batch's are
     # looked up, and batches commit in order.
     # (the checking connection closes after the checker has stopped using it)
-    with (lake.lock("ingest"), closing(con.cursor()) as checking_con,
+    with (lake.lock("ingest"), closing(cursor(con)) as checking_con,
           ThreadPoolExecutor(max_workers=1) as writer,
           ThreadPoolExecutor(max_workers=1) as checker,
           ThreadPoolExecutor(max_workers=1) as reader):
@@ -253,7 +254,7 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     passed = checked.slice(0, checked["reject_reason"].null_count)
     hashes = _sorted(passed["key_hash"].to_numpy())
     con.register("checked_batch", checked)
-    # a batch is one file (named relative to its raw folder: sources.py)
+    # a batch is one file, named relative to its raw folder (sources.py)
     duplicates = _duplicates(con, lake, index, batch_id, raw.name, hashes)
     dropped = _dropped(passed, duplicates)
     if dropped is not None:
@@ -262,9 +263,10 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     # the raw file is read again only for the fields of duplicates, if there are any
     _register_raw_events(con, [raw] if len(duplicates) else [], raw.parent)
     rejected = con.sql(load_sql("batch_rejects"), params={"batch_id": batch_id}).to_arrow_table()
-    events = passed.drop_columns("source_file").append_column(
-        "batch_id", pa.repeat(batch_id, len(passed)).cast(pa.string())).append_column(
-        "source_file", pa.repeat(raw.name, len(passed)).cast(pa.string())).select(EVENT_COLUMNS)
+    events = passed.drop_columns("source_file")
+    for column, value in (("batch_id", batch_id), ("source_file", raw.name)):
+        events = events.append_column(column, pa.repeat(value, len(passed)).cast(pa.string()))
+    events = events.select(EVENT_COLUMNS)
     return _Settled(batch_id, raw.name, status, by_day(events, dropped), rejected, hashes)
 
 

@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -183,6 +184,23 @@ def test_replay_after_fixing_the_catalog(tmp_path):
 
 def _ingest_in_process(root, path):
     ingest_files(connect(), Lake(root), shop("c1"), [path], NOW)
+
+
+def test_a_timestamp_without_an_offset_is_utc_whatever_the_machine_zone(tmp_path,
+                                                                        monkeypatch):
+    # 23:30 with no offset is 23:30Z on October 1st; read in New York's zone (the
+    # machine's, in a fresh process) it would be 03:30Z on October 2nd
+    path = batch(tmp_path / "naive.jsonl", ev("k1", ts="2026-10-01T23:30:00"))
+    monkeypatch.setenv("TZ", "America/New_York")
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_ingest_in_process, args=(str(tmp_path), path))
+    worker.start()
+    worker.join(timeout=120)
+    assert worker.exitcode == 0
+    lake = Lake(tmp_path)
+    assert [Path(p).parent.name for p in lake.all_files("events")] == ["event_date=2026-10-01"]
+    (event,) = events_of(lake)
+    assert event["timestamp"] == datetime(2026, 10, 1, 23, 30, tzinfo=UTC)
 
 
 def test_concurrent_ingestions_do_not_count_a_key_twice(tmp_path):
