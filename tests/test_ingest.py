@@ -84,6 +84,32 @@ def test_a_duplicate_is_quarantined_with_its_fields_as_sent(tmp_path):
     ]
 
 
+def test_a_rejected_event_is_quarantined_with_its_fields_as_sent(tmp_path):
+    lake, catalog = Lake(tmp_path), shop("c1")
+    path = tmp_path / "e.csv"
+    path.write_text(
+        "event_name,timestamp,customer_id,external_customer_id,idempotency_key,properties\n"
+        'completion,not a time,c1,,k1,"{""tokens"": ""lots""}"\n'
+        'completion,2026-11-09T12:00:00Z,"zoë ""x""",ext\\1,k2,{}\n'
+        "completion,2026-11-09T12:00:00Z,c1,,k3,\n")
+    (result,) = run(lake, catalog, path)
+    assert (result.accepted, result.rejected) == (1, 2)
+    rows = lake.read_partition("quarantine", "batch_id", result.batch_id).to_pylist()
+    assert [{k: r[k] for k in ("source_file", "source_row", "reject_reason", "reject_detail",
+                               "event_date", "raw_timestamp", "raw_customer_id",
+                               "raw_external_customer_id", "raw_properties")}
+            for r in rows] == [
+        {"source_file": "e.csv", "source_row": 1,
+         "reject_reason": "timestamp is not an ISO 8601 instant", "reject_detail": None,
+         "event_date": None, "raw_timestamp": "not a time", "raw_customer_id": "c1",
+         "raw_external_customer_id": None, "raw_properties": '{"tokens": "lots"}'},
+        {"source_file": "e.csv", "source_row": 2, "reject_reason": "unknown customer_id",
+         "reject_detail": None, "event_date": date(2026, 11, 9),
+         "raw_timestamp": "2026-11-09T12:00:00Z", "raw_customer_id": 'zoë "x"',
+         "raw_external_customer_id": "ext\\1", "raw_properties": "{}"},
+    ]
+
+
 @pytest.mark.parametrize("key_set_bytes", ["0", str(4 << 30)])
 def test_keys_are_found_with_or_without_the_in_memory_set(tmp_path, monkeypatch,
                                                          key_set_bytes):
