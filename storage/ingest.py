@@ -263,7 +263,7 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     # the raw file is read again only for the fields of duplicates, if there are any
     _register_raw_events(con, [raw] if len(duplicates) else [], raw.parent)
     rejected = con.sql(load_sql("batch_rejects"), params={"batch_id": batch_id}).to_arrow_table()
-    events = passed.drop_columns("source_file")
+    events = passed
     for column, value in (("batch_id", batch_id), ("source_file", raw.name)):
         events = events.append_column(column, pa.repeat(value, len(passed)).cast(pa.string()))
     events = events.select(EVENT_COLUMNS)

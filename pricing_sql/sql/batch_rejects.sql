@@ -1,15 +1,18 @@
 -- A checked batch's rejected events, in file order, with every field as it was sent:
--- those check_batch.sql rejected, and the duplicates found after it, whose raw fields
--- are read again from raw_events (check_batch.sql keeps them for rejected events only).
+-- those check_batch.sql rejected, their fields unpacked from its raw column, and the
+-- duplicates found after it, whose fields are read again from raw_events.
 -- event_date is the UTC day (null when the timestamp is unreadable).
 -- Tables: checked_batch   the batch, as check_batch.sql gave it
 --         duplicate_rows  (source_row, detail) from duplicate_keys.sql
 --         raw_events      the batch's raw events (raw_events.sql)
 -- Parameters: $batch_id  the batch
 SELECT
-    $batch_id AS batch_id, source_file, source_row, reject_reason, reject_detail,
-    CAST("timestamp" AS DATE) AS event_date, idempotency_key, event_name, raw_timestamp,
-    raw_customer_id, raw_external_customer_id, raw_properties
+    $batch_id AS batch_id, raw ->> 'source_file' AS source_file, source_row, reject_reason,
+    CAST(NULL AS VARCHAR) AS reject_detail, CAST("timestamp" AS DATE) AS event_date,
+    idempotency_key, event_name, raw ->> 'timestamp' AS raw_timestamp,
+    raw ->> 'customer_id' AS raw_customer_id,
+    raw ->> 'external_customer_id' AS raw_external_customer_id,
+    raw ->> 'properties' AS raw_properties
 FROM checked_batch
 WHERE reject_reason IS NOT NULL
 UNION ALL
