@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from payments.processor import PaymentError
 from payments.run import run_payments
 from payments.stripe_processor import StripeProcessor
 from storage import documents
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_listening
 from tests.test_payments import (
     ISSUED,
     Crash,
@@ -143,19 +142,17 @@ def start_localstripe() -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", HARNESS, str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace")
-            pytest.fail(f"localstripe exited with {process.returncode} before answering "
-                        f"(is it installed? .venv/bin/pip install localstripe):\n{output}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"localstripe did not answer on 127.0.0.1:{port} within 20 s")
+
+    def why() -> str:
+        if process.poll() is None:  # running but not answering: its output has no end
+            process.kill()
+            return f"no answer on 127.0.0.1:{port} within 20 s"
+        output = process.stdout.read().decode(errors="replace")
+        return (f"exited with {process.returncode} (is it installed? .venv/bin/pip install "
+                f"localstripe):\n{output}")
+
+    wait_until_listening(port, process, "localstripe", why, seconds=20)
+    return process, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +349,6 @@ def bench(count: int) -> None:
     localstripe, then a second run with nothing left to do."""
     import tempfile
 
-    pytest.fail = lambda message: sys.exit(message)  # used by start_localstripe
     process, url = start_localstripe()
     try:
         with tempfile.TemporaryDirectory() as folder:
