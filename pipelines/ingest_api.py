@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from pipelines.resources import OrbStore
 from storage.duck import connect
-from storage.ingest import BatchResult, ingest_files
+from storage.ingest import DUPLICATE_REASON, BatchResult, ingest_files
 from storage.lake import Lake
 
 TOKEN_VARIABLE = "ORB_INGEST_TOKEN"
@@ -44,7 +44,6 @@ MAX_EVENTS = 500  # Orb's limit per request
 # Far above 500 ordinary events; without a cap a client could make the server buffer
 # any amount before validation runs.
 MAX_BODY_BYTES = 5 << 20
-DUPLICATE = "duplicate idempotency_key"
 ORB_ERRORS = "https://docs.withorb.com/reference/error-responses"
 log = logging.getLogger(__name__)
 
@@ -209,7 +208,7 @@ def _answer(events: list[IngestEvent], result: BatchResult, reasons: dict[int, s
     again = result.status == "already ingested"
     for line, event in enumerate(events, start=1):
         reason, key = reasons.get(line), event.idempotency_key
-        if reason == DUPLICATE or (reason is None and again):
+        if reason == DUPLICATE_REASON or (reason is None and again):
             duplicate.append(key)
         elif reason is None:
             ingested.append(key)

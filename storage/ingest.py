@@ -53,6 +53,8 @@ from storage.sources import parquet_relation, read_landing
 KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.string()),
                          ("batch_id", pa.string())])
 DUPLICATES_SCHEMA = pa.schema([("source_row", pa.int64()), ("detail", pa.string())])
+# The quarantine reason of a key ingested before (check_batch.sql has the others).
+DUPLICATE_REASON = "duplicate idempotency_key"
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,8 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     con.register("duplicate_rows", duplicates)
     # the raw file is read again only for the fields of duplicates, if there are any
     _register_raw_events(con, [raw] if len(duplicates) else [], raw.parent)
-    rejected = con.sql(load_sql("batch_rejects"), params={"batch_id": batch_id}).to_arrow_table()
+    rejected = con.sql(load_sql("batch_rejects"), params={
+        "batch_id": batch_id, "duplicate_reason": DUPLICATE_REASON}).to_arrow_table()
     events = passed
     for column, value in (("batch_id", batch_id), ("source_file", raw.name)):
         events = events.append_column(column, pa.repeat(value, len(passed)).cast(pa.string()))
@@ -286,7 +289,7 @@ def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> Bat
     result = BatchResult(
         batch_id, settled.file, settled.status, rows=accepted + len(rejected),
         accepted=accepted, rejected=len(rejected),
-        duplicates=pc.sum(pc.equal(rejected["reject_reason"], "duplicate idempotency_key"))
+        duplicates=pc.sum(pc.equal(rejected["reject_reason"], DUPLICATE_REASON))
         .as_py() or 0,
         late=sum(day.count("late") for day in settled.days),
         days=[day.day for day in settled.days])

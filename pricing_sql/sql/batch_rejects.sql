@@ -5,7 +5,8 @@
 -- Tables: checked_batch   the batch, as check_batch.sql gave it
 --         duplicate_rows  (source_row, detail) from duplicate_keys.sql
 --         raw_events      the batch's raw events (raw_events.sql)
--- Parameters: $batch_id  the batch
+-- Parameters: $batch_id          the batch
+--             $duplicate_reason  the reason a duplicate is quarantined with
 SELECT
     $batch_id AS batch_id, raw ->> 'source_file' AS source_file, source_row, reject_reason,
     CAST(NULL AS VARCHAR) AS reject_detail, CAST("timestamp" AS DATE) AS event_date,
@@ -17,7 +18,7 @@ FROM checked_batch
 WHERE reject_reason IS NOT NULL
 UNION ALL
 SELECT
-    $batch_id, r.source_file, c.source_row, 'duplicate idempotency_key', d.detail,
+    $batch_id, r.source_file, c.source_row, $duplicate_reason, d.detail,
     CAST(c."timestamp" AS DATE), c.idempotency_key, c.event_name, r.raw_timestamp,
     r.raw_customer_id, r.raw_external_customer_id, r.raw_properties
 FROM duplicate_rows AS d
