@@ -105,6 +105,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
           ThreadPoolExecutor(max_workers=1) as checker,
           ThreadPoolExecutor(max_workers=1) as reader):
         _ensure_key_index(con, lake)
+        rules = _rules(lake, catalog, now, window)
         index = KeyIndex(lake)
         # Holding every key in memory costs a pass over the index and pays for itself
         # once the files add about half as many events as the lake holds, if it fits.
@@ -126,7 +127,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                 return
             raw = lake.keep_raw(path, batch_id)
             queued.append((path, batch_id, raw, checker.submit(
-                _check, checking_con, lake, catalog, raw, now, window)))
+                _check, checking_con, raw, rules)))
 
         def land() -> None:
             nonlocal in_flight
@@ -190,7 +191,7 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
     with lake.lock("ingest"):
         _ensure_key_index(con, lake)
         raw = lake.raw_file(batch_id)
-        checked = _check(con, lake, catalog, raw, now, window)
+        checked = _check(con, raw, _rules(lake, catalog, now, window))
         index = KeyIndex(lake)
         settled = _settle(con, lake, index, batch_id, raw, checked, "replayed")
         return _write(lake, index, settled, now)
@@ -297,18 +298,29 @@ def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> Bat
     return result
 
 
-def _check(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, raw: Path,
-           now: datetime, window: Window) -> pa.Table:
-    """Every raw event with its reject_reason (null: keep), each checked on its own
-    (duplicate keys are found next), in the order clean events are written."""
-    _register_raw_events(con, [raw], raw.parent)
-    con.register("customers", customers_table(catalog))
-    return con.sql(load_sql("check_batch"), params={
+@dataclass(frozen=True)
+class _Rules:
+    """What every batch of one ingestion is checked against (check_batch.sql)."""
+
+    customers: pa.Table
+    params: dict[str, object]
+
+
+def _rules(lake: Lake, catalog: Catalog, now: datetime, window: Window) -> _Rules:
+    return _Rules(customers_table(catalog), {
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
         "numeric_keys": numeric_properties([m.sql for m in catalog.metrics]),
-    }).to_arrow_table()
+    })
+
+
+def _check(con: duckdb.DuckDBPyConnection, raw: Path, rules: _Rules) -> pa.Table:
+    """Every raw event with its reject_reason (null: keep), each checked on its own
+    (duplicate keys are found next), in the order clean events are written."""
+    _register_raw_events(con, [raw], raw.parent)
+    con.register("customers", rules.customers)
+    return con.sql(load_sql("check_batch"), params=rules.params).to_arrow_table()
 
 
 def _register_raw_events(con: duckdb.DuckDBPyConnection, files: list[Path],
