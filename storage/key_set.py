@@ -45,9 +45,11 @@ class KeySet:
         if 2 * (self._count + len(unique)) > len(self._table):
             self._grow(self._count + len(unique))
         held = self._place(unique)[np.cumsum(first) - 1]
-        if order is not None:
-            held[order] = held.copy()
-        return held
+        if order is None:
+            return held
+        unsorted = np.empty_like(held)
+        unsorted[order] = held
+        return unsorted
 
     def _place(self, keys: np.ndarray) -> np.ndarray:
         """Put unique ``keys`` in their slots; which were there already. The keys must
