@@ -12,7 +12,7 @@ from datetime import date
 import dagster as dg
 
 from assets.partitions import DAILY
-from storage.ingest import BatchResult
+from ingestion.batches import BatchResult
 
 events = dg.AssetSpec(
     "events", partitions_def=DAILY, group_name="events", kinds={"duckdb", "parquet"},

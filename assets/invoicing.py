@@ -6,10 +6,10 @@ from decimal import Decimal
 import dagster as dg
 
 from assets.partitions import MONTHLY, billing_month
-from pipelines.resources import OrbStore
+from assets.resources import OrbStore
+from invoicing.issuing import compute_corrections, invoice_run
 from reports.documents import render_drafts
 from storage.duck import connect
-from storage.issuing import compute_corrections, invoice_run
 
 
 @dg.multi_asset(

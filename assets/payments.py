@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets.resources import OrbStore, PaymentsConfig
 from payments.run import run_payments
-from pipelines.payments import PaymentsConfig
-from pipelines.resources import OrbStore
 
 
 @dg.asset(group_name="payments", kinds={"parquet"})

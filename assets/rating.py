@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.partitions import MONTHLY, billing_month
-from pipelines.resources import OrbStore
+from assets.resources import OrbStore
 from pricing_sql.engine import engine_from_env
 from pricing_sql.rating import compute_usage, price_line_items
 

@@ -4,9 +4,9 @@ report are assets/revenue.py."""
 import dagster as dg
 
 from assets.invoicing import invoices
+from assets.resources import OrbStore
 from assets.revenue import REVENUE_TABLES, revenue_report
-from pipelines.resources import OrbStore
-from storage.catalog import refresh_views
+from storage.views import refresh_views
 
 
 @dg.asset(deps=[invoices, *REVENUE_TABLES, revenue_report, "events", "quarantine"],

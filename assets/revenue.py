@@ -1,70 +1,13 @@
-"""Revenue domain: MRR and its movements, cohort retention, revenue by plan, price, metric
-and customer, billed vs collected, recognized and deferred revenue, usage trends, and the
-monthly revenue report. Definitions and schemas: docs/revenue.md.
-
-Partition M is the run that closes M (docs/invoicing.md). The tables of M are computed from
-the line items and adjustments of every run up to M (MRR and recognition need the history)
-and never from later runs, so materializing M again gives the same files until M or an
-earlier month is re-rated; re-rate months in order and re-materialize the ones after.
-"""
-
-
-from datetime import date
+"""Revenue assets: the monthly revenue tables (computed in ``revenue/compute.py``) and the
+revenue report (``reports/revenue_report.py``). Definitions and schemas: docs/revenue.md."""
 
 import dagster as dg
-import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from assets.partitions import MONTHLY, billing_month
-from billing.catalog import Catalog
-from pipelines.resources import OrbStore
-from pricing_sql.catalog_tables import plan_prices_table
-from pricing_sql.loader import load_sql
+from assets.resources import OrbStore
 from reports.revenue_report import write_revenue_report
-from storage.documents import EVENTS, issued_heads
+from revenue.compute import SCHEMAS, compute_revenue
 from storage.duck import connect
-from storage.lake import Lake
-
-MONEY = pa.decimal128(38, 4)
-
-SCHEMAS = {
-    "mrr": pa.schema([
-        ("billing_month", pa.date32()), ("customer_id", pa.string()), ("currency", pa.string()),
-        ("fixed_mrr", MONEY), ("usage_mrr", MONEY), ("mrr", MONEY), ("arr", MONEY),
-        ("cohort_month", pa.date32()),
-    ]),
-    "mrr_movements": pa.schema([
-        ("billing_month", pa.date32()), ("customer_id", pa.string()), ("currency", pa.string()),
-        ("movement", pa.string()), ("previous_mrr", MONEY), ("mrr", MONEY), ("amount", MONEY),
-    ]),
-    "cohort_retention": pa.schema([
-        ("billing_month", pa.date32()), ("cohort_month", pa.date32()), ("currency", pa.string()),
-        ("months_since_start", pa.int32()), ("customers", pa.int64()),
-        ("retained_customers", pa.int64()), ("starting_mrr", MONEY), ("mrr", MONEY),
-        ("nrr", MONEY),
-    ]),
-    "revenue_by_dimension": pa.schema([
-        ("billing_month", pa.date32()), ("currency", pa.string()), ("dimension", pa.string()),
-        ("key", pa.string()), ("name", pa.string()), ("customers", pa.int64()),
-        ("invoices", pa.int64()), ("fixed_fees", MONEY), ("usage_fees", MONEY),
-        ("adjustments", MONEY), ("billed", MONEY),
-    ]),
-    "revenue_recognition": pa.schema([
-        ("billing_month", pa.date32()), ("currency", pa.string()), ("month", pa.date32()),
-        ("status", pa.string()), ("deferred_opening", MONEY), ("billed", MONEY),
-        ("recognized", MONEY), ("deferred", MONEY),
-    ]),
-    "billed_vs_collected": pa.schema([
-        ("billing_month", pa.date32()), ("currency", pa.string()), ("documents", pa.int64()),
-        ("paid_documents", pa.int64()), ("void_documents", pa.int64()), ("billed", MONEY),
-        ("collected", MONEY), ("outstanding", MONEY), ("voided", MONEY),
-    ]),
-    "usage_trends": pa.schema([
-        ("billing_month", pa.date32()), ("metric_id", pa.string()), ("customers", pa.int64()),
-        ("windows", pa.int64()), ("quantity", pa.decimal128(38, 9)),
-    ]),
-}
 
 DESCRIPTIONS = {
     "mrr": "MRR and ARR per customer and currency at the end of the month: fees in effect "
@@ -80,73 +23,6 @@ DESCRIPTIONS = {
     "billed_vs_collected": "Issued documents of the month: billed, paid, outstanding, void.",
     "usage_trends": "Each metric's quantity over the run's usage windows.",
 }
-
-
-def runs_through(lake: Lake, table: str, month: date) -> list[str]:
-    """The files of ``table``'s monthly partitions up to and including ``month``."""
-    return [f for f in lake.all_files(table)
-            if date.fromisoformat(Lake.partition_value(f)) <= month]
-
-
-def _read(files: list[str], schema: pa.Schema | None = None) -> pa.Table:
-    return pq.read_table(files, partitioning=None, schema=schema)
-
-
-def register_revenue_lines(con: duckdb.DuckDBPyConnection, catalog: Catalog,
-                           line_items: pa.Table, adjustments: pa.Table) -> None:
-    """Create ``revenue_lines`` (and the revenue SQL macros) on ``con`` from line items and
-    invoice adjustments of any number of runs."""
-    con.register("line_items", line_items)
-    con.register("invoice_adjustments", adjustments)
-    con.register("plan_prices", plan_prices_table(catalog))
-    con.execute(load_sql("revenue_macros"))
-    con.execute(load_sql("revenue_lines"))
-
-
-def _query(con: duckdb.DuckDBPyConnection, name: str, month: date, table: str) -> pa.Table:
-    return con.sql(load_sql(name), params={"month": month}).to_arrow_table().cast(SCHEMAS[table])
-
-
-def revenue_history(con: duckdb.DuckDBPyConnection, month: date) -> dict[str, pa.Table]:
-    """MRR, movements, cohorts and recognition of ``month`` from ``revenue_lines``."""
-    con.execute(load_sql("revenue_mrr"), {"month": month})
-    con.execute(load_sql("revenue_recognition_schedule"))
-    return {
-        "mrr": _query(con, "revenue_mrr_month", month, "mrr"),
-        "mrr_movements": _query(con, "revenue_movements", month, "mrr_movements"),
-        "cohort_retention": _query(con, "revenue_cohorts", month, "cohort_retention"),
-        "revenue_recognition": _query(con, "revenue_recognition", month, "revenue_recognition"),
-        "revenue_by_dimension": _query(con, "revenue_by_dimension", month,
-                                       "revenue_by_dimension"),
-    }
-
-
-def compute_revenue(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
-                    month: date) -> dict[str, pa.Table]:
-    """Every revenue table of ``month`` from the lake (runs up to ``month``)."""
-    line_files = runs_through(lake, "line_items", month)
-    adjustment_files = runs_through(lake, "invoice_adjustments", month)
-    if not line_files or not adjustment_files:
-        raise FileNotFoundError(f"no line items or adjustments up to {month:%Y-%m} in "
-                                f"{lake.root}: materialize line_items and invoices first")
-    register_revenue_lines(con, catalog, _read(line_files), _read(adjustment_files))
-    tables = revenue_history(con, month)
-
-    con.register("issued_documents", issued_heads(lake))
-    events = lake.all_files("document_events")
-    con.register("document_events", _read(events, EVENTS) if events else EVENTS.empty_table())
-    tables["billed_vs_collected"] = _query(con, "revenue_billed_collected", month,
-                                           "billed_vs_collected")
-
-    usage = lake.files_in("usage", "billing_month", [month])
-    current = lake.files_in("line_items", "billing_month", [month])
-    if usage and current:
-        con.register("usage", _read(usage))
-        con.register("line_items", _read(current))
-        tables["usage_trends"] = _query(con, "revenue_usage_trends", month, "usage_trends")
-    else:
-        tables["usage_trends"] = SCHEMAS["usage_trends"].empty_table()
-    return tables
 
 
 @dg.multi_asset(

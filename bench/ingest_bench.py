@@ -36,9 +36,9 @@ import numpy as np
 import polars as pl
 
 from billing.catalog import Catalog
+from ingestion.batches import Window, ingest_files
+from ingestion.key_index import KeyIndex
 from storage.duck import connect
-from storage.ingest import Window, ingest_files
-from storage.key_index import KeyIndex
 from storage.lake import Lake
 
 CUSTOMERS = 10_000

@@ -23,10 +23,10 @@ import pyarrow as pa
 from billing.catalog import Catalog
 from billing.charges import billing_windows
 from billing.credits import Grant
+from invoicing.assembly import assemble_invoices
 from pricing_sql import catalog_tables
-from pricing_sql.invoicing import assemble_invoices
-from pricing_sql.loader import load_sql
 from pricing_sql.rating import USAGE_SCHEMA
+from pricing_sql.sql import load_sql
 from storage.duck import connect
 
 MONTH = date(2026, 10, 1)

@@ -25,6 +25,7 @@ from decimal import Decimal
 
 from billing.catalog import Catalog
 from billing.money import quantize
+from invoicing import documents
 from payments.ledger import Ledger
 from payments.processor import (
     CustomerToSync,
@@ -33,7 +34,6 @@ from payments.processor import (
     PaymentError,
     PaymentProcessor,
 )
-from storage import documents
 from storage.duck import connect
 from storage.lake import Lake
 

@@ -18,12 +18,12 @@ from assets.invoicing import invoice_corrections, invoice_documents, invoices
 from assets.payments import payments
 from assets.rating import price, usage
 from assets.reporting import lake_views
+from assets.resources import OrbStore, PaymentsConfig
 from assets.revenue import REVENUE_ASSETS
 from pipelines.ingestion import ingest_events, landing_sensor
 from pipelines.issuing import issue_invoices
 from pipelines.jobs import check_lake_job, monthly_billing_job, refresh_views_job
-from pipelines.payments import PaymentsConfig, payments_job, payments_schedule
-from pipelines.resources import OrbStore
+from pipelines.payments import payments_job, payments_schedule
 from pipelines.schedules import (
     daily_checks_schedule,
     daily_ingestion_schedule,

@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 
 from assets.events import materializations
-from pipelines.resources import OrbStore
+from assets.resources import OrbStore
+from ingestion.batches import ingest_files
 from storage.duck import connect
-from storage.ingest import ingest_files
 
 
 class IngestConfig(dg.Config):

@@ -2,24 +2,12 @@
 ``orb invoices issue`` does from the shell. An op job, not an asset: issued documents
 are records that no re-materialization may rewrite."""
 
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date
 
 import dagster as dg
 
-from pipelines.resources import OrbStore
-from reports.documents import write_issued
-from storage.duck import connect
-from storage.issuing import Draft, issue_month
-
-
-def issue_and_render(store: OrbStore, month: date, customers: set[str] | None = None,
-                     ) -> tuple[list[tuple[str, Draft]], Path]:
-    """Issue the month's drafts dated up to now and write each as HTML and PDF."""
-    now = datetime.now(UTC)
-    issued = issue_month(connect(), store.lake, month, now, customers)
-    return issued, write_issued(store.lake, store.catalog(), store.issuer, month, issued,
-                                now.date())
+from assets.resources import OrbStore
+from reports.documents import issue_and_render
 
 
 class IssueConfig(dg.Config):

@@ -22,7 +22,9 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from pricing_sql.loader import load_sql
+from pricing_sql.active_events import register_active_events
+from pricing_sql.sql import load_sql
+from storage.tables import AMENDMENTS, BATCHES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -86,8 +88,6 @@ class DuckDBEngine:
         return self.con.sql(text).to_arrow_table()
 
     def register_active_events(self, lake: Lake, event_files: list[str]) -> None:
-        from storage.amendments import register_active_events
-
         register_active_events(self.con, lake, event_files)
 
 
@@ -213,8 +213,6 @@ class SparkEngine:
         return _normalize(self.spark.sql(to_spark(statements[0])).toArrow())
 
     def register_active_events(self, lake: Lake, event_files: list[str]) -> None:
-        from storage.amendments import AMENDMENTS, BATCHES
-
         self.register_parquet("lake_events", event_files, pa.schema([]))
         self.register_parquet("lake_batches", lake.all_files("batches"), BATCHES,
                               columns=BATCHES.names)

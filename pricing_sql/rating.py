@@ -26,8 +26,8 @@ from pricing_sql.catalog_tables import (
     price_tiers_table,
 )
 from pricing_sql.engine import Engine, as_engine
-from pricing_sql.loader import load_sql
 from pricing_sql.metrics import compile_usage_query
+from pricing_sql.sql import load_sql
 from storage.lake import Lake
 
 USAGE_SCHEMA = pa.schema([

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -16,9 +16,12 @@ import duckdb
 import weasyprint
 
 from billing.catalog import Catalog
+from invoicing.issuing import Draft, drafts, issue_month
+from pricing_sql.catalog_files import load_checked_catalog
 from reports.render import environment
-from storage.issuing import Draft, drafts
+from storage.duck import connect
 from storage.lake import Lake
+from storage.settings import Deployment
 
 PARALLEL_FROM = 20  # documents; fewer are quicker than starting worker processes
 TITLES = {"invoice": "Invoice", "adjustment_invoice": "Adjustment invoice",
@@ -82,3 +85,12 @@ def write_issued(lake: Lake, catalog: Catalog, issuer: str, month: date,
 def _write_pdf(page: tuple[str, Path]) -> None:
     html, target = page
     weasyprint.HTML(string=html).write_pdf(target)
+
+
+def issue_and_render(deployment: Deployment, month: date, customers: set[str] | None = None,
+                     ) -> tuple[list[tuple[str, Draft]], Path]:
+    """Issue the month's drafts dated up to now and write each as HTML and PDF."""
+    now = datetime.now(UTC)
+    issued = issue_month(connect(), deployment.lake, month, now, customers)
+    return issued, write_issued(deployment.lake, load_checked_catalog(deployment.catalog_path),
+                                deployment.issuer, month, issued, now.date())

@@ -3,9 +3,9 @@
 import dagster as dg
 import pytest
 
+from assets.resources import OrbStore
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from pipelines.resources import OrbStore
 from tests.scenario import OCTOBER, write_scenario
 
 

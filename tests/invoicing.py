@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from billing.catalog import Catalog
 from billing.credits import Grant
-from pricing_sql.invoicing import assemble_invoices
+from invoicing.assembly import assemble_invoices
 from pricing_sql.rating import USAGE_SCHEMA, price_line_items
 from storage.duck import connect
 from tests.catalogs import unit

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.credits import Creditable, Grant, draw_down
-from storage.credits import read_grants, record_grant
+from invoicing.credit_grants import read_grants, record_grant
+from invoicing.issuing import invoice_run
 from storage.duck import connect
-from storage.issuing import invoice_run
 from storage.lake import Lake
 from tests.invoicing import basic, bill, shop, totals
 

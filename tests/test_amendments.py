@@ -5,10 +5,10 @@ from datetime import UTC, date, datetime
 import pyarrow.parquet as pq
 import pytest
 
+from ingestion.amendments import Amendment, amended_days, record_amendment
+from ingestion.batches import ingest_files
 from pricing_sql.rating import compute_usage
-from storage.amendments import Amendment, amended_days, record_amendment
 from storage.duck import connect
-from storage.ingest import ingest_files
 from storage.lake import Lake
 from tests.batches import batch, ev
 from tests.catalogs import catalog, unit

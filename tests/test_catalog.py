@@ -3,7 +3,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.catalog import CatalogError, load_catalog
+from billing.catalog import CatalogError
+from pricing_sql.catalog_files import load_catalog
 
 METRICS = """\
 metrics:

@@ -7,8 +7,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from invoicing.sql import load_sql
 from pipelines import runner
-from pricing_sql.loader import load_sql
 from storage.duck import connect
 from tests.scenario import OCTOBER
 

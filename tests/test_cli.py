@@ -2,7 +2,7 @@ import json
 
 from click.testing import CliRunner
 
-from pipelines.cli import main
+from cli.main import main
 
 TIERED = {"model_type": "tiered", "tiered_config": {"tiers": [
     {"first_unit": 0, "last_unit": 10, "unit_amount": "0.50"},

@@ -16,6 +16,9 @@ from sqlglot import exp
 
 from billing.charges import billing_windows
 from billing.credits import Grant
+from ingestion.amendments import record_amendment
+from ingestion.batches import ingest_files
+from invoicing.assembly import assemble_invoices
 from pricing_sql.engine import (
     SHARED_SQL,
     DuckDBEngine,
@@ -24,13 +27,10 @@ from pricing_sql.engine import (
     temp_relation,
     to_spark,
 )
-from pricing_sql.invoicing import assemble_invoices
-from pricing_sql.loader import load_sql
 from pricing_sql.metrics import compile_usage_query
 from pricing_sql.rating import USAGE_SCHEMA, compute_usage, price_line_items, usage_requests
-from storage.amendments import record_amendment
+from pricing_sql.sql import load_sql
 from storage.duck import connect
-from storage.ingest import ingest_files
 from storage.lake import Lake
 from tests.batches import batch
 from tests.catalogs import catalog, model, unit

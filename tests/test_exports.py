@@ -18,16 +18,16 @@ from click.testing import CliRunner
 from moto.server import ThreadedMotoServer
 from sqlglot import exp
 
+from assets.resources import OrbStore
+from cli.export import export as export_command
+from ingestion.amendments import record_amendment
+from invoicing.credit_grants import record_grant
+from invoicing.issuing import issue_month
 from pipelines import runner
-from pipelines.cli_export import export as export_command
 from pipelines.definitions import build_definitions
-from pipelines.resources import OrbStore
-from storage import exports
-from storage.amendments import record_amendment
-from storage.credits import record_grant
-from storage.ddl import DIALECTS, UnsupportedType, create_table
 from storage.duck import connect
-from storage.issuing import issue_month
+from storage.exports import lake_export as exports
+from storage.exports.ddl import DIALECTS, UnsupportedType, create_table
 from storage.lake import INTERNAL_TABLES, PUBLISHED_TABLES, Lake
 from tests.scenario import write_scenario
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from storage import ingest as ingest_module
+from ingestion import batches as ingest_module
+from ingestion.batches import Window, ingest_files, replay_batch
 from storage.duck import connect
-from storage.ingest import Window, ingest_files, replay_batch
 from storage.lake import Lake
 from tests.batches import batch, ev
 from tests.catalogs import catalog as make_catalog

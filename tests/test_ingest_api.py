@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from pipelines.cli import main
-from pipelines.ingest_api import MAX_BODY_BYTES, create_app
+from cli.main import main
+from ingestion.http_app import MAX_BODY_BYTES, create_app
 from storage.duck import connect
 from storage.lake import Lake
 from tests.servers import free_port, wait_until_listening
@@ -192,7 +192,7 @@ def test_orb_serve_ingest_over_http(data, tmp_path):
     env["ORB_INGEST_TOKEN"] = "t0ken"
     with open(log, "wb") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve-ingest", "--data-dir", str(data),
+            [sys.executable, "-m", "cli.main", "serve-ingest", "--data-dir", str(data),
              "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_until_listening(port, server, "orb serve-ingest", log.read_text)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.key_index import TIER, KeyIndex
+from ingestion.key_index import TIER, KeyIndex
 from storage.lake import Lake
 
 # Small hash values so that batches share some; up to 40 batches of up to 12 hashes, so

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.key_set import KeySet
+from ingestion.key_set import KeySet
 
 # Uniform hashes, plus values that all want the first slot (top bits 0) so that long
 # runs of occupied slots form; enough of them that the table grows.

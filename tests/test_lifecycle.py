@@ -19,15 +19,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assets.resources import OrbStore
 from billing.catalog import Catalog
+from invoicing import documents
+from invoicing.issuing import CORRECTIONS, compute_corrections, drafts, issue_month
+from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from pipelines.issuing import issue_and_render
-from pipelines.rerate import preview
-from pipelines.resources import OrbStore
-from storage import documents
+from reports.documents import issue_and_render
 from storage.duck import connect
-from storage.issuing import CORRECTIONS, compute_corrections, drafts, issue_month
 from storage.lake import Lake
 from tests.batches import batch
 from tests.invoicing import basic, bill

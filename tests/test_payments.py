@@ -18,7 +18,10 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from assets.resources import OrbStore, PaymentsConfig
 from billing.catalog import Catalog
+from invoicing import documents
+from invoicing.issuing import CORRECTIONS, issue_month
 from payments import ledger
 from payments.manual import ManualProcessor, PaymentFileError
 from payments.processor import (
@@ -29,11 +32,8 @@ from payments.processor import (
     to_minor_units,
 )
 from payments.run import MAX_ATTEMPTS, run_payments
-from pipelines.payments import PaymentsConfig, payments_job, payments_schedule
-from pipelines.resources import OrbStore
-from storage import documents
+from pipelines.payments import payments_job, payments_schedule
 from storage.duck import connect
-from storage.issuing import CORRECTIONS, issue_month
 from storage.lake import Lake
 from tests.catalogs import unit
 from tests.invoicing import bill

@@ -23,9 +23,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from assets.resources import OrbStore
 from billing.catalog import CatalogError
 from pipelines import runner
-from pipelines.resources import OrbStore
 from tests.scenario import OCTOBER, scenario_bytes, write_scenario
 
 

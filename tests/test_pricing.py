@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing import money
-from pricing_sql.invoicing import assemble_invoices
+from invoicing.assembly import assemble_invoices
 from pricing_sql.rating import price_line_items
 from storage.duck import connect
 from tests.catalogs import catalog, model, one_plan, tiered, unit, usage_rows

@@ -58,13 +58,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assets.revenue import SCHEMAS, compute_revenue, register_revenue_lines
 from billing.periods import add_months
-from pricing_sql.invoicing import assemble_invoices
-from pricing_sql.loader import load_sql
+from invoicing.assembly import assemble_invoices
+from invoicing.documents import HEADS, record_event
 from pricing_sql.rating import price_line_items
 from reports.revenue_report import write_revenue_report
-from storage.documents import HEADS, record_event
+from revenue.compute import SCHEMAS, compute_revenue, register_revenue_lines
+from revenue.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
 from tests.catalogs import catalog, unit

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingestion.batches import ingest_files
 from storage.duck import connect
-from storage.ingest import ingest_files
 from storage.lake import Lake
 from tests.catalogs import one_plan, unit
 

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import pytest
 
+from invoicing import documents
 from payments import ledger
 from payments.processor import PaymentError
 from payments.run import run_payments
 from payments.stripe_processor import StripeProcessor
-from storage import documents
 from tests.servers import free_port, wait_until_listening
 from tests.test_payments import (
     ISSUED,

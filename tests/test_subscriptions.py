@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from billing.cycles import billing_periods, cycle_date
+from ingestion.batches import ingest_files
 from pricing_sql.rating import compute_usage
 from storage.duck import connect
-from storage.ingest import ingest_files
 from storage.lake import Lake
 from tests.batches import batch, ev
 from tests.catalogs import unit

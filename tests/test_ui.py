@@ -21,9 +21,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from assets.resources import OrbStore
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from pipelines.resources import OrbStore
 from tests.scenario import OCTOBER, write_scenario
 from tests.servers import free_port, wait_until_listening
 

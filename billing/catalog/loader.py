@@ -1,6 +1,7 @@
-"""Load a catalog folder of YAML files, with errors that name the file, line and field.
+"""Parse a catalog's YAML files, with errors that name the file, line and field.
 
-Every ``*.yaml`` file in the folder may hold any of the top-level lists
+Pure: it takes each file's name and text (``pricing_sql/catalog_files.py`` reads the
+folder). Every file may hold any of the top-level lists
 ``metrics``, ``plans``, ``customers``, ``subscriptions`` and ``coupons``; the lists are
 concatenated, ids must be unique, and every reference must resolve.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -38,7 +38,7 @@ class CatalogError(ValueError):
 class _Item:
     section: str
     index: int
-    file: Path
+    file: str
     node: yaml.Node
     value: object
 
@@ -47,7 +47,7 @@ class _Item:
         path = self.section + f"[{self.index}]" + "".join(
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in field
         )
-        return f"{self.file.name}:{line}: {path}"
+        return f"{self.file}:{line}: {path}"
 
 
 def _line_of(node: yaml.Node, field: Iterable[str | int]) -> int:
@@ -65,39 +65,35 @@ def _line_of(node: yaml.Node, field: Iterable[str | int]) -> int:
     return node.start_mark.line + 1
 
 
-def _read(path: Path) -> list[_Item]:
-    text = path.read_text(encoding="utf-8")
+def _read(name: str, text: str) -> list[_Item]:
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CatalogError([f"{path.name}: not valid YAML: {exc}"]) from exc
+        raise CatalogError([f"{name}: not valid YAML: {exc}"]) from exc
     if data is None:
         return []
     if not isinstance(data, dict):
-        raise CatalogError([f"{path.name}:1: expected a mapping of sections {sorted(SECTIONS)}"])
+        raise CatalogError([f"{name}:1: expected a mapping of sections {sorted(SECTIONS)}"])
     items, problems = [], []
     for key, node in root.value:
         section = key.value
         if section not in SECTIONS:
-            problems.append(f"{path.name}:{key.start_mark.line + 1}: unknown section {section!r}")
+            problems.append(f"{name}:{key.start_mark.line + 1}: unknown section {section!r}")
             continue
         if not isinstance(data[section], list):
-            problems.append(f"{path.name}:{node.start_mark.line + 1}: {section} must be a list")
+            problems.append(f"{name}:{node.start_mark.line + 1}: {section} must be a list")
             continue
         for index, (child, value) in enumerate(zip(node.value, data[section], strict=True)):
-            items.append(_Item(section, index, path, child, value))
+            items.append(_Item(section, index, name, child, value))
     if problems:
         raise CatalogError(problems)
     return items
 
 
-def load_catalog(folder: str | Path) -> Catalog:
-    folder = Path(folder)
-    files = sorted(folder.glob("*.yaml"))
-    if not files:
-        raise CatalogError([f"{folder}: no *.yaml catalog files found"])
-    items = [item for path in files for item in _read(path)]
+def parse_catalog(files: Iterable[tuple[str, str]]) -> Catalog:
+    """The catalog in ``files``, (file name, YAML text) pairs in the order to read them."""
+    items = [item for name, text in files for item in _read(name, text)]
 
     parsed: dict[str, list] = {section: [] for section in SECTIONS}
     origin: dict[tuple[str, str], _Item] = {}

@@ -10,8 +10,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from storage import exports
-from storage.ddl import DIALECTS
+from storage.exports import lake_export as exports
+from storage.exports.ddl import DIALECTS
 from storage.lake import PUBLISHED_TABLES, Lake
 
 console = Console()

@@ -34,10 +34,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pipelines.resources import OrbStore
+from ingestion.batches import DUPLICATE_REASON, BatchResult, Window, ingest_files
+from pricing_sql.catalog_files import load_checked_catalog
 from storage.duck import connect
-from storage.ingest import DUPLICATE_REASON, BatchResult, ingest_files
 from storage.lake import Lake
+from storage.settings import Settings
 
 TOKEN_VARIABLE = "ORB_INGEST_TOKEN"
 MAX_EVENTS = 500  # Orb's limit per request
@@ -95,7 +96,7 @@ def create_app(data_dir: str | Path, clock: Callable[[], datetime] = lambda: dat
                report: Report | None = None) -> Starlette:
     """The app. ``ORB_INGEST_TOKEN``, when set, is the bearer token every request needs;
     ``report`` is told of each ingested batch (the CLI reports it to Dagster)."""
-    store = OrbStore.from_env(data_dir)
+    settings = Settings.from_env(data_dir)
     token = os.environ.get(TOKEN_VARIABLE) or None
     report_lock = threading.Lock()  # one Dagster instance, shared by the worker threads
 
@@ -114,7 +115,7 @@ def create_app(data_dir: str | Path, clock: Callable[[], datetime] = lambda: dat
             return _problem(400, "Request validation error", "the body is not an ingest "
                             "request", "#400-request-validation-errors",
                             validation_errors=[_describe(e) for e in exc.errors()])
-        result, reasons = await run_in_threadpool(_ingest, store, events, clock())
+        result, reasons = await run_in_threadpool(_ingest, settings, events, clock())
         if report and result.status != "already ingested":
             await run_in_threadpool(_report, report, report_lock, result)
         return _answer(events, result, reasons,
@@ -164,7 +165,7 @@ def _describe(error: dict) -> str:
     return f"{where}: {error['msg']}"
 
 
-def _ingest(store: OrbStore, events: list[IngestEvent],
+def _ingest(settings: Settings, events: list[IngestEvent],
             now: datetime) -> tuple[BatchResult, dict[int, str]]:
     """Ingest the events as one batch; its result, and the reason of each rejected line."""
     data = "".join(json.dumps(e.model_dump(exclude_none=True), sort_keys=True,
@@ -176,9 +177,10 @@ def _ingest(store: OrbStore, events: list[IngestEvent],
         path.write_bytes(data)
         # The catalog is read per request, so a customer just added is known at once.
         with closing(connect()) as con:
-            (result,) = ingest_files(con, store.lake, store.catalog(), [path], now,
-                                     store.window)
-    return result, _rejections(store.lake, result.batch_id)
+            (result,) = ingest_files(con, settings.lake,
+                                     load_checked_catalog(settings.catalog_path), [path], now,
+                                     Window.of(settings))
+    return result, _rejections(settings.lake, result.batch_id)
 
 
 def _rejections(lake: Lake, batch_id: str) -> dict[int, str]:

@@ -30,7 +30,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from storage.ddl import DIALECTS, ddl_script
+from storage.exports.ddl import DIALECTS, ddl_script
 from storage.lake import PUBLISHED_TABLES, Lake, write_atomically
 
 FORMAT = "orb-export/1"

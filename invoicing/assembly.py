@@ -19,7 +19,7 @@ from billing.adjustments import Scope, apply_adjustments
 from billing.catalog import Catalog
 from billing.charges import BillingWindow, adjustment_terms, billing_windows, run_span
 from billing.credits import Creditable, Grant, applied_by_invoice, draw_down
-from pricing_sql.loader import load_sql
+from invoicing.sql import load_sql
 
 AMOUNT = pa.decimal128(38, 4)
 

@@ -39,16 +39,17 @@ import pyarrow.parquet as pq
 
 from billing import periods
 from billing.catalog import Catalog
+from ingestion import key_set
+from ingestion.event_files import EVENT_COLUMNS, DayEvents, by_day, write_days
+from ingestion.key_index import KeyIndex
+from ingestion.sources import parquet_relation, read_landing
+from ingestion.sql import load_sql
+from pricing_sql.active_events import register_active_events
 from pricing_sql.catalog_tables import customers_table
-from pricing_sql.loader import load_sql
 from pricing_sql.metrics import numeric_properties
-from storage import key_set
-from storage.amendments import register_active_events
 from storage.duck import cursor
-from storage.event_files import EVENT_COLUMNS, DayEvents, by_day, write_days
-from storage.key_index import KeyIndex
 from storage.lake import Lake
-from storage.sources import parquet_relation, read_landing
+from storage.settings import Settings
 
 KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.string()),
                          ("batch_id", pa.string())])
@@ -63,6 +64,10 @@ class Window:
 
     max_age: timedelta = timedelta(days=400)
     max_future: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Window:
+        return cls(max_age=timedelta(days=settings.max_event_age_days))
 
 
 @dataclass

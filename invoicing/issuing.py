@@ -18,9 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing.catalog import Catalog
-from pricing_sql.invoicing import Invoiced, assemble_invoices
-from pricing_sql.loader import load_sql
-from storage import credits, documents
+from invoicing import credit_grants as credits
+from invoicing import documents
+from invoicing.assembly import Invoiced, assemble_invoices
+from invoicing.sql import load_sql
 from storage.lake import Lake
 
 CORRECTIONS = pa.schema([

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from pipelines.resources import OrbStore
+from invoicing.issuing import compute_corrections, invoice_run, register_issued
+from pricing_sql.catalog_files import load_checked_catalog
 from pricing_sql.rating import compute_usage, price_line_items
 from storage.duck import connect
-from storage.issuing import compute_corrections, invoice_run, register_issued
+from storage.settings import Deployment
 
 ZERO = Decimal(0)
 
@@ -36,9 +37,10 @@ class Difference:
         return (self.after or ZERO) - (self.before or ZERO)
 
 
-def preview(store: OrbStore, month: date) -> list[Difference]:
+def preview(deployment: Deployment, month: date) -> list[Difference]:
     """Every invoice of the month whose amount a re-run would change, or create."""
-    lake, catalog, con = store.lake, store.catalog(), connect()
+    lake, con = deployment.lake, connect()
+    catalog = load_checked_catalog(deployment.catalog_path)
     usage = compute_usage(con, lake, catalog, month)
     priced = price_line_items(con, catalog, month, usage)
     invoiced = invoice_run(con, lake, catalog, month, priced.line_items)

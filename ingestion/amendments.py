@@ -13,22 +13,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import pyarrow as pa
 
-from pricing_sql.loader import load_sql
 from storage.lake import Lake
-
-AMENDMENTS = pa.schema([
-    ("amendment_id", pa.string()),
-    ("created_at", pa.timestamp("us", tz="UTC")),
-    ("customer_id", pa.string()),
-    ("timeframe_start", pa.timestamp("us", tz="UTC")),
-    ("timeframe_end", pa.timestamp("us", tz="UTC")),
-    ("idempotency_key", pa.string()),
-    ("reason", pa.string()),
-])
-BATCHES = pa.schema([("batch_id", pa.string()), ("committed_at", pa.timestamp("us", tz="UTC"))])
+from storage.tables import AMENDMENTS
 
 
 @dataclass(frozen=True)
@@ -54,26 +42,6 @@ def record_amendment(lake: Lake, customer_id: str | None, start: datetime, end: 
     lake.write_partition("amendments", "amendment_id", amendment.amendment_id,
                          pa.Table.from_pylist([asdict(amendment)], schema=AMENDMENTS))
     return amendment
-
-
-def register_batches_and_amendments(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """Views ``lake_batches`` (committed batches) and ``lake_amendments``."""
-    batches = lake.all_files("batches")
-    (con.read_parquet(batches, hive_partitioning=False).select("batch_id", "committed_at")
-     if batches else con.from_arrow(BATCHES.empty_table())).create_view("lake_batches",
-                                                                        replace=True)
-    amendments = lake.all_files("amendments")
-    (con.read_parquet(amendments, hive_partitioning=False) if amendments
-     else con.from_arrow(AMENDMENTS.empty_table())).create_view("lake_amendments", replace=True)
-
-
-def register_active_events(con: duckdb.DuckDBPyConnection, lake: Lake,
-                           event_files: list[str]) -> None:
-    """Define ``active_events`` over ``event_files`` (not empty), less deprecated events."""
-    con.read_parquet(event_files, hive_partitioning=False).create_view("lake_events",
-                                                                       replace=True)
-    register_batches_and_amendments(con, lake)
-    con.execute(load_sql("active_events"))
 
 
 def amended_days(amendment: Amendment) -> list:

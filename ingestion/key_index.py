@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from storage.key_set import KeySet
+from ingestion.key_set import KeySet
 from storage.lake import Lake, write_atomically
 
 TIER = 16

@@ -10,15 +10,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from assets.resources import OrbStore
 from billing import money
+from invoicing import credit_grants as credits
+from invoicing import documents
+from invoicing.issuing import drafts
+from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from pipelines.issuing import issue_and_render
-from pipelines.rerate import preview
-from pipelines.resources import OrbStore
-from storage import credits, documents
+from pricing_sql.catalog_files import load_checked_catalog
+from reports.documents import issue_and_render
 from storage.duck import connect
-from storage.issuing import drafts
+from storage.settings import Settings
 
 console = Console()
 DATA_DIR = click.option("--data-dir", default="data", show_default=True,
@@ -37,8 +40,8 @@ def month_option(_ctx, _param, value):
         raise click.BadParameter(f"expected YYYY-MM, got {value!r}") from exc
 
 
-def _store(data_dir: Path) -> OrbStore:
-    return OrbStore.from_env(data_dir)
+def _settings(data_dir: Path) -> Settings:
+    return Settings.from_env(data_dir)
 
 
 def _money(amount: Decimal | None, currency: str) -> str:
@@ -56,7 +59,7 @@ def invoices() -> None:
 @DATA_DIR
 def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) -> None:
     """Issued documents with their status; with --period, that month's drafts too."""
-    lake, con = _store(data_dir).lake, connect()
+    lake, con = _settings(data_dir).lake, connect()
     table = Table(title="Invoices and credit notes")
     for column in ("number", "type", "invoice", "customer", "date", "due", "total", "status"):
         table.add_column(column, justify="right" if column == "total" else "left")
@@ -85,7 +88,7 @@ def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) 
 @DATA_DIR
 def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> None:
     """Number and freeze the month's drafts; write each as HTML and PDF."""
-    issued, folder = issue_and_render(_store(data_dir), period, set(customers) or None)
+    issued, folder = issue_and_render(_settings(data_dir), period, set(customers) or None)
     for number, draft in issued:
         console.print(f"{number}  {draft.head['document_type']:<18} "
                       f"{draft.head.get('correction_id') or draft.head['invoice_id']:<28} "
@@ -95,7 +98,7 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
 
 def _set_status(number: str, status: str, note: str, data_dir: Path) -> None:
     try:
-        documents.change_status(_store(data_dir).lake, number, status,
+        documents.change_status(_settings(data_dir).lake, number, status,
                                 datetime.now(UTC), note)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -151,11 +154,12 @@ def _day(_ctx, _param, value):
 def credits_grant(customer_id, amount, currency, cost_basis, effective, expires, reason,
                   data_dir) -> None:
     """Record a credit grant (never changed afterwards); re-run the months it affects."""
-    store = _store(data_dir)
-    if customer_id not in {c.id for c in store.catalog().customers}:
+    settings = _settings(data_dir)
+    catalog = load_checked_catalog(settings.catalog_path)
+    if customer_id not in {c.id for c in catalog.customers}:
         raise click.ClickException(f"unknown customer {customer_id!r}")
     try:
-        grant = credits.record_grant(store.lake, customer_id, money.validate_currency(currency),
+        grant = credits.record_grant(settings.lake, customer_id, money.validate_currency(currency),
                                      amount, cost_basis, effective, expires, reason)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -172,7 +176,7 @@ def credits_ledger(customer_id: str, data_dir: Path) -> None:
     for column in ("date", "entry", "grant", "invoice", "amount", "grant balance"):
         table.add_column(column, justify="right" if column in ("amount", "grant balance")
                          else "left")
-    for row in credits.ledger_view(connect(), _store(data_dir).lake, customer_id):
+    for row in credits.ledger_view(connect(), _settings(data_dir).lake, customer_id):
         table.add_row(str(row["entry_date"]), row["entry_type"], row["grant_id"],
                       row["invoice_id"] or "", _money(row["amount"], row["currency"]),
                       _money(row["grant_balance"], row["currency"]))
@@ -187,9 +191,9 @@ def credits_ledger(customer_id: str, data_dir: Path) -> None:
 def rerate(months: tuple[date, ...], dry_run: bool, data_dir: Path) -> None:
     """Recompute past months: per-invoice differences, then (without --dry-run) the run
     that replaces drafts and drafts corrections of issued invoices."""
-    store = _store(data_dir)
+    settings = _settings(data_dir)
     for month in months:
-        changes = [d for d in preview(store, month) if d.difference or d.action.startswith(
+        changes = [d for d in preview(settings, month) if d.difference or d.action.startswith(
             ("new", "draft dropped"))]
         table = Table(title=f"Re-rating {month:%Y-%m}: {len(changes)} invoices change")
         for column in ("customer", "invoice", "before", "after", "difference", "action"):
@@ -201,6 +205,6 @@ def rerate(months: tuple[date, ...], dry_run: bool, data_dir: Path) -> None:
                           d.action)
         console.print(table)
         if not dry_run:
-            runner.bill_month(build_definitions(store), month, runner.instance())
+            runner.bill_month(build_definitions(OrbStore.of(settings)), month, runner.instance())
             console.print(f"{month:%Y-%m} re-rated: drafts replaced; corrections are drafts "
                           f"until `orb invoices issue --period {month:%Y-%m}`")

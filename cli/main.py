@@ -18,22 +18,23 @@ from rich.progress import Progress
 from rich.table import Table
 
 from assets.events import day_materializations, materializations
+from assets.resources import OrbStore
 from billing import money, periods
-from billing.catalog import load_catalog
+from cli.billing import credits_group, invoices, month_option, rerate
+from cli.export import export
+from cli.summary import print_summary, summarize
+from ingestion.amendments import amended_days, record_amendment
+from ingestion.batches import Window, ingest_files, list_quarantine, replay_batch
+from ingestion.http_app import serve
 from pipelines import runner
-from pipelines.cli_billing import credits_group, invoices, month_option, rerate
-from pipelines.cli_export import export
 from pipelines.definitions import build_definitions
-from pipelines.ingest_api import serve
-from pipelines.issuing import issue_and_render
-from pipelines.resources import OrbStore
-from pipelines.summary import print_summary, summarize
+from pricing_sql.catalog_files import load_catalog, load_checked_catalog
 from pricing_sql.evaluate import price_breakdown
 from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
+from reports.documents import issue_and_render
 from sample_data.generate import generate, write_payments
-from storage.amendments import amended_days, record_amendment
 from storage.duck import connect
-from storage.ingest import ingest_files, list_quarantine, replay_batch
+from storage.settings import Settings
 
 console = Console()
 # Dagster flags its beta parameters each time definitions are built; not news to a user.
@@ -68,18 +69,18 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
     _bill(data_dir, billed, started)
     # The oldest month is closed: issue its drafts, as `orb invoices issue` would, and
     # collect most of them from a payments file, as the manual processor does.
-    store = OrbStore.from_env(data_dir)
-    issued, folder = issue_and_render(store, billed[0])
+    settings = Settings.from_env(data_dir)
+    issued, folder = issue_and_render(settings, billed[0])
     console.print(f"Issued {billed[0]:%Y-%m}: {len(issued)} documents, {issued[0][0]} to "
                   f"{issued[-1][0]}, HTML and PDF in {folder}; later months stay drafts "
                   f"[{time.perf_counter() - started:.1f}s]")
     payments_file = data_dir / "payments" / "payments.csv"
     paying = write_payments(payments_file, [(n, d.head) for n, d in issued], 0.8, seed)
-    defs, on = build_definitions(store), runner.instance()
+    defs, on = build_definitions(OrbStore.of(settings)), runner.instance()
     runner.collect_payments(defs, on)
     runner.refresh_revenue(defs, billed[0], on)
     console.print(f"Collected {paying} of them from {payments_file} (manual processor); "
-                  f"billed vs collected in {store.lake.reports / 'revenue'} "
+                  f"billed vs collected in {settings.lake.reports / 'revenue'} "
                   f"[{time.perf_counter() - started:.1f}s]")
 
 
@@ -92,10 +93,11 @@ def bill(month: date, data_dir: Path) -> None:
 
 
 def _bill(data_dir: Path, months: list[date], started: float) -> None:
-    store = OrbStore.from_env(data_dir)
+    settings = Settings.from_env(data_dir)
     with console.status("Running the billing pipeline through Dagster..."):
-        runner.bill_months(build_definitions(store), months, runner.instance())
-    print_summary(summarize(store.lake, months), console)
+        runner.bill_months(build_definitions(OrbStore.of(settings)), months,
+                           runner.instance())
+    print_summary(summarize(settings.lake, months), console)
     console.print(f"Done in {time.perf_counter() - started:.1f}s")
 
 
@@ -105,11 +107,12 @@ def _bill(data_dir: Path, months: list[date], started: float) -> None:
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 def ingest(files: tuple[Path, ...], data_dir: Path) -> None:
     """Ingest event files (Parquet, JSON Lines, CSV; gzip accepted) as batches."""
-    store = OrbStore.from_env(data_dir)
+    settings = Settings.from_env(data_dir)
     with Progress(*Progress.get_default_columns(), console=console) as progress:
         task = progress.add_task("Ingesting", total=len(files))
-        results = ingest_files(connect(), store.lake, store.catalog(), list(files),
-                               datetime.now(UTC), store.window,
+        results = ingest_files(connect(), settings.lake,
+                               load_checked_catalog(settings.catalog_path), list(files),
+                               datetime.now(UTC), Window.of(settings),
                                progress=lambda _: progress.advance(task))
     _report(materializations(results))
     _print_batches(results)
@@ -164,7 +167,7 @@ def quarantine() -> None:
 def quarantine_list(data_dir: Path, batch_id: str | None, reason: str | None,
                     limit: int) -> None:
     """Show quarantined events, newest batch files first, with counts by reason."""
-    lake = OrbStore(data_dir=str(data_dir)).lake
+    lake = Settings(data_dir=str(data_dir)).lake
     rows, counts = list_quarantine(connect(), lake, batch_id, reason, limit)
     table = Table(title=f"Quarantined events (showing {len(rows)})")
     for column in ("batch", "file", "row", "reason", "detail", "idempotency_key"):
@@ -182,11 +185,11 @@ def quarantine_list(data_dir: Path, batch_id: str | None, reason: str | None,
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
     """Check batches again against the current catalog (e.g. after adding a customer)."""
-    store = OrbStore.from_env(data_dir)
-    catalog = store.catalog()
+    settings = Settings.from_env(data_dir)
+    catalog = load_checked_catalog(settings.catalog_path)
     try:
-        results = [replay_batch(connect(), store.lake, catalog, batch_id, datetime.now(UTC),
-                                store.window) for batch_id in batch_ids]
+        results = [replay_batch(connect(), settings.lake, catalog, batch_id, datetime.now(UTC),
+                                Window.of(settings)) for batch_id in batch_ids]
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
     _report(materializations(results))
@@ -221,12 +224,12 @@ def amend(customer_id, all_customers, start, end, idempotency_key, reason, repla
     """Deprecate past events (they stay in the lake) and optionally ingest replacements."""
     if bool(customer_id) == all_customers:
         raise click.UsageError("give exactly one of --customer and --all-customers")
-    store = OrbStore.from_env(data_dir)
-    catalog = store.catalog()
+    settings = Settings.from_env(data_dir)
+    catalog = load_checked_catalog(settings.catalog_path)
     if customer_id and customer_id not in {c.id for c in catalog.customers}:
         raise click.ClickException(f"unknown customer {customer_id!r}")
     try:
-        amendment = record_amendment(store.lake, customer_id, start, end, reason,
+        amendment = record_amendment(settings.lake, customer_id, start, end, reason,
                                      datetime.now(UTC), idempotency_key)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -234,8 +237,8 @@ def amend(customer_id, all_customers, start, end, idempotency_key, reason, repla
                                    {"amendment": amendment.amendment_id, "reason": reason})
     results = []
     if replacement:
-        results = ingest_files(connect(), store.lake, catalog, [replacement],
-                               datetime.now(UTC), store.window)
+        results = ingest_files(connect(), settings.lake, catalog, [replacement],
+                               datetime.now(UTC), Window.of(settings))
         reports += materializations(results)
     _report(reports)
     console.print(f"Amendment {amendment.amendment_id}: events of "

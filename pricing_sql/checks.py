@@ -1,0 +1,37 @@
+"""What must hold of rated usage: each usage line priced for exactly its window's usage,
+and billed usage equal to the usage the event lake gives now."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from billing.catalog import Catalog
+from pricing_sql.catalog_tables import price_terms_table
+from pricing_sql.rating import compute_usage
+from pricing_sql.sql import load_sql
+from storage.duck import connect
+from storage.lake import Lake
+
+
+def line_usage_failures(lake: Lake, catalog: Catalog, month: date) -> list[tuple]:
+    """Usage lines of the run whose quantity is not their window's usage
+    (``check_line_usage.sql``)."""
+    con = connect()
+    for table in ("line_items", "usage"):
+        con.register(table, lake.read_partition(table, "billing_month", month))
+    con.register("price_terms", price_terms_table(catalog))
+    return con.sql(load_sql("check_line_usage")).fetchall()
+
+
+def usage_drift(lake: Lake, catalog: Catalog) -> list[tuple]:
+    """(month, window...) of every billed month whose usage, computed again from the lake
+    as it is now, differs from what was billed: the months to re-rate."""
+    drift = []
+    for path in lake.all_files("usage"):
+        month = date.fromisoformat(lake.partition_value(path))
+        con = connect()
+        con.register("billed", lake.read_partition("usage", "billing_month", month))
+        con.register("now", compute_usage(con, lake, catalog, month))
+        drift += [(f"{month:%Y-%m}", *row) for row in
+                  con.sql(load_sql("check_usage_drift")).fetchall()]
+    return drift

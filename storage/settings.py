@@ -1,0 +1,65 @@
+"""The deployment's settings, read from ``ORB_*`` variables: where the data and the
+catalog live and how a run behaves. A plain object, so the CLI, the HTTP server and
+re-rating need no Dagster; the Dagster resource (``assets/resources.py``) wraps it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from storage.lake import Lake
+
+DEFAULT_DATA_DIR = "data"
+DEFAULT_ISSUER = "Example Cloud, Inc."
+DEFAULT_MAX_EVENT_AGE_DAYS = 400
+DEFAULT_ENGINE = "duckdb"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``catalog_dir`` defaults to ``<data_dir>/catalog``, where the sample generator
+    writes; point it at your own catalog-as-code repository in production."""
+
+    data_dir: str = DEFAULT_DATA_DIR
+    catalog_dir: str = ""
+    issuer: str = DEFAULT_ISSUER
+    # Ingestion rejects events older than this (and more than an hour in the future).
+    max_event_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS
+    # Where usage and prices are rated: duckdb, or spark beyond one machine (docs/engines.md).
+    engine: str = DEFAULT_ENGINE
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None) -> Settings:
+        """Settings from ORB_* variables; ``data_dir`` overrides ORB_DATA_DIR."""
+        return cls(
+            data_dir=str(data_dir or os.environ.get("ORB_DATA_DIR", DEFAULT_DATA_DIR)),
+            catalog_dir=os.environ.get("ORB_CATALOG_DIR", ""),
+            issuer=os.environ.get("ORB_ISSUER", DEFAULT_ISSUER),
+            max_event_age_days=int(os.environ.get("ORB_MAX_EVENT_AGE_DAYS",
+                                                  str(DEFAULT_MAX_EVENT_AGE_DAYS))),
+            engine=os.environ.get("ORB_ENGINE", DEFAULT_ENGINE),
+        )
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.data_dir)
+
+    @property
+    def catalog_path(self) -> Path:
+        return Path(self.catalog_dir or Path(self.data_dir) / "catalog")
+
+
+class Deployment(Protocol):
+    """Where a command reads and writes: ``Settings``, or the Dagster resource that wraps
+    them (``assets/resources.py``), so the same function serves the CLI and an asset."""
+
+    @property
+    def lake(self) -> Lake: ...
+
+    @property
+    def catalog_path(self) -> Path: ...
+
+    @property
+    def issuer(self) -> str: ...
