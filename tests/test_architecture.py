@@ -1,0 +1,67 @@
+"""The stage contracts bite: a wrong import or an untyped function in a strict package fails
+`make test`, and no other installed distribution provides a stage's package name
+(docs/architecture.md)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("billing", "storage", "pricing_sql", "ingestion", "invoicing", "payments", "revenue",
+          "reports", "assets", "pipelines", "cli", "sample_data")
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the stage packages and pyproject.toml, to plant a violation in."""
+    for stage in STAGES:
+        shutil.copytree(ROOT / stage, tmp_path / stage,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    return tmp_path
+
+
+def _run(tool: str, tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / tool), *args], cwd=tree, capture_output=True, text=True,
+                          env={"PATH": str(BIN), "PYTHONPATH": str(tree)}, timeout=300)
+
+
+def test_the_layers_hold_and_a_domain_module_importing_invoicing_breaks_them(tree: Path):
+    assert _run("lint-imports", tree, "--no-cache").returncode == 0
+    with open(tree / "billing" / "money.py", "a") as module:
+        module.write("\nfrom invoicing import assembly  # noqa\n")
+    result = _run("lint-imports", tree, "--no-cache")
+    assert result.returncode == 1
+    assert "billing.money -> invoicing.assembly" in result.stdout
+    assert "Stages import one way: from the pure domain up to the CLI BROKEN" in result.stdout
+
+
+def test_a_storage_module_importing_dagster_breaks_the_contract(tree: Path):
+    with open(tree / "storage" / "lake.py", "a") as module:
+        module.write("\nimport dagster  # noqa\n")
+    result = _run("lint-imports", tree, "--no-cache")
+    assert result.returncode == 1
+    assert "Only assets, pipelines and the CLI know Dagster BROKEN" in result.stdout
+    assert "storage.lake -> dagster" in result.stdout
+
+
+def test_each_stage_is_installed_by_this_distribution_alone():
+    providers = importlib.metadata.packages_distributions()
+    for stage in STAGES:
+        assert set(providers.get(stage, [])) == {"orb-on-duckdb"}, stage
+    # Orb's official SDK is imported as `orb`; no stage may take that name.
+    assert "orb-on-duckdb" not in providers.get("orb", [])
+
+
+def test_the_image_copies_every_stage():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    copied = {line.split()[1] for line in dockerfile.splitlines()
+              if line.startswith("COPY ") and len(line.split()) == 3}
+    assert copied >= set(STAGES)
