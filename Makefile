@@ -36,9 +36,11 @@ JAVA := /usr/bin/java
 $(JAVA):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless
 
-## Lint and the test suite; CI runs exactly this.
+## Lint, import contracts, types and the test suite; CI runs exactly this.
 test: $(STAMP) $(CHROMEDRIVER) $(JAVA)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 ## Re-pin every dependency after changing pyproject.toml.

@@ -10,6 +10,7 @@ from assets.resources import OrbStore
 from invoicing.issuing import compute_corrections, invoice_run
 from reports.documents import render_drafts
 from storage.duck import connect
+from storage.tables import TABLES
 
 
 @dg.multi_asset(
@@ -38,7 +39,7 @@ def invoices(context: dg.AssetExecutionContext, store: OrbStore):
     for table, rows in (("invoices", invoiced.invoices),
                         ("invoice_adjustments", invoiced.adjustments),
                         ("credit_ledger", invoiced.ledger)):
-        path = lake.write_partition(table, "billing_month", month, rows)
+        path = lake.write_partition(table, TABLES[table].key, month, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
             "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})
 
@@ -54,7 +55,8 @@ def invoice_corrections(context: dg.AssetExecutionContext,
     rows = compute_corrections(connect(), lake, month,
                                lake.read_partition("line_items", "billing_month", month),
                                lake.read_partition("invoice_adjustments", "billing_month", month))
-    path = lake.write_partition("invoice_corrections", "billing_month", month, rows)
+    path = lake.write_partition("invoice_corrections", TABLES["invoice_corrections"].key,
+                                month, rows)
     net = sum((r["amount"] for r in rows.to_pylist()), Decimal(0))
     return dg.MaterializeResult(metadata={
         "lines": rows.num_rows, "corrections": len(set(rows.column("correction_id").to_pylist())),

@@ -20,5 +20,5 @@ DAILY = dg.DailyPartitionsDefinition(start_date=FIRST_DAY)
 MONTHLY = dg.MonthlyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
 
 
-def billing_month(context: dg.AssetExecutionContext) -> date:
+def billing_month(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)

@@ -6,6 +6,7 @@ from assets.partitions import MONTHLY, billing_month
 from assets.resources import OrbStore
 from pricing_sql.engine import engine_from_env
 from pricing_sql.rating import compute_usage, price_line_items
+from storage.tables import TABLES
 
 
 @dg.asset(partitions_def=MONTHLY, deps=["events"], group_name="rating",
@@ -14,7 +15,7 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
     """Each billable metric per subscription over the customer's local billing month."""
     month = billing_month(context)
     table = compute_usage(engine_from_env(store.engine), store.lake, store.catalog(), month)
-    path = store.lake.write_partition("usage", "billing_month", month, table)
+    path = store.lake.write_partition("usage", TABLES["usage"].key, month, table)
     return dg.MaterializeResult(metadata={"rows": table.num_rows,
                                           "path": dg.MetadataValue.path(str(path))})
 
@@ -38,6 +39,6 @@ def price(context: dg.AssetExecutionContext, store: OrbStore):
                               usage_rows)
     for table in ("line_items", "sub_line_items"):
         rows = getattr(priced, table)
-        path = store.lake.write_partition(table, "billing_month", month, rows)
+        path = store.lake.write_partition(table, TABLES[table].key, month, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
             "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})

@@ -1,5 +1,5 @@
 """Reporting domain: DuckDB views over the whole lake. The monthly revenue tables and
-report are assets/revenue.py."""
+report are assets/revenue.py (computed in revenue/compute.py)."""
 
 import dagster as dg
 

@@ -8,6 +8,7 @@ from assets.resources import OrbStore
 from reports.revenue_report import write_revenue_report
 from revenue.compute import SCHEMAS, compute_revenue
 from storage.duck import connect
+from storage.tables import TABLES
 
 DESCRIPTIONS = {
     "mrr": "MRR and ARR per customer and currency at the end of the month: fees in effect "
@@ -39,7 +40,7 @@ def revenue_tables(context: dg.AssetExecutionContext, store: OrbStore):
     computed = compute_revenue(connect(), lake, store.catalog(), month)
     for table in SCHEMAS:
         rows = computed[table]
-        path = lake.write_partition(table, "billing_month", month, rows)
+        path = lake.write_partition(table, TABLES[table].key, month, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
             "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})
 

@@ -2,7 +2,8 @@
 the billing output byte for byte as it was.
 
     make demo && .venv/bin/python bench/lake_fingerprint.py data > before.txt
-    (change the code) make demo && .venv/bin/python bench/lake_fingerprint.py data | diff before.txt -
+    (change the code)
+    make demo && .venv/bin/python bench/lake_fingerprint.py data | diff before.txt -
 
 The demo bills the last three complete months before today, so compare runs of the same
 day. Tables stamped with the wall clock (``batches.committed_at``, ``issued_documents``,

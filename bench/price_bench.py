@@ -25,9 +25,9 @@ from billing.charges import billing_windows
 from billing.credits import Grant
 from invoicing.assembly import assemble_invoices
 from pricing_sql import catalog_tables
-from pricing_sql.rating import USAGE_SCHEMA
 from pricing_sql.sql import load_sql
 from storage.duck import connect
+from storage.tables import USAGE as USAGE_SCHEMA
 
 MONTH = date(2026, 10, 1)
 TIERS = {"tiers": [{"first_unit": 0, "last_unit": 1000, "unit_amount": "0.01"},

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from billing import money
-from billing.catalog.adjustments import ADJUSTMENT_TYPES
+from billing.catalog.adjustments import ADJUSTMENT_TYPES, Adjustment
 
 ZERO = Decimal(0)
 
@@ -28,7 +28,7 @@ ZERO = Decimal(0)
 class Scope:
     """One adjustment on one invoice: the lines it covers and their rounded sum."""
 
-    adjustment: object  # an Adjustment (billing/catalog/adjustments.py)
+    adjustment: Adjustment
     source: str
     line_item_ids: tuple[str, ...]
     lines_amount: Decimal
@@ -44,13 +44,12 @@ class Applied:
     amount: Decimal  # signed, rounded: negative lowers the invoice
 
 
-def _amount(adjustment, base: Decimal, currency: str) -> Decimal:
-    kind = adjustment.adjustment_type
-    if kind == "amount_discount":
+def _amount(adjustment: Adjustment, base: Decimal, currency: str) -> Decimal:
+    if adjustment.adjustment_type == "amount_discount":
         return -min(adjustment.amount_discount, max(base, ZERO))
-    if kind == "percentage_discount":
+    if adjustment.adjustment_type == "percentage_discount":
         return -money.quantize(base * adjustment.percentage_discount, currency)
-    if kind == "minimum":
+    if adjustment.adjustment_type == "minimum":
         return max(adjustment.minimum_amount - base, ZERO)
     return -max(base - adjustment.maximum_amount, ZERO)
 

@@ -164,7 +164,7 @@ def billing_windows(catalog: Catalog, month: date) -> list[BillingWindow]:
 def adjustment_terms(catalog: Catalog, windows: list[BillingWindow]) -> list[AdjustmentTerm]:
     """Each plan, subscription and coupon adjustment on each invoice it can touch."""
     subs = {sub.id: sub for sub in catalog.subscriptions}
-    terms: dict[tuple, AdjustmentTerm] = {}
+    terms: dict[tuple[str, str, str, str], AdjustmentTerm] = {}
     for w in windows:
         sub = subs[w.subscription_id]
         version = catalog.plan(w.plan_id).version(w.plan_version)

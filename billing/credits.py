@@ -56,7 +56,7 @@ def _usable(grant: Grant, invoice: Creditable) -> bool:
             and (grant.expiry_date is None or invoice.invoice_date <= grant.expiry_date))
 
 
-def _draw_order(grant: Grant) -> tuple:
+def _draw_order(grant: Grant) -> tuple[date, date, str]:
     return (grant.expiry_date or date.max, grant.effective_date, grant.grant_id)
 
 
@@ -96,5 +96,6 @@ def applied_by_invoice(entries: list[Entry]) -> dict[str, Decimal]:
     paid: dict[str, Decimal] = {}
     for entry in entries:
         if entry.entry_type == "drawdown":
+            assert entry.invoice_id is not None, "a drawdown is always on an invoice"
             paid[entry.invoice_id] = paid.get(entry.invoice_id, ZERO) - entry.amount
     return paid

@@ -14,6 +14,7 @@ from assets.resources import OrbStore
 from billing import money
 from invoicing import credit_grants as credits
 from invoicing import documents
+from invoicing.document_model import DocumentStatus
 from invoicing.issuing import drafts
 from invoicing.rerate import preview
 from pipelines import runner
@@ -64,21 +65,19 @@ def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) 
     for column in ("number", "type", "invoice", "customer", "date", "due", "total", "status"):
         table.add_column(column, justify="right" if column == "total" else "left")
     status = documents.statuses(con, lake)
-    for head in documents.issued_heads(lake).to_pylist():
-        if (period is None or head["billing_month"] == period) and (
-                customer_id is None or head["customer_id"] == customer_id):
-            table.add_row(head["number"], head["document_type"], head["invoice_id"],
-                          head["customer_id"], str(head["invoice_date"]), str(head["due_date"]),
-                          _money(head["total"], head["currency"]), status[head["number"]])
+    for issued in documents.issued_documents(lake):
+        if (period is None or issued.billing_month == period) and (
+                customer_id is None or issued.customer_id == customer_id):
+            table.add_row(issued.number, issued.document_type, issued.invoice_id,
+                          issued.customer_id, str(issued.invoice_date), str(issued.due_date),
+                          _money(issued.total, issued.currency), status[issued.number])
     if period is not None:
         for draft in drafts(con, lake, period):
             head = draft.head
-            if customer_id is None or head["customer_id"] == customer_id:
-                table.add_row("-", head["document_type"],
-                              head.get("correction_id") or head["invoice_id"],
-                              head["customer_id"], str(head["invoice_date"]),
-                              str(head["due_date"]), _money(head["total"], head["currency"]),
-                              "draft")
+            if customer_id is None or head.customer_id == customer_id:
+                table.add_row("-", head.document_type, head.reference, head.customer_id,
+                              str(head.invoice_date), str(head.due_date),
+                              _money(head.total, head.currency), "draft")
     console.print(table)
 
 
@@ -90,13 +89,13 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
     """Number and freeze the month's drafts; write each as HTML and PDF."""
     issued, folder = issue_and_render(_settings(data_dir), period, set(customers) or None)
     for number, draft in issued:
-        console.print(f"{number}  {draft.head['document_type']:<18} "
-                      f"{draft.head.get('correction_id') or draft.head['invoice_id']:<28} "
-                      f"{_money(draft.head['total'], draft.head['currency'])}")
+        head = draft.head
+        console.print(f"{number}  {head.document_type:<18} {head.reference:<28} "
+                      f"{_money(head.total, head.currency)}")
     console.print(f"Issued {len(issued)} documents; HTML and PDF in {folder}")
 
 
-def _set_status(number: str, status: str, note: str, data_dir: Path) -> None:
+def _set_status(number: str, status: DocumentStatus, note: str, data_dir: Path) -> None:
     try:
         documents.change_status(_settings(data_dir).lake, number, status,
                                 datetime.now(UTC), note)

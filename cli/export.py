@@ -12,7 +12,8 @@ from rich.table import Table
 
 from storage.exports import lake_export as exports
 from storage.exports.ddl import DIALECTS
-from storage.lake import PUBLISHED_TABLES, Lake
+from storage.lake import Lake
+from storage.tables import PUBLISHED_TABLES
 
 console = Console()
 

@@ -75,7 +75,8 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
                   f"{issued[-1][0]}, HTML and PDF in {folder}; later months stay drafts "
                   f"[{time.perf_counter() - started:.1f}s]")
     payments_file = data_dir / "payments" / "payments.csv"
-    paying = write_payments(payments_file, [(n, d.head) for n, d in issued], 0.8, seed)
+    paying = write_payments(payments_file, [(n, d.head.to_row()) for n, d in issued], 0.8,
+                            seed)
     defs, on = build_definitions(OrbStore.of(settings)), runner.instance()
     runner.collect_payments(defs, on)
     runner.refresh_revenue(defs, billed[0], on)
@@ -261,7 +262,7 @@ def price(price_file, quantity: str | None, usage_file) -> None:
     if (quantity is None) == (usage_file is None):
         raise click.UsageError("give exactly one of --quantity and --usage")
     try:
-        usage = json.load(usage_file) if usage_file else Decimal(quantity)
+        usage = Decimal(quantity) if quantity is not None else json.load(usage_file)
         breakdown = price_breakdown(json.load(price_file), usage)
     except (ValueError, ArithmeticError) as exc:  # pydantic's ValidationError is a ValueError
         raise click.ClickException(str(exc)) from exc

@@ -38,7 +38,9 @@ def summarize(lake: Lake, months: list[date]) -> RunSummary:
     files = lake.files_in("invoices", "billing_month", months)
     totals = con.execute(MONTH_TOTALS, {"files": files}).fetchall() if files else []
     events = lake.all_files("events")
-    count = con.execute("SELECT count(*) FROM read_parquet($f)", {"f": events}).fetchone()[0]
+    counted = con.execute("SELECT count(*) FROM read_parquet($f)", {"f": events}).fetchone()
+    assert counted is not None  # an aggregate without GROUP BY is one row
+    count = counted[0]
     rejected_files = lake.all_files("quarantine")
     rejected = dict(con.execute(REJECTED, {"files": rejected_files}).fetchall()) if (
         rejected_files) else {}

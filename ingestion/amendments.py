@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from storage.lake import Lake
-from storage.tables import AMENDMENTS
+from storage.tables import AMENDMENTS, TABLES
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def record_amendment(lake: Lake, customer_id: str | None, start: datetime, end: 
         raise ValueError("an amendment needs a reason, for the audit trail")
     amendment = Amendment(uuid.uuid4().hex[:16], now.astimezone(UTC), customer_id,
                           start.astimezone(UTC), end.astimezone(UTC), idempotency_key, reason)
-    lake.write_partition("amendments", "amendment_id", amendment.amendment_id,
+    lake.write_partition("amendments", TABLES["amendments"].key, amendment.amendment_id,
                          pa.Table.from_pylist([asdict(amendment)], schema=AMENDMENTS))
     return amendment
 

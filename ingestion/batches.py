@@ -5,8 +5,8 @@ ingests nothing new. For each batch, under a lock so that concurrent runs cannot
 interleave:
 
 1. the file is copied, unchanged, to ``raw/<batch_id>/<name>`` (never modified after);
-2. every raw event is checked (``pricing_sql/sql/check_batch.sql``), then its
-   idempotency key against every event already in the lake (``storage/key_index.py``);
+2. every raw event is checked (``ingestion/sql/check_batch.sql``), then its
+   idempotency key against every event already in the lake (``ingestion/key_index.py``);
 3. clean events are written to ``events/event_date=<day>/<batch_id>.parquet``, one
    file per day the batch touches, their keys added to the key index, and rejected
    events written to ``quarantine/batch_id=<batch_id>/data.parquet`` with reason, file
@@ -50,6 +50,7 @@ from pricing_sql.metrics import numeric_properties
 from storage.duck import cursor
 from storage.lake import Lake
 from storage.settings import Settings
+from storage.tables import TABLES
 
 KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.string()),
                          ("batch_id", pa.string())])
@@ -154,6 +155,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                 results.append(BatchResult(batch_id, path.name, "already ingested"))
                 _release(lake, path, progress)
                 continue
+            assert checking is not None  # queued with its raw file
             checked = checking.result()
             land()
             settled = _settle(con, lake, index, batch_id, raw, checked, "ingested")
@@ -290,7 +292,7 @@ def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> Bat
     batch_id, rejected = settled.batch_id, settled.rejected
     write_days(lake, batch_id, settled.days)
     index.add(batch_id, settled.hashes)
-    lake.write_partition("quarantine", "batch_id", batch_id, rejected)
+    lake.write_partition("quarantine", TABLES["quarantine"].key, batch_id, rejected)
     accepted = sum(day.count() for day in settled.days)
     result = BatchResult(
         batch_id, settled.file, settled.status, rows=accepted + len(rejected),
@@ -359,11 +361,12 @@ def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 def _commit(lake: Lake, result: BatchResult, now: datetime) -> None:
     """Write the batch record, which makes the batch's events count."""
     # A replay keeps the first commit time: amendments made since still apply to it.
-    record = lake.partition_file("batches", "batch_id", result.batch_id)
+    key = TABLES["batches"].key
+    record = lake.partition_file("batches", key, result.batch_id)
     committed_at = (pq.read_table(record, columns=["committed_at"])["committed_at"][0].as_py()
                     if record.exists() else now.astimezone(UTC))
     days = result.days
-    lake.write_partition("batches", "batch_id", result.batch_id, pa.Table.from_pylist([{
+    lake.write_partition("batches", key, result.batch_id, pa.Table.from_pylist([{
         "batch_id": result.batch_id, "file": result.file, "status": result.status,
         "committed_at": committed_at, "checked_at": now.astimezone(UTC),
         "rows": result.rows, "accepted": result.accepted, "rejected": result.rejected,

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -159,7 +160,7 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     """pydantic's error as 'events.3.timestamp: Field required' (never the input value)."""
     where = ".".join(str(part) for part in error["loc"]) or "body"
     return f"{where}: {error['msg']}"

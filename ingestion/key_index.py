@@ -83,7 +83,7 @@ def _full_tier(runs: list[Run]) -> list[Run]:
 
 class KeyIndex:
     """The index, for one ingestion. ``hold_in_memory`` adds a hash set of every key
-    (storage/key_set.py), which a big ingestion pays for once and then looks each batch
+    (ingestion/key_set.py), which a big ingestion pays for once and then looks each batch
     up in about two memory reads per key instead of a binary search per run."""
 
     def __init__(self, lake: Lake):
@@ -182,7 +182,8 @@ class KeyIndex:
         runs' ids laid end to end. Stable: a hash held by two batches keeps the older
         first. Timsort finds the runs already sorted and only merges them (16 runs of 1M
         in 0.6 s; inserting runs into each other two by two took 3.7 s)."""
-        hashes, positions, ids = [np.empty(0, np.uint64)], [np.empty(0, np.int32)], []
+        hashes, positions = [np.empty(0, np.uint64)], [np.empty(0, np.int32)]
+        ids: list[str] = []
         for run in runs:
             hashes.append(self._array(run, "hashes"))
             positions.append(self._array(run, "batches") + np.int32(len(ids)))
@@ -212,7 +213,10 @@ class KeyIndex:
         return json.loads(path.read_text()) if path.exists() else None
 
     def _runs(self) -> list[Run]:
-        return [Run(**run) for run in self._manifest()["runs"]]
+        manifest = self._manifest()
+        if manifest is None:
+            raise FileNotFoundError(f"no key index in {self.root}: reset() starts one")
+        return [Run(**run) for run in manifest["runs"]]
 
     def _write_manifest(self, runs: list[Run]) -> None:
         text = json.dumps({"duckdb_version": duckdb.__version__,

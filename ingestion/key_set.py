@@ -1,6 +1,6 @@
 """An in-memory hash set of key hashes, to look up a whole batch at once.
 
-Looking a batch up in every sorted run of the key index (storage/key_index.py) costs
+Looking a batch up in every sorted run of the key index (ingestion/key_index.py) costs
 a binary search per key per run: about half a second per 1M-event batch once the lake
 holds 100M events. This set answers "is this hash anywhere in the index?" in a couple
 of memory reads per key, whatever the lake's size, and adds the batch's new hashes in

@@ -20,28 +20,9 @@ from billing.catalog import Catalog
 from billing.charges import BillingWindow, adjustment_terms, billing_windows, run_span
 from billing.credits import Creditable, Grant, applied_by_invoice, draw_down
 from invoicing.sql import load_sql
-
-AMOUNT = pa.decimal128(38, 4)
-
-ADJUSTMENTS = pa.schema([
-    ("invoice_id", pa.string()),
-    ("adjustment_id", pa.string()),
-    ("adjustment_type", pa.string()),
-    ("source", pa.string()),
-    ("line_item_ids", pa.list_(pa.string())),
-    ("base", AMOUNT),
-    ("amount", AMOUNT),
-])
-
-LEDGER = pa.schema([
-    ("entry_type", pa.string()),
-    ("grant_id", pa.string()),
-    ("customer_id", pa.string()),
-    ("currency", pa.string()),
-    ("entry_date", pa.date32()),
-    ("amount", AMOUNT),
-    ("invoice_id", pa.string()),
-])
+from storage.tables import AMOUNT
+from storage.tables import CREDIT_LEDGER as LEDGER
+from storage.tables import INVOICE_ADJUSTMENTS as ADJUSTMENTS
 
 CREDITS = pa.schema([("invoice_id", pa.string()), ("credits_applied", AMOUNT)])
 TERMS = pa.schema([("customer_id", pa.string()), ("net_terms", pa.int32())])

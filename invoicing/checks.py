@@ -7,6 +7,7 @@ from datetime import date
 from invoicing.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
+from storage.tables import TABLES
 
 
 def invoice_total_failures(lake: Lake, month: date) -> list[tuple]:
@@ -15,5 +16,5 @@ def invoice_total_failures(lake: Lake, month: date) -> list[tuple]:
     (``check_invoice_totals.sql``); empty when every invoice adds up."""
     con = connect()
     for table in ("invoices", "line_items", "invoice_adjustments"):
-        con.register(table, lake.read_partition(table, "billing_month", month))
+        con.register(table, lake.read_partition(table, TABLES[table].key, month))
     return con.sql(load_sql("check_invoice_totals")).fetchall()

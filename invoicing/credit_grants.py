@@ -20,17 +20,8 @@ import pyarrow.parquet as pq
 from billing import money
 from billing.credits import Grant
 from storage.lake import Lake
-
-GRANTS = pa.schema([
-    ("grant_id", pa.string()),
-    ("customer_id", pa.string()),
-    ("currency", pa.string()),
-    ("amount", pa.decimal128(38, 4)),
-    ("cost_basis", pa.decimal128(38, 9)),
-    ("effective_date", pa.date32()),
-    ("expiry_date", pa.date32()),
-    ("reason", pa.string()),
-])
+from storage.tables import CREDIT_GRANTS as GRANTS
+from storage.tables import TABLES
 
 
 def record_grant(lake: Lake, customer_id: str, currency: str, amount: Decimal,
@@ -45,9 +36,10 @@ def record_grant(lake: Lake, customer_id: str, currency: str, amount: Decimal,
         raise ValueError(f"expiry {expiry_date} must be after effective date {effective_date}")
     grant = Grant(grant_id or f"grant_{uuid.uuid4().hex[:12]}", customer_id, currency, amount,
                   cost_basis, effective_date, expiry_date, reason)
-    if lake.partition_file("credit_grants", "grant_id", grant.grant_id).exists():
+    key = TABLES["credit_grants"].key
+    if lake.partition_file("credit_grants", key, grant.grant_id).exists():
         raise ValueError(f"grant {grant.grant_id!r} already exists; grants are never changed")
-    lake.write_partition("credit_grants", "grant_id", grant.grant_id,
+    lake.write_partition("credit_grants", key, grant.grant_id,
                          pa.Table.from_pylist([asdict(grant)], schema=GRANTS))
     return grant
 

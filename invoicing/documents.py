@@ -18,50 +18,18 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from invoicing.document_model import DocumentStatus, DocumentType, Draft, IssuedHead
 from storage.lake import Lake
+from storage.tables import DOCUMENT_EVENTS as EVENTS
+from storage.tables import ISSUED_DOCUMENTS as HEADS
+from storage.tables import ISSUED_LINES as LINES
+from storage.tables import TABLES
 
-AMOUNT = pa.decimal128(38, 4)
-SERIES = {"invoice": "INV", "adjustment_invoice": "INV", "credit_note": "CN"}
-
-HEADS = pa.schema([
-    ("number", pa.string()),
-    ("document_type", pa.string()),  # invoice | adjustment_invoice | credit_note
-    ("invoice_id", pa.string()),  # the computed invoice it issues or corrects
-    ("correction_id", pa.string()),  # <invoice_id>~<n> for a correction
-    ("corrects", pa.string()),  # the number of the invoice a correction refers to
-    ("customer_id", pa.string()),
-    ("currency", pa.string()),
-    ("billing_month", pa.date32()),
-    ("invoice_date", pa.date32()),
-    ("due_date", pa.date32()),
-    ("issued_at", pa.timestamp("us", tz="UTC")),
-    ("subtotal", AMOUNT),
-    ("adjustments", AMOUNT),
-    ("credits_applied", AMOUNT),
-    ("total", AMOUNT),
-])
-
-LINES = pa.schema([
-    ("number", pa.string()),
-    ("line_key", pa.string()),  # a line item id, or "adjustment:<source>:<id>"
-    ("kind", pa.string()),  # line | adjustment
-    ("name", pa.string()),
-    ("quantity", pa.decimal128(38, 9)),
-    ("service_start", pa.date32()),
-    ("service_end", pa.date32()),
-    ("amount", AMOUNT),
-])
-
-EVENTS = pa.schema([
-    ("seq", pa.int64()),  # the order of a document's events: clocks can tie
-    ("number", pa.string()),
-    ("status", pa.string()),  # issued | paid | void
-    ("changed_at", pa.timestamp("us", tz="UTC")),
-    ("note", pa.string()),
-])
+SERIES: dict[DocumentType, str] = {"invoice": "INV", "adjustment_invoice": "INV",
+                                   "credit_note": "CN"}
 
 # Which status may follow which.
-TRANSITIONS = {"paid": {"issued"}, "void": {"issued"}}
+TRANSITIONS: dict[DocumentStatus, set[DocumentStatus]] = {"paid": {"issued"}, "void": {"issued"}}
 
 
 def _read(lake: Lake, table: str, schema: pa.Schema,
@@ -78,19 +46,24 @@ def issued_heads(lake: Lake) -> pa.Table:
     return _read(lake, "issued_documents", HEADS)
 
 
+def issued_documents(lake: Lake) -> list[IssuedHead]:
+    """Every issued document's head, in the order of the table's files."""
+    return [IssuedHead.from_row(row) for row in issued_heads(lake).to_pylist()]
+
+
 def issued_lines(lake: Lake, numbers: list[str]) -> pa.Table:
     return _read(lake, "issued_lines", LINES, numbers)
 
 
 def statuses(con: duckdb.DuckDBPyConnection, lake: Lake,
-             numbers: list[str] | None = None) -> dict[str, str]:
+             numbers: list[str] | None = None) -> dict[str, DocumentStatus]:
     """Each document number's current status (of ``numbers`` only, when given)."""
     con.register("document_events", _read(lake, "document_events", EVENTS, numbers))
     return dict(con.sql("SELECT number, arg_max(status, seq) FROM document_events "
                         "GROUP BY number").fetchall())
 
 
-def status_of(lake: Lake, number: str) -> str | None:
+def status_of(lake: Lake, number: str) -> DocumentStatus | None:
     """One document's current status (None: never issued)."""
     files = lake.files_in("document_events", "number", [number])
     if not files:
@@ -106,33 +79,36 @@ def next_numbers(lake: Lake) -> dict[str, int]:
             for prefix in set(SERIES.values())}
 
 
-def record_event(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
+def record_event(lake: Lake, number: str, status: DocumentStatus, at: datetime,
+                 note: str = "") -> None:
     """Append a status event; the caller holds ``lake.lock("issue")``."""
-    seq = len(lake.files_in("document_events", "number", [number])) + 1
-    lake.write_file("document_events", "number", number, f"{seq:06d}.parquet",
+    key = TABLES["document_events"].key
+    seq = len(lake.files_in("document_events", key, [number])) + 1
+    lake.write_file("document_events", key, number, f"{seq:06d}.parquet",
                     pa.Table.from_pylist([{"seq": seq, "number": number, "status": status,
                                            "changed_at": at, "note": note}], schema=EVENTS))
 
 
-def issue(lake: Lake, counters: dict[str, int], head: dict, lines: list[dict],
-          at: datetime) -> str:
+def issue(lake: Lake, counters: dict[str, int], draft: Draft, at: datetime) -> str:
     """Give a draft the next number of its series (``counters`` from ``next_numbers``)
     and freeze it; the caller holds ``lake.lock("issue")``."""
-    prefix = SERIES[head["document_type"]]
+    prefix = SERIES[draft.head.document_type]
     number = f"{prefix}-{counters[prefix]:06d}"
     counters[prefix] += 1
-    for table, schema, rows in (("issued_lines", LINES, lines),
-                                ("issued_documents", HEADS, [head])):
-        target = lake.partition_file(table, "number", number)
+    for table, schema, rows in (
+            ("issued_lines", LINES, [line.to_row(number) for line in draft.lines]),
+            ("issued_documents", HEADS, [draft.head.issued(number, at).to_row()])):
+        target = lake.partition_file(table, TABLES[table].key, number)
         if target.exists():  # never overwrite an issued document
             raise RuntimeError(f"{table} for {number} already exists")
-        lake.write_partition(table, "number", number, pa.Table.from_pylist(
-            [{**row, "number": number, "issued_at": at} for row in rows], schema=schema))
+        lake.write_partition(table, TABLES[table].key, number,
+                             pa.Table.from_pylist(rows, schema=schema))
     record_event(lake, number, "issued", at)
     return number
 
 
-def change_status(lake: Lake, number: str, status: str, at: datetime, note: str = "") -> None:
+def change_status(lake: Lake, number: str, status: DocumentStatus, at: datetime,
+                  note: str = "") -> None:
     """Mark an issued document paid or void; anything else is refused with the reason."""
     with lake.lock("issue"):
         current = status_of(lake, number)

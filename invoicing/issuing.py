@@ -9,9 +9,10 @@ replaces its drafts; issued documents never change.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -21,30 +22,17 @@ from billing.catalog import Catalog
 from invoicing import credit_grants as credits
 from invoicing import documents
 from invoicing.assembly import Invoiced, assemble_invoices
+from invoicing.document_model import (
+    CorrectionLine,
+    DocumentHead,
+    DocumentLine,
+    Draft,
+    IssuedHead,
+    LineKind,
+)
 from invoicing.sql import load_sql
 from storage.lake import Lake
-
-CORRECTIONS = pa.schema([
-    ("correction_id", pa.string()),
-    ("document_type", pa.string()),
-    ("corrects", pa.string()),
-    ("invoice_id", pa.string()),
-    ("line_key", pa.string()),
-    ("kind", pa.string()),
-    ("name", pa.string()),
-    ("quantity", pa.decimal128(38, 9)),
-    ("service_start", pa.date32()),
-    ("service_end", pa.date32()),
-    ("billed", pa.decimal128(38, 4)),
-    ("computed", pa.decimal128(38, 4)),
-    ("amount", pa.decimal128(38, 4)),
-])
-
-
-@dataclass
-class Draft:
-    head: dict
-    lines: list[dict]
+from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
 
 
 def register_issued(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> None:
@@ -111,45 +99,54 @@ def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> list[Draf
     """The run's documents waiting to be issued: its invoices not issued (or voided),
     then its corrections, in id order."""
     register_issued(con, lake, month)
-    heads = con.sql("SELECT h.*, s.status FROM issued_heads AS h "
-                    "JOIN document_status AS s USING (number)").to_arrow_table().to_pylist()
-    live = {h["invoice_id"] for h in heads
+    issued = con.sql("SELECT h.*, s.status FROM issued_heads AS h "
+                     "JOIN document_status AS s USING (number)").to_arrow_table().to_pylist()
+    live = {h["invoice_id"] for h in issued
             if h["status"] != "void" and h["document_type"] == "invoice"}
-    invoices = lake.read_partition("invoices", "billing_month", month).to_pylist()
-    lines = defaultdict(list)
-    for line in document_lines(
+    invoices = [_invoice_head(row) for row in
+                lake.read_partition("invoices", "billing_month", month).to_pylist()]
+    lines: defaultdict[str, list[DocumentLine]] = defaultdict(list)
+    for row in document_lines(
             con, lake.read_partition("line_items", "billing_month", month),
             lake.read_partition("invoice_adjustments", "billing_month", month)).to_pylist():
-        lines[line["invoice_id"]].append(line)
-    result = [Draft({**head, "document_type": "invoice", "corrects": None,
-                     "correction_id": None}, lines[head["invoice_id"]])
-              for head in invoices if head["invoice_id"] not in live]
+        lines[row["invoice_id"]].append(DocumentLine.from_row(row))
+    result = [Draft(head, tuple(lines[head.invoice_id]))
+              for head in invoices if head.invoice_id not in live]
     return result + _correction_drafts(
-        lake, month, {h["number"]: h for h in heads}, {h["invoice_id"]: h for h in invoices})
+        lake, month, {h["number"]: IssuedHead.from_row(h) for h in issued},
+        {head.invoice_id: head for head in invoices})
 
 
-def _correction_drafts(lake: Lake, month: date, originals: dict[str, dict],
-                       invoices: dict[str, dict]) -> list[Draft]:
-    corrections = defaultdict(list)
+def _invoice_head(invoice: Mapping[str, Any]) -> DocumentHead:
+    """The head of a computed invoice's draft (``invoice``: a row of ``invoices``)."""
+    return DocumentHead.from_row({**invoice, "document_type": "invoice", "corrects": None,
+                                  "correction_id": None})
+
+
+def _correction_drafts(lake: Lake, month: date, originals: dict[str, IssuedHead],
+                       invoices: dict[str, DocumentHead]) -> list[Draft]:
+    corrections: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in lake.read_partition("invoice_corrections", "billing_month", month).to_pylist():
         corrections[row["correction_id"]].append(row)
     result = []
-    for correction_id, rows in sorted(corrections.items()):
-        original = originals[rows[0]["corrects"]]
+    for correction_id in sorted(corrections):
+        first = corrections[correction_id][0]
+        lines = tuple(CorrectionLine.from_row(row) for row in corrections[correction_id])
+        original = originals[first["corrects"]]
         # Due like the recomputed invoice; one the run no longer makes keeps its own date.
-        due = invoices.get(rows[0]["invoice_id"], original)["due_date"]
-
-        def total(kinds: tuple[str, ...], rows=rows) -> Decimal:
-            return sum((r["amount"] for r in rows if r["kind"] in kinds), Decimal(0))
-
-        result.append(Draft({
-            "invoice_id": rows[0]["invoice_id"], "correction_id": correction_id,
-            "document_type": rows[0]["document_type"], "corrects": original["number"],
-            "customer_id": original["customer_id"], "currency": original["currency"],
-            "billing_month": month, "invoice_date": original["invoice_date"], "due_date": due,
-            "subtotal": total(("line",)), "adjustments": total(("adjustment",)),
-            "credits_applied": Decimal(0), "total": total(("line", "adjustment"))}, rows))
+        due = invoices.get(first["invoice_id"], original).due_date
+        result.append(Draft(DocumentHead(
+            document_type=first["document_type"], invoice_id=first["invoice_id"],
+            correction_id=correction_id, corrects=original.number,
+            customer_id=original.customer_id, currency=original.currency,
+            billing_month=month, invoice_date=original.invoice_date, due_date=due,
+            subtotal=_total(lines, "line"), adjustments=_total(lines, "adjustment"),
+            credits_applied=Decimal(0), total=_total(lines, "line", "adjustment")), lines))
     return result
+
+
+def _total(lines: tuple[DocumentLine, ...], *kinds: LineKind) -> Decimal:
+    return sum((line.amount for line in lines if line.kind in kinds), Decimal(0))
 
 
 def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: datetime,
@@ -157,12 +154,11 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
     """Issue every draft of the run for ``month`` (or of ``customers``) dated on or
     before ``at``: numbers, frozen heads and lines, an 'issued' event each. A draft dated
     later (its period has not closed) stays a draft. Returns (number, draft) pairs."""
-    issued = []
+    issued: list[tuple[str, Draft]] = []
     with lake.lock("issue"):
         counters = documents.next_numbers(lake)
         for draft in drafts(con, lake, month):
-            due = draft.head["invoice_date"] <= at.date()
-            if due and (customers is None or draft.head["customer_id"] in customers):
-                issued.append((documents.issue(lake, counters, draft.head, draft.lines, at),
-                               draft))
+            due = draft.head.invoice_date <= at.date()
+            if due and (customers is None or draft.head.customer_id in customers):
+                issued.append((documents.issue(lake, counters, draft, at), draft))
     return issued

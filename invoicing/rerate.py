@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Literal
 
 from invoicing.issuing import compute_corrections, invoice_run, register_issued
 from pricing_sql.catalog_files import load_checked_catalog
@@ -21,6 +22,9 @@ from storage.duck import connect
 from storage.settings import Deployment
 
 ZERO = Decimal(0)
+# What re-running the month does to an invoice: to its draft, or to an issued invoice.
+Action = Literal["new draft", "replace draft", "draft dropped", "none", "credit note",
+                 "adjustment invoice", "none (issued)"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class Difference:
     currency: str
     before: Decimal | None  # None: no such invoice yet
     after: Decimal | None  # None: the run no longer makes it
-    action: str
+    action: Action
 
     @property
     def difference(self) -> Decimal:
@@ -57,11 +61,12 @@ def preview(deployment: Deployment, month: date) -> list[Difference]:
         "any_value(h.currency) AS currency, sum(h.subtotal + h.adjustments) AS billed "
         "FROM issued_heads AS h JOIN document_status USING (number) "
         "WHERE status <> 'void' GROUP BY h.invoice_id").to_arrow_table().to_pylist()}
-    corrected = defaultdict(Decimal)
+    corrected: defaultdict[str, Decimal] = defaultdict(Decimal)
     for row in corrections:
         corrected[row["invoice_id"]] += row["amount"]
 
     result = []
+    action: Action
     for invoice_id in sorted(set(after) | set(before) | set(issued)):
         head = after.get(invoice_id) or before.get(invoice_id) or issued[invoice_id]
         if invoice_id in issued:

@@ -21,27 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.lake import Lake
+from storage.tables import PAYMENT_ATTEMPTS as SCHEMA
+from storage.tables import TABLES
 
 TABLE = "payment_attempts"
-KEY = "record_id"
-
-SCHEMA = pa.schema([
-    ("record_id", pa.string()),
-    ("subject", pa.string()),  # invoice number, or customer:<id>
-    ("processor", pa.string()),  # manual | stripe | ...
-    ("step", pa.string()),  # customer | invoice | collect | reconcile
-    ("attempt", pa.int32()),  # 1, 2, ... per subject and step
-    ("phase", pa.string()),  # intent | outcome
-    ("idempotency_key", pa.string()),
-    ("recorded_at", pa.timestamp("us", tz="UTC")),
-    # intent: started; outcome: ok (synced) | paid | failed | flagged
-    ("status", pa.string()),
-    ("reference", pa.string()),  # the processor's id (customer, invoice, payment)
-    ("amount", pa.decimal128(38, 4)),
-    ("currency", pa.string()),
-    ("detail", pa.string()),  # why it failed or was flagged
-    ("next_retry_at", pa.timestamp("us", tz="UTC")),  # failed and retryable
-])
+KEY = TABLES[TABLE].key
 
 
 @dataclass

@@ -54,7 +54,8 @@ def read_payments(path: Path) -> dict[str, RecordedPayment]:
     PaymentFileError listing every bad line."""
     if not path.exists():
         return {}
-    problems, payments = [], {}
+    problems: list[str] = []
+    payments: dict[str, RecordedPayment] = {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -94,7 +95,9 @@ def _parse(row: dict, line: int) -> RecordedPayment:
         raise ValueError(f"amount {values['amount']!r} is not a decimal number") from None
     if not amount.is_finite() or amount <= 0:
         raise ValueError(f"amount {values['amount']!r} must be a positive number")
-    if amount.as_tuple().exponent < -digits:
+    places = amount.as_tuple().exponent
+    assert isinstance(places, int)  # a finite amount ('n', 'N', 'F' are NaN, sNaN, Infinity)
+    if places < -digits:
         raise ValueError(f"amount {values['amount']} has more than {digits} decimal "
                          f"digit(s), the minor unit of {currency}")
     try:

@@ -18,6 +18,8 @@ from typing import Literal
 
 from billing.money import exponent
 
+RemoteStatus = Literal["paid", "open", "void", "unknown"]
+
 
 class PaymentError(RuntimeError):
     """A processor call went wrong in a way that says nothing about whether money moved
@@ -68,7 +70,7 @@ class RemoteState:
     ``status``: ``paid``, ``open`` (nothing paid yet), ``void`` (cancelled on the
     processor's side) or ``unknown`` (the processor has no such invoice)."""
 
-    status: Literal["paid", "open", "void", "unknown"]
+    status: RemoteStatus
     amount_paid: Decimal
     currency: str
     reference: str = ""

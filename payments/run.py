@@ -26,6 +26,7 @@ from decimal import Decimal
 from billing.catalog import Catalog
 from billing.money import quantize
 from invoicing import documents
+from invoicing.document_model import DocumentType
 from payments.ledger import Ledger
 from payments.processor import (
     CustomerToSync,
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 # day 0, 1, 4 and 11; after the 4th failure the invoice waits for a human.
 RETRY_DELAYS = (timedelta(days=1), timedelta(days=3), timedelta(days=7))
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
-PAYABLE = ("invoice", "adjustment_invoice")  # credit notes are refunds: not collected
+# Credit notes are refunds: not collected.
+PAYABLE: tuple[DocumentType, ...] = ("invoice", "adjustment_invoice")
 
 
 @dataclass
@@ -64,12 +66,11 @@ def idempotency_key(prefix: str, subject: str, step: str, attempt: int) -> str:
 
 def payable_invoices(lake: Lake) -> list[InvoiceToCollect]:
     """Every issued invoice and adjustment invoice with something to pay, any status."""
-    heads = documents.issued_heads(lake).to_pylist()
-    return [InvoiceToCollect(h["number"], h["customer_id"], h["currency"],
-                             _in_minor_units(h["total"], h["currency"]),
-                             h["invoice_date"], h["due_date"])
-            for h in sorted(heads, key=lambda h: h["number"])
-            if h["document_type"] in PAYABLE and h["total"] > 0]
+    heads = documents.issued_documents(lake)
+    return [InvoiceToCollect(h.number, h.customer_id, h.currency,
+                             _in_minor_units(h.total, h.currency), h.invoice_date, h.due_date)
+            for h in sorted(heads, key=lambda h: h.number)
+            if h.document_type in PAYABLE and h.total > 0]
 
 
 def _in_minor_units(total: Decimal, currency: str) -> Decimal:
@@ -198,7 +199,8 @@ class _Run:
                   f"{self.processor.name} shows the invoice {state.status}; it is issued here")
         self.summary.flagged[invoice.number] = detail
         earlier = self.ledger.attempts(invoice.number, "reconcile")
-        if earlier and earlier[max(earlier)].outcome["detail"] == detail:
+        last = earlier[max(earlier)].outcome if earlier else None  # written as outcomes only
+        if last is not None and last["detail"] == detail:
             return  # flagged already
         self.ledger.write(invoice.number, "reconcile", len(earlier) + 1, "outcome", self.now,
                           status="flagged", reference=state.reference,

@@ -34,14 +34,15 @@ from payments.processor import (
     PaymentError,
     PaymentProcessor,
     RemoteState,
+    RemoteStatus,
     from_minor_units,
     to_minor_units,
 )
 
 API_KEY_ENV = "ORB_STRIPE_API_KEY"
 API_BASE_ENV = "ORB_STRIPE_API_BASE"
-STATES = {"paid": "paid", "open": "open", "draft": "open", "void": "void",
-          "uncollectible": "void"}
+STATES: dict[str, RemoteStatus] = {"paid": "paid", "open": "open", "draft": "open",
+                                   "void": "void", "uncollectible": "void"}
 
 
 class StripeProcessor(PaymentProcessor):

@@ -21,9 +21,9 @@ def issue(context: dg.OpExecutionContext, config: IssueConfig, store: OrbStore) 
     issued, folder = issue_and_render(store, date.fromisoformat(f"{config.month}-01"),
                                       set(config.customers) or None)
     for number, draft in issued:
-        context.log.info(f"{number}: {draft.head['document_type']} "
-                         f"{draft.head.get('correction_id') or draft.head['invoice_id']} "
-                         f"{draft.head['total']} {draft.head['currency']}")
+        head = draft.head
+        context.log.info(f"{number}: {head.document_type} {head.reference} {head.total} "
+                         f"{head.currency}")
     context.log.info(f"issued {len(issued)} documents into {folder}")
 
 

@@ -8,15 +8,15 @@ import duckdb
 
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
-from storage.tables import AMENDMENTS, BATCHES
+from storage.tables import AMENDMENTS, BATCH_COMMITS
 
 
 def register_batches_and_amendments(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Views ``lake_batches`` (committed batches) and ``lake_amendments``."""
     batches = lake.all_files("batches")
-    (con.read_parquet(batches, hive_partitioning=False).select("batch_id", "committed_at")
-     if batches else con.from_arrow(BATCHES.empty_table())).create_view("lake_batches",
-                                                                        replace=True)
+    (con.read_parquet(batches, hive_partitioning=False).select(*BATCH_COMMITS.names)
+     if batches else con.from_arrow(BATCH_COMMITS.empty_table())).create_view("lake_batches",
+                                                                              replace=True)
     amendments = lake.all_files("amendments")
     (con.read_parquet(amendments, hive_partitioning=False) if amendments
      else con.from_arrow(AMENDMENTS.empty_table())).create_view("lake_amendments", replace=True)

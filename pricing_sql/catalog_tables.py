@@ -9,6 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from billing.catalog import Catalog
+from billing.catalog.prices import Price
 from billing.charges import BillingWindow
 
 QUANTITY = pa.decimal128(38, 9)
@@ -110,7 +111,7 @@ def plan_prices_table(catalog: Catalog) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=PLAN_PRICES)
 
 
-def _prices(catalog: Catalog):
+def _prices(catalog: Catalog) -> list[Price]:
     return [price for plan in catalog.plans for price in plan.all_prices()]
 
 

@@ -11,26 +11,27 @@ from pricing_sql.rating import compute_usage
 from pricing_sql.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
+from storage.tables import TABLES
 
 
-def line_usage_failures(lake: Lake, catalog: Catalog, month: date) -> list[tuple]:
+def line_usage_failures(lake: Lake, catalog: Catalog, month: date) -> list[tuple[object, ...]]:
     """Usage lines of the run whose quantity is not their window's usage
     (``check_line_usage.sql``)."""
     con = connect()
     for table in ("line_items", "usage"):
-        con.register(table, lake.read_partition(table, "billing_month", month))
+        con.register(table, lake.read_partition(table, TABLES[table].key, month))
     con.register("price_terms", price_terms_table(catalog))
     return con.sql(load_sql("check_line_usage")).fetchall()
 
 
-def usage_drift(lake: Lake, catalog: Catalog) -> list[tuple]:
+def usage_drift(lake: Lake, catalog: Catalog) -> list[tuple[object, ...]]:
     """(month, window...) of every billed month whose usage, computed again from the lake
     as it is now, differs from what was billed: the months to re-rate."""
-    drift = []
+    drift: list[tuple[object, ...]] = []
     for path in lake.all_files("usage"):
         month = date.fromisoformat(lake.partition_value(path))
         con = connect()
-        con.register("billed", lake.read_partition("usage", "billing_month", month))
+        con.register("billed", lake.read_partition("usage", TABLES["usage"].key, month))
         con.register("now", compute_usage(con, lake, catalog, month))
         drift += [(f"{month:%Y-%m}", *row) for row in
                   con.sql(load_sql("check_usage_drift")).fetchall()]

@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from pricing_sql.active_events import register_active_events
 from pricing_sql.sql import load_sql
-from storage.tables import AMENDMENTS, BATCHES
+from storage.tables import AMENDMENTS, BATCH_COMMITS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -91,7 +91,7 @@ class DuckDBEngine:
         register_active_events(self.con, lake, event_files)
 
 
-def _spark_rewrite(node: exp.Expression) -> exp.Expression:
+def _spark_rewrite(node: exp.Expr) -> exp.Expr:
     """The one function the shared SQL uses that sqlglot does not map: DuckDB's
     ``error(message)`` is Spark's ``raise_error(message)``."""
     if isinstance(node, exp.Anonymous) and node.name.lower() == "error":
@@ -99,18 +99,18 @@ def _spark_rewrite(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def to_spark(statement: exp.Expression) -> str:
+def to_spark(statement: exp.Expr) -> str:
     """One DuckDB-dialect statement as Spark SQL; raises sqlglot's UnsupportedError
     for anything Spark cannot express."""
     return statement.copy().transform(_spark_rewrite).sql(
         dialect="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)
 
 
-def parse_script(sql: str) -> list[exp.Expression]:
+def parse_script(sql: str) -> list[exp.Expr]:
     return [s for s in sqlglot.parse(sql, read=SOURCE_DIALECT) if s is not None]
 
 
-def temp_relation(statement: exp.Expression) -> tuple[str, str, exp.Expression] | None:
+def temp_relation(statement: exp.Expr) -> tuple[str, str, exp.Expr] | None:
     """``(name, kind, query)`` of ``CREATE [OR REPLACE] TEMP TABLE|VIEW name AS query``."""
     if not isinstance(statement, exp.Create) or statement.kind not in ("TABLE", "VIEW"):
         return None
@@ -214,8 +214,8 @@ class SparkEngine:
 
     def register_active_events(self, lake: Lake, event_files: list[str]) -> None:
         self.register_parquet("lake_events", event_files, pa.schema([]))
-        self.register_parquet("lake_batches", lake.all_files("batches"), BATCHES,
-                              columns=BATCHES.names)
+        self.register_parquet("lake_batches", lake.all_files("batches"), BATCH_COMMITS,
+                              columns=BATCH_COMMITS.names)
         self.register_parquet("lake_amendments", lake.all_files("amendments"), AMENDMENTS,
                               columns=AMENDMENTS.names)
         self.run_script(load_sql("active_events"))

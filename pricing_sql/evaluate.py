@@ -12,9 +12,11 @@ not reduced). The result is rounded to the price's ``currency`` (default USD).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any, NotRequired, TypedDict
 
 import pyarrow as pa
 from pydantic import TypeAdapter, ValidationError
@@ -30,11 +32,27 @@ from billing.catalog.models import (
 )
 from billing.catalog.prices import Price
 from billing.charges import billing_windows
-from pricing_sql.rating import USAGE_SCHEMA, price_line_items
+from pricing_sql.rating import price_line_items
 from storage.duck import connect
+from storage.lake import Row
+from storage.tables import USAGE
 
 MONTH = date(2026, 1, 1)
 EVALUATE = "evaluate"
+
+# A price as parsed from JSON: pydantic checks its shape, so its values are untyped here.
+PriceJSON = Mapping[str, Any]
+Quantity = Decimal | int | float | str
+
+
+class UsageRow(TypedDict):
+    """One group's usage: ``{"group": {"region": "us"}, "quantity": 12}``."""
+
+    group: NotRequired[Mapping[str, object]]
+    quantity: Quantity
+
+
+Usage = Quantity | list[UsageRow]
 
 
 @dataclass(frozen=True)
@@ -42,10 +60,10 @@ class Breakdown:
     currency: str
     amount: Decimal
     precise_amount: Decimal
-    sub_line_items: list[dict]
+    sub_line_items: list[Row]
 
 
-def _price_model(price: dict):
+def _price_model(price: PriceJSON) -> Price:
     model_type = price.get("model_type")
     config = f"{model_type}_config"
     if config not in price:
@@ -60,8 +78,9 @@ def _price_model(price: dict):
             for err in exc.errors())) from exc
 
 
-def _usage_rows(model, usage, window_id: str) -> list[dict]:
+def _usage_rows(model: Price, usage: Usage, window_id: str) -> list[Row]:
     keys = list(model.grouping())
+    rows: list[tuple[list[object], Quantity]]
     if isinstance(usage, list):
         rows = [(list(row.get("group", {}).get(key) for key in keys), row["quantity"])
                 for row in usage]
@@ -75,7 +94,7 @@ def _usage_rows(model, usage, window_id: str) -> list[dict]:
              "quantity": Decimal(str(quantity))} for values, quantity in rows]
 
 
-def price_breakdown(price: dict, usage) -> Breakdown:
+def price_breakdown(price: PriceJSON, usage: Usage) -> Breakdown:
     model = _price_model(price)
     currency = money.validate_currency(price.get("currency") or "USD")
     catalog = Catalog(
@@ -87,13 +106,13 @@ def price_breakdown(price: dict, usage) -> Breakdown:
     )
     (window,) = billing_windows(catalog, MONTH)
     usage_table = pa.Table.from_pylist(_usage_rows(model, usage, window.window_id),
-                                       schema=USAGE_SCHEMA)
+                                       schema=USAGE)
     priced = price_line_items(connect(), catalog, MONTH, usage_table)
     (line,) = priced.line_items.to_pylist()
     return Breakdown(currency, money.quantize(line["amount"], currency), line["precise_amount"],
                      priced.sub_line_items.to_pylist())
 
 
-def evaluate_price(price: dict, usage) -> Decimal:
+def evaluate_price(price: PriceJSON, usage: Usage) -> Decimal:
     """The amount ``price`` charges for ``usage``, rounded to its currency's minor unit."""
     return price_breakdown(price, usage).amount

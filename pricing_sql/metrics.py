@@ -51,7 +51,7 @@ FORBIDDEN_CLAUSES = {"joins": "JOIN", "group": "GROUP BY", "having": "HAVING", "
 
 
 class MetricSQLError(ValueError):
-    def __init__(self, message: str, node: exp.Expression | None = None, line: int | None = None,
+    def __init__(self, message: str, node: exp.Expr | None = None, line: int | None = None,
                  col: int | None = None):
         where = _position(node) if node is not None else (line, col)
         self.line, self.col = where
@@ -59,7 +59,7 @@ class MetricSQLError(ValueError):
         super().__init__(prefix + message)
 
 
-def _position(node: exp.Expression) -> tuple[int | None, int | None]:
+def _position(node: exp.Expr) -> tuple[int | None, int | None]:
     """Line and column where the node's first token starts (sqlglot records where it ends)."""
     for candidate in node.walk():
         meta = candidate.meta
@@ -84,12 +84,14 @@ def parse_metric(sql: str) -> exp.Select:
     if not isinstance(select, exp.Select):
         raise MetricSQLError(f"a metric must be a SELECT, not {select.key.upper()}", select)
     select = select.transform(_orb_aggregate)
+    # The root stays the SELECT: only latest_by / earliest_by calls inside it are replaced.
+    assert isinstance(select, exp.Select)
     _check_shape(select)
     _check_nodes(select)
     return select
 
 
-def _orb_aggregate(node: exp.Expression) -> exp.Expression:
+def _orb_aggregate(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Anonymous) and node.name.lower() in ORB_AGGREGATES:
         if len(node.expressions) != 2:
             raise MetricSQLError(f"{node.name.lower()} takes (value, timestamp)", node)
@@ -190,12 +192,12 @@ def compile_metric(metric_id: str, sql: str, source: str,
 
     ``grouping`` names event properties (a matrix price's dimensions, a grouped
     price's grouping key); ``group_values`` is the list of their values, in order."""
-    select = parse_metric(sql).copy()
-    select = select.transform(
+    select = parse_metric(sql).copy().transform(
         lambda node: _read_property(node)
         if isinstance(node, exp.Column) and node.table == "properties" else node
     )
     value = select.expressions[0].unalias()
+    where = select.args.get("where")
     keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
     group_values = [_group_value(key) for key in grouping]
     values = exp.Array(expressions=[value.copy() for value in group_values])
@@ -209,17 +211,17 @@ def compile_metric(metric_id: str, sql: str, source: str,
                                 QUANTITY_TYPE), "quantity"),
         )
         .from_(exp.to_table(source))
-        .where(select.args.get("where").this if select.args.get("where") else None)
+        .where(where.this if where else None)
         .group_by(exp.column("window_id"), *group_values)
     )
 
 
 def compile_usage_query(requests: list[tuple[str, str, tuple[str, ...]]],
-                        source: str) -> exp.Expression:
+                        source: str) -> exp.Query:
     """Every (metric id, metric SQL, grouping) over ``source`` as one UNION ALL."""
     compiled = [compile_metric(metric_id, sql, source, grouping)
                 for metric_id, sql, grouping in sorted(requests)]
-    query: exp.Expression = compiled[0]
+    query: exp.Query = compiled[0]
     for select in compiled[1:]:
         query = exp.union(query, select, distinct=False)
     return query

@@ -9,7 +9,8 @@ the same SQL runs on DuckDB or, transpiled with sqlglot, on Spark.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import TypedDict
 
 import duckdb
 import pyarrow as pa
@@ -29,14 +30,7 @@ from pricing_sql.engine import Engine, as_engine
 from pricing_sql.metrics import compile_usage_query
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
-
-USAGE_SCHEMA = pa.schema([
-    ("window_id", pa.string()),
-    ("metric_id", pa.string()),
-    ("grouping", pa.list_(pa.string())),
-    ("group_values", pa.list_(pa.string())),
-    ("quantity", pa.decimal128(38, 9)),
-])
+from storage.tables import USAGE
 
 WINDOWS = pa.schema([
     ("window_id", pa.string()),
@@ -46,11 +40,19 @@ WINDOWS = pa.schema([
 ])
 
 
+class _UsageWindow(TypedDict):
+    window_id: str
+    customer_id: str
+    period_start: datetime
+    period_end: datetime
+
+
 def usage_windows(windows: list[BillingWindow]) -> pa.Table:
     """The distinct windows billed in arrears, where usage is counted."""
-    rows = {w.window_id: {"window_id": w.window_id, "customer_id": w.customer_id,
-                          "period_start": w.period_start, "period_end": w.period_end}
-            for w in windows if not w.in_advance}
+    rows: dict[str, _UsageWindow] = {
+        w.window_id: {"window_id": w.window_id, "customer_id": w.customer_id,
+                      "period_start": w.period_start, "period_end": w.period_end}
+        for w in windows if not w.in_advance}
     return pa.Table.from_pylist(sorted(rows.values(), key=lambda r: r["window_id"]),
                                 schema=WINDOWS)
 
@@ -70,7 +72,7 @@ LIST_ORDER = sqlglot.parse_one("list_transform(x, lambda v: coalesce('0' || v, '
                                read="duckdb")
 
 
-def list_order(column: str) -> exp.Expression:
+def list_order(column: str) -> exp.Expr:
     return LIST_ORDER.transform(
         lambda node: exp.column(column) if isinstance(node, exp.Column) and node.name == "x"
         else node)
@@ -82,7 +84,7 @@ def compute_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: 
     windows = usage_windows(billing_windows(catalog, month))
     files = lake.files_in("events", "event_date", event_days(windows))
     if not files or not catalog.metrics:
-        return USAGE_SCHEMA.empty_table()
+        return USAGE.empty_table()
     engine = as_engine(con)
     engine.register("usage_windows", windows)
     engine.register_active_events(lake, files)
@@ -91,12 +93,13 @@ def compute_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: 
     # A total order, so the same events always give byte-identical partitions.
     query = exp.select("*").from_(union.subquery("usage")).order_by(
         "window_id", "metric_id", "grouping", list_order("group_values"))
-    return engine.query(query).cast(USAGE_SCHEMA)
+    return engine.query(query).cast(USAGE)
 
 
 def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
     """Each metric ungrouped, plus each (metric, grouping) a matrix or grouped price needs."""
-    requests = {(metric.id, metric.sql, ()) for metric in catalog.metrics}
+    requests: set[tuple[str, str, tuple[str, ...]]] = {(metric.id, metric.sql, ())
+                                                       for metric in catalog.metrics}
     for plan in catalog.plans:
         for price in plan.all_prices():
             if price.billable_metric_id and price.grouping():

@@ -6,17 +6,20 @@ An issued document is rendered once, when it is issued, from its frozen lines.""
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import weasyprint
 
 from billing.catalog import Catalog
-from invoicing.issuing import Draft, drafts, issue_month
+from invoicing.document_model import DocumentType, Draft
+from invoicing.issuing import drafts, issue_month
 from pricing_sql.catalog_files import load_checked_catalog
 from reports.render import environment
 from storage.duck import connect
@@ -24,24 +27,23 @@ from storage.lake import Lake
 from storage.settings import Deployment
 
 PARALLEL_FROM = 20  # documents; fewer are quicker than starting worker processes
-TITLES = {"invoice": "Invoice", "adjustment_invoice": "Adjustment invoice",
-          "credit_note": "Credit note"}
+TITLES: dict[DocumentType, str] = {
+    "invoice": "Invoice", "adjustment_invoice": "Adjustment invoice", "credit_note": "Credit note"}
+# A line's tier and group breakdown: its rows of sub_line_items, by line item id.
+Breakdowns = Mapping[str, list[dict[str, Any]]]
 
 
-def render_document(head: dict, lines: list[dict], catalog: Catalog, issuer: str,
+def render_document(draft: Draft, breakdowns: Breakdowns, catalog: Catalog, issuer: str,
                     number: str | None = None, issued_on: date | None = None) -> str:
+    head = draft.head
     return environment().get_template("document.html.j2").render(
-        doc=head, lines=lines, customer=catalog.customer(head["customer_id"]), issuer=issuer,
-        title=TITLES[head["document_type"]], number=number, issued_on=issued_on,
+        doc=head, lines=draft.lines, breakdowns=breakdowns,
+        customer=catalog.customer(head.customer_id), issuer=issuer,
+        title=TITLES[head.document_type], number=number, issued_on=issued_on,
         status="issued" if number else "draft")
 
 
-def _with_breakdown(draft: Draft, details: dict[str, list[dict]]) -> list[dict]:
-    return [{**line, "sub_line_items": details.get(line["line_key"], [])}
-            for line in draft.lines]
-
-
-def _breakdowns(lake: Lake, month: date) -> dict[str, list[dict]]:
+def _breakdowns(lake: Lake, month: date) -> Breakdowns:
     rows = lake.read_partition("sub_line_items", "billing_month", month).to_pylist()
     # Sorted by line item id, so groupby sees each line's rows together.
     return {key: list(group) for key, group in groupby(rows, key=itemgetter("line_item_id"))}
@@ -53,9 +55,7 @@ def render_drafts(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, 
     details = _breakdowns(lake, month)
     files = {}
     for draft in drafts(con, lake, month):
-        name = draft.head.get("correction_id") or draft.head["invoice_id"]
-        files[f"{name}.html"] = render_document(draft.head, _with_breakdown(draft, details),
-                                                catalog, issuer)
+        files[f"{draft.head.reference}.html"] = render_document(draft, details, catalog, issuer)
     folder = lake.replace_directory(lake.reports / "invoices" / month.strftime("%Y-%m"), files)
     return folder, len(files)
 
@@ -69,8 +69,8 @@ def write_issued(lake: Lake, catalog: Catalog, issuer: str, month: date,
     details = _breakdowns(lake, month)
     pages = []
     for number, draft in issued:
-        html = render_document(draft.head, _with_breakdown(draft, details), catalog, issuer,
-                               number=number, issued_on=issued_on)
+        html = render_document(draft, details, catalog, issuer, number=number,
+                               issued_on=issued_on)
         (folder / f"{number}.html").write_text(html, encoding="utf-8")
         pages.append((html, folder / f"{number}.pdf"))
     if len(pages) < PARALLEL_FROM:

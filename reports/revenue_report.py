@@ -1,5 +1,5 @@
 """The monthly revenue report: reports/revenue/<YYYY-MM>.html, from the revenue tables of
-the month and the eleven before it (assets/revenue.py, docs/revenue.md).
+the month and the eleven before it (revenue/compute.py, docs/revenue.md).
 
 Tables show the exact Decimal amounts of the lake; the charts (matplotlib, Agg backend,
 inline SVG with a fixed hash salt and no date, so the same tables give the same file) plot
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from billing import periods
 from reports.render import environment
-from storage.lake import Lake
+from storage.lake import Lake, Row
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (the backend is chosen first)
@@ -154,14 +154,14 @@ def report_data(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> dict
                          + collected_rows})
     sections = []
     for currency in currencies:
-        mrr = defaultdict(Decimal)
-        customers = defaultdict(int)
+        mrr: defaultdict[date, Decimal] = defaultdict(Decimal)
+        customers: defaultdict[date, int] = defaultdict(int)
         for r in mrr_rows:
             if r["currency"] == currency:
                 mrr[r["billing_month"]] += r["mrr"]
                 customers[r["billing_month"]] += 1
-        movements = defaultdict(Decimal)
-        counts = defaultdict(int)
+        movements: defaultdict[tuple[date, str], Decimal] = defaultdict(Decimal)
+        counts: defaultdict[tuple[date, str], int] = defaultdict(int)
         for r in movement_rows:
             if r["currency"] == currency:
                 movements[(r["billing_month"], r["movement"])] += r["amount"]
@@ -212,7 +212,7 @@ def report_data(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> dict
 def _triangle(rows: list[dict]) -> dict:
     """Cohort rows as a triangle: NRR by cohort and months since its start."""
     ages = sorted({r["months_since_start"] for r in rows})
-    cohorts = {}
+    cohorts: dict[date, Row] = {}
     for r in sorted(rows, key=lambda r: (r["cohort_month"], r["months_since_start"])):
         cohort = cohorts.setdefault(r["cohort_month"], {"cohort_month": r["cohort_month"],
                                                         "nrr": {}})

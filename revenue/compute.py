@@ -18,50 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing.catalog import Catalog
-from invoicing.documents import EVENTS, issued_heads
+from invoicing.documents import issued_heads
 from pricing_sql.catalog_tables import plan_prices_table
 from revenue.sql import load_sql
 from storage.lake import Lake
+from storage.tables import DOCUMENT_EVENTS
+from storage.tables import REVENUE_SCHEMAS as SCHEMAS
 
-MONEY = pa.decimal128(38, 4)
-
-SCHEMAS = {
-    "mrr": pa.schema([
-        ("billing_month", pa.date32()), ("customer_id", pa.string()), ("currency", pa.string()),
-        ("fixed_mrr", MONEY), ("usage_mrr", MONEY), ("mrr", MONEY), ("arr", MONEY),
-        ("cohort_month", pa.date32()),
-    ]),
-    "mrr_movements": pa.schema([
-        ("billing_month", pa.date32()), ("customer_id", pa.string()), ("currency", pa.string()),
-        ("movement", pa.string()), ("previous_mrr", MONEY), ("mrr", MONEY), ("amount", MONEY),
-    ]),
-    "cohort_retention": pa.schema([
-        ("billing_month", pa.date32()), ("cohort_month", pa.date32()), ("currency", pa.string()),
-        ("months_since_start", pa.int32()), ("customers", pa.int64()),
-        ("retained_customers", pa.int64()), ("starting_mrr", MONEY), ("mrr", MONEY),
-        ("nrr", MONEY),
-    ]),
-    "revenue_by_dimension": pa.schema([
-        ("billing_month", pa.date32()), ("currency", pa.string()), ("dimension", pa.string()),
-        ("key", pa.string()), ("name", pa.string()), ("customers", pa.int64()),
-        ("invoices", pa.int64()), ("fixed_fees", MONEY), ("usage_fees", MONEY),
-        ("adjustments", MONEY), ("billed", MONEY),
-    ]),
-    "revenue_recognition": pa.schema([
-        ("billing_month", pa.date32()), ("currency", pa.string()), ("month", pa.date32()),
-        ("status", pa.string()), ("deferred_opening", MONEY), ("billed", MONEY),
-        ("recognized", MONEY), ("deferred", MONEY),
-    ]),
-    "billed_vs_collected": pa.schema([
-        ("billing_month", pa.date32()), ("currency", pa.string()), ("documents", pa.int64()),
-        ("paid_documents", pa.int64()), ("void_documents", pa.int64()), ("billed", MONEY),
-        ("collected", MONEY), ("outstanding", MONEY), ("voided", MONEY),
-    ]),
-    "usage_trends": pa.schema([
-        ("billing_month", pa.date32()), ("metric_id", pa.string()), ("customers", pa.int64()),
-        ("windows", pa.int64()), ("quantity", pa.decimal128(38, 9)),
-    ]),
-}
 
 def runs_through(lake: Lake, table: str, month: date) -> list[str]:
     """The files of ``table``'s monthly partitions up to and including ``month``."""
@@ -115,7 +78,8 @@ def compute_revenue(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog
 
     con.register("issued_documents", issued_heads(lake))
     events = lake.all_files("document_events")
-    con.register("document_events", _read(events, EVENTS) if events else EVENTS.empty_table())
+    con.register("document_events",
+                 _read(events, DOCUMENT_EVENTS) if events else DOCUMENT_EVENTS.empty_table())
     tables["billed_vs_collected"] = _query(con, "revenue_billed_collected", month,
                                            "billed_vs_collected")
 

@@ -60,12 +60,13 @@ def write_catalog(folder: Path, customers: int, first_month: date, seed: int) ->
         yaml.safe_dump({"customers": rows, "subscriptions": subs}, handle, sort_keys=False)
 
 
-def _subscription(index: int, customer_id: str, plan_id: str, first_month: date) -> dict:
+def _subscription(index: int, customer_id: str, plan_id: str,
+                  first_month: date) -> dict[str, object]:
     """Most customers are on board from the first month. Some join a month later after a
     two-week trial, a few leave before the last month, some starter customers upgrade to
     growth mid-month, some bill on the 15th, and some redeemed the launch coupon."""
     start = first_month if index % 10 else periods.add_months(first_month, 1)
-    sub = {"id": f"sub_{index:04d}", "customer_id": customer_id}
+    sub: dict[str, object] = {"id": f"sub_{index:04d}", "customer_id": customer_id}
     if plan_id == "starter" and index % 7 == 0:
         upgrade = periods.add_months(first_month, 1) + timedelta(days=14)
         sub["phases"] = [{"plan_id": "starter", "start_date": start.isoformat()},

@@ -7,6 +7,7 @@ Layout under the data directory (see docs/lake.md)::
     reports/                       rendered documents
     orb.duckdb                     views over the lake for analysts
 
+Which tables there are, their schemas, partition keys and publication: ``tables.py``.
 A partition is one file, written to a temporary name in the same directory and
 renamed into place, so readers see either the old or the new partition, never
 half of one. The same rows in the same order give byte-identical files.
@@ -21,25 +22,16 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 PARTITION_FILE = "data.parquet"
 
-# The tables users consume: DuckDB views (storage/catalog.py) and exports
-# (storage/exports.py) cover exactly these, so a new table is published only once listed
-# (tests/test_exports.py fails on a table in neither list). ``batches`` and
-# ``amendments`` are published because the events that count are those of committed
-# batches less amended ones (active_events.sql).
-PUBLISHED_TABLES = (
-    "events", "quarantine", "batches", "amendments", "usage", "line_items", "sub_line_items",
-    "invoices", "invoice_adjustments", "invoice_corrections", "credit_grants",
-    "credit_ledger", "issued_documents", "issued_lines", "document_events",
-    "payment_attempts", "mrr", "mrr_movements", "cohort_retention", "revenue_recognition",
-    "revenue_by_dimension", "billed_vs_collected", "usage_trends")
-# DuckDB-version-specific hashes of idempotency keys, only for checking duplicates.
-INTERNAL_TABLES = ("keys",)
+# A row of a table read into Python (``pa.Table.to_pylist()``): pyarrow ships no types,
+# and each value is whatever its column holds (str, Decimal, date, a list, None...).
+Row = dict[str, Any]
 
 
 class Lake:

@@ -1,16 +1,351 @@
-"""Every lake table's Arrow schema, declared once for its writers, views, exports and checks."""
+"""Every lake table, declared once: its Arrow schema, its partition key and whether it is
+published. The writers, the DuckDB views (``views.py``), the exports and their DDL
+(``exports/``) and the checks read it from here, and ``tests/test_exports.py`` fails on a
+table the lake holds that is not declared here.
+
+``lake/<table>/<partition_key>=<value>/<file>.parquet`` (docs/lake.md): one file per
+partition, except ``events`` (one per batch and day) and ``document_events`` (one per
+status change). A schema is that of the Parquet files; a partition key that is not one of
+its columns exists only in the path (``usage``'s ``billing_month``, ``events``'
+``event_date``). Column meanings: docs/lake.md, docs/revenue.md, docs/payments.md.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
+INSTANT = pa.timestamp("us", tz="UTC")
+AMOUNT = pa.decimal128(38, 4)  # money, rounded to the currency or finer
+QUANTITY = pa.decimal128(38, 9)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    schema: pa.Schema | None  # None: not Parquet (``keys``)
+    partition_key: str | None  # the hive folder ``<key>=<value>``; None: not hive-partitioned
+    published: bool  # a DuckDB view and exported; otherwise internal
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        """The partition key, for the writers and readers of a partitioned table."""
+        if self.partition_key is None:
+            raise ValueError(f"lake table {self.name!r} is not hive-partitioned")
+        return self.partition_key
+
+
+# -- ingestion -------------------------------------------------------------------------
+
+EVENTS = pa.schema([
+    ("timestamp", INSTANT),
+    ("event_name", pa.string()),
+    ("customer_id", pa.string()),
+    ("idempotency_key", pa.string()),
+    ("properties", pa.string()),
+    ("batch_id", pa.string()),
+    ("source_file", pa.string()),
+    ("source_row", pa.int64()),
+    ("late", pa.bool_()),
+])
+QUARANTINE = pa.schema([
+    ("batch_id", pa.string()),
+    ("source_file", pa.string()),
+    ("source_row", pa.int64()),
+    ("reject_reason", pa.string()),
+    ("reject_detail", pa.string()),
+    ("event_date", pa.date32()),
+    ("idempotency_key", pa.string()),
+    ("event_name", pa.string()),
+    ("raw_timestamp", pa.string()),
+    ("raw_customer_id", pa.string()),
+    ("raw_external_customer_id", pa.string()),
+    ("raw_properties", pa.string()),
+])
+# Written from a row whose types pyarrow infers: a batch without clean events has no
+# first or last day, and those two columns are then of Arrow's null type in its file.
+BATCHES = pa.schema([
+    ("batch_id", pa.string()),
+    ("file", pa.string()),
+    ("status", pa.string()),
+    ("committed_at", INSTANT),
+    ("checked_at", INSTANT),
+    ("rows", pa.int64()),
+    ("accepted", pa.int64()),
+    ("rejected", pa.int64()),
+    ("duplicates", pa.int64()),
+    ("late", pa.int64()),
+    ("first_day", pa.date32()),
+    ("last_day", pa.date32()),
+])
+# What active_events.sql reads of the batch records: which batches count, since when.
+BATCH_COMMITS = pa.schema([BATCHES.field("batch_id"), BATCHES.field("committed_at")])
 AMENDMENTS = pa.schema([
     ("amendment_id", pa.string()),
-    ("created_at", pa.timestamp("us", tz="UTC")),
+    ("created_at", INSTANT),
     ("customer_id", pa.string()),
-    ("timeframe_start", pa.timestamp("us", tz="UTC")),
-    ("timeframe_end", pa.timestamp("us", tz="UTC")),
+    ("timeframe_start", INSTANT),
+    ("timeframe_end", INSTANT),
     ("idempotency_key", pa.string()),
     ("reason", pa.string()),
 ])
-BATCHES = pa.schema([("batch_id", pa.string()), ("committed_at", pa.timestamp("us", tz="UTC"))])
+
+# -- rating ----------------------------------------------------------------------------
+
+USAGE = pa.schema([
+    ("window_id", pa.string()),
+    ("metric_id", pa.string()),
+    ("grouping", pa.list_(pa.string())),
+    ("group_values", pa.list_(pa.string())),
+    ("quantity", QUANTITY),
+])
+LINE_ITEMS = pa.schema([
+    ("invoice_id", pa.string()),
+    ("invoice_date", pa.date32()),
+    ("line_item_id", pa.string()),
+    ("window_id", pa.string()),
+    ("billing_month", pa.date32()),
+    ("customer_id", pa.string()),
+    ("subscription_id", pa.string()),
+    ("plan_id", pa.string()),
+    ("plan_version", pa.int32()),
+    ("price_id", pa.string()),
+    ("name", pa.string()),
+    ("model_type", pa.string()),
+    ("billable_metric_id", pa.string()),
+    ("currency", pa.string()),
+    ("currency_exponent", pa.int32()),
+    ("in_advance", pa.bool_()),
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),
+    ("quantity", QUANTITY),
+    ("precise_amount", pa.decimal128(38, 21)),
+    ("prorated_days", pa.int32()),
+    ("period_days", pa.int32()),
+    ("amount", AMOUNT),
+])
+SUB_LINE_ITEMS = pa.schema([
+    ("invoice_id", pa.string()),
+    ("line_item_id", pa.string()),
+    ("group_values", pa.list_(pa.string())),
+    ("tier_index", pa.int32()),
+    ("first_unit", QUANTITY),
+    ("last_unit", QUANTITY),
+    ("quantity", QUANTITY),
+    ("unit_amount", pa.decimal128(38, 12)),
+    ("amount", pa.decimal128(38, 21)),
+])
+
+# -- invoicing -------------------------------------------------------------------------
+
+INVOICES = pa.schema([
+    ("invoice_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("currency_exponent", pa.int32()),
+    ("billing_month", pa.date32()),
+    ("invoice_date", pa.date32()),
+    ("due_date", pa.date32()),
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),
+    ("line_count", pa.int64()),
+    ("subtotal", AMOUNT),
+    ("adjustments", AMOUNT),
+    ("credits_applied", AMOUNT),
+    ("total", AMOUNT),
+    ("amount_due", AMOUNT),
+    ("status", pa.string()),
+])
+INVOICE_ADJUSTMENTS = pa.schema([
+    ("invoice_id", pa.string()),
+    ("adjustment_id", pa.string()),
+    ("adjustment_type", pa.string()),
+    ("source", pa.string()),
+    ("line_item_ids", pa.list_(pa.string())),
+    ("base", AMOUNT),
+    ("amount", AMOUNT),
+])
+INVOICE_CORRECTIONS = pa.schema([
+    ("correction_id", pa.string()),
+    ("document_type", pa.string()),
+    ("corrects", pa.string()),
+    ("invoice_id", pa.string()),
+    ("line_key", pa.string()),
+    ("kind", pa.string()),
+    ("name", pa.string()),
+    ("quantity", QUANTITY),
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),
+    ("billed", AMOUNT),
+    ("computed", AMOUNT),
+    ("amount", AMOUNT),
+])
+CREDIT_GRANTS = pa.schema([
+    ("grant_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("amount", AMOUNT),
+    ("cost_basis", QUANTITY),
+    ("effective_date", pa.date32()),
+    ("expiry_date", pa.date32()),
+    ("reason", pa.string()),
+])
+CREDIT_LEDGER = pa.schema([
+    ("entry_type", pa.string()),
+    ("grant_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("entry_date", pa.date32()),
+    ("amount", AMOUNT),
+    ("invoice_id", pa.string()),
+])
+ISSUED_DOCUMENTS = pa.schema([
+    ("number", pa.string()),
+    ("document_type", pa.string()),  # invoice | adjustment_invoice | credit_note
+    ("invoice_id", pa.string()),  # the computed invoice it issues or corrects
+    ("correction_id", pa.string()),  # <invoice_id>~<n> for a correction
+    ("corrects", pa.string()),  # the number of the invoice a correction refers to
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("billing_month", pa.date32()),
+    ("invoice_date", pa.date32()),
+    ("due_date", pa.date32()),
+    ("issued_at", INSTANT),
+    ("subtotal", AMOUNT),
+    ("adjustments", AMOUNT),
+    ("credits_applied", AMOUNT),
+    ("total", AMOUNT),
+])
+ISSUED_LINES = pa.schema([
+    ("number", pa.string()),
+    ("line_key", pa.string()),  # a line item id, or "adjustment:<source>:<id>"
+    ("kind", pa.string()),  # line | adjustment
+    ("name", pa.string()),
+    ("quantity", QUANTITY),
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),
+    ("amount", AMOUNT),
+])
+DOCUMENT_EVENTS = pa.schema([
+    ("seq", pa.int64()),  # the order of a document's events: clocks can tie
+    ("number", pa.string()),
+    ("status", pa.string()),  # issued | paid | void
+    ("changed_at", INSTANT),
+    ("note", pa.string()),
+])
+
+# -- payments --------------------------------------------------------------------------
+
+PAYMENT_ATTEMPTS = pa.schema([
+    ("record_id", pa.string()),
+    ("subject", pa.string()),  # invoice number, or customer:<id>
+    ("processor", pa.string()),  # manual | stripe | ...
+    ("step", pa.string()),  # customer | invoice | collect | reconcile
+    ("attempt", pa.int32()),  # 1, 2, ... per subject and step
+    ("phase", pa.string()),  # intent | outcome
+    ("idempotency_key", pa.string()),
+    ("recorded_at", INSTANT),
+    # intent: started; outcome: ok (synced) | paid | failed | flagged
+    ("status", pa.string()),
+    ("reference", pa.string()),  # the processor's id (customer, invoice, payment)
+    ("amount", AMOUNT),
+    ("currency", pa.string()),
+    ("detail", pa.string()),  # why it failed or was flagged
+    ("next_retry_at", INSTANT),  # failed and retryable
+])
+
+# -- revenue (docs/revenue.md) ---------------------------------------------------------
+
+MRR = pa.schema([
+    ("billing_month", pa.date32()), ("customer_id", pa.string()), ("currency", pa.string()),
+    ("fixed_mrr", AMOUNT), ("usage_mrr", AMOUNT), ("mrr", AMOUNT), ("arr", AMOUNT),
+    ("cohort_month", pa.date32()),
+])
+MRR_MOVEMENTS = pa.schema([
+    ("billing_month", pa.date32()), ("customer_id", pa.string()), ("currency", pa.string()),
+    ("movement", pa.string()), ("previous_mrr", AMOUNT), ("mrr", AMOUNT), ("amount", AMOUNT),
+])
+COHORT_RETENTION = pa.schema([
+    ("billing_month", pa.date32()), ("cohort_month", pa.date32()), ("currency", pa.string()),
+    ("months_since_start", pa.int32()), ("customers", pa.int64()),
+    ("retained_customers", pa.int64()), ("starting_mrr", AMOUNT), ("mrr", AMOUNT),
+    ("nrr", AMOUNT),
+])
+REVENUE_BY_DIMENSION = pa.schema([
+    ("billing_month", pa.date32()), ("currency", pa.string()), ("dimension", pa.string()),
+    ("key", pa.string()), ("name", pa.string()), ("customers", pa.int64()),
+    ("invoices", pa.int64()), ("fixed_fees", AMOUNT), ("usage_fees", AMOUNT),
+    ("adjustments", AMOUNT), ("billed", AMOUNT),
+])
+REVENUE_RECOGNITION = pa.schema([
+    ("billing_month", pa.date32()), ("currency", pa.string()), ("month", pa.date32()),
+    ("status", pa.string()), ("deferred_opening", AMOUNT), ("billed", AMOUNT),
+    ("recognized", AMOUNT), ("deferred", AMOUNT),
+])
+BILLED_VS_COLLECTED = pa.schema([
+    ("billing_month", pa.date32()), ("currency", pa.string()), ("documents", pa.int64()),
+    ("paid_documents", pa.int64()), ("void_documents", pa.int64()), ("billed", AMOUNT),
+    ("collected", AMOUNT), ("outstanding", AMOUNT), ("voided", AMOUNT),
+])
+USAGE_TRENDS = pa.schema([
+    ("billing_month", pa.date32()), ("metric_id", pa.string()), ("customers", pa.int64()),
+    ("windows", pa.int64()), ("quantity", QUANTITY),
+])
+
+# -- the tables ------------------------------------------------------------------------
+
+BILLING_MONTH = "billing_month"  # the billing run's month, YYYY-MM-01
+
+# In publication order: the DuckDB views, the exports, their manifest and DDL follow it.
+# ``batches`` and ``amendments`` are published because the events that count are those of
+# committed batches less amended ones (active_events.sql).
+TABLES: dict[str, Table] = {table.name: table for table in (
+    Table("events", EVENTS, "event_date", True,
+          "clean usage events, one file per batch and UTC day of their timestamp"),
+    Table("quarantine", QUARANTINE, "batch_id", True,
+          "rejected events of a batch, with the reason, file and row"),
+    Table("batches", BATCHES, "batch_id", True, "a batch's commit record"),
+    Table("amendments", AMENDMENTS, "amendment_id", True, "deprecations of past events"),
+    Table("usage", USAGE, BILLING_MONTH, True, "each metric per usage window"),
+    Table("line_items", LINE_ITEMS, BILLING_MONTH, True, "every charge, priced and rounded"),
+    Table("sub_line_items", SUB_LINE_ITEMS, BILLING_MONTH, True,
+          "each line item's breakdown by usage group and tier"),
+    Table("invoices", INVOICES, BILLING_MONTH, True, "the run's computed invoices"),
+    Table("invoice_adjustments", INVOICE_ADJUSTMENTS, BILLING_MONTH, True,
+          "each discount, minimum and maximum applied, in order"),
+    Table("invoice_corrections", INVOICE_CORRECTIONS, BILLING_MONTH, True,
+          "per-line differences between the run and the issued invoices"),
+    Table("credit_grants", CREDIT_GRANTS, "grant_id", True,
+          "prepaid credit grants, written once"),
+    Table("credit_ledger", CREDIT_LEDGER, BILLING_MONTH, True,
+          "the run's credit drawdowns and expiries"),
+    Table("issued_documents", ISSUED_DOCUMENTS, "number", True,
+          "issued invoices and credit notes, written once"),
+    Table("issued_lines", ISSUED_LINES, "number", True, "their frozen lines"),
+    Table("document_events", DOCUMENT_EVENTS, "number", True,
+          "issued / paid / void, one file per event"),
+    Table("payment_attempts", PAYMENT_ATTEMPTS, "record_id", True,
+          "payment intents and outcomes, written once"),
+    Table("mrr", MRR, BILLING_MONTH, True),
+    Table("mrr_movements", MRR_MOVEMENTS, BILLING_MONTH, True),
+    Table("cohort_retention", COHORT_RETENTION, BILLING_MONTH, True),
+    Table("revenue_recognition", REVENUE_RECOGNITION, BILLING_MONTH, True),
+    Table("revenue_by_dimension", REVENUE_BY_DIMENSION, BILLING_MONTH, True),
+    Table("billed_vs_collected", BILLED_VS_COLLECTED, BILLING_MONTH, True),
+    Table("usage_trends", USAGE_TRENDS, BILLING_MONTH, True),
+    # DuckDB-version-specific hashes of idempotency keys, only for checking duplicates:
+    # numpy runs and a manifest (ingestion/key_index.py), not Parquet.
+    Table("keys", None, None, False, "the idempotency-key index"),
+)}
+
+PUBLISHED_TABLES = tuple(name for name, table in TABLES.items() if table.published)
+INTERNAL_TABLES = tuple(name for name, table in TABLES.items() if not table.published)
+
+# The revenue tables, in the order revenue/compute.py computes and writes them.
+REVENUE_SCHEMAS = {
+    "mrr": MRR, "mrr_movements": MRR_MOVEMENTS, "cohort_retention": COHORT_RETENTION,
+    "revenue_by_dimension": REVENUE_BY_DIMENSION, "revenue_recognition": REVENUE_RECOGNITION,
+    "billed_vs_collected": BILLED_VS_COLLECTED, "usage_trends": USAGE_TRENDS,
+}

@@ -10,7 +10,8 @@ import sqlglot
 from sqlglot import exp
 
 from storage.duck import connect
-from storage.lake import PUBLISHED_TABLES, Lake
+from storage.lake import Lake
+from storage.tables import PUBLISHED_TABLES
 
 _VIEW = sqlglot.parse_one(
     "CREATE OR REPLACE VIEW placeholder AS "
@@ -23,7 +24,9 @@ def view_sql(table: str, pattern: str) -> str:
     """``CREATE VIEW`` for one lake table, built as a syntax tree, not by formatting."""
     tree = _VIEW.copy()
     tree.this.replace(exp.to_table(table))
-    tree.find(exp.ReadParquet).expressions[0].replace(exp.Literal.string(pattern))
+    read = tree.find(exp.ReadParquet)
+    assert read is not None  # _VIEW selects FROM read_parquet(...)
+    read.expressions[0].replace(exp.Literal.string(pattern))
     return tree.sql(dialect="duckdb")
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from billing.catalog import Catalog
 from billing.charges import billing_windows
-from pricing_sql.rating import USAGE_SCHEMA
+from storage.tables import USAGE as USAGE_SCHEMA
 
 
 def tiered(price_id, metric, tiers):

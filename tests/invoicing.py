@@ -9,8 +9,9 @@ import pyarrow as pa
 from billing.catalog import Catalog
 from billing.credits import Grant
 from invoicing.assembly import assemble_invoices
-from pricing_sql.rating import USAGE_SCHEMA, price_line_items
+from pricing_sql.rating import price_line_items
 from storage.duck import connect
+from storage.tables import USAGE as USAGE_SCHEMA
 from tests.catalogs import unit
 
 

@@ -28,10 +28,11 @@ from pricing_sql.engine import (
     to_spark,
 )
 from pricing_sql.metrics import compile_usage_query
-from pricing_sql.rating import USAGE_SCHEMA, compute_usage, price_line_items, usage_requests
+from pricing_sql.rating import compute_usage, price_line_items, usage_requests
 from pricing_sql.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
+from storage.tables import USAGE as USAGE_SCHEMA
 from tests.batches import batch
 from tests.catalogs import catalog, model, unit
 

@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlglot
 from click.testing import CliRunner
@@ -28,7 +29,8 @@ from pipelines.definitions import build_definitions
 from storage.duck import connect
 from storage.exports import lake_export as exports
 from storage.exports.ddl import DIALECTS, UnsupportedType, create_table
-from storage.lake import INTERNAL_TABLES, PUBLISHED_TABLES, Lake
+from storage.lake import Lake
+from storage.tables import INTERNAL_TABLES, PUBLISHED_TABLES, TABLES
 from tests.scenario import write_scenario
 
 OCTOBER = date(2026, 10, 1)
@@ -87,7 +89,29 @@ def present(lake: Lake) -> list[str]:
 def test_every_lake_table_is_published_or_internal(lake):
     tables = {path.name for path in (lake.root / "lake").iterdir() if path.is_dir()}
     unclassified = tables - set(PUBLISHED_TABLES) - set(INTERNAL_TABLES)
-    assert not unclassified, f"classify in storage/lake.py (PUBLISHED or INTERNAL): {unclassified}"
+    assert not unclassified, f"declare in storage/tables.py (published or not): {unclassified}"
+
+
+def test_every_lake_table_is_declared_with_its_partition_key(lake):
+    for path in sorted((lake.root / "lake").iterdir()):
+        assert path.name in TABLES, f"declare {path.name!r} in storage/tables.py"
+        key = TABLES[path.name].partition_key
+        folders = [p.name for p in path.iterdir() if p.is_dir()]
+        if key is None:  # keys: numpy runs, not hive partitions
+            assert not any("=" in folder for folder in folders), path.name
+        else:
+            assert folders and all(f.startswith(f"{key}=") for f in folders), (path.name, key)
+
+
+def test_every_lake_file_has_its_declared_schema(lake):
+    """Names, order and types; a column of Arrow's null type is one pyarrow inferred from
+    nulls alone (a batch record's first and last day when the batch kept no event)."""
+    for table in TABLES.values():
+        for file in lake.all_files(table.name):
+            schema = pq.read_schema(file)
+            assert schema.names == table.schema.names, file
+            for field, declared in zip(schema, table.schema, strict=True):
+                assert field.type in (declared.type, pa.null()), (file, field.name)
 
 
 def test_every_published_table_round_trips_through_duckdb(lake, tmp_path):

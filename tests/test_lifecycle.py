@@ -22,13 +22,14 @@ from hypothesis import strategies as st
 from assets.resources import OrbStore
 from billing.catalog import Catalog
 from invoicing import documents
-from invoicing.issuing import CORRECTIONS, compute_corrections, drafts, issue_month
+from invoicing.issuing import compute_corrections, drafts, issue_month
 from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from reports.documents import issue_and_render
 from storage.duck import connect
 from storage.lake import Lake
+from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
 from tests.batches import batch
 from tests.invoicing import basic, bill
 
@@ -76,8 +77,8 @@ def test_issue_numbers_and_freezes_drafts(pipeline):
     store, _, _ = pipeline
     con, lake = connect(), store.lake
     (draft,) = drafts(con, lake, OCTOBER)
-    assert (draft.head["invoice_id"], draft.head["total"]) == ("acme-20261101-USD",
-                                                                Decimal("100.00"))
+    assert (draft.head.invoice_id, draft.head.total) == ("acme-20261101-USD",
+                                                          Decimal("100.00"))
     ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
     assert number == "INV-000001"
     (head,) = documents.issued_heads(lake).to_pylist()
@@ -102,9 +103,9 @@ def test_late_events_on_an_issued_invoice_give_a_credit_note(pipeline, tmp_path)
 
     runner.bill_month(defs, OCTOBER, instance)
     (note,) = drafts(con, lake, OCTOBER)
-    assert (note.head["document_type"], note.head["corrects"], note.head["total"]) == (
+    assert (note.head.document_type, note.head.corrects, note.head.total) == (
         "credit_note", "INV-000001", Decimal("-40.00"))
-    assert [(line["line_key"], line["billed"], line["computed"], line["amount"])
+    assert [(line.line_key, line.billed, line.computed, line.amount)
             for line in note.lines] == [("sub:volume_calls:20261001", Decimal("100.00"),
                                          Decimal("60.00"), Decimal("-40.00"))]
     ((number, _),), folder = issue_and_render(store, OCTOBER)
@@ -131,7 +132,7 @@ def test_more_usage_on_an_issued_invoice_gives_an_adjustment_invoice(pipeline, t
     batch(tmp_path / "landing" / "late.jsonl", *calls("late", 30, 30))  # 140: 70.00
     runner.bill_months(defs, [OCTOBER], instance)
     (correction,) = drafts(con, lake, OCTOBER)
-    assert (correction.head["document_type"], correction.head["total"]) == (
+    assert (correction.head.document_type, correction.head.total) == (
         "adjustment_invoice", Decimal("15.00"))
     ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
     assert number == "INV-000002"  # invoices and adjustment invoices share a sequence
@@ -156,7 +157,7 @@ def test_voided_invoice_is_drafted_again_and_reissued_with_a_new_number(pipeline
     documents.change_status(lake, "INV-000001", "void", NOW, "wrong address")
     runner.bill_month(defs, OCTOBER, instance)
     (draft,) = drafts(con, lake, OCTOBER)
-    assert (draft.head["document_type"], draft.head["total"]) == ("invoice", Decimal("100.00"))
+    assert (draft.head.document_type, draft.head.total) == ("invoice", Decimal("100.00"))
     ((number, _),) = issue_month(con, lake, OCTOBER, NOW)
     assert number == "INV-000002"
     assert documents.statuses(con, lake) == {"INV-000001": "void", "INV-000002": "issued"}
@@ -235,5 +236,5 @@ def test_an_issued_invoice_the_run_no_longer_makes_is_credited_in_full(pipeline,
     (tmp_path / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(ended))
     runner.bill_month(defs, OCTOBER, instance)
     (note,) = drafts(con, lake, OCTOBER)
-    assert (note.head["document_type"], note.head["corrects"], note.head["total"]) == (
+    assert (note.head.document_type, note.head.corrects, note.head.total) == (
         "credit_note", "INV-000001", Decimal("-100.00"))

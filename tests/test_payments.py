@@ -21,7 +21,7 @@ import yaml
 from assets.resources import OrbStore, PaymentsConfig
 from billing.catalog import Catalog
 from invoicing import documents
-from invoicing.issuing import CORRECTIONS, issue_month
+from invoicing.issuing import issue_month
 from payments import ledger
 from payments.manual import ManualProcessor, PaymentFileError
 from payments.processor import (
@@ -35,6 +35,7 @@ from payments.run import MAX_ATTEMPTS, run_payments
 from pipelines.payments import payments_job, payments_schedule
 from storage.duck import connect
 from storage.lake import Lake
+from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
 from tests.catalogs import unit
 from tests.invoicing import bill
 

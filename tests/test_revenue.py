@@ -60,13 +60,15 @@ from hypothesis import strategies as st
 
 from billing.periods import add_months
 from invoicing.assembly import assemble_invoices
-from invoicing.documents import HEADS, record_event
+from invoicing.documents import record_event
 from pricing_sql.rating import price_line_items
 from reports.revenue_report import write_revenue_report
-from revenue.compute import SCHEMAS, compute_revenue, register_revenue_lines
+from revenue.compute import compute_revenue, register_revenue_lines
 from revenue.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
+from storage.tables import ISSUED_DOCUMENTS as HEADS
+from storage.tables import REVENUE_SCHEMAS as SCHEMAS
 from tests.catalogs import catalog, unit
 from tests.invoicing import usage_table
 

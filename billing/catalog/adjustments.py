@@ -71,6 +71,7 @@ class Coupon(Strict):
             return AmountDiscount(id=self.id, adjustment_type="amount_discount",
                                   amount_discount=self.amount_discount,
                                   applies_to_price_ids=self.applies_to_price_ids)
+        assert self.percentage_discount is not None  # _one_discount: exactly one is set
         return PercentageDiscount(id=self.id, adjustment_type="percentage_discount",
                                   percentage_discount=Decimal(self.percentage_discount),
                                   applies_to_price_ids=self.applies_to_price_ids)

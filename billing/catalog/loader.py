@@ -15,9 +15,20 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from billing.catalog.adjustments import ADJUSTMENT_TYPES, Coupon
-from billing.catalog.models import MODEL_TYPES, Catalog, Customer, Metric, Plan, Subscription
+from billing.catalog.models import (
+    MODEL_TYPES,
+    Catalog,
+    Customer,
+    Metric,
+    Plan,
+    PlanVersion,
+    Subscription,
+)
 
-SECTIONS: dict[str, type] = {
+# What a catalog's sections list.
+Item = Metric | Plan | Customer | Subscription | Coupon
+
+SECTIONS: dict[str, type[Item]] = {
     "metrics": Metric,
     "plans": Plan,
     "customers": Customer,
@@ -62,7 +73,8 @@ def _line_of(node: yaml.Node, field: Iterable[str | int]) -> int:
         if child is None:
             break
         node = child
-    return node.start_mark.line + 1
+    line: int = node.start_mark.line  # 0-based
+    return line + 1
 
 
 def _read(name: str, text: str) -> list[_Item]:
@@ -95,7 +107,7 @@ def parse_catalog(files: Iterable[tuple[str, str]]) -> Catalog:
     """The catalog in ``files``, (file name, YAML text) pairs in the order to read them."""
     items = [item for name, text in files for item in _read(name, text)]
 
-    parsed: dict[str, list] = {section: [] for section in SECTIONS}
+    parsed: dict[str, list[Item]] = {section: [] for section in SECTIONS}
     origin: dict[tuple[str, str], _Item] = {}
     problems: list[str] = []
     # Ids of items that failed validation still count as defined, so one bad plan
@@ -119,7 +131,7 @@ def parse_catalog(files: Iterable[tuple[str, str]]) -> Catalog:
         origin[key] = item
         parsed[item.section].append(obj)
 
-    catalog = Catalog(**parsed)
+    catalog = Catalog.model_validate(parsed)
     problems += _reference_problems(catalog, origin, invalid)
     if problems:
         raise CatalogError(problems)
@@ -133,7 +145,7 @@ def _is_union_tag(part: str | int) -> bool:
 
 def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
                         invalid: set[tuple[str, str]]) -> list[str]:
-    def known(section: str, defined: list) -> set[str]:
+    def known(section: str, defined: Sequence[Item]) -> set[str]:
         return {x.id for x in defined} | {key for sec, key in invalid if sec == section}
 
     metric_ids = known("metrics", catalog.metrics)
@@ -143,7 +155,8 @@ def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
     price_origin: dict[str, str] = {}
     for plan in catalog.plans:
         item = origin[("plans", plan.id)]
-        for number, version in enumerate((plan, *plan.versions), start=1):
+        versions: tuple[Plan | PlanVersion, ...] = (plan, *plan.versions)
+        for number, version in enumerate(versions, start=1):
             where = () if number == 1 else ("versions", number - 2)
             for index, price in enumerate(version.prices):
                 if price.billable_metric_id and price.billable_metric_id not in metric_ids:

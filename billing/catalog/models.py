@@ -7,7 +7,7 @@ Prices (``billing/catalog/prices.py``) follow the shape of Orb's public API:
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, get_args
+from typing import Annotated, TypedDict, get_args
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -56,7 +56,8 @@ class Plan(Strict):
         starts = [v.effective_from for v in self.versions]
         if starts != sorted(set(starts)):
             raise ValueError("versions must take effect on strictly increasing dates")
-        for version in (self, *self.versions):
+        versions: tuple[Plan | PlanVersion, ...] = (self, *self.versions)
+        for version in versions:
             ids = {price.id for price in version.prices}
             for adjustment in version.adjustments:
                 unknown = set(adjustment.applies_to_price_ids or ()) - ids
@@ -86,7 +87,8 @@ class Plan(Strict):
         return self.version(number)
 
     def all_prices(self) -> list[Price]:
-        return [price for version in (self, *self.versions) for price in version.prices]
+        versions: tuple[Plan | PlanVersion, ...] = (self, *self.versions)
+        return [price for version in versions for price in version.prices]
 
 
 class Customer(Strict):
@@ -164,6 +166,8 @@ class Subscription(Strict):
     def plan_phases(self) -> list[Phase]:
         if self.phases:
             return list(self.phases)
+        if self.plan_id is None or self.start_date is None:
+            raise ValueError("a subscription needs plan_id and start_date, or phases")
         return [Phase(plan_id=self.plan_id, start_date=self.start_date,
                       plan_version=self.plan_version)]
 
@@ -178,6 +182,13 @@ class Subscription(Strict):
         return self.billing_cycle_day or 1
 
 
+class _Lookups(TypedDict):
+    metrics: dict[str, Metric]
+    plans: dict[str, Plan]
+    customers: dict[str, Customer]
+    coupons: dict[str, Coupon]
+
+
 class Catalog(Strict):
     metrics: list[Metric] = []
     plans: list[Plan] = []
@@ -186,13 +197,13 @@ class Catalog(Strict):
     coupons: list[Coupon] = []
 
     # Lookups by id, built once: invoicing looks up every invoice's customer.
-    _by_id: dict[str, dict] = PrivateAttr(default_factory=dict)
+    _by_id: _Lookups = PrivateAttr()
 
     def model_post_init(self, _context: object) -> None:
-        self._by_id.update(metrics={m.id: m for m in self.metrics},
-                           plans={p.id: p for p in self.plans},
-                           customers={c.id: c for c in self.customers},
-                           coupons={c.id: c for c in self.coupons})
+        self._by_id = _Lookups(metrics={m.id: m for m in self.metrics},
+                               plans={p.id: p for p in self.plans},
+                               customers={c.id: c for c in self.customers},
+                               coupons={c.id: c for c in self.coupons})
 
     def metric(self, metric_id: str) -> Metric:
         return self._by_id["metrics"][metric_id]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -349,6 +349,9 @@ class PriceBase(Strict):
     fixed_price_quantity: Annotated[Decimal, Field(gt=0)] | None = None
     # Orb's default: fixed fees in advance, usage in arrears (usage can only be counted after).
     billed_in_advance: bool | None = None
+    if TYPE_CHECKING:
+        # Every price model declares it as its own Literal: the union's discriminator.
+        model_type: str
 
     @model_validator(mode="after")
     def _usage_or_fixed(self) -> PriceBase:

@@ -1,17 +1,17 @@
 -- Check one raw batch: fields, timestamps, customers and numeric properties
--- (duplicate keys are found next, by storage/ingest.py and duplicate_keys.sql).
+-- (duplicate keys are found next, by ingestion/batches.py and duplicate_keys.sql).
 -- Tables: raw_events         every raw event as text (raw_events.sql)
 --         customers          (customer_id, external_customer_id)
 -- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
 --             $numeric_keys       properties some metric reads as a number, sorted
 --             $closed_before      events before this UTC date fall in invoiced months
 -- Result: one row per raw event, reject_reason NULL for events to keep: those first
--- (storage/ingest.py takes them as a slice), in the order they are written (timestamp,
+-- (ingestion/batches.py takes them as a slice), in the order they are written (timestamp,
 -- then row: the same batch always gives the same files), then the rejected ones. With
--- key_hash, the hash() of customer and key (storage/key_index.py). A rejected event
+-- key_hash, the hash() of customer and key (ingestion/key_index.py). A rejected event
 -- keeps its file and fields as sent, packed in one JSON text, raw (batch_rejects.sql
 -- unpacks it); a clean event has them parsed, and a batch is one file, which
--- storage/ingest.py names for its clean events. Each column carried costs twice,
+-- ingestion/batches.py names for its clean events. Each column carried costs twice,
 -- through the sort and into Arrow: six mostly empty ones cost 0.11 CPU seconds per 1M
 -- events more than this one, and the day is left to Arrow too.
 -- Each event is checked on its own, in one pass: nothing here compares events.

@@ -4,7 +4,7 @@
 -- The first reason wins. Only suspects are compared.
 -- Tables: checked_batch   the batch, as check_batch.sql gave it
 --         suspect_hashes  (key_hash) hashes repeated in the batch or found in earlier
---                         batches by the key index (storage/key_index.py)
+--                         batches by the key index (ingestion/key_index.py)
 --         existing_keys   (customer_id, idempotency_key, batch_id) of the events that
 --                         count in those batches with a suspect hash; keys are unique
 --                         across batches

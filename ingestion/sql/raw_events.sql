@@ -1,5 +1,5 @@
 -- Every raw event of a batch as text, whatever its format, with where it came from.
--- Tables: parquet_events     Parquet rows, every field as text (storage/sources.py)
+-- Tables: parquet_events     Parquet rows, every field as text (ingestion/sources.py)
 --         csv_events         CSV records, and one row per unreadable file (file_error)
 --         json_lines         JSON Lines: one row per line (blank lines are skipped here)
 -- Result: temp view raw_events, read by check_batch.sql, and again by batch_rejects.sql

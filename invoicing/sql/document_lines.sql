@@ -1,5 +1,5 @@
 -- The lines a document shows for each computed invoice: its priced line items, then
--- its adjustments. Issued documents freeze exactly these rows (storage/documents.py).
+-- its adjustments. Issued documents freeze exactly these rows (invoicing/documents.py).
 -- Tables: line_items, invoice_adjustments (one billing run)
 SELECT
     invoice_id,

@@ -1,5 +1,5 @@
 -- Billed vs collected per currency for the documents issued for billing month $month,
--- from issued_documents and document_events (storage/documents.py). A document's status
+-- from issued_documents and document_events (invoicing/documents.py). A document's status
 -- is its latest event (by seq). Billed = totals of issued documents not voided (credit notes
 -- count negative); collected = totals of those whose status is paid; outstanding = billed
 -- - collected. Status changes after the asset ran show on its next materialization.

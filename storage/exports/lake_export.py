@@ -31,7 +31,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from storage.exports.ddl import DIALECTS, ddl_script
-from storage.lake import PUBLISHED_TABLES, Lake, write_atomically
+from storage.lake import Lake, write_atomically
+from storage.tables import PUBLISHED_TABLES, TABLES
 
 FORMAT = "orb-export/1"
 POINTER = "_latest.json"
@@ -101,7 +102,7 @@ def destination(url: str) -> Destination:
 def _s3() -> pafs.S3FileSystem:
     """Credentials come from AWS's usual chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
     AWS_PROFILE, instance roles); ORB_S3_ENDPOINT_URL points at MinIO, R2, moto, ..."""
-    options = {}
+    options: dict[str, str] = {}
     if endpoint := os.environ.get("ORB_S3_ENDPOINT_URL"):
         scheme, _, host = endpoint.rpartition("://")
         options.update(endpoint_override=host.rstrip("/"), scheme=scheme or "https")
@@ -123,7 +124,7 @@ def scan(lake: Lake, tables: Iterable[str] = PUBLISHED_TABLES, checksums: bool =
                           f"(published: {', '.join(PUBLISHED_TABLES)})")
     paths = [(table, Path(path)) for table in tables for path in lake.all_files(table)]
     with ThreadPoolExecutor(_WORKERS) as pool:
-        files = list(pool.map(lambda item: _source(*item, checksums), paths))
+        files = list(pool.map(lambda item: _source(item[0], item[1], checksums), paths))
     found = {table: _lake_table(table, [f for f in files if f.table == table])
              for table in tables if any(f.table == table for f in files)}
     return found, [table for table in tables if table not in found]
@@ -150,10 +151,11 @@ def _sha256(handle) -> str:
 
 
 def _lake_table(name: str, files: list[SourceFile]) -> LakeTable:
-    keys = {f.key for f in files}
-    if len(keys) != 1:
-        raise ExportError(f"table {name!r} has several partition keys: {sorted(keys)}")
-    key = keys.pop()
+    key = TABLES[name].key
+    strays = sorted({f.key for f in files} - {key})
+    if strays:
+        raise ExportError(f"table {name!r} is partitioned by {key!r} (storage/tables.py), "
+                          f"not by {', '.join(strays)}")
     try:
         schema = pa.unify_schemas([f.schema for f in files])
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

@@ -1,0 +1,108 @@
+"""Invoice documents as types: heads, lines, drafts, document types and statuses.
+
+Drafts, issued documents and their statuses pass between invoicing, payments, reports,
+the pipelines and the CLI; typed, a misspelt field or status fails the type check
+instead of a run. The fields are the columns of ``issued_documents`` and
+``issued_lines``, so ``to_row()`` gives exactly the row those tables hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal, Self
+
+DocumentType = Literal["invoice", "adjustment_invoice", "credit_note"]
+# An issued document's status is its latest event; a draft has none until it is issued.
+DocumentStatus = Literal["issued", "paid", "void"]
+LineKind = Literal["line", "adjustment"]
+
+
+@dataclass(frozen=True)
+class DocumentHead:
+    """What a document says, draft or issued: an ``issued_documents`` row without the
+    number and issue time."""
+
+    document_type: DocumentType
+    invoice_id: str  # the computed invoice it issues or corrects
+    correction_id: str | None  # <invoice_id>~<n> for a correction
+    corrects: str | None  # the number of the invoice a correction refers to
+    customer_id: str
+    currency: str
+    billing_month: date
+    invoice_date: date
+    due_date: date
+    subtotal: Decimal
+    adjustments: Decimal
+    credits_applied: Decimal
+    total: Decimal
+
+    @property
+    def reference(self) -> str:
+        """What names the document before it has a number: its correction, or its invoice."""
+        return self.correction_id or self.invoice_id
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        """The head in a row with (at least) these columns, e.g. a row of issued_documents."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def to_row(self) -> dict[str, Any]:
+        """Its columns by name: an issued_documents row when issued."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def issued(self, number: str, at: datetime) -> IssuedHead:
+        """This head as issued under ``number`` at ``at``."""
+        return IssuedHead(**{f.name: getattr(self, f.name) for f in fields(DocumentHead)},
+                          number=number, issued_at=at)
+
+
+@dataclass(frozen=True)
+class IssuedHead(DocumentHead):
+    """An issued document's head: a row of issued_documents."""
+
+    number: str
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class DocumentLine:
+    """A line of a document: an ``issued_lines`` row without the document's number."""
+
+    line_key: str  # a line item id, or "adjustment:<source>:<id>"
+    kind: LineKind
+    name: str
+    quantity: Decimal | None  # None on adjustments and on corrections of lines no longer made
+    service_start: date | None
+    service_end: date | None
+    amount: Decimal
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        """The line in a row with (at least) these columns, e.g. of document_lines.sql."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def to_row(self, number: str) -> dict[str, Any]:
+        """The issued_lines row of this line on document ``number``."""
+        return {"number": number, **{f.name: getattr(self, f.name)
+                                     for f in fields(DocumentLine)}}
+
+
+@dataclass(frozen=True)
+class CorrectionLine(DocumentLine):
+    """A line of a correction: its amount is ``computed - billed``. Billed and computed
+    are shown on the document; issuing keeps the line as any other."""
+
+    billed: Decimal  # by the issued invoice and its issued corrections
+    computed: Decimal  # by the run now
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A document waiting to be issued: a computed invoice, or a correction of an
+    issued one."""
+
+    head: DocumentHead
+    lines: tuple[DocumentLine, ...]

@@ -1,0 +1,1 @@
+"""The lake: Parquet tables, their schemas, the DuckDB views over them and the exports."""
