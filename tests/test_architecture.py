@@ -52,6 +52,22 @@ def test_a_storage_module_importing_dagster_breaks_the_contract(tree: Path):
     assert "storage.lake -> dagster" in result.stdout
 
 
+def test_an_untyped_function_in_the_domain_fails_the_type_check(tree: Path):
+    """billing/ and pricing_sql/ are checked strictly: an unannotated def is an error there,
+    and fine in a package on mypy's default settings."""
+    modules = ("billing/money.py", "pricing_sql/sql/__init__.py", "reports/render.py")
+    for module in modules:
+        with open(tree / module, "a") as source:
+            source.write("\n\ndef planted(x):\n    return x\n")
+    result = _run("mypy", tree, "--no-incremental", *modules)
+    assert result.returncode == 1
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert sorted(line.split(":")[0] for line in errors) == [
+        "billing/money.py", "pricing_sql/sql/__init__.py"]
+    assert all("Function is missing a type annotation  [no-untyped-def]" in line
+               for line in errors)
+
+
 def test_each_stage_is_installed_by_this_distribution_alone():
     providers = importlib.metadata.packages_distributions()
     for stage in STAGES:
