@@ -24,8 +24,9 @@ from cli.billing import credits_group, invoices, month_option, rerate
 from cli.export import export
 from cli.summary import print_summary, summarize
 from ingestion.amendments import amended_days, record_amendment
-from ingestion.batches import Window, ingest_files, list_quarantine, replay_batch
+from ingestion.batches import Window, ingest_files, replay_batch
 from ingestion.http_app import serve
+from ingestion.quarantine import list_quarantine
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from pricing_sql.catalog_files import load_catalog, load_checked_catalog

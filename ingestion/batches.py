@@ -373,18 +373,3 @@ def _commit(lake: Lake, result: BatchResult, now: datetime) -> None:
         "duplicates": result.duplicates, "late": result.late,
         "first_day": days[0] if days else None, "last_day": days[-1] if days else None,
     }]))
-
-
-def list_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batch_id: str | None,
-                    reason: str | None, limit: int) -> tuple[list[dict], dict[str, int]]:
-    """Quarantined events (at most ``limit``) and the count of each reason."""
-    files = lake.all_files("quarantine")
-    if not files:
-        return [], {}
-    con.execute(load_sql("list_quarantine"),
-                {"files": files, "batch_id": batch_id, "reason": reason})
-    rows = con.sql("SELECT * FROM picked ORDER BY batch_id, source_file, source_row "
-                   "LIMIT $limit", params={"limit": limit}).to_arrow_table().to_pylist()
-    counts = dict(con.sql("SELECT reject_reason, count(*) FROM picked GROUP BY 1 "
-                          "ORDER BY 2 DESC, 1").fetchall())
-    return rows, counts
