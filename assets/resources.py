@@ -24,8 +24,9 @@ from storage.settings import (
 
 
 class OrbStore(dg.ConfigurableResource):
-    """The data directory (lake, landing folder, reports) and the catalog folder; the
-    fields are ``Settings``'."""
+    """The data directory (lake, landing folder, reports) and the catalog folder: the
+    fields of ``Settings``, declared again because Dagster reads a resource's config from
+    its own (pydantic) fields."""
 
     data_dir: str = DEFAULT_DATA_DIR
     catalog_dir: str = ""
