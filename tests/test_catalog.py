@@ -145,3 +145,20 @@ def test_plan_adjustment_must_name_prices_of_its_version(tmp_path):
     found = problems(write(tmp_path, metrics=METRICS, plans=plan, customers=CUSTOMERS))
     assert found == ["plans.yaml:2: plans[0]: Value error, adjustment 'floor' applies to "
                      "prices ['x'] not in the same plan version"]
+
+
+def test_a_catalog_is_parsed_once_per_content_and_again_when_a_file_changes(tmp_path):
+    folder = write(tmp_path, metrics=METRICS, plans=PLAN, customers=CUSTOMERS)
+    first = load_catalog(folder)
+    assert load_catalog(folder) is first  # the same bytes: not parsed again
+    # Same size, same second: only the content tells the files apart.
+    write(folder, customers=CUSTOMERS.replace("Europe/Berlin", "Europe/Zurich"))
+    changed = load_catalog(folder)
+    assert changed is not first
+    assert changed.customer("c1").timezone == "Europe/Zurich"
+
+
+def test_a_bad_catalog_fails_every_time_not_only_the_first(tmp_path):
+    folder = write(tmp_path, metrics=METRICS, plans=PLAN.replace('"0.10"', "0.10"))
+    for _ in range(2):
+        assert problems(folder)
