@@ -20,7 +20,7 @@ from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from pricing_sql.catalog_files import load_checked_catalog
-from reports.documents import issue_and_render
+from reports.documents import issue_and_render, render_issued
 from storage.duck import connect
 from storage.settings import Settings
 
@@ -93,6 +93,17 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
         console.print(f"{number}  {head.document_type:<18} {head.reference:<28} "
                       f"{_money(head.total, head.currency)}")
     console.print(f"Issued {len(issued)} documents; HTML and PDF in {folder}")
+
+
+@invoices.command("render")
+@click.option("--period", callback=month_option, help="Billing month, YYYY-MM (default: all).")
+@DATA_DIR
+def invoices_render(period: date | None, data_dir: Path) -> None:
+    """Write the HTML and PDF of issued documents whose files are missing."""
+    settings = _settings(data_dir)
+    folder, count = render_issued(settings.lake, load_checked_catalog(settings.catalog_path),
+                                  settings.issuer, period)
+    console.print(f"Rendered {count} documents into {folder}")
 
 
 def _set_status(number: str, status: DocumentStatus, note: str, data_dir: Path) -> None:

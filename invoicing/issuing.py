@@ -152,13 +152,11 @@ def _total(lines: tuple[DocumentLine, ...], *kinds: LineKind) -> Decimal:
 def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: datetime,
                 customers: set[str] | None = None) -> list[tuple[str, Draft]]:
     """Issue every draft of the run for ``month`` (or of ``customers``) dated on or
-    before ``at``: numbers, frozen heads and lines, an 'issued' event each. A draft dated
-    later (its period has not closed) stays a draft. Returns (number, draft) pairs."""
-    issued: list[tuple[str, Draft]] = []
+    before ``at`` as one issuing run: numbers in draft order, frozen heads and lines and
+    an 'issued' event each, in one file per table (``documents.issue_all``). A draft
+    dated later (its period has not closed) stays a draft. Returns (number, draft) pairs."""
     with lake.lock("issue"):
-        counters = documents.next_numbers(lake)
-        for draft in drafts(con, lake, month):
-            due = draft.head.invoice_date <= at.date()
-            if due and (customers is None or draft.head.customer_id in customers):
-                issued.append((documents.issue(lake, counters, draft, at), draft))
-    return issued
+        due = [draft for draft in drafts(con, lake, month)
+               if draft.head.invoice_date <= at.date()
+               and (customers is None or draft.head.customer_id in customers)]
+        return documents.issue_all(lake, due, at)

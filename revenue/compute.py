@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing.catalog import Catalog
-from invoicing.documents import issued_heads
+from invoicing.documents import committed_files, issued_heads
 from pricing_sql.catalog_tables import plan_prices_table
 from revenue.sql import load_sql
 from storage.lake import Lake
@@ -77,7 +77,7 @@ def compute_revenue(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog
     tables = revenue_history(con, month)
 
     con.register("issued_documents", issued_heads(lake))
-    events = lake.all_files("document_events")
+    events = committed_files(lake, "document_events")
     con.register("document_events",
                  _read(events, DOCUMENT_EVENTS) if events else DOCUMENT_EVENTS.empty_table())
     tables["billed_vs_collected"] = _query(con, "revenue_billed_collected", month,

@@ -4,10 +4,11 @@ published. The writers, the DuckDB views (``views.py``), the exports and their D
 table the lake holds that is not declared here.
 
 ``lake/<table>/<partition_key>=<value>/<file>.parquet`` (docs/lake.md): one file per
-partition, except ``events`` (one per batch and day) and ``document_events`` (one per
-status change). A schema is that of the Parquet files; a partition key that is not one of
-its columns exists only in the path (``usage``'s ``billing_month``, ``events``'
-``event_date``). Column meanings: docs/lake.md, docs/revenue.md, docs/payments.md.
+partition, except ``events`` (one per batch and day) and ``document_events`` (an issuing
+run's 'issued' events, then one file per status change). A schema is that of the Parquet
+files; a partition key that is not one of its columns exists only in the path
+(``usage``'s ``billing_month``, ``events``' ``event_date``, the ``issue_run`` of issued
+documents). Column meanings: docs/lake.md, docs/revenue.md, docs/payments.md.
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ USAGE_TRENDS = pa.schema([
 # -- the tables ------------------------------------------------------------------------
 
 BILLING_MONTH = "billing_month"  # the billing run's month, YYYY-MM-01
+ISSUE_RUN = "issue_run"  # the issuing run that numbered a document (invoicing/documents.py)
 
 # In publication order: the DuckDB views, the exports, their manifest and DDL follow it.
 # ``batches`` and ``amendments`` are published because the events that count are those of
@@ -321,11 +323,12 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "prepaid credit grants, written once"),
     Table("credit_ledger", CREDIT_LEDGER, BILLING_MONTH, True,
           "the run's credit drawdowns and expiries"),
-    Table("issued_documents", ISSUED_DOCUMENTS, "number", True,
-          "issued invoices and credit notes, written once"),
-    Table("issued_lines", ISSUED_LINES, "number", True, "their frozen lines"),
-    Table("document_events", DOCUMENT_EVENTS, "number", True,
-          "issued / paid / void, one file per event"),
+    Table("issued_documents", ISSUED_DOCUMENTS, ISSUE_RUN, True,
+          "issued invoices and credit notes, one file per issuing run, written once"),
+    Table("issued_lines", ISSUED_LINES, ISSUE_RUN, True,
+          "their frozen lines, one file per issuing run"),
+    Table("document_events", DOCUMENT_EVENTS, ISSUE_RUN, True,
+          "issued / paid / void: a run's 'issued' events in one file, then one per change"),
     Table("payment_attempts", PAYMENT_ATTEMPTS, "record_id", True,
           "payment intents and outcomes, written once"),
     Table("mrr", MRR, BILLING_MONTH, True),

@@ -238,3 +238,18 @@ def test_an_issued_invoice_the_run_no_longer_makes_is_credited_in_full(pipeline,
     (note,) = drafts(con, lake, OCTOBER)
     assert (note.head.document_type, note.head.corrects, note.head.total) == (
         "credit_note", "INV-000001", Decimal("-100.00"))
+
+
+def test_rendering_writes_only_missing_documents(pipeline):
+    store, _, _ = pipeline
+    issued, folder = issue_and_render(store, OCTOBER)
+    ((number, _),) = issued
+    html = (folder / f"{number}.html").read_bytes()
+    (folder / f"{number}.pdf").unlink()
+    (folder / f"{number}.html").unlink()
+    from reports.documents import render_issued
+    catalog = Catalog.model_validate(CATALOG)
+    assert render_issued(store.lake, catalog, store.issuer, OCTOBER) == (folder, 1)
+    assert (folder / f"{number}.html").read_bytes() == html  # the same document, again
+    assert (folder / f"{number}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert render_issued(store.lake, catalog, store.issuer, OCTOBER) == (folder, 0)

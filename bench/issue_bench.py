@@ -1,0 +1,123 @@
+"""Issue a month of N draft invoices (numbers, records, HTML and PDF); print the timings.
+
+    .venv/bin/python bench/issue_bench.py [--invoices 10000] [--dir /tmp/issue_bench]
+
+The drafts come from the pipeline itself: the sample generator's catalog with N
+customers and a few events each, billed for one month through Dagster (as the demo
+does). That lake is built once into ``<dir>/template-<N>`` and copied for every run, so
+each run issues the same N drafts into an empty ``issued_*`` and ``reports/documents/``.
+
+Printed: seconds for numbering and recording, seconds for rendering, documents/s per
+successive thousand (from the PDFs' modification times: flat, or slowing as the folder
+fills), and the peak RSS of this process and of the render workers
+(``getrusage`` ``RUSAGE_SELF`` / ``RUSAGE_CHILDREN``, the largest child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from storage.duck import connect
+from storage.settings import Settings
+
+MONTH = date(2026, 9, 1)
+NOW = datetime(2026, 10, 20, tzinfo=UTC)  # every draft of September's run is due
+
+
+def build_template(folder: Path, invoices: int, events: int) -> None:
+    from assets.resources import OrbStore
+    from pipelines import runner
+    from pipelines.definitions import build_definitions
+    from sample_data.generate import generate
+
+    if (folder / "lake" / "invoices").exists():
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
+    generate(folder, invoices, events, MONTH, 1, seed=7)
+    settings = Settings.from_env(folder)
+    os.environ.setdefault("ORB_MAX_EVENT_AGE_DAYS", "36500")
+    store = OrbStore(data_dir=str(folder), max_event_age_days=36500)
+    runner.bill_months(build_definitions(store), [MONTH], runner.instance())
+    print(f"built {folder} in {time.perf_counter() - started:.1f}s "
+          f"({settings.lake.root})")
+
+
+def per_thousand(paths: list[Path], start: float) -> list[float]:
+    """Documents/s over each successive thousand files, by modification time."""
+    times = sorted(p.stat().st_mtime for p in paths)
+    rates, last = [], start
+    for i in range(999, len(times), 1000):
+        rates.append(1000 / max(times[i] - last, 1e-9))
+        last = times[i]
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--invoices", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=0,
+                        help="usage events to generate (default: 5 per customer)")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/issue_bench"))
+    parser.add_argument("--profile", type=Path, help="write a cProfile of issuing here")
+    args = parser.parse_args()
+
+    template = args.dir / f"template-{args.invoices}"
+    build_template(template, args.invoices, args.events or 5 * args.invoices)
+    run = args.dir / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(template, run)
+
+    from pricing_sql.catalog_files import load_checked_catalog
+    from reports import documents as reports
+
+    settings = Settings.from_env(run)
+    lake = settings.lake
+    catalog = load_checked_catalog(settings.catalog_path)
+
+    import invoicing.issuing as issuing
+    started = time.time()
+    t0 = time.perf_counter()
+    if args.profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+    issued = issuing.issue_month(connect(), lake, MONTH, NOW)
+    if args.profile:
+        profiler.disable()
+        profiler.dump_stats(str(args.profile))
+    numbering = time.perf_counter() - t0
+    render_started = time.time()
+    t1 = time.perf_counter()
+    # Renders the documents just issued (the step `orb invoices issue` runs after issuing).
+    folder = reports.write_issued(lake, catalog, settings.issuer, MONTH, issued, NOW.date())
+    rendering = time.perf_counter() - t1
+    pdfs = sorted(folder.glob("*.pdf"))
+    htmls = sorted(folder.glob("*.html"))
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"documents issued: {len(issued)}; HTML {len(htmls)}, PDF {len(pdfs)}")
+    print(f"numbering + recording: {numbering:.2f} s "
+          f"({len(issued) / max(numbering, 1e-9):.0f} documents/s)")
+    print(f"rendering HTML + PDF:  {rendering:.2f} s "
+          f"({len(pdfs) / max(rendering, 1e-9):.1f} documents/s)")
+    print(f"total:                 {numbering + rendering:.2f} s "
+          f"({time.time() - started:.2f} s wall)")
+    heads = sorted(lake.table_dir("issued_documents").glob("*=*/*.parquet"))
+    if len(heads) >= 1000:  # one file per document: recording throughput per thousand
+        print("recorded/s per thousand:", " ".join(f"{r:.1f}" for r in per_thousand(
+            heads, started)))
+    print("PDFs/s per thousand:  ", " ".join(f"{r:.1f}" for r in per_thousand(
+        pdfs, render_started)))
+    print(f"peak RSS: this process {self_rss:.0f} MiB, largest render worker "
+          f"{child_rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
