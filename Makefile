@@ -36,8 +36,17 @@ JAVA := /usr/bin/java
 $(JAVA):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless
 
+# PostgreSQL's server binaries on PATH, for the state store's tests against a real server
+# (tests/test_state.py); Debian keeps them in /usr/lib/postgresql/<version>/bin.
+INITDB := $(or $(shell command -v initdb),/usr/local/bin/initdb)
+$(INITDB):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+	for tool in initdb pg_ctl postgres; do \
+		ln -sf "$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/$$tool" /usr/local/bin/$$tool; \
+	done
+
 ## Lint, import contracts, types and the test suite; CI runs exactly this.
-test: $(STAMP) $(CHROMEDRIVER) $(JAVA)
+test: $(STAMP) $(CHROMEDRIVER) $(JAVA) $(INITDB)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy

@@ -33,6 +33,7 @@ class OrbStore(dg.ConfigurableResource):
     issuer: str = DEFAULT_ISSUER
     max_event_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS
     engine: str = DEFAULT_ENGINE
+    state_url: str = ""
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> OrbStore:
@@ -43,13 +44,13 @@ class OrbStore(dg.ConfigurableResource):
     def of(cls, settings: Settings) -> OrbStore:
         return cls(data_dir=settings.data_dir, catalog_dir=settings.catalog_dir,
                    issuer=settings.issuer, max_event_age_days=settings.max_event_age_days,
-                   engine=settings.engine)
+                   engine=settings.engine, state_url=settings.state_url)
 
     @property
     def settings(self) -> Settings:
         return Settings(data_dir=self.data_dir, catalog_dir=self.catalog_dir,
                         issuer=self.issuer, max_event_age_days=self.max_event_age_days,
-                        engine=self.engine)
+                        engine=self.engine, state_url=self.state_url)
 
     @property
     def lake(self) -> Lake:

@@ -22,6 +22,7 @@ from assets.resources import OrbStore
 from billing import money, periods
 from cli.billing import credits_group, invoices, month_option, rerate
 from cli.export import export
+from cli.state import customers, state_group, subscriptions
 from cli.summary import print_summary, summarize
 from ingestion.amendments import amended_days, record_amendment
 from ingestion.batches import Window, ingest_files, replay_batch
@@ -321,6 +322,9 @@ main.add_command(invoices)
 main.add_command(credits_group)
 main.add_command(rerate)
 main.add_command(export)
+main.add_command(customers)
+main.add_command(subscriptions)
+main.add_command(state_group)
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,9 @@ class Settings:
     max_event_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS
     # Where usage and prices are rated: duckdb, or spark beyond one machine (docs/engines.md).
     engine: str = DEFAULT_ENGINE
+    # The state store of customers and subscriptions (docs/state.md), a SQLAlchemy URL;
+    # empty: the SQLite file ``<data_dir>/state.db``.
+    state_url: str = ""
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -40,6 +43,7 @@ class Settings:
             max_event_age_days=int(os.environ.get("ORB_MAX_EVENT_AGE_DAYS",
                                                   str(DEFAULT_MAX_EVENT_AGE_DAYS))),
             engine=os.environ.get("ORB_ENGINE", DEFAULT_ENGINE),
+            state_url=os.environ.get("ORB_STATE_URL", ""),
         )
 
     @property
@@ -49,6 +53,11 @@ class Settings:
     @property
     def catalog_path(self) -> Path:
         return Path(self.catalog_dir or Path(self.data_dir) / "catalog")
+
+    @property
+    def state_store_url(self) -> str:
+        """``state_url``, or the SQLite file ``<data_dir>/state.db``."""
+        return self.state_url or f"sqlite:///{Path(self.data_dir) / 'state.db'}"
 
 
 class Deployment(Protocol):

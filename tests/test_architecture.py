@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("billing", "storage", "pricing_sql", "ingestion", "invoicing", "payments", "revenue",
-          "reports", "assets", "pipelines", "cli", "sample_data")
+STAGES = ("billing", "storage", "state", "pricing_sql", "ingestion", "invoicing", "payments",
+          "revenue", "reports", "assets", "pipelines", "cli", "sample_data")
 BIN = Path(sys.executable).parent
 
 
@@ -45,6 +45,13 @@ def test_the_contracts_hold_on_the_tree_as_it_is(tree: Path):
      "Only assets, pipelines and the CLI know Dagster", "storage.lake -> dagster"),
     ("invoicing/issuing.py", "import stripe",
      "Only payments talks to Stripe", "invoicing.issuing -> stripe"),
+    # the state store sits above storage and below rating: it takes the catalog's plans
+    # and coupons as an argument rather than reading the catalog folder
+    ("state/store.py", "from pricing_sql import catalog_files",
+     "Stages import one way: from the pure domain up to the CLI",
+     "state.store -> pricing_sql.catalog_files"),
+    ("state/store.py", "import dagster",
+     "Only assets, pipelines and the CLI know Dagster", "state.store -> dagster"),
 ])
 def test_a_planted_import_breaks_its_contract(tree: Path, module: str, planted: str,
                                               contract: str, chain: str):

@@ -103,8 +103,12 @@ def _read(name: str, text: str) -> list[_Item]:
     return items
 
 
-def parse_catalog(files: Iterable[tuple[str, str]]) -> Catalog:
-    """The catalog in ``files``, (file name, YAML text) pairs in the order to read them."""
+def parse_catalog(files: Iterable[tuple[str, str]], known: Catalog | None = None) -> Catalog:
+    """The catalog in ``files``, (file name, YAML text) pairs in the order to read them.
+
+    ``known``: what the files may refer to without defining it (the catalog folder's
+    plans and coupons, the state store's customers, for a file of customers and
+    subscriptions); it is not part of the result."""
     items = [item for name, text in files for item in _read(name, text)]
 
     parsed: dict[str, list[Item]] = {section: [] for section in SECTIONS}
@@ -132,7 +136,7 @@ def parse_catalog(files: Iterable[tuple[str, str]]) -> Catalog:
         parsed[item.section].append(obj)
 
     catalog = Catalog.model_validate(parsed)
-    problems += _reference_problems(catalog, origin, invalid)
+    problems += _reference_problems(catalog, origin, invalid, known or Catalog())
     if problems:
         raise CatalogError(problems)
     return catalog
@@ -144,13 +148,14 @@ def _is_union_tag(part: str | int) -> bool:
 
 
 def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
-                        invalid: set[tuple[str, str]]) -> list[str]:
-    def known(section: str, defined: Sequence[Item]) -> set[str]:
-        return {x.id for x in defined} | {key for sec, key in invalid if sec == section}
+                        invalid: set[tuple[str, str]], elsewhere: Catalog) -> list[str]:
+    def known(section: str, defined: Sequence[Item], outside: Sequence[Item]) -> set[str]:
+        return ({x.id for x in defined} | {x.id for x in outside}
+                | {key for sec, key in invalid if sec == section})
 
-    metric_ids = known("metrics", catalog.metrics)
-    plan_ids = known("plans", catalog.plans)
-    customer_ids = known("customers", catalog.customers)
+    metric_ids = known("metrics", catalog.metrics, elsewhere.metrics)
+    plan_ids = known("plans", catalog.plans, elsewhere.plans)
+    customer_ids = known("customers", catalog.customers, elsewhere.customers)
     problems = []
     price_origin: dict[str, str] = {}
     for plan in catalog.plans:
@@ -176,14 +181,15 @@ def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
                             f"is already used by customer {external_ids[ext]!r}")
         elif ext:
             external_ids[ext] = customer.id
-    coupon_ids = known("coupons", catalog.coupons)
+    coupon_ids = known("coupons", catalog.coupons, elsewhere.coupons)
+    plans = {plan.id: plan for plan in (*elsewhere.plans, *catalog.plans)}
     for sub in catalog.subscriptions:
-        problems += _subscription_problems(sub, origin[("subscriptions", sub.id)], catalog,
+        problems += _subscription_problems(sub, origin[("subscriptions", sub.id)], plans,
                                            customer_ids, plan_ids, coupon_ids)
     return problems
 
 
-def _subscription_problems(sub: Subscription, item: _Item, catalog: Catalog,
+def _subscription_problems(sub: Subscription, item: _Item, plans: dict[str, Plan],
                            customer_ids: set[str], plan_ids: set[str],
                            coupon_ids: set[str]) -> list[str]:
     problems = []
@@ -195,7 +201,7 @@ def _subscription_problems(sub: Subscription, item: _Item, catalog: Catalog,
         if phase.plan_id not in plan_ids:
             problems.append(f"{item.where(*where, 'plan_id')}: unknown plan {phase.plan_id!r}")
             continue
-        plan = next((p for p in catalog.plans if p.id == phase.plan_id), None)
+        plan = plans.get(phase.plan_id)
         if plan is None:  # the plan itself was invalid and is reported already
             continue
         if phase.plan_version is not None and phase.plan_version > len(plan.versions) + 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, TypedDict, get_args
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from billing import money, periods
 from billing.catalog.adjustments import Adjustment, Coupon
@@ -100,10 +100,11 @@ class Customer(Strict):
     # Days from an invoice's date to its due date.
     net_terms: Annotated[int, Field(ge=0)] = 30
 
-    @model_validator(mode="after")
-    def _known_zone(self) -> Customer:
-        periods.zone(self.timezone)
-        return self
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, timezone: str) -> str:
+        periods.zone(timezone)
+        return timezone
 
 
 class Phase(Strict):
