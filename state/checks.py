@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from billing.catalog.loader import adjustment_price_problems
 from billing.catalog.models import Catalog, Plan, Subscription
 from state.operations import Where
 
@@ -46,9 +47,4 @@ class References:
             if problem := self.coupon_problem(redemption.coupon_id, where, "coupons", index):
                 problems.append(problem)
         prices = self.price_ids(phase.plan_id for phase in sub.plan_phases)
-        for index, adjustment in enumerate(sub.adjustments):
-            unknown = set(adjustment.applies_to_price_ids or ()) - prices
-            if unknown and prices:
-                problems.append(f"{where('adjustments', index, 'applies_to_price_ids')}: "
-                                f"prices {sorted(unknown)} are not on the subscription's plans")
-        return problems
+        return problems + adjustment_price_problems(sub, prices, where)

@@ -8,7 +8,7 @@ concatenated, ids must be unique, and every reference must resolve.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -212,9 +212,17 @@ def _subscription_problems(sub: Subscription, item: _Item, plans: dict[str, Plan
         if redemption.coupon_id not in coupon_ids:
             problems.append(f"{item.where('coupons', index, 'coupon_id')}: unknown coupon "
                             f"{redemption.coupon_id!r}")
+    return problems + adjustment_price_problems(sub, plan_prices, item.where)
+
+
+def adjustment_price_problems(sub: Subscription, plan_prices: set[str],
+                              where: Callable[..., str]) -> list[str]:
+    """The subscription's adjustments that name prices none of its plans has (unchecked
+    while no plan is known); ``where(*field)`` names the place, as in every message."""
+    problems = []
     for index, adjustment in enumerate(sub.adjustments):
         unknown = set(adjustment.applies_to_price_ids or ()) - plan_prices
         if unknown and plan_prices:
-            problems.append(f"{item.where('adjustments', index, 'applies_to_price_ids')}: "
+            problems.append(f"{where('adjustments', index, 'applies_to_price_ids')}: "
                             f"prices {sorted(unknown)} are not on the subscription's plans")
     return problems
