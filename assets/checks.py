@@ -14,6 +14,7 @@ from assets.resources import OrbStore
 from ingestion.checks import duplicate_keys, unknown_customers
 from invoicing.checks import invoice_total_failures
 from pricing_sql.checks import line_usage_failures, usage_drift
+from pricing_sql.run_catalog import billing_catalog
 
 # Partitioned asset checks are a Dagster preview feature; they work here as documented.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec",
@@ -41,7 +42,8 @@ def invoice_totals_add_up(context: dg.AssetCheckExecutionContext,
                 description="Every usage line is priced for exactly its window's usage.")
 def line_items_match_usage(context: dg.AssetCheckExecutionContext,
                            store: OrbStore) -> dg.AssetCheckResult:
-    return _result(line_usage_failures(store.lake, store.catalog(), billing_month(context)),
+    return _result(line_usage_failures(store.lake, store.billing_catalog(context),
+                                       billing_month(context)),
                    "usage line items")
 
 
@@ -50,7 +52,8 @@ def line_items_match_usage(context: dg.AssetCheckExecutionContext,
                 "as it is now, equals what was billed: fails when events were ingested or "
                 "amended since, naming the windows of the months to re-rate.")
 def usage_matches_the_event_lake(store: OrbStore) -> dg.AssetCheckResult:
-    return _result(usage_drift(store.lake, store.catalog()), "billed months")
+    return _result(usage_drift(store.lake, lambda month: billing_catalog(store, month)),
+                   "billed months")
 
 
 @dg.asset_check(asset="events", description="No idempotency key counts twice for a "
@@ -59,9 +62,9 @@ def event_keys_unique(store: OrbStore) -> dg.AssetCheckResult:
     return _result(duplicate_keys(store.lake), f"{len(store.lake.all_files('events'))} files")
 
 
-@dg.asset_check(asset="events", description="Every event's customer is in the catalog.")
+@dg.asset_check(asset="events", description="Every event's customer is in the state store.")
 def event_customers_known(store: OrbStore) -> dg.AssetCheckResult:
-    return _result(unknown_customers(store.lake, store.catalog()),
+    return _result(unknown_customers(store.lake, store.current_catalog()),
                    f"{len(store.lake.all_files('events'))} files")
 
 

@@ -34,7 +34,7 @@ from storage.tables import TABLES
 def invoices(context: dg.AssetExecutionContext, store: OrbStore):
     month = billing_month(context)
     lake, con = store.lake, connect()
-    invoiced = invoice_run(con, lake, store.catalog(), month,
+    invoiced = invoice_run(con, lake, store.billing_catalog(context), month,
                            lake.read_partition("line_items", "billing_month", month))
     for table, rows in (("invoices", invoiced.invoices),
                         ("invoice_adjustments", invoiced.adjustments),
@@ -68,6 +68,7 @@ def invoice_corrections(context: dg.AssetExecutionContext,
 def invoice_documents(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """An HTML draft per unissued invoice and correction: reports/invoices/<YYYY-MM>/."""
     month = billing_month(context)
-    folder, count = render_drafts(connect(), store.lake, store.catalog(), store.issuer, month)
+    folder, count = render_drafts(connect(), store.lake, store.billing_catalog(context),
+                                  store.issuer, month)
     return dg.MaterializeResult(metadata={"documents": count,
                                           "folder": dg.MetadataValue.path(str(folder))})

@@ -19,7 +19,7 @@ def payments(context: dg.AssetExecutionContext, store: OrbStore,
     """One payment run: sync and collect each open issued invoice, retry failed payments
     whose retry is due, and reconcile the processor's state into the lake."""
     processor = payment_processor.build(store)
-    summary = run_payments(store.lake, processor, datetime.now(UTC), store.catalog(),
+    summary = run_payments(store.lake, processor, datetime.now(UTC), store.current_catalog(),
                            payment_processor.key_prefix)
     for number, at in summary.retry_scheduled.items():
         context.log.info(f"{number}: payment failed, retry scheduled at {at:%Y-%m-%d %H:%M} UTC")

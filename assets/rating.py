@@ -9,12 +9,13 @@ from pricing_sql.rating import compute_usage, price_line_items
 from storage.tables import TABLES
 
 
-@dg.asset(partitions_def=MONTHLY, deps=["events"], group_name="rating",
+@dg.asset(partitions_def=MONTHLY, deps=["events", "state_snapshot"], group_name="rating",
           kinds={"duckdb", "parquet"})
 def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """Each billable metric per subscription over the customer's local billing month."""
     month = billing_month(context)
-    table = compute_usage(engine_from_env(store.engine), store.lake, store.catalog(), month)
+    table = compute_usage(engine_from_env(store.engine), store.lake,
+                          store.billing_catalog(context), month)
     path = store.lake.write_partition("usage", TABLES["usage"].key, month, table)
     return dg.MaterializeResult(metadata={"rows": table.num_rows,
                                           "path": dg.MetadataValue.path(str(path))})
@@ -35,7 +36,7 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
 def price(context: dg.AssetExecutionContext, store: OrbStore):
     month = billing_month(context)
     usage_rows = store.lake.read_partition("usage", "billing_month", month)
-    priced = price_line_items(engine_from_env(store.engine), store.catalog(), month,
+    priced = price_line_items(engine_from_env(store.engine), store.billing_catalog(context), month,
                               usage_rows)
     for table in ("line_items", "sub_line_items"):
         rows = getattr(priced, table)

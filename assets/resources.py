@@ -8,11 +8,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.partitions import billing_month
 from billing.catalog import Catalog
 from ingestion.batches import Window
 from payments.config import DEFAULT_KEY_PREFIX, DEFAULT_PROCESSOR, PaymentSettings
 from payments.processor import PaymentProcessor
-from pricing_sql.catalog_files import load_checked_catalog
+from pricing_sql.run_catalog import billing_catalog, current_catalog
 from storage.lake import Lake
 from storage.settings import (
     DEFAULT_DATA_DIR,
@@ -61,13 +62,25 @@ class OrbStore(dg.ConfigurableResource):
         return self.settings.catalog_path
 
     @property
+    def state_store_url(self) -> str:
+        return self.settings.state_store_url
+
+    @property
     def window(self) -> Window:
         """The timestamps ingestion accepts."""
         return Window.of(self.settings)
 
-    def catalog(self) -> Catalog:
-        """The catalog, with every metric's SQL checked before any of it runs."""
-        return load_checked_catalog(self.catalog_path)
+    def billing_catalog(self, context: dg.AssetExecutionContext
+                        | dg.AssetCheckExecutionContext) -> Catalog:
+        """The catalog of the partition's month: the catalog folder (metric SQL checked)
+        with the customers and subscriptions of this run's state snapshot, else of the
+        month's newest (``pricing_sql/run_catalog.py``)."""
+        return billing_catalog(self, billing_month(context), context.run.run_id)
+
+    def current_catalog(self) -> Catalog:
+        """The catalog with the state store's customers and subscriptions as they are
+        now, for work that is not a month's billing (ingestion, payments)."""
+        return current_catalog(self)
 
 
 class PaymentsConfig(dg.ConfigurableResource):

@@ -37,7 +37,7 @@ DESCRIPTIONS = {
 def revenue_tables(context: dg.AssetExecutionContext, store: OrbStore):
     month = billing_month(context)
     lake = store.lake
-    computed = compute_revenue(connect(), lake, store.catalog(), month)
+    computed = compute_revenue(connect(), lake, store.billing_catalog(context), month)
     for table in SCHEMAS:
         rows = computed[table]
         path = lake.write_partition(table, TABLES[table].key, month, rows)

@@ -18,9 +18,11 @@ when its config says ``prorated``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
+from typing import cast
 
 from billing import money, periods
 from billing.catalog import Catalog, Subscription
@@ -81,15 +83,14 @@ def invoice_id(customer_id: str, invoice_date: date, currency: str) -> str:
     return f"{customer_id}-{invoice_date:%Y%m%d}-{currency}"
 
 
-def _phase_spans(sub: Subscription) -> list[tuple[Phase, date, date | None]]:
-    phases = sub.plan_phases
+def _phase_spans(sub: Subscription, phases: list[Phase]) -> list[tuple[Phase, date, date | None]]:
     ends = [p.start_date for p in phases[1:]] + [sub.end_date]
     return [(phase, phase.start_date, end) for phase, end in zip(phases, ends, strict=True)]
 
 
-def _versions(plan: Plan, phase: Phase) -> list[PlanVersion]:
-    if phase.plan_version is not None:
-        return [plan.version(phase.plan_version)]
+def _versions(plan: Plan, pinned: int | None) -> list[PlanVersion]:
+    if pinned is not None:
+        return [plan.version(pinned)]
     return [plan.version(n) for n in range(1, len(plan.versions) + 2)]
 
 
@@ -105,17 +106,21 @@ _local_period = cache(periods.local_date_period)
 
 def _subscription_windows(catalog: Catalog, sub: Subscription, month: date,
                           billings: dict[tuple[str, int], list[tuple[int, bool]]],
+                          versions: dict[tuple[str, int | None], list[PlanVersion]],
                           ) -> list[BillingWindow]:
-    """``billings``: each (plan id, version)'s ``_billings``, computed once per run."""
+    """``billings``: each (plan id, version)'s ``_billings``; ``versions``: each (plan id,
+    pinned version)'s ``_versions``; both computed once per run."""
     customer = catalog.customer(sub.customer_id)
     first, through = run_span(month)
-    billable_from = sub.trial_end_date or sub.starts_on
+    phases = sub.plan_phases
+    starts_on, cycle_day = phases[0].start_date, sub.cycle_day
+    billable_from = sub.trial_end_date or starts_on
     windows = []
-    for phase, phase_start, phase_end in _phase_spans(sub):
+    for phase, phase_start, phase_end in _phase_spans(sub, phases):
         plan = catalog.plan(phase.plan_id)
-        for version in _versions(plan, phase):
+        for version in versions[plan.id, phase.plan_version]:
             for months, in_advance in billings[plan.id, version.version]:
-                for begin, after in _periods(sub.starts_on, sub.cycle_day, months, phase_start,
+                for begin, after in _periods(starts_on, cycle_day, months, phase_start,
                                              phase_end, first, through):
                     start = max(begin, phase_start, billable_from)
                     end = min(after, phase_end or after)
@@ -151,17 +156,28 @@ def _subscription_windows(catalog: Catalog, sub: Subscription, month: date,
     return windows
 
 
-def billing_windows(catalog: Catalog, month: date) -> list[BillingWindow]:
-    """Every window charged on the invoices the run for ``month`` makes."""
-    billings = {(plan.id, number): _billings(plan.version(number)) for plan in catalog.plans
-                for number in range(1, len(plan.versions) + 2)}
+def billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]:
+    """Every window charged on the invoices the run for ``month`` makes; computed once
+    per catalog and month (rating, pricing and invoicing each ask)."""
+    key = ("billing_windows", month)
+    if key not in catalog.derived:
+        catalog.derived[key] = _billing_windows(catalog, month)
+    return cast(tuple[BillingWindow, ...], catalog.derived[key])
+
+
+def _billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]:
+    numbers = [(plan, number) for plan in catalog.plans
+               for number in range(1, len(plan.versions) + 2)]
+    billings = {(plan.id, number): _billings(plan.version(number)) for plan, number in numbers}
+    versions = {(plan.id, pinned): _versions(plan, pinned) for plan in catalog.plans
+                for pinned in (None, *range(1, len(plan.versions) + 2))}
     rows = [w for sub in catalog.subscriptions
-            for w in _subscription_windows(catalog, sub, month, billings)]
-    return sorted(rows, key=lambda w: (w.invoice_id, w.window_id, w.cadence_months,
-                                       w.in_advance))
+            for w in _subscription_windows(catalog, sub, month, billings, versions)]
+    return tuple(sorted(rows, key=lambda w: (w.invoice_id, w.window_id, w.cadence_months,
+                                             w.in_advance)))
 
 
-def adjustment_terms(catalog: Catalog, windows: list[BillingWindow]) -> list[AdjustmentTerm]:
+def adjustment_terms(catalog: Catalog, windows: Sequence[BillingWindow]) -> list[AdjustmentTerm]:
     """Each plan, subscription and coupon adjustment on each invoice it can touch."""
     subs = {sub.id: sub for sub in catalog.subscriptions}
     terms: dict[tuple[str, str, str, str], AdjustmentTerm] = {}

@@ -19,7 +19,7 @@ from invoicing.issuing import drafts
 from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from pricing_sql.catalog_files import load_checked_catalog
+from pricing_sql.run_catalog import current_catalog
 from reports.documents import issue_and_render, render_issued
 from storage.duck import connect
 from storage.settings import Settings
@@ -101,8 +101,8 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
 def invoices_render(period: date | None, data_dir: Path) -> None:
     """Write the HTML and PDF of issued documents whose files are missing."""
     settings = _settings(data_dir)
-    folder, count = render_issued(settings.lake, load_checked_catalog(settings.catalog_path),
-                                  settings.issuer, period)
+    folder, count = render_issued(settings.lake, current_catalog(settings), settings.issuer,
+                                  period)
     console.print(f"Rendered {count} documents into {folder}")
 
 
@@ -165,7 +165,7 @@ def credits_grant(customer_id, amount, currency, cost_basis, effective, expires,
                   data_dir) -> None:
     """Record a credit grant (never changed afterwards); re-run the months it affects."""
     settings = _settings(data_dir)
-    catalog = load_checked_catalog(settings.catalog_path)
+    catalog = current_catalog(settings)
     if customer_id not in {c.id for c in catalog.customers}:
         raise click.ClickException(f"unknown customer {customer_id!r}")
     try:

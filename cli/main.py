@@ -22,7 +22,7 @@ from assets.resources import OrbStore
 from billing import money, periods
 from cli.billing import credits_group, invoices, month_option, rerate
 from cli.export import export
-from cli.state import customers, state_group, subscriptions
+from cli.state import customers, import_files, state_group, subscriptions
 from cli.summary import print_summary, summarize
 from ingestion.amendments import amended_days, record_amendment
 from ingestion.batches import Window, ingest_files, replay_batch
@@ -30,18 +30,22 @@ from ingestion.http_app import serve
 from ingestion.quarantine import list_quarantine
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from pricing_sql.catalog_files import load_catalog, load_checked_catalog
+from pricing_sql.catalog_files import load_catalog
 from pricing_sql.evaluate import price_breakdown
 from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
+from pricing_sql.run_catalog import current_catalog
 from reports.documents import issue_and_render
-from sample_data.generate import generate, write_payments
+from sample_data.generate import CUSTOMERS_FILE, generate, write_payments
 from storage.duck import connect
 from storage.settings import Settings
 
 console = Console()
 # Dagster flags its beta parameters each time definitions are built; not news to a user.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-GENERATED = ("catalog", "landing", "lake", "reports", "payments", "orb.duckdb")
+# The demo owns these in its data folder; a re-run starts from scratch. The state store is
+# the SQLite file unless ORB_STATE_URL names another, which the demo imports into.
+GENERATED = ("catalog", CUSTOMERS_FILE, "landing", "lake", "reports", "payments", "orb.duckdb",
+             "state.db", "state.db-wal", "state.db-shm")
 
 
 @click.group()
@@ -61,12 +65,18 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
     started = time.perf_counter()
     last = runner.last_complete_month(date.today())
     billed = [periods.add_months(last, -i) for i in reversed(range(months))]
-    for name in GENERATED:  # the demo owns these; a re-run starts from scratch
+    for name in GENERATED:
         path = data_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     raw = generate(data_dir, customers, events, billed[0], months, seed)
     console.print(f"Generated {customers} customers and {raw:,} raw events "
                   f"({billed[0]:%Y-%m} to {billed[-1]:%Y-%m}) in {data_dir}/landing "
+                  f"[{time.perf_counter() - started:.1f}s]")
+    # As `orb state import data/customers.yaml` would: customers live in the state store.
+    written = import_files(data_dir, [data_dir / CUSTOMERS_FILE])
+    console.print(f"Imported {written.customers} customers and {written.subscriptions} "
+                  f"subscriptions into the state store "
+                  f"{Settings.from_env(data_dir).state_store_url} "
                   f"[{time.perf_counter() - started:.1f}s]")
     _bill(data_dir, billed, started)
     # The oldest month is closed: issue its drafts, as `orb invoices issue` would, and
@@ -113,8 +123,7 @@ def ingest(files: tuple[Path, ...], data_dir: Path) -> None:
     settings = Settings.from_env(data_dir)
     with Progress(*Progress.get_default_columns(), console=console) as progress:
         task = progress.add_task("Ingesting", total=len(files))
-        results = ingest_files(connect(), settings.lake,
-                               load_checked_catalog(settings.catalog_path), list(files),
+        results = ingest_files(connect(), settings.lake, current_catalog(settings), list(files),
                                datetime.now(UTC), Window.of(settings),
                                progress=lambda _: progress.advance(task))
     _report(materializations(results))
@@ -187,9 +196,10 @@ def quarantine_list(data_dir: Path, batch_id: str | None, reason: str | None,
 @click.argument("batch_ids", nargs=-1, required=True)
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
-    """Check batches again against the current catalog (e.g. after adding a customer)."""
+    """Check batches again against the catalog and the state store as they are now (e.g.
+    after adding a customer)."""
     settings = Settings.from_env(data_dir)
-    catalog = load_checked_catalog(settings.catalog_path)
+    catalog = current_catalog(settings)
     try:
         results = [replay_batch(connect(), settings.lake, catalog, batch_id, datetime.now(UTC),
                                 Window.of(settings)) for batch_id in batch_ids]
@@ -228,7 +238,7 @@ def amend(customer_id, all_customers, start, end, idempotency_key, reason, repla
     if bool(customer_id) == all_customers:
         raise click.UsageError("give exactly one of --customer and --all-customers")
     settings = Settings.from_env(data_dir)
-    catalog = load_checked_catalog(settings.catalog_path)
+    catalog = current_catalog(settings)
     if customer_id and customer_id not in {c.id for c in catalog.customers}:
         raise click.ClickException(f"unknown customer {customer_id!r}")
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -134,6 +134,14 @@ def _references(data_dir: Path) -> Catalog:
         return load_catalog(Settings.from_env(data_dir).catalog_path)
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def import_files(data_dir: Path, files: Sequence[Path]) -> Written:
+    """Import customers and subscriptions from ``files`` in one transaction."""
+    references = _references(data_dir)
+    with _store(data_dir) as store:
+        return store.apply(read_files(list(files), references, store.customer_ids()),
+                           references)
 
 
 def _validated(model: type[Customer] | type[Subscription], values: dict[str, object],
@@ -432,7 +440,7 @@ def subscriptions_list(customer_id: str | None, as_recorded_at: datetime | None,
         out.add_row(sub["subscription_id"], sub["customer_id"],
                     "; ".join(plans[sub["subscription_id"]]), str(sub["end_date"] or ""),
                     str(sub["trial_end_date"] or ""), cycle,
-                    ", ".join(c["coupon_id"] for c in sub["coupons"]))
+                    ", ".join(c["coupon_id"] for c in json.loads(sub["coupons"] or "[]")))
     console.print(out)
 
 
@@ -452,10 +460,7 @@ def state_import(files: tuple[Path, ...], data_dir: Path) -> None:
     """Import customers and subscriptions from catalog YAML (customers and subscriptions
     sections), CSV or Parquet, in one transaction: nothing is written when any row is
     bad. Customers already in the store get a new version with what differs."""
-    references = _references(data_dir)
-    with _store(data_dir) as store:
-        operations = read_files(list(files), references, store.customer_ids())
-        written = store.apply(operations, references)
+    written = import_files(data_dir, files)
     console.print(f"Imported {len(files)} file(s) at {written.recorded_at.isoformat()}: "
                   f"{written.customers} new customers, {written.versions} customer versions, "
                   f"{written.subscriptions} new subscriptions, {written.changes} "

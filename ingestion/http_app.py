@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ingestion.batches import DUPLICATE_REASON, BatchResult, Window, ingest_files
-from pricing_sql.catalog_files import load_checked_catalog
+from pricing_sql.run_catalog import current_catalog
 from storage.duck import connect
 from storage.lake import Lake
 from storage.settings import Settings
@@ -176,11 +176,11 @@ def _ingest(settings: Settings, events: list[IngestEvent],
     with tempfile.TemporaryDirectory(prefix="orb-ingest-") as folder:
         path = Path(folder) / name
         path.write_bytes(data)
-        # The catalog is read per request, so a customer just added is known at once.
+        # The state store is asked per request whether anything changed, so a customer
+        # just added is known at once (current_catalog reads it again only then).
         with closing(connect()) as con:
-            (result,) = ingest_files(con, settings.lake,
-                                     load_checked_catalog(settings.catalog_path), [path], now,
-                                     Window.of(settings))
+            (result,) = ingest_files(con, settings.lake, current_catalog(settings), [path],
+                                     now, Window.of(settings))
     return result, _rejections(settings.lake, result.batch_id)
 
 

@@ -8,6 +8,7 @@ are SQL over all invoices at once.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
@@ -49,7 +50,7 @@ TERMS_SCHEMA = pa.schema([
 
 
 def invoice_adjustments(con: duckdb.DuckDBPyConnection, catalog: Catalog,
-                        windows: list[BillingWindow], line_items: pa.Table) -> pa.Table:
+                        windows: Sequence[BillingWindow], line_items: pa.Table) -> pa.Table:
     """Every adjustment applied on the run's invoices, in the order applied."""
     terms = adjustment_terms(catalog, windows)
     if not terms:

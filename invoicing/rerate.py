@@ -1,6 +1,7 @@
 """Re-rating a billing month: what recomputing it would change, before anything is written.
 
-The month is recomputed in memory from the lake and catalog as they are now (usage,
+The month is recomputed in memory from the lake, the catalog folder and the state store
+as they are now (usage,
 prices, adjustments, credits) and compared with what stands: the current draft of
 each invoice, or for an issued invoice what it and its issued corrections billed.
 Writing it is an ordinary run of the month (``orb rerate`` without ``--dry-run``, or
@@ -16,8 +17,8 @@ from decimal import Decimal
 from typing import Literal
 
 from invoicing.issuing import compute_corrections, invoice_run, register_issued
-from pricing_sql.catalog_files import load_checked_catalog
 from pricing_sql.rating import compute_usage, price_line_items
+from pricing_sql.run_catalog import current_catalog
 from storage.duck import connect
 from storage.settings import Deployment
 
@@ -44,7 +45,8 @@ class Difference:
 def preview(deployment: Deployment, month: date) -> list[Difference]:
     """Every invoice of the month whose amount a re-run would change, or create."""
     lake, con = deployment.lake, connect()
-    catalog = load_checked_catalog(deployment.catalog_path)
+    # a preview: the state store as it is now, as the month's next run would read it
+    catalog = current_catalog(deployment)
     usage = compute_usage(con, lake, catalog, month)
     priced = price_line_items(con, catalog, month, usage)
     invoiced = invoice_run(con, lake, catalog, month, priced.line_items)

@@ -1,7 +1,8 @@
 """The Dagster code location: every asset, job, schedule and resource of the pipeline.
 
 Data flow: landing folder -> ingest_events job -> events (daily) / quarantine / batches
--> usage -> line_items / sub_line_items -> invoices / invoice_adjustments / credit_ledger
+-> state_snapshot (the state store, read once per run) -> usage -> line_items /
+sub_line_items -> invoices / invoice_adjustments / credit_ledger
 -> invoice_corrections -> invoice_documents, and the revenue tables and report (monthly,
 assets/revenue.py) -> lake_views. Issuing and voiding are commands (orb invoices) and the
 issue_invoices job: issued documents are records, not assets a run may rewrite. The
@@ -20,6 +21,7 @@ from assets.rating import price, usage
 from assets.reporting import lake_views
 from assets.resources import OrbStore, PaymentsConfig
 from assets.revenue import REVENUE_ASSETS
+from assets.state import state_snapshot
 from pipelines.ingestion import ingest_events, landing_sensor
 from pipelines.issuing import issue_invoices
 from pipelines.jobs import check_lake_job, monthly_billing_job, refresh_views_job
@@ -34,7 +36,7 @@ from pipelines.schedules import (
 
 def build_definitions(store: OrbStore) -> dg.Definitions:
     return dg.Definitions(
-        assets=[events, quarantine, batches, amendments, usage, price, invoices,
+        assets=[events, quarantine, batches, amendments, state_snapshot, usage, price, invoices,
                 invoice_corrections, invoice_documents, *REVENUE_ASSETS, lake_views, payments],
         asset_checks=[*BILLING_CHECKS, *LAKE_CHECKS],
         jobs=[ingest_events, monthly_billing_job, refresh_views_job, issue_invoices,

@@ -19,7 +19,7 @@ class IngestConfig(dg.Config):
 def ingest(context: dg.OpExecutionContext, config: IngestConfig, store: OrbStore) -> None:
     lake = store.lake
     files = [Path(f) for f in config.files] or lake.landing_files()
-    results = ingest_files(connect(), lake, store.catalog(), files, datetime.now(UTC),
+    results = ingest_files(connect(), lake, store.current_catalog(), files, datetime.now(UTC),
                            store.window)
     for result in results:
         context.log.info(f"{result.file}: {result.status}, {result.accepted} accepted, "

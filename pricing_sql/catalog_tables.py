@@ -6,6 +6,8 @@ thousands of rows), never one per event, so building them in Python is cheap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 
 from billing.catalog import Catalog
@@ -85,7 +87,7 @@ def customers_table(catalog: Catalog) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=CUSTOMERS)
 
 
-def billing_windows_table(windows: list[BillingWindow]) -> pa.Table:
+def billing_windows_table(windows: Sequence[BillingWindow]) -> pa.Table:
     return pa.Table.from_pylist([w.__dict__ for w in windows], schema=BILLING_WINDOWS)
 
 

@@ -3,6 +3,7 @@ and billed usage equal to the usage the event lake gives now."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from billing.catalog import Catalog
@@ -24,15 +25,17 @@ def line_usage_failures(lake: Lake, catalog: Catalog, month: date) -> list[tuple
     return con.sql(load_sql("check_line_usage")).fetchall()
 
 
-def usage_drift(lake: Lake, catalog: Catalog) -> list[tuple[object, ...]]:
+def usage_drift(lake: Lake, catalog_of: Callable[[date], Catalog]
+                ) -> list[tuple[object, ...]]:
     """(month, window...) of every billed month whose usage, computed again from the lake
-    as it is now, differs from what was billed: the months to re-rate."""
+    as it is now, differs from what was billed: the months to re-rate. ``catalog_of``:
+    the catalog a month was billed with (its newest state snapshot)."""
     drift: list[tuple[object, ...]] = []
     for path in lake.all_files("usage"):
         month = date.fromisoformat(lake.partition_value(path))
         con = connect()
         con.register("billed", lake.read_partition("usage", TABLES["usage"].key, month))
-        con.register("now", compute_usage(con, lake, catalog, month))
+        con.register("now", compute_usage(con, lake, catalog_of(month), month))
         drift += [(f"{month:%Y-%m}", *row) for row in
                   con.sql(load_sql("check_usage_drift")).fetchall()]
     return drift

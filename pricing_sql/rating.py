@@ -8,6 +8,7 @@ the same SQL runs on DuckDB or, transpiled with sqlglot, on Spark.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TypedDict
@@ -47,7 +48,7 @@ class _UsageWindow(TypedDict):
     period_end: datetime
 
 
-def usage_windows(windows: list[BillingWindow]) -> pa.Table:
+def usage_windows(windows: Sequence[BillingWindow]) -> pa.Table:
     """The distinct windows billed in arrears, where usage is counted."""
     rows: dict[str, _UsageWindow] = {
         w.window_id: {"window_id": w.window_id, "customer_id": w.customer_id,

@@ -25,7 +25,7 @@ from billing.catalog import Catalog
 from invoicing import documents
 from invoicing.document_model import CorrectionLine, DocumentHead, DocumentLine, Draft
 from invoicing.issuing import drafts, issue_month
-from pricing_sql.catalog_files import load_checked_catalog
+from pricing_sql.run_catalog import billing_catalog
 from reports.issued_pages import Page, render_html, write_pages
 from storage.duck import connect
 from storage.lake import Lake
@@ -171,7 +171,7 @@ def issue_and_render(deployment: Deployment, month: date, customers: set[str] | 
     now = datetime.now(UTC)
     lake = deployment.lake
     issued = issue_month(connect(), lake, month, now, customers)
-    catalog = load_checked_catalog(deployment.catalog_path)
+    catalog = billing_catalog(deployment, month)  # the customers the month was billed to
     folder = write_issued(lake, catalog, deployment.issuer, month, issued, now.date())
     render_issued(lake, catalog, deployment.issuer, month)
     return issued, folder

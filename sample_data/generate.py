@@ -1,5 +1,6 @@
-"""A realistic sample: the catalog in ``sample_data/catalog`` plus generated customers,
-subscriptions and usage events, the same for the same seed.
+"""A realistic sample: the catalog in ``sample_data/catalog`` plus generated customers and
+subscriptions (a YAML file the demo imports into the state store) and usage events, the
+same for the same seed.
 
 Events land as one Parquet batch per UTC day, shaped the way a producer sends them
 (every field a string, properties as JSON text). A small share is deliberately
@@ -32,16 +33,23 @@ PLAN_ZONES = {
 EVENT_MIX = {"api_request": 0.58, "completion": 0.30, "seat_active": 0.10, "storage_snapshot": 0.02}
 ENDPOINTS = ["/v1/chat", "/v1/embeddings", "/v1/files", "/v1/moderations"]
 RESENT_SHARE = 0.005
+CUSTOMERS_FILE = "customers.yaml"  # in the data folder, beside (not in) the catalog folder
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML has it
 BAD_EVENTS = 200
 
 
-def write_catalog(folder: Path, customers: int, first_month: date, seed: int) -> None:
-    """Copy the sample plans and metrics and generate customers with subscriptions."""
+def write_catalog(folder: Path) -> None:
+    """Copy the sample plans, metrics and coupons: the catalog folder."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("metrics.yaml", "plans.yaml", "coupons.yaml"):
         source = resources.files("sample_data").joinpath("catalog", name)
         with resources.as_file(source) as path:
             shutil.copyfile(path, folder / name)
+
+
+def write_customers(path: Path, customers: int, first_month: date, seed: int) -> None:
+    """Generate customers with subscriptions as a YAML file for ``orb state import``
+    (the catalog's ``customers`` and ``subscriptions`` sections)."""
     rng = np.random.default_rng(seed)
     plan_ids = rng.choice(list(PLAN_MIX), size=customers, p=list(PLAN_MIX.values()))
     rows, subs = [], []
@@ -56,7 +64,8 @@ def write_catalog(folder: Path, customers: int, first_month: date, seed: int) ->
             "timezone": zone,
         })
         subs.append(_subscription(index, customer_id, str(plan_id), first_month))
-    with open(folder / "customers.yaml", "w", encoding="utf-8") as handle:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump({"customers": rows, "subscriptions": subs}, handle, sort_keys=False)
 
 
@@ -84,11 +93,12 @@ def _subscription(index: int, customer_id: str, plan_id: str,
     return sub
 
 
-def write_events(landing: Path, catalog_folder: Path, first_month: date, months: int,
+def write_events(landing: Path, customers_file: Path, first_month: date, months: int,
                  events: int, seed: int) -> int:
-    """Generate ``events`` usage events over ``months`` calendar months (UTC) and land
-    them as daily Parquet batches; returns the number of raw events written."""
-    customers = yaml.safe_load((catalog_folder / "customers.yaml").read_text())["customers"]
+    """Generate ``events`` usage events over ``months`` calendar months (UTC) for the
+    customers of ``customers_file`` and land them as daily Parquet batches; returns the
+    number of raw events written."""
+    customers = yaml.load(customers_file.read_text(), Loader=LOADER)["customers"]
     rng = np.random.default_rng(seed + 1)
     start = datetime.combine(first_month, datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(periods.add_months(first_month, months), datetime.min.time(),
@@ -165,9 +175,12 @@ def _bad_events(raw: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
 
 def generate(data_dir: Path, customers: int, events: int, first_month: date, months: int,
              seed: int) -> int:
-    catalog_folder = data_dir / "catalog"
-    write_catalog(catalog_folder, customers, first_month, seed)
-    return write_events(data_dir / "landing", catalog_folder, first_month, months, events, seed)
+    """The catalog folder, ``customers.yaml`` (for the state store) and the landing
+    folder's events, in ``data_dir``; returns the number of raw events written."""
+    write_catalog(data_dir / "catalog")
+    write_customers(data_dir / CUSTOMERS_FILE, customers, first_month, seed)
+    return write_events(data_dir / "landing", data_dir / CUSTOMERS_FILE, first_month, months,
+                        events, seed)
 
 
 def write_payments(path: Path, issued: list[tuple[str, dict]], share: float, seed: int) -> int:

@@ -1,5 +1,6 @@
-"""The store's state as known at an instant: Arrow tables for the lake, and the catalog
-models (``Customer``, ``Subscription``) billing reads today from catalog YAML.
+"""The store's state as known at an instant: Arrow tables (what a billing run keeps in the
+lake and reads, ``state/lake_snapshot.py``), and the catalog models (``Customer``,
+``Subscription``), validated, for the CLI and the tests.
 
 Both come from the same rows and the same rules (``state/history.py``). The tables are
 built column-wise: a customer with one version and a subscription without plan changes
@@ -9,8 +10,9 @@ Python. ``bench/state_bench.py`` times it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -18,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing.catalog.models import Catalog, Customer, Subscription
+from billing.catalog.models import Customer, Subscription
 from state import lake_tables
 from state.history import (
     CUSTOMER_FIELDS,
@@ -58,13 +60,6 @@ class Snapshot:
         """In the order they were created, in the catalog's shape (``plan_id`` and
         ``start_date`` for one phase, ``phases`` for more)."""
         return [state.model() for state in self._states(self.changes)]
-
-    def catalog(self, plans_and_metrics: Catalog) -> Catalog:
-        """The catalog billing reads: metrics, plans and coupons from the catalog folder,
-        customers and subscriptions from the store."""
-        return Catalog(metrics=plans_and_metrics.metrics, plans=plans_and_metrics.plans,
-                       coupons=plans_and_metrics.coupons, customers=self.customers(),
-                       subscriptions=self.subscriptions())
 
     def _states(self, changes: pa.Table) -> Iterator[SubscriptionState]:
         records = change_records(changes)
@@ -215,13 +210,20 @@ def _split(table: pa.Table, key: str) -> tuple[pa.Table, pa.Table]:
 
 
 def _redemptions(coupon_ids: pa.ChunkedArray, redeemed_ons: pa.ChunkedArray) -> pa.Array:
-    """Two list columns of the same lengths as one list of (coupon_id, redeemed_on)."""
-    ids, days = coupon_ids.combine_chunks(), redeemed_ons.combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(ids), 0).to_numpy()
-    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
-    values = pa.StructArray.from_arrays([ids.flatten(), days.flatten()],
-                                        fields=list(lake_tables.REDEMPTION))
-    return pa.ListArray.from_arrays(offsets, values)
+    """Two list columns of the same lengths as one column of JSON text, null where
+    empty: a warehouse types a list of records differently each (Postgres not at all)."""
+    return pa.array([redemptions_json(list(zip(ids, ons, strict=True))) if ids else None
+                     for ids, ons in zip(coupon_ids.to_pylist(), redeemed_ons.to_pylist(),
+                                         strict=True)], pa.string())
+
+
+def redemptions_json(redemptions: list[tuple[str, date | None]]) -> str | None:
+    """``[{"coupon_id": "launch20", "redeemed_on": "2026-10-01"}]``, the catalog's shape
+    (no ``redeemed_on``: at the start); None for none."""
+    if not redemptions:
+        return None
+    return json.dumps([{"coupon_id": c} | ({} if on is None else {"redeemed_on": on.isoformat()})
+                       for c, on in redemptions])
 
 
 def _grouped(rows: list[Row], keys: Iterable[str]) -> list[list[Row]]:
@@ -247,7 +249,7 @@ def _subscription_row(state: SubscriptionState) -> dict[str, Any]:
             "trial_end_date": created.trial_end_date,
             "billing_cycle_day": created.billing_cycle_day,
             "align_billing_with_subscription_start_date": bool(created.align_with_start),
-            "coupons": [{"coupon_id": c, "redeemed_on": on} for c, on in state.coupons],
+            "coupons": redemptions_json(state.coupons),
             "adjustments": "[" + ", ".join(state.adjustments) + "]"
             if state.adjustments else None,
             "created_at": created.recorded_at, "actor": created.actor}

@@ -96,9 +96,7 @@ class StateStore:
         """The clock's instant, moved after the newest row if the clock is behind it, so
         that writers (one at a time) record in the order they commit."""
         now = self.clock().astimezone(UTC)
-        latest = [connection.execute(sa.select(sa.func.max(table.c.recorded_at))).scalar()
-                  for table in (schema.customer_versions, schema.subscription_changes)]
-        newest = max((value for value in latest if value is not None), default=None)
+        newest = self._newest(connection)
         return now if newest is None or now > newest else newest + timedelta(microseconds=1)
 
     def snapshot(self, as_recorded_at: datetime | None = None,
@@ -115,6 +113,18 @@ class StateStore:
             newest = [pc.max(table["recorded_at"]).as_py() for table in (versions, changes)]
             as_of = as_recorded_at or max([self.clock(), *filter(None, newest)])
         return Snapshot(versions, changes, as_recorded_at, as_of.astimezone(UTC))
+
+    def last_recorded_at(self) -> datetime | None:
+        """When the newest row was written (None: the store is empty): the state has not
+        changed while this stays the same, rows being only ever inserted."""
+        with reading(self.engine) as connection:
+            return self._newest(connection)
+
+    @staticmethod
+    def _newest(connection: sa.Connection) -> datetime | None:
+        latest = [connection.execute(sa.select(sa.func.max(table.c.recorded_at))).scalar()
+                  for table in (schema.customer_versions, schema.subscription_changes)]
+        return max((value for value in latest if value is not None), default=None)
 
     def customer_ids(self) -> list[str]:
         with reading(self.engine) as connection:

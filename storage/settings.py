@@ -72,3 +72,6 @@ class Deployment(Protocol):
 
     @property
     def issuer(self) -> str: ...
+
+    @property
+    def state_store_url(self) -> str: ...

@@ -295,6 +295,103 @@ USAGE_TRENDS = pa.schema([
     ("windows", pa.int64()), ("quantity", QUANTITY),
 ])
 
+# -- state snapshots: the customers and subscriptions a billing run read -----------------
+# ``state/lake_snapshot.py`` writes one file per snapshot in each of these tables'
+# ``billing_month`` partitions, ``state_snapshots`` last (its row commits the snapshot).
+# The other five are the state store's rows and what they add up to (docs/state.md).
+
+SNAPSHOT_ID = pa.field("snapshot_id", pa.string())
+STATE_SNAPSHOTS = pa.schema([
+    SNAPSHOT_ID,
+    ("run_id", pa.string()),  # the Dagster run, or the command, that took it
+    ("taken_at", INSTANT),
+    ("as_recorded_at", INSTANT),  # rows recorded by then count; null: all of them
+    ("as_of", INSTANT),  # customer edits and added adjustments in effect at this instant
+    ("store", pa.string()),  # the store's database: sqlite or postgresql
+    ("customers", pa.int64()),
+    ("subscriptions", pa.int64()),
+])
+# One row per customer: the fields in effect at the snapshot's instant, and the newest
+# version among those applied.
+STATE_CUSTOMERS = pa.schema([
+    SNAPSHOT_ID,
+    ("customer_id", pa.string()),
+    ("name", pa.string()),
+    ("external_customer_id", pa.string()),
+    ("email", pa.string()),
+    ("timezone", pa.string()),
+    ("net_terms", pa.int32()),
+    ("created_at", INSTANT),
+    ("effective_at", INSTANT),
+    ("recorded_at", INSTANT),
+    ("actor", pa.string()),
+])
+# Every customer version known at the snapshot's instant; ``fields``: the ones it sets.
+STATE_CUSTOMER_VERSIONS = pa.schema([
+    SNAPSHOT_ID,
+    ("version_id", pa.int64()),
+    ("customer_id", pa.string()),
+    ("fields", pa.list_(pa.string())),
+    ("name", pa.string()),
+    ("external_customer_id", pa.string()),
+    ("email", pa.string()),
+    ("timezone", pa.string()),
+    ("net_terms", pa.int32()),
+    ("effective_at", INSTANT),
+    ("recorded_at", INSTANT),
+    ("actor", pa.string()),
+])
+# One row per subscription, as the catalog models it; its coupon redemptions and its
+# adjustments as JSON lists in the catalog's shape.
+STATE_SUBSCRIPTIONS = pa.schema([
+    SNAPSHOT_ID,
+    ("subscription_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("start_date", pa.date32()),
+    ("end_date", pa.date32()),
+    ("trial_end_date", pa.date32()),
+    ("billing_cycle_day", pa.int32()),
+    ("align_billing_with_subscription_start_date", pa.bool_()),
+    ("coupons", pa.string()),
+    ("adjustments", pa.string()),
+    ("created_at", INSTANT),
+    ("actor", pa.string()),
+])
+# A subscription's plans over time: [start_date, end_date), end_date null while open.
+STATE_SUBSCRIPTION_PHASES = pa.schema([
+    SNAPSHOT_ID,
+    ("subscription_id", pa.string()),
+    ("phase_index", pa.int32()),
+    ("plan_id", pa.string()),
+    ("plan_version", pa.int32()),
+    ("start_date", pa.date32()),
+    ("end_date", pa.date32()),
+    ("effective_at", INSTANT),
+    ("recorded_at", INSTANT),
+    ("actor", pa.string()),
+])
+# Every subscription change row known at the snapshot's instant (state/schema.py's columns).
+STATE_SUBSCRIPTION_CHANGES = pa.schema([
+    SNAPSHOT_ID,
+    ("change_id", pa.int64()),
+    ("subscription_id", pa.string()),
+    ("kind", pa.string()),
+    ("effective_at", INSTANT),
+    ("effective_date", pa.date32()),
+    ("recorded_at", INSTANT),
+    ("actor", pa.string()),
+    ("plan_id", pa.string()),
+    ("plan_version", pa.int32()),
+    ("trial_end_date", pa.date32()),
+    ("billing_cycle_day", pa.int32()),
+    ("align_with_start", pa.bool_()),
+    ("coupon_id", pa.string()),
+    ("redeemed_on", pa.date32()),
+    ("adjustment", pa.string()),
+    ("price_id", pa.string()),
+    ("quantity", QUANTITY),
+])
+
 # -- the tables ------------------------------------------------------------------------
 
 BILLING_MONTH = "billing_month"  # the billing run's month, YYYY-MM-01
@@ -310,6 +407,18 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "rejected events of a batch, with the reason, file and row"),
     Table("batches", BATCHES, "batch_id", True, "a batch's commit record"),
     Table("amendments", AMENDMENTS, "amendment_id", True, "deprecations of past events"),
+    Table("state_snapshots", STATE_SNAPSHOTS, BILLING_MONTH, True,
+          "each state snapshot a billing run read: when, from which store, how many"),
+    Table("state_customers", STATE_CUSTOMERS, BILLING_MONTH, True,
+          "the customers of each snapshot, as in effect when it was taken"),
+    Table("state_customer_versions", STATE_CUSTOMER_VERSIONS, BILLING_MONTH, True,
+          "every customer version a snapshot knew"),
+    Table("state_subscriptions", STATE_SUBSCRIPTIONS, BILLING_MONTH, True,
+          "the subscriptions of each snapshot"),
+    Table("state_subscription_phases", STATE_SUBSCRIPTION_PHASES, BILLING_MONTH, True,
+          "each subscription's plans over time, per snapshot"),
+    Table("state_subscription_changes", STATE_SUBSCRIPTION_CHANGES, BILLING_MONTH, True,
+          "every subscription change a snapshot knew"),
     Table("usage", USAGE, BILLING_MONTH, True, "each metric per usage window"),
     Table("line_items", LINE_ITEMS, BILLING_MONTH, True, "every charge, priced and rounded"),
     Table("sub_line_items", SUB_LINE_ITEMS, BILLING_MONTH, True,

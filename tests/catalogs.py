@@ -1,12 +1,35 @@
-"""Small catalogs built in code for tests."""
+"""Small catalogs built in code for tests, and data folders holding them."""
 
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
+import yaml
 
-from billing.catalog import Catalog
+from billing.catalog import Catalog, Customer, Subscription
 from billing.charges import billing_windows
+from state import AddCustomer, CreateSubscription, StateStore
+from storage.settings import Settings
 from storage.tables import USAGE as USAGE_SCHEMA
+
+STATE_SECTIONS = ("customers", "subscriptions")
+
+
+def write_data_dir(root: Path, data: dict) -> None:
+    """``data`` (a catalog's sections) as a deployment keeps it: metrics, plans and coupons
+    in ``root/catalog/catalog.yaml``, customers and subscriptions in the state store
+    (``root/state.db``)."""
+    folder = root / "catalog"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "catalog.yaml").write_text(yaml.safe_dump(
+        {k: v for k, v in data.items() if k not in STATE_SECTIONS}))
+    with StateStore.open(Settings(data_dir=str(root)).state_store_url) as store:
+        store.apply([AddCustomer(Customer.model_validate(c), actor="test")
+                     for c in data.get("customers", [])]
+                    + [CreateSubscription(Subscription.model_validate(s), actor="test")
+                       for s in data.get("subscriptions", [])],
+                    Catalog.model_validate({k: v for k, v in data.items()
+                                            if k not in STATE_SECTIONS}))
 
 
 def tiered(price_id, metric, tiers):

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from tests.catalogs import tiered, unit
+from tests.catalogs import tiered, unit, write_data_dir
 
 CATALOG = {
     "metrics": [
@@ -96,8 +95,7 @@ def scenario_bytes() -> dict[str, bytes]:
 
 def write_scenario(data_dir: Path, catalog: bool = True) -> None:
     if catalog:
-        (data_dir / "catalog").mkdir(parents=True)
-        (data_dir / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(CATALOG))
+        write_data_dir(data_dir, CATALOG)
     landing = data_dir / "landing"
     landing.mkdir(exist_ok=True)
     for name, data in scenario_bytes().items():

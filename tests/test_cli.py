@@ -61,22 +61,25 @@ def test_metrics_check_flags_bad_sql(tmp_path):
     ]
 
 
-CALLS_AND_C1 = ("metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
-                "customers: [{id: c1, name: One}]\n")
+CALLS = "metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
 
 
 def data_folder(tmp_path, monkeypatch, catalog: str) -> list[str]:
-    """A data folder with this catalog, an ephemeral Dagster instance, and an event
-    window wide enough for the tests' 2026 events whenever they run."""
+    """A data folder with this catalog, customer c1 in its state store, an ephemeral
+    Dagster instance, and an event window wide enough for the tests' 2026 events
+    whenever they run."""
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("ORB_STATE_URL", raising=False)
     monkeypatch.setenv("ORB_MAX_EVENT_AGE_DAYS", "36500")
     (tmp_path / "catalog").mkdir()
     (tmp_path / "catalog" / "c.yaml").write_text(catalog)
-    return ["--data-dir", str(tmp_path)]
+    data = ["--data-dir", str(tmp_path)]
+    assert run("customers", "add", "c1", "--name", "One", *data).exit_code == 0
+    return data
 
 
 def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
-    data = data_folder(tmp_path, monkeypatch, CALLS_AND_C1)
+    data = data_folder(tmp_path, monkeypatch, CALLS)
     events = [{"event_name": "api", "timestamp": "2026-11-20T10:00:00Z", "customer_id": c,
                "idempotency_key": k, "properties": {}} for c, k in [("c1", "k1"), ("c2", "k2")]]
     source = tmp_path / "in.jsonl"
@@ -91,10 +94,7 @@ def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
     listed = rows(run("quarantine", "list", *data).output)
     assert listed == [[batch_id, "in.jsonl", "2", "unknown customer_id", "", "k2"]]
 
-    (tmp_path / "catalog" / "c.yaml").write_text(
-        (tmp_path / "catalog" / "c.yaml").read_text().replace(
-            "customers: [{id: c1, name: One}]", "customers: [{id: c1, name: One}, "
-                                                "{id: c2, name: Two}]"))
+    assert run("customers", "add", "c2", "--name", "Two", *data).exit_code == 0
     replayed = rows(run("quarantine", "replay", batch_id, *data).output)
     assert replayed[0][2:] == ["replayed", "2", "2", "0", "0", "0"]
     assert "nothing quarantined" in run("quarantine", "list", *data).output
@@ -108,10 +108,11 @@ def test_ingest_quarantine_replay_and_amend(tmp_path, monkeypatch):
 
 
 def test_invoice_lifecycle_and_credits(tmp_path, monkeypatch):
-    data = data_folder(tmp_path, monkeypatch, CALLS_AND_C1 + (
+    data = data_folder(tmp_path, monkeypatch, CALLS + (
         "plans: [{id: p, name: P, currency: USD, prices: [{id: p_calls, name: Calls, "
-        "billable_metric_id: calls, model_type: unit, unit_config: {unit_amount: '2.00'}}]}]\n"
-        "subscriptions: [{id: s1, customer_id: c1, plan_id: p, start_date: 2026-01-01}]\n"))
+        "billable_metric_id: calls, model_type: unit, unit_config: {unit_amount: '2.00'}}]}]\n"))
+    assert run("subscriptions", "create", "s1", "--customer", "c1", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
     (tmp_path / "landing").mkdir()
     (tmp_path / "landing" / "oct.jsonl").write_text("".join(json.dumps(
         {"event_name": "api", "timestamp": f"2026-10-0{i}T10:00:00Z", "customer_id": "c1",

@@ -15,11 +15,13 @@ from cli.main import main
 from ingestion.http_app import MAX_BODY_BYTES, create_app
 from storage.duck import connect
 from storage.lake import Lake
+from tests.catalogs import write_data_dir
 from tests.servers import free_port, wait_until_listening
 
 NOW = datetime(2026, 11, 10, tzinfo=UTC)
-CATALOG = ("metrics: [{id: calls, name: Calls, sql: \"SELECT count(*) FROM events\"}]\n"
-           "customers: [{id: c1, name: One}, {id: c2, name: Two, external_customer_id: ext-2}]\n")
+DATA = {"metrics": [{"id": "calls", "name": "Calls", "sql": "SELECT count(*) FROM events"}],
+        "customers": [{"id": "c1", "name": "One"},
+                      {"id": "c2", "name": "Two", "external_customer_id": "ext-2"}]}
 ORB_400 = "https://docs.withorb.com/reference/error-responses#400-request-validation-errors"
 
 
@@ -32,8 +34,8 @@ def event(key, customer="c1", ts="2026-11-09T12:00:00Z", **fields):
 def data(tmp_path, monkeypatch):
     monkeypatch.delenv("ORB_INGEST_TOKEN", raising=False)
     monkeypatch.delenv("ORB_DATA_DIR", raising=False)
-    (tmp_path / "catalog").mkdir()
-    (tmp_path / "catalog" / "c.yaml").write_text(CATALOG)
+    monkeypatch.delenv("ORB_STATE_URL", raising=False)
+    write_data_dir(tmp_path, DATA)
     return tmp_path
 
 
@@ -170,7 +172,7 @@ def test_the_token_is_required_when_set(data, monkeypatch):
 
 
 def test_a_server_error_answers_in_orbs_format_without_the_cause(data):
-    (data / "catalog" / "c.yaml").write_text("customers: [{id: c1, name: One}, {id: c1}]\n")
+    (data / "catalog" / "catalog.yaml").write_text("metrics: [{id: c1, name: One}, {id: c1}]\n")
     client = TestClient(create_app(data, clock=lambda: NOW), raise_server_exceptions=False)
     response = post(client, event("k1"))
     assert response.status_code == 500

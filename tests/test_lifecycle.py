@@ -15,7 +15,6 @@ from decimal import Decimal
 import dagster as dg
 import pyarrow as pa
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,10 +26,12 @@ from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from reports.documents import issue_and_render
+from state import Cancel, StateStore
 from storage.duck import connect
 from storage.lake import Lake
 from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
 from tests.batches import batch
+from tests.catalogs import write_data_dir
 from tests.invoicing import basic, bill
 
 OCTOBER = date(2026, 10, 1)
@@ -56,8 +57,7 @@ def calls(prefix, count, day):
 
 @pytest.fixture
 def pipeline(tmp_path):
-    (tmp_path / "catalog").mkdir()
-    (tmp_path / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(CATALOG))
+    write_data_dir(tmp_path, CATALOG)
     (tmp_path / "landing").mkdir()
     batch(tmp_path / "landing" / "october.jsonl", *calls("a", 100, 10))
     store = OrbStore(data_dir=str(tmp_path), max_event_age_days=36500)
@@ -231,9 +231,9 @@ def test_an_issued_invoice_the_run_no_longer_makes_is_credited_in_full(pipeline,
     con, lake = connect(), store.lake
     issue_month(con, lake, OCTOBER, NOW)
     # The subscription is found to have ended on Oct 1: nothing in October is billable.
-    ended = {**CATALOG, "subscriptions": [{**CATALOG["subscriptions"][0],
-                                           "end_date": "2026-10-01"}]}
-    (tmp_path / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(ended))
+    with StateStore.open(store.state_store_url) as state:
+        state.apply([Cancel("sub", actor="test", effective=date(2026, 10, 1))],
+                    Catalog.model_validate({"plans": CATALOG["plans"]}))
     runner.bill_month(defs, OCTOBER, instance)
     (note,) = drafts(con, lake, OCTOBER)
     assert (note.head.document_type, note.head.corrects, note.head.total) == (

@@ -16,7 +16,6 @@ from decimal import Decimal
 import dagster as dg
 import pyarrow as pa
 import pytest
-import yaml
 
 from assets.resources import OrbStore, PaymentsConfig
 from billing.catalog import Catalog
@@ -36,7 +35,7 @@ from pipelines.payments import payments_job, payments_schedule
 from storage.duck import connect
 from storage.lake import Lake
 from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
-from tests.catalogs import unit
+from tests.catalogs import unit, write_data_dir
 from tests.invoicing import bill
 
 OCTOBER = date(2026, 10, 1)
@@ -60,8 +59,7 @@ def catalog_data(fees: dict[str, tuple[str, str]]) -> dict:
 def issued_lake(root, fees: dict[str, tuple[str, str]] = FEES) -> tuple[Lake, Catalog]:
     """Bill October for ``fees`` (customer -> (currency, monthly fee)) and issue it."""
     data = catalog_data(fees)
-    (root / "catalog").mkdir(parents=True, exist_ok=True)
-    (root / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(data))
+    write_data_dir(root, data)
     catalog = Catalog.model_validate(data)
     result, lake = bill(catalog, OCTOBER), Lake(root)
     for table, rows in (("line_items", result.line_items),

@@ -104,27 +104,41 @@ def test_documents_are_written(billed):
 
 
 def test_rerunning_a_partition_is_byte_identical(billed):
+    """Every output of a re-run month is byte-identical; each run keeps its own state
+    snapshot, holding the same customers and subscriptions."""
     store, defs, instance = billed
 
     def fingerprint():
         files = sorted((store.lake.root / "lake").rglob("*.parquet"))
         return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
-    def without_batch_records(prints):
-        # batch records hold the time they were committed; everything else must not move
-        return {path: digest for path, digest in prints.items() if "/batches/" not in path}
+    def outputs(prints):
+        # batch records hold the time they were committed, snapshots are kept per run;
+        # everything else must not move
+        return {path: digest for path, digest in prints.items()
+                if "/batches/" not in path and "/state_" not in path}
+
+    def snapshots():
+        return sorted((store.lake.root / "lake" / "state_snapshots").rglob("*.parquet"))
 
     before = fingerprint()
     runner.bill_months(defs, [OCTOBER], instance)
-    assert fingerprint() == before
+    assert outputs(fingerprint()) == outputs(before)
+    first, second = snapshots()
+    assert len(fingerprint()) == len(before) + 6  # the second run's snapshot: 6 tables
+    content = [pq.read_table(store.lake.table_dir("state_subscriptions") / path.parent.name
+                             / path.name).drop_columns(["snapshot_id"])
+               for path in (first, second)]
+    assert content[0].equals(content[1])
     # sending both files again ingests nothing new
     write_scenario(store.lake.root, catalog=False)
     runner.bill_months(defs, [OCTOBER], instance)
-    assert without_batch_records(fingerprint()) == without_batch_records(before)
+    assert outputs(fingerprint()) == outputs(before)
     # 8 event days (Oct 1, 5, 6, 10, 14, 20, 31, Nov 1), 2 quarantine and 2 batch
-    # records, usage, line items, sub line items, invoices, adjustments, credit ledger,
-    # corrections, and 7 revenue tables (the key index is numpy arrays, not Parquet)
-    assert len(before) == 26
+    # records, the state snapshot (6 tables), usage, line items, sub line items,
+    # invoices, adjustments, credit ledger, corrections, and 7 revenue tables (the key
+    # index is numpy arrays, not Parquet)
+    assert len(before) == 32
 
 
 def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):
@@ -135,7 +149,7 @@ def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):
         "SELECT count(*) FROM read_csv('/etc/passwd')"))
     with pytest.raises(CatalogError, match="metric 'calls': line 1, column 22: a metric must "
                                            "select FROM events"):
-        OrbStore(data_dir=str(tmp_path)).catalog()
+        OrbStore(data_dir=str(tmp_path)).current_catalog()
 
 
 def test_landing_sensor_requests_a_run_for_waiting_files(tmp_path):

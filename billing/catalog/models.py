@@ -199,6 +199,9 @@ class Catalog(Strict):
 
     # Lookups by id, built once: invoicing looks up every invoice's customer.
     _by_id: _Lookups = PrivateAttr()
+    # What is derived from the whole catalog, computed once (billing windows per month,
+    # billing/charges.py): the catalog is frozen, and a run's steps share one.
+    _derived: dict[tuple[str, object], object] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, _context: object) -> None:
         self._by_id = _Lookups(metrics={m.id: m for m in self.metrics},
@@ -211,6 +214,10 @@ class Catalog(Strict):
 
     def plan(self, plan_id: str) -> Plan:
         return self._by_id["plans"][plan_id]
+
+    @property
+    def derived(self) -> dict[tuple[str, object], object]:
+        return self._derived
 
     def customer(self, customer_id: str) -> Customer:
         return self._by_id["customers"][customer_id]

@@ -1,0 +1,21 @@
+"""State domain: the customers and subscriptions a month's billing run reads, taken from
+the state store once at the run's start and kept in the lake (docs/state.md)."""
+
+import dagster as dg
+
+from assets.partitions import MONTHLY, billing_month
+from assets.resources import OrbStore
+from pricing_sql.run_catalog import take_snapshot
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="rating", kinds={"sqlite", "postgres", "parquet"})
+def state_snapshot(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
+    """The state store's customers and subscriptions as this run reads them, kept per run
+    in the lake's state_* tables: every later step of the run, and a later step of the
+    same month alone, reads this snapshot, never the store."""
+    snapshot = take_snapshot(store, billing_month(context), context.run.run_id)
+    return dg.MaterializeResult(metadata={
+        "snapshot_id": snapshot.snapshot_id,
+        "customers": snapshot.tables["customers"].num_rows,
+        "subscriptions": snapshot.tables["subscriptions"].num_rows,
+        "taken_at": snapshot.taken_at.isoformat()})

@@ -1,0 +1,105 @@
+"""The catalog a run reads: metrics, plans and coupons from the catalog folder (catalog as
+code), customers and subscriptions from the state store (docs/state.md).
+
+A billing run reads the store once, at its start, into a snapshot kept in the lake
+(``take_snapshot``); every step of the run, and any later step for the same month, reads
+that snapshot (``billing_catalog``), never the store and never YAML. Work that is not a
+month's billing (ingestion, payments, the CLI's lookups) reads the store as it is now
+(``current_catalog``).
+
+A snapshot's catalog is built once per process and kept: a committed snapshot never
+changes, and the monthly job runs its steps in one process (``pipelines/jobs.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+
+from billing.catalog import Catalog, CatalogError
+from pricing_sql.catalog_files import load_checked_catalog
+from state import StateStore, lake_snapshot
+from state.lake_snapshot import LakeSnapshot
+from storage.lake import Lake
+from storage.settings import Deployment
+
+STATE_SECTIONS = ("customers", "subscriptions")
+
+
+def plans_and_metrics(deployment: Deployment) -> Catalog:
+    """The catalog folder, checked; customers and subscriptions in it are refused: they
+    live in the state store (``orb state import FILE`` moves them there)."""
+    catalog = load_checked_catalog(deployment.catalog_path)
+    if catalog.customers or catalog.subscriptions:
+        raise CatalogError([
+            f"{deployment.catalog_path}: the catalog folder holds customers or subscriptions; "
+            "they live in the state store now: import the file that holds them with "
+            "`orb state import FILE` and move it out of the catalog folder"])
+    return catalog
+
+
+def take_snapshot(deployment: Deployment, month: date, run_id: str) -> LakeSnapshot:
+    """Read the state store once and keep it in the lake as ``run_id``'s snapshot."""
+    with StateStore.open(deployment.state_store_url) as store:
+        return lake_snapshot.take(store, deployment.lake, month, run_id)
+
+
+def billing_catalog(deployment: Deployment, month: date, run_id: str | None = None) -> Catalog:
+    """The catalog of ``month``'s billing: ``run_id``'s snapshot of the store, else the
+    month's newest. The same object for every step of a run, so that what is derived
+    from it (billing windows) is computed once."""
+    lake = deployment.lake
+    return _composed(plans_and_metrics(deployment), lake.root, month,
+                     lake_snapshot.find(lake, month, run_id))
+
+
+def current_catalog(deployment: Deployment) -> Catalog:
+    """The catalog with the store's customers and subscriptions as they are now; read
+    again only when a row was written since (one query when nothing was)."""
+    plans = plans_and_metrics(deployment)
+    with StateStore.open(deployment.state_store_url) as store:
+        key = (deployment.state_store_url, store.last_recorded_at())
+        built = _CURRENT.get(key)
+        if built is not None and built[0] is plans:
+            return built[1]
+        tables = store.snapshot().tables()
+    catalog = _catalog(plans, tables)
+    _keep(_CURRENT, key, (plans, catalog))
+    return catalog
+
+
+# Catalogs built, by (lake root, month, snapshot id) and by (store URL, its newest row's
+# instant), each with the parsed catalog folder it was built on; the newest KEPT of each.
+Key = tuple[object, ...]
+_BUILT: dict[Key, tuple[Catalog, Catalog]] = {}
+_CURRENT: dict[Key, tuple[Catalog, Catalog]] = {}
+KEPT = 4
+
+
+def _composed(plans: Catalog, root: Path, month: date, snapshot_id: str) -> Catalog:
+    """``plans`` is the parsed catalog folder, the same object while the folder's files
+    are unchanged (``catalog_files``); a committed snapshot never changes."""
+    key = (root, month, snapshot_id)
+    built = _BUILT.get(key)
+    if built is not None and built[0] is plans:
+        return built[1]
+    catalog = _catalog(plans, lake_snapshot.read(Lake(root), month, snapshot_id).tables)
+    _keep(_BUILT, key, (plans, catalog))
+    return catalog
+
+
+def _catalog(plans: Catalog, tables: dict[str, pa.Table]) -> Catalog:
+    return Catalog(metrics=plans.metrics, plans=plans.plans, coupons=plans.coupons,
+                   customers=lake_snapshot.customers(tables["customers"]),
+                   subscriptions=lake_snapshot.subscriptions(tables["subscriptions"],
+                                                             tables["subscription_phases"]))
+
+
+def _keep(cache: dict[Key, tuple[Catalog, Catalog]], key: Key,
+          value: tuple[Catalog, Catalog]) -> None:
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > KEPT:
+        del cache[next(iter(cache))]
