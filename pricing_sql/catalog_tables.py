@@ -88,7 +88,10 @@ def customers_table(catalog: Catalog) -> pa.Table:
 
 
 def billing_windows_table(windows: Sequence[BillingWindow]) -> pa.Table:
-    return pa.Table.from_pylist([w.__dict__ for w in windows], schema=BILLING_WINDOWS)
+    columns = zip(*windows, strict=True) if windows else [[] for _ in BILLING_WINDOWS]
+    return pa.Table.from_arrays([pa.array(list(values), field.type) for values, field in
+                                 zip(columns, BILLING_WINDOWS, strict=True)],
+                                schema=BILLING_WINDOWS)
 
 
 def plan_prices_table(catalog: Catalog) -> pa.Table:
