@@ -28,4 +28,10 @@ def register_active_events(con: duckdb.DuckDBPyConnection, lake: Lake,
     con.read_parquet(event_files, hive_partitioning=False).create_view("lake_events",
                                                                        replace=True)
     register_batches_and_amendments(con, lake)
-    con.execute(load_sql("active_events"))
+    con.execute(active_events_sql(lake))
+
+
+def active_events_sql(lake: Lake) -> str:
+    """``active_events.sql``, or without its anti join while the lake has no amendment."""
+    return load_sql("active_events" if lake.all_files("amendments")
+                    else "active_events_unamended")

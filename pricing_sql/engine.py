@@ -22,8 +22,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from pricing_sql.active_events import register_active_events
-from pricing_sql.sql import load_sql
+from pricing_sql.active_events import active_events_sql, register_active_events
 from storage.tables import AMENDMENTS, BATCH_COMMITS
 
 if TYPE_CHECKING:
@@ -34,7 +33,8 @@ if TYPE_CHECKING:
 ENGINES = ("duckdb", "spark")
 SOURCE_DIALECT = "duckdb"
 # The files every engine runs; tests/test_engine_parity.py checks each transpiles.
-SHARED_SQL = ("usage_events", "active_events", "rate_usage", "line_items", "line_item_details")
+SHARED_SQL = ("usage_events", "active_events", "active_events_unamended", "rate_usage",
+              "line_items", "line_item_details")
 
 # Spark settings the shared SQL relies on (docs/engines.md, "Decimals"):
 SPARK_SQL_CONF = {
@@ -218,7 +218,7 @@ class SparkEngine:
                               columns=BATCH_COMMITS.names)
         self.register_parquet("lake_amendments", lake.all_files("amendments"), AMENDMENTS,
                               columns=AMENDMENTS.names)
-        self.run_script(load_sql("active_events"))
+        self.run_script(active_events_sql(lake))
 
 
 def as_engine(con: duckdb.DuckDBPyConnection | Engine | None) -> Engine:
