@@ -8,9 +8,10 @@ import pyarrow as pa
 
 from billing.catalog import Catalog
 from billing.credits import Grant
-from invoicing.assembly import assemble_invoices
+from invoicing.assembly import assemble_invoices, draw_credits
 from pricing_sql.rating import price_line_items
 from storage.duck import connect
+from storage.tables import AMOUNT
 from storage.tables import USAGE as USAGE_SCHEMA
 from tests.catalogs import unit
 
@@ -63,3 +64,30 @@ def shop(plans, subscription, coupons=(), timezone="UTC"):
         "subscriptions": [{"id": "s", "customer_id": "c", **subscription}],
         "coupons": list(coupons),
     })
+
+
+@dataclass(frozen=True)
+class Creditable:
+    """An invoice as the credit drawdown sees it."""
+
+    invoice_id: str
+    customer_id: str
+    currency: str
+    invoice_date: date
+    amount: Decimal  # the most credits may pay on this invoice
+
+
+CREDITABLE = pa.schema([("invoice_id", pa.string()), ("customer_id", pa.string()),
+                        ("currency", pa.string()), ("invoice_date", pa.date32()),
+                        ("creditable", AMOUNT)])
+
+
+def drawdown(grants: list[Grant], balances: dict, invoices: list[Creditable], month: date,
+             issued: dict | None = None, con=None) -> pa.Table:
+    """The credit ledger of the run for ``month`` whose invoices may take these amounts."""
+    con = con or connect()
+    con.register("invoice_totals", pa.Table.from_pylist(
+        [{"invoice_id": i.invoice_id, "customer_id": i.customer_id, "currency": i.currency,
+          "invoice_date": i.invoice_date, "creditable": i.amount} for i in invoices],
+        schema=CREDITABLE))
+    return draw_credits(con, month, list(grants), balances, issued or {})

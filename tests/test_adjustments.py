@@ -6,12 +6,12 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.credits import Creditable, Grant, draw_down
+from billing.credits import Grant
 from invoicing.credit_grants import read_grants, record_grant
 from invoicing.issuing import invoice_run
 from storage.duck import connect
 from storage.lake import Lake
-from tests.invoicing import basic, bill, shop, totals
+from tests.invoicing import Creditable, basic, bill, drawdown, shop, totals
 
 SEPTEMBER, OCTOBER = date(2026, 9, 1), date(2026, 10, 1)
 NOV_1 = "c-20261101-USD"
@@ -121,8 +121,8 @@ def test_soonest_expiring_grant_is_drawn_first():
                     date(2026, 11, 30)),
               Grant("n", "c", "USD", Decimal(10), Decimal(1), date(2025, 1, 1), None)]
     invoice = Creditable("i", "c", "USD", date(2026, 11, 1), Decimal(25))
-    entries = draw_down(grants, {}, [invoice], (date(2026, 10, 1), date(2026, 11, 1)))
-    assert [(e.grant_id, e.amount) for e in entries] == [
+    entries = drawdown(grants, {}, [invoice], OCTOBER).to_pylist()
+    assert [(e["grant_id"], e["amount"]) for e in entries] == [
         ("b", Decimal(-10)), ("a", Decimal(-10)), ("n", Decimal(-5))]
 
 

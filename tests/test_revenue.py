@@ -60,13 +60,14 @@ from hypothesis import strategies as st
 
 from billing.periods import add_months
 from invoicing.assembly import assemble_invoices
-from invoicing.documents import record_event
+from invoicing.documents import StatusChange, change_statuses
 from pricing_sql.rating import price_line_items
 from reports.revenue_report import write_revenue_report
 from revenue.compute import compute_revenue, register_revenue_lines
 from revenue.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
+from storage.tables import DOCUMENT_EVENTS as EVENTS
 from storage.tables import ISSUED_DOCUMENTS as HEADS
 from storage.tables import REVENUE_SCHEMAS as SCHEMAS
 from tests.catalogs import catalog, unit
@@ -228,13 +229,14 @@ def test_billed_vs_collected_uses_the_latest_status(tmp_path):
               "adjustments": D(0), "credits_applied": D(0), "total": D(total)}
              for n, kind, total in (("INV-1", "invoice", "100"), ("INV-2", "invoice", "40"),
                                     ("INV-3", "invoice", "7"), ("CN-1", "credit_note", "-10"))]
-    for head in heads:
-        lake.write_partition("issued_documents", "number", head["number"],
-                             pa.Table.from_pylist([head], schema=HEADS))
-    events = [("INV-1", "issued"), ("INV-2", "issued"), ("INV-3", "issued"), ("CN-1", "issued"),
-              ("INV-1", "paid"), ("INV-3", "void")]
-    for number, status in events:
-        record_event(lake, number, status, at)
+    run = "20261002T000000-00000000"  # one issuing run: events, then heads (its commit)
+    lake.write_file("document_events", "issue_run", run, "issued.parquet", pa.Table.from_pylist(
+        [{"seq": 1, "number": h["number"], "status": "issued", "changed_at": at, "note": ""}
+         for h in heads], schema=EVENTS))
+    lake.write_partition("issued_documents", "issue_run", run,
+                         pa.Table.from_pylist(heads, schema=HEADS))
+    change_statuses(lake, [StatusChange("INV-1", "paid", at), StatusChange("INV-3", "void", at)],
+                    at)
     row, = compute_revenue(connect(), lake, CATALOG, SEP)["billed_vs_collected"].to_pylist()
     # billed: 100 + 40 - 10 (INV-3 is void); collected: INV-1; outstanding: INV-2 and CN-1
     assert (row["documents"], row["paid_documents"], row["void_documents"]) == (4, 1, 1)

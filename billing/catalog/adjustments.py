@@ -3,7 +3,8 @@ subscriptions and coupons.
 
 An adjustment applies to the lines of the prices in ``applies_to_price_ids`` on one
 invoice, or to every line of the plan when the list is omitted (an invoice-level
-adjustment). How they are applied: ``billing/adjustments.py`` and docs/invoicing.md.
+adjustment). How they are applied: ``invoicing/sql/applied_adjustments.sql`` and
+docs/invoicing.md.
 """
 
 from __future__ import annotations

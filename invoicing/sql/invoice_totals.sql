@@ -1,7 +1,7 @@
 -- Each invoice before prepaid credits: its rounded lines, its adjustments, and how much
 -- of it credits may pay (its usage charges, never more than the adjusted total).
 -- Tables: line_items           (line_items.sql)
---         invoice_adjustments  (billing/adjustments.py: one row per applied adjustment)
+--         invoice_adjustments  (applied_adjustments.sql: one row per applied adjustment)
 CREATE OR REPLACE TEMP TABLE invoice_totals AS
 WITH lines AS (
     SELECT

@@ -1,9 +1,15 @@
 -- One invoice per customer, currency and invoice date, from invoice_totals.sql.
 -- Tables: invoice_totals   each invoice's lines and adjustments
---         invoice_credits  (invoice_id, credits_applied): prepaid credits drawn down
+--         credit_entries   (credit_drawdown.sql) the run's credit ledger entries
 --         customer_terms   (customer_id, net_terms): days until an invoice is due
 -- Every amount here is a sum of amounts already rounded to the minor unit, so
 -- total = subtotal + adjustments - credits_applied holds exactly.
+WITH invoice_credits AS (
+    SELECT invoice_id, -sum(amount) AS credits_applied
+    FROM credit_entries
+    WHERE entry_type = 'drawdown'
+    GROUP BY invoice_id
+)
 SELECT
     t.invoice_id,
     t.customer_id,
