@@ -9,8 +9,11 @@ each run issues the same N drafts into an empty ``issued_*`` and ``reports/docum
 
 Printed: seconds for numbering and recording, seconds for rendering, documents/s per
 successive thousand (from the PDFs' modification times: flat, or slowing as the folder
-fills), and the peak RSS of this process and of the render workers
-(``getrusage`` ``RUSAGE_SELF`` / ``RUSAGE_CHILDREN``, the largest child).
+fills), the CPU seconds (user + sys) of rendering, of this process and its workers, per
+PDF (less sensitive than wall time to a machine shared with other work, so the load
+average is printed too), and the peak RSS of this process (``getrusage``) and of the
+largest render worker (its ``VmHWM``, sampled twice a second: ``RUSAGE_CHILDREN`` would
+report this process's size, which a spawned worker has for an instant before its exec).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import os
 import resource
 import shutil
+import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,15 +36,17 @@ NOW = datetime(2026, 10, 20, tzinfo=UTC)  # every draft of September's run is du
 
 def build_template(folder: Path, invoices: int, events: int) -> None:
     from assets.resources import OrbStore
+    from cli.state import import_files
     from pipelines import runner
     from pipelines.definitions import build_definitions
-    from sample_data.generate import generate
+    from sample_data.generate import CUSTOMERS_FILE, generate
 
     if (folder / "lake" / "invoices").exists():
         return
     shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
     generate(folder, invoices, events, MONTH, 1, seed=7)
+    import_files(folder, [folder / CUSTOMERS_FILE])  # customers live in the state store
     settings = Settings.from_env(folder)
     os.environ.setdefault("ORB_MAX_EVENT_AGE_DAYS", "36500")
     store = OrbStore(data_dir=str(folder), max_event_age_days=36500)
@@ -59,6 +65,26 @@ def per_thousand(paths: list[Path], start: float) -> list[float]:
     return rates
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """User + sys CPU seconds of this process, and of its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def sample_worker_peak(stop: threading.Event, peak: list[int]) -> None:
+    """Keep in ``peak[0]`` the largest peak RSS (kB) of this process's children."""
+    me = str(os.getpid())
+    while not stop.wait(0.5):
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+            except (OSError, ValueError):
+                continue  # gone, or a kernel thread
+            if fields.get("PPid") == me and "VmHWM" in fields:
+                peak[0] = max(peak[0], int(fields["VmHWM"].split()[0]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--invoices", type=int, default=10_000)
@@ -74,12 +100,12 @@ def main() -> None:
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(template, run)
 
-    from pricing_sql.catalog_files import load_checked_catalog
+    from pricing_sql.run_catalog import billing_catalog
     from reports import documents as reports
 
     settings = Settings.from_env(run)
     lake = settings.lake
-    catalog = load_checked_catalog(settings.catalog_path)
+    catalog = billing_catalog(settings, MONTH)
 
     import invoicing.issuing as issuing
     started = time.time()
@@ -94,14 +120,22 @@ def main() -> None:
         profiler.dump_stats(str(args.profile))
     numbering = time.perf_counter() - t0
     render_started = time.time()
+    cpu_before = cpu_seconds()
+    load_before = os.getloadavg()[0]
+    stop, worker_peak = threading.Event(), [0]
+    sampler = threading.Thread(target=sample_worker_peak, args=(stop, worker_peak))
+    sampler.start()
     t1 = time.perf_counter()
     # Renders the documents just issued (the step `orb invoices issue` runs after issuing).
     folder = reports.write_issued(lake, catalog, settings.issuer, MONTH, issued, NOW.date())
     rendering = time.perf_counter() - t1
+    stop.set()
+    sampler.join()
+    cpu_self, cpu_workers = (after - before for after, before in zip(
+        cpu_seconds(), cpu_before, strict=True))
     pdfs = sorted(folder.glob("*.pdf"))
     htmls = sorted(folder.glob("*.html"))
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"documents issued: {len(issued)}; HTML {len(htmls)}, PDF {len(pdfs)}")
     print(f"numbering + recording: {numbering:.2f} s "
           f"({len(issued) / max(numbering, 1e-9):.0f} documents/s)")
@@ -115,8 +149,15 @@ def main() -> None:
             heads, started)))
     print("PDFs/s per thousand:  ", " ".join(f"{r:.1f}" for r in per_thousand(
         pdfs, render_started)))
+    cores = os.cpu_count() or 1
+    per_pdf = (cpu_self + cpu_workers) / max(len(pdfs), 1)
+    print(f"rendering CPU (user + sys): {cpu_self + cpu_workers:.1f} s (workers "
+          f"{cpu_workers:.1f} s, this process {cpu_self:.1f} s), {per_pdf * 1000:.1f} ms per "
+          f"PDF: 10,000 PDFs on {cores} idle cores ~{per_pdf * 10_000 / cores:.0f} s")
+    print(f"load average (1 min) before rendering {load_before:.1f}, after "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"peak RSS: this process {self_rss:.0f} MiB, largest render worker "
-          f"{child_rss:.0f} MiB")
+          f"{worker_peak[0] / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

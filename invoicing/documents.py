@@ -15,22 +15,28 @@ only of runs whose heads exist, numbers are counted from the heads alone, and th
 issuing run deletes the lines and events a crashed run left without heads. So a crash
 leaves either nothing or the whole run, and never a number used twice.
 
-Status changes (paid, void) are appended, one file each, beside the document's
-'issued' events: ``document_events/issue_run=<R>/<number>.<seq>.parquet`` (seq 2, 3,
-...). A document's status is its latest event; finding one document's status costs a
-lookup of its run (the heads' numbers, read once per heads file and cached: they never
-change) and a few file-existence checks, however many documents exist.
+Status changes (paid, void) are written as change runs: a payment run, or one
+``orb invoices pay|void``, checks all its changes and writes them at once, one file per
+issuing run they touch, beside those documents' 'issued' events:
+``document_events/issue_run=<R>/changes-<C>.parquet``. A document's status is its latest
+event (the highest ``seq``). Finding documents' runs reads the heads' numbers (one column
+of one file per issuing run), and finding their statuses their runs' change files (one
+per change run that touched the run), however many documents there are.
 
-Lakes written before issuing runs hold one folder per document (``number=<N>/``); they
-are read too, and status changes of those documents go on in their folders.
+Lakes written before 2026-12-03 kept one folder per document and table
+(``number=<N>/``). Readers refuse such a lake rather than miss its documents (and hand
+their numbers out again); ``adopt_per_document_layout`` moves them, once, into one
+issuing run, rows unchanged.
 """
 
 from __future__ import annotations
 
 import shutil
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -49,49 +55,66 @@ SERIES: dict[DocumentType, str] = {"invoice": "INV", "adjustment_invoice": "INV"
 RUN_KEY = TABLES["issued_documents"].key  # issue_run
 LEGACY_KEY = "number"  # the folder per document of lakes written before issuing runs
 ISSUED_EVENTS = "issued.parquet"
+CHANGES = "changes-{}.parquet"  # a change run's events for one issuing run's documents
 
 # Which status may follow which.
 TRANSITIONS: dict[DocumentStatus, set[DocumentStatus]] = {"paid": {"issued"}, "void": {"issued"}}
 
-# The numbers in each heads file (an issuing run's commit, never rewritten), by file.
-_numbers_of_run: dict[str, set[str]] = {}
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A document's new status, when it changed, and why (a payment's reference, a reason)."""
+
+    number: str
+    status: DocumentStatus
+    at: datetime
+    note: str = ""
+
+
+def _run_folders(lake: Lake) -> tuple[list[str], bool]:
+    """The issuing runs whose heads file exists, in run order, and whether documents of
+    the per-document layout are there too (one folder listing)."""
+    folder = lake.table_dir("issued_documents")
+    if not folder.is_dir():
+        return [], False
+    prefix = f"{RUN_KEY}="
+    names = [p.name for p in folder.iterdir()]
+    return (sorted(name[len(prefix):] for name in names if name.startswith(prefix)
+                   and (folder / name / PARTITION_FILE).exists()),
+            any(name.startswith(f"{LEGACY_KEY}=") for name in names))
 
 
 def _committed_runs(lake: Lake) -> list[str]:
-    """The issuing runs whose heads file exists, in run order (one folder listing)."""
-    folder = lake.table_dir("issued_documents")
-    if not folder.is_dir():
-        return []
-    prefix = f"{RUN_KEY}="
-    return sorted(p.name[len(prefix):] for p in folder.iterdir()
-                  if p.name.startswith(prefix) and (p / PARTITION_FILE).exists())
-
-
-def _legacy_files(lake: Lake, table: str) -> list[str]:
-    return sorted(str(p) for p in lake.table_dir(table).glob(f"{LEGACY_KEY}=*/*.parquet"))
+    """The committed issuing runs, in run order; a lake of the old layout is refused."""
+    runs, legacy = _run_folders(lake)
+    if legacy:
+        raise RuntimeError(
+            f"{lake.table_dir('issued_documents')} holds documents in the per-document "
+            "layout of lakes written before 2026-12-03; move them into one issuing run, "
+            "once, with invoicing.documents.adopt_per_document_layout (docs/lake.md)")
+    return runs
 
 
 def committed_files(lake: Lake, table: str) -> list[str]:
     """Every file of ``issued_documents``, ``issued_lines`` or ``document_events`` that
-    belongs to a committed issuing run (and every file of the per-document layout)."""
+    belongs to a committed issuing run."""
     runs = _committed_runs(lake)
     if table == "document_events":
-        files = [str(p) for run in runs
-                 for p in sorted((lake.table_dir(table) / f"{RUN_KEY}={run}").glob("*.parquet"))]
-    else:
-        files = [str(lake.table_dir(table) / f"{RUN_KEY}={run}" / PARTITION_FILE)
-                 for run in runs]
-        files = [f for f in files if Path(f).exists()]
-    return _legacy_files(lake, table) + files
+        return [str(p) for run in runs
+                for p in sorted((lake.table_dir(table) / f"{RUN_KEY}={run}").glob("*.parquet"))]
+    files = [lake.table_dir(table) / f"{RUN_KEY}={run}" / PARTITION_FILE for run in runs]
+    return [str(f) for f in files if f.exists()]
+
+
+def _read_files(files: list[str], schema: pa.Schema) -> pa.Table:
+    return (pq.read_table(files, partitioning=None, schema=schema) if files
+            else schema.empty_table())
 
 
 def _read(lake: Lake, table: str, schema: pa.Schema,
           numbers: list[str] | None = None) -> pa.Table:
     """The committed rows of a table, or those of the given document numbers only."""
-    files = committed_files(lake, table)
-    if not files:
-        return schema.empty_table()
-    rows = pq.read_table(files, partitioning=None, schema=schema)
+    rows = _read_files(committed_files(lake, table), schema)
     if numbers is not None:
         rows = rows.filter(pc.is_in(rows["number"], pa.array(numbers, pa.string())))
     return rows
@@ -118,43 +141,39 @@ def statuses(con: duckdb.DuckDBPyConnection, lake: Lake,
                         "GROUP BY number").fetchall())
 
 
-def _run_of(lake: Lake, number: str) -> str | None:
-    """The committed issuing run that issued ``number`` (None: none did)."""
-    for run in _committed_runs(lake):
-        path = lake.table_dir("issued_documents") / f"{RUN_KEY}={run}" / PARTITION_FILE
-        stat = path.stat()
-        key = f"{path}:{stat.st_ino}:{stat.st_mtime_ns}"  # a lake deleted and rebuilt
-        if key not in _numbers_of_run:
-            _numbers_of_run[key] = set(pq.read_table(
-                path, columns=["number"], partitioning=None)["number"].to_pylist())
-        if number in _numbers_of_run[key]:
-            return run
-    return None
+def _runs_of(lake: Lake, numbers: set[str], runs: list[str] | None = None) -> dict[str, str]:
+    """The committed issuing run (of ``runs``, else of all) of each of ``numbers`` that
+    was issued."""
+    found: dict[str, str] = {}
+    for run in _committed_runs(lake) if runs is None else runs:
+        issued = pq.read_table(lake.table_dir("issued_documents") / f"{RUN_KEY}={run}"
+                               / PARTITION_FILE, columns=["number"], partitioning=None)
+        found.update((number, run) for number in numbers.intersection(
+            issued["number"].to_pylist()))
+        if len(found) == len(numbers):
+            break
+    return found
 
 
-def _change_file(lake: Lake, run: str, number: str, seq: int) -> Path:
-    return lake.table_dir("document_events") / f"{RUN_KEY}={run}" / f"{number}.{seq:06d}.parquet"
-
-
-def _events_of(lake: Lake, number: str) -> tuple[str | None, list[Path]]:
-    """The run of a document (None: the per-document layout) and its event files after
-    the 'issued' one, in order, found by existence checks, not by listing folders."""
-    run = _run_of(lake, number)
-    if run is None:
-        return None, [Path(f) for f in lake.files_in("document_events", LEGACY_KEY, [number])]
-    files, seq = [], 2
-    while (path := _change_file(lake, run, number, seq)).exists():
-        files.append(path)
-        seq += 1
-    return run, files
+def _latest(lake: Lake, runs: dict[str, str]) -> dict[str, tuple[int, DocumentStatus]]:
+    """The latest event (seq, status) of each document of ``runs`` (number -> its run),
+    from the change files of their runs; ('issued', seq 1) for a document without any."""
+    latest: dict[str, tuple[int, DocumentStatus]] = dict.fromkeys(runs, (1, "issued"))
+    files = [p for run in sorted(set(runs.values())) for p in sorted(
+        (lake.table_dir("document_events") / f"{RUN_KEY}={run}").glob(CHANGES.format("*")))]
+    if files:
+        rows = pq.read_table(files, columns=["seq", "number", "status"], schema=EVENTS,
+                             partitioning=None)
+        for row in rows.filter(pc.is_in(rows["number"], pa.array(list(runs)))).to_pylist():
+            if row["seq"] > latest[row["number"]][0]:
+                latest[row["number"]] = (row["seq"], row["status"])
+    return latest
 
 
 def status_of(lake: Lake, number: str) -> DocumentStatus | None:
     """One document's current status (None: never issued)."""
-    run, files = _events_of(lake, number)
-    if files:
-        return pq.read_table(files[-1], partitioning=None, schema=EVENTS)["status"][0].as_py()
-    return "issued" if run is not None else None
+    runs = _runs_of(lake, {number})
+    return _latest(lake, runs)[number][1] if runs else None
 
 
 def next_numbers(lake: Lake) -> dict[str, int]:
@@ -172,27 +191,10 @@ def _event(seq: int, number: str, status: DocumentStatus, at: datetime,
     return {"seq": seq, "number": number, "status": status, "changed_at": at, "note": note}
 
 
-def record_event(lake: Lake, number: str, status: DocumentStatus, at: datetime,
-                 note: str = "") -> None:
-    """Append a status event; the caller holds ``lake.lock("issue")``."""
-    run, files = _events_of(lake, number)
-    if run is None:  # the per-document layout (or a test's hand-written document)
-        seq = len(files) + 1
-        target = lake.table_dir("document_events") / f"{LEGACY_KEY}={number}" / f"{seq:06d}.parquet"
-    else:
-        seq = len(files) + 2  # seq 1 is in the run's issued.parquet
-        target = _change_file(lake, run, number, seq)
-    if target.exists():
-        raise RuntimeError(f"event {seq} of {number} already exists")
-    rows = pa.Table.from_pylist([_event(seq, number, status, at, note)], schema=EVENTS)
-    lake.write_file("document_events", target.parent.name.split("=", 1)[0],
-                    target.parent.name.split("=", 1)[1], target.name, rows)
-
-
 def _discard_uncommitted(lake: Lake) -> None:
     """Delete what a crashed issuing run wrote before its heads: never read, and its
     numbers are handed out again. The caller holds ``lake.lock("issue")``."""
-    committed = set(_committed_runs(lake))
+    committed = set(_run_folders(lake)[0])
     for table in ("issued_lines", "document_events"):
         folder = lake.table_dir(table)
         if folder.is_dir():
@@ -232,14 +234,69 @@ def issue_all(lake: Lake, due: list[Draft], at: datetime) -> list[tuple[str, Dra
     return issued
 
 
+def change_statuses(lake: Lake, changes: Sequence[StatusChange], at: datetime) -> None:
+    """Record ``changes`` as one change run at ``at``: each must follow its document's
+    status (or the change before it here) by ``TRANSITIONS``, else nothing is written and
+    the first refused says why. One file per issuing run touched, each whole; should a
+    crash fall between two, a payment run finds the missing ones in its ledger."""
+    if not changes:
+        return
+    with lake.lock("issue"):
+        runs = _runs_of(lake, {change.number for change in changes})
+        latest = _latest(lake, runs)
+        rows: defaultdict[str, list[dict[str, object]]] = defaultdict(list)
+        for change in changes:
+            if change.number not in runs:
+                raise ValueError(f"no issued document {change.number!r}")
+            seq, current = latest[change.number]
+            if current not in TRANSITIONS[change.status]:
+                raise ValueError(f"{change.number} is {current}; only an issued document "
+                                 f"can be marked {change.status}")
+            latest[change.number] = (seq + 1, change.status)
+            rows[runs[change.number]].append(
+                _event(seq + 1, change.number, change.status, change.at, change.note))
+        name = CHANGES.format(new_run_id(at))
+        for run, events in sorted(rows.items()):
+            lake.write_file("document_events", RUN_KEY, run, name,
+                            pa.Table.from_pylist(events, schema=EVENTS))
+
+
 def change_status(lake: Lake, number: str, status: DocumentStatus, at: datetime,
                   note: str = "") -> None:
     """Mark an issued document paid or void; anything else is refused with the reason."""
+    change_statuses(lake, [StatusChange(number, status, at, note)], at)
+
+
+def adopt_per_document_layout(lake: Lake) -> str | None:
+    """Move the documents of a lake written before issuing runs (one ``number=<N>/``
+    folder per document in each table) into one issuing run, rows unchanged: lines,
+    'issued' events, later events as one change file, heads last (the commit); then the
+    old folders go. Returns the run, None when there was nothing to move."""
+    schemas = {"issued_documents": HEADS, "issued_lines": LINES, "document_events": EVENTS}
     with lake.lock("issue"):
-        current = status_of(lake, number)
-        if current is None:
-            raise ValueError(f"no issued document {number!r}")
-        if current not in TRANSITIONS[status]:
-            raise ValueError(f"{number} is {current}; only an issued document can be "
-                             f"marked {status}")
-        record_event(lake, number, status, at, note)
+        old = {table: sorted(lake.table_dir(table).glob(f"{LEGACY_KEY}=*")) for table in schemas}
+        rows = {table: _read_files([str(f) for folder in old[table]
+                                    for f in sorted(folder.glob("*.parquet"))], schema)
+                for table, schema in schemas.items()}
+        heads = rows["issued_documents"]
+        numbers = set(heads["number"].to_pylist())
+        run = None
+        # Heads already in a run: a crash after the commit, before the old folders went.
+        if numbers and numbers - set(_runs_of(lake, numbers, _run_folders(lake)[0])):
+            _discard_uncommitted(lake)
+            run = new_run_id(pc.min(heads["issued_at"]).as_py())  # sorts before later runs
+            mine = {table: table_rows.filter(pc.is_in(table_rows["number"], heads["number"]))
+                    for table, table_rows in rows.items()}  # not a crashed issue's debris
+            first = pc.equal(mine["document_events"]["seq"], 1)
+            for table, name, moved in (
+                    ("issued_lines", PARTITION_FILE, mine["issued_lines"]),
+                    ("document_events", ISSUED_EVENTS, mine["document_events"].filter(first)),
+                    ("document_events", CHANGES.format(run),
+                     mine["document_events"].filter(pc.invert(first))),
+                    ("issued_documents", PARTITION_FILE, heads)):
+                if moved.num_rows:
+                    lake.write_file(table, RUN_KEY, run, name, moved)
+        for folders in old.values():
+            for folder in folders:
+                shutil.rmtree(folder)
+        return run

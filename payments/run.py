@@ -8,12 +8,16 @@ zero, in number order:
 2. if the last collection attempt has an intent but no outcome (a crash), repeat it
    with the same idempotency key; if it failed and its retry is due, attempt again;
    if nothing was attempted yet, attempt;
-3. paid: an outcome record, then the document's ``paid`` status (note: the processor
+3. paid: an outcome record, and the document's ``paid`` status (note: the processor
    and its reference); failed: an outcome record with the next retry time, or none
    when the attempts are used up;
 4. an invoice waiting for its retry (or out of retries) is reconciled instead: paid
    on the processor's side -> recorded paid with a reconciliation note; paid a
    different amount, voided, or unknown there -> flagged, never changed.
+
+The run's paid statuses are written at its end, as one change run (one file per issuing
+run of the documents, ``invoicing.documents.change_statuses``). Should the run stop
+before, the next one finds the payments in the ledger and records them.
 """
 
 from __future__ import annotations
@@ -96,19 +100,23 @@ class _Run:
         self.con = connect()
         self.ledger = Ledger.read(lake, processor.name)
         self.summary = RunSummary()
+        self.paid: list[documents.StatusChange] = []
 
     def run(self) -> RunSummary:
         invoices = payable_invoices(self.lake)
         self.processor.begin_run(invoices)
         status = documents.statuses(self.con, self.lake)
-        for invoice in invoices:
-            if status.get(invoice.number) != "issued":
-                continue  # paid or void
-            try:
-                self._invoice(invoice)
-            except PaymentError as exc:
-                log.warning("%s: %s", invoice.number, exc)
-                self.summary.errors[invoice.number] = str(exc)
+        try:
+            for invoice in invoices:
+                if status.get(invoice.number) != "issued":
+                    continue  # paid or void
+                try:
+                    self._invoice(invoice)
+                except PaymentError as exc:
+                    log.warning("%s: %s", invoice.number, exc)
+                    self.summary.errors[invoice.number] = str(exc)
+        finally:  # what was paid before a failure is recorded all the same
+            documents.change_statuses(self.lake, self.paid, self.now)
         return self.summary
 
     def _invoice(self, invoice: InvoiceToCollect) -> None:
@@ -231,8 +239,8 @@ class _Run:
 
     def _mark_paid(self, invoice: InvoiceToCollect, reference: str, at: datetime,
                    source: str) -> None:
-        documents.change_status(self.lake, invoice.number, "paid", at,
-                                f"{source} {reference}".strip())
+        self.paid.append(documents.StatusChange(invoice.number, "paid", at,
+                                                f"{source} {reference}".strip()))
         self.summary.paid.append(invoice.number)
 
     def _customer(self, customer_id: str) -> CustomerToSync:

@@ -33,8 +33,8 @@ from storage.settings import Deployment
 
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 20  # documents; fewer are quicker than starting worker processes
-CHUNK = 50  # documents a worker renders per task (~3 s of layout)
-TASKS_PER_WORKER = 20  # then it is replaced, so WeasyPrint's caches never pile up
+CHUNK = 50  # documents a worker renders per task (~2.5 s of layout)
+TASKS_PER_WORKER = 40  # then it is replaced, so WeasyPrint's caches (~13 kB a page) never pile up
 # A line's tier and group breakdown: its rows of sub_line_items, by line item id.
 Breakdowns = Mapping[str, list[dict[str, Any]]]
 
@@ -96,7 +96,8 @@ def _write_pages(pages: list[Page]) -> None:
         return
     workers = min(os.cpu_count() or 1, max(1, len(pages) // CHUNK))
     chunks = [pages[i:i + CHUNK] for i in range(0, len(pages), CHUNK)]
-    # A fresh pool per round (not ``max_tasks_per_child``, which can hang on 3.11).
+    # A fresh pool per round (not ``max_tasks_per_child``, which can hang on 3.11; and
+    # not multiprocessing's Pool, which hangs if a worker is killed).
     per_round = workers * TASKS_PER_WORKER
     for start in range(0, len(chunks), per_round):
         with ProcessPoolExecutor(workers,

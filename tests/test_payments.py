@@ -357,13 +357,13 @@ def test_a_crash_between_the_payment_record_and_the_status_is_finished(tmp_path,
                                                                         monkeypatch):
     lake, catalog = issued_lake(tmp_path, {"acme": ("USD", "100.00")})
     gateway = FakeGateway()
-    change = documents.change_status
+    change = documents.change_statuses
 
     def crash(*args, **kwargs):
-        monkeypatch.setattr(documents, "change_status", change)
+        monkeypatch.setattr(documents, "change_statuses", change)
         raise Crash
 
-    monkeypatch.setattr(documents, "change_status", crash)
+    monkeypatch.setattr(documents, "change_statuses", crash)
     with pytest.raises(Crash):
         run_payments(lake, gateway, ISSUED, catalog)
     assert statuses(lake) == {"INV-000001": "issued"}
