@@ -30,7 +30,7 @@ from state import Cancel, StateStore
 from storage.duck import connect
 from storage.lake import Lake
 from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
-from tests.batches import batch
+from tests.batches import batch, calls
 from tests.catalogs import write_data_dir
 from tests.invoicing import basic, bill
 
@@ -47,12 +47,6 @@ CATALOG = {
     "subscriptions": [{"id": "sub", "customer_id": "acme", "plan_id": "volume",
                        "start_date": "2026-01-01"}],
 }
-
-
-def calls(prefix, count, day):
-    return [{"event_name": "call", "timestamp": f"2026-10-{day:02d}T12:00:00Z",
-             "customer_id": "acme", "idempotency_key": f"{prefix}-{i}", "properties": {}}
-            for i in range(count)]
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from pipelines import runner
 from pipelines.definitions import build_definitions
 from state import ChangePlan, StateStore
 from storage.duck import connect
-from tests.batches import batch
+from tests.batches import batch, calls
 from tests.catalogs import unit, write_data_dir
 
 OCTOBER = date(2026, 10, 1)
@@ -41,12 +41,6 @@ DATA = {
     "subscriptions": [{"id": "sub", "customer_id": "acme", "plan_id": "basic",
                        "start_date": "2026-01-01"}],
 }
-
-
-def calls(prefix, count, day):
-    return [{"event_name": "call", "timestamp": f"2026-10-{day:02d}T12:00:00Z",
-             "customer_id": "acme", "idempotency_key": f"{prefix}-{i}", "properties": {}}
-            for i in range(count)]
 
 
 def totals(store):
