@@ -2,16 +2,23 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# Two locks: what the pipeline runs on (`make demo`, the image), and that plus the test
+# tools, Spark and the local servers the tests start (`make test`). `make lock` re-pins both.
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo ui test lock clean
+.PHONY: demo ui test lock clean system-packages
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -26,39 +33,43 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# Debian's chromium and its driver, for the browser test of the Dagster UI (tests/test_ui.py).
-CHROMEDRIVER := /usr/bin/chromedriver
-$(CHROMEDRIVER):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+# What the tests need from the system: Chromium and its driver (tests/test_ui.py), a Java
+# runtime for Spark (tests/test_engine_parity.py), PostgreSQL's server binaries on PATH or
+# in Debian's /usr/lib/postgresql/<version>/bin (tests/postgres.py). As root (CI) the
+# missing ones are installed with apt-get; anyone else is told what to install.
+MISSING := $(strip \
+	$(if $(shell command -v chromedriver),,chromium chromium-driver) \
+	$(if $(shell command -v java),,default-jre-headless) \
+	$(if $(shell command -v initdb || ls -d /usr/lib/postgresql/*/bin 2>/dev/null),,postgresql))
 
-# A Java runtime for Spark, the second pricing engine (tests/test_engine_parity.py).
-JAVA := /usr/bin/java
-$(JAVA):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless
-
-# PostgreSQL's server binaries on PATH, for the state store's tests against a real server
-# (tests/test_state.py); Debian keeps them in /usr/lib/postgresql/<version>/bin.
-INITDB := $(or $(shell command -v initdb),/usr/local/bin/initdb)
-$(INITDB):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
-	for tool in initdb pg_ctl postgres; do \
-		ln -sf "$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/$$tool" /usr/local/bin/$$tool; \
-	done
+system-packages:
+	@if [ -n "$(MISSING)" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MISSING); \
+		else \
+			echo "make test needs these system packages: $(MISSING)" >&2; \
+			echo "install them (Debian: sudo apt-get install $(MISSING)) and run make test again" >&2; \
+			exit 1; \
+		fi; \
+	fi
 
 ## Lint, import contracts, types and the test suite; CI runs exactly this.
-test: $(STAMP) $(CHROMEDRIVER) $(JAVA) $(INITDB)
+test: $(DEV_STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-## Re-pin every dependency after changing pyproject.toml.
+## Re-pin every dependency after changing pyproject.toml: the runtime lock from the
+## project's own dependencies, the development lock from them plus the `dev` extra.
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip install --quiet -e .
 	.lock-venv/bin/python -m pip freeze --exclude-editable > requirements.lock
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable > requirements-dev.lock
 	rm -rf .lock-venv
 
 clean:
