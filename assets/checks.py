@@ -1,7 +1,8 @@
 """Asset checks: what must hold of the lake before money moves.
 
 The invoice and line item checks run in every billing run and block the assets after
-them when they fail, so a run never renders or issues invoices that do not add up.
+them when they fail (the run's commit among them), so a run never renders or issues
+invoices that do not add up; issuing runs the invoice check again on what it issues.
 The lake checks (job ``check_lake``) look at the whole event lake, and recompute every
 billed month's usage from it to find the months late events or amendments changed."""
 
@@ -9,7 +10,7 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import MONTHLY, billing_month
+from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from ingestion.checks import duplicate_keys, unknown_customers
 from invoicing.checks import invoice_total_failures
@@ -34,7 +35,8 @@ def _result(rows: list[tuple], what: str) -> dg.AssetCheckResult:
                 "- credits; no negative invoice.")
 def invoice_totals_add_up(context: dg.AssetCheckExecutionContext,
                           store: OrbStore) -> dg.AssetCheckResult:
-    return _result(invoice_total_failures(store.lake, billing_month(context)), "invoices")
+    return _result(invoice_total_failures(store.lake, billing_month(context),
+                                          billing_run_id(context)), "invoices")
 
 
 @dg.asset_check(asset="line_items", blocking=True, partitions_def=MONTHLY,
@@ -43,7 +45,7 @@ def invoice_totals_add_up(context: dg.AssetCheckExecutionContext,
 def line_items_match_usage(context: dg.AssetCheckExecutionContext,
                            store: OrbStore) -> dg.AssetCheckResult:
     return _result(line_usage_failures(store.lake, store.billing_catalog(context),
-                                       billing_month(context)),
+                                       billing_month(context), billing_run_id(context)),
                    "usage line items")
 
 

@@ -1,16 +1,17 @@
 """Invoicing domain: invoices with adjustments and credits, corrections of issued
-invoices, and a draft document per invoice and correction."""
+invoices, the billing run's commit, and a draft document per invoice and correction."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
 
-from assets.partitions import MONTHLY, billing_month
+from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from invoicing.issuing import compute_corrections, invoice_run
 from reports.documents import render_drafts
+from storage import billing_runs
 from storage.duck import connect
-from storage.tables import TABLES
 
 
 @dg.multi_asset(
@@ -32,14 +33,14 @@ from storage.tables import TABLES
     partitions_def=MONTHLY,
 )
 def invoices(context: dg.AssetExecutionContext, store: OrbStore):
-    month = billing_month(context)
+    month, run_id = billing_month(context), billing_run_id(context)
     lake, con = store.lake, connect()
-    invoiced = invoice_run(con, lake, store.billing_catalog(context), month,
-                           lake.read_partition("line_items", "billing_month", month))
+    line_items = billing_runs.read_month(lake, month, ["line_items"], run_id)["line_items"]
+    invoiced = invoice_run(con, lake, store.billing_catalog(context), month, line_items)
     for table, rows in (("invoices", invoiced.invoices),
                         ("invoice_adjustments", invoiced.adjustments),
                         ("credit_ledger", invoiced.ledger)):
-        path = lake.write_partition(table, TABLES[table].key, month, rows)
+        path = billing_runs.write(lake, table, month, run_id, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
             "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})
 
@@ -50,21 +51,34 @@ def invoice_corrections(context: dg.AssetExecutionContext,
                         store: OrbStore) -> dg.MaterializeResult:
     """Per-line differences between this run and the issued invoices of the month: the
     draft credit notes and adjustment invoices that correct them."""
-    month = billing_month(context)
+    month, run_id = billing_month(context), billing_run_id(context)
     lake = store.lake
-    rows = compute_corrections(connect(), lake, month,
-                               lake.read_partition("line_items", "billing_month", month),
-                               lake.read_partition("invoice_adjustments", "billing_month", month))
-    path = lake.write_partition("invoice_corrections", TABLES["invoice_corrections"].key,
-                                month, rows)
+    run = billing_runs.read_month(
+        lake, month, ["line_items", "invoice_adjustments", "rating_exclusions"], run_id)
+    rows = compute_corrections(connect(), lake, month, run["line_items"],
+                               run["invoice_adjustments"],
+                               set(run["rating_exclusions"].column("customer_id").to_pylist()))
+    path = billing_runs.write(lake, "invoice_corrections", month, run_id, rows)
     net = sum((r["amount"] for r in rows.to_pylist()), Decimal(0))
     return dg.MaterializeResult(metadata={
         "lines": rows.num_rows, "corrections": len(set(rows.column("correction_id").to_pylist())),
         "net": str(net), "path": dg.MetadataValue.path(str(path))})
 
 
-@dg.asset(partitions_def=MONTHLY, deps=[invoice_corrections, "sub_line_items"],
-          group_name="invoicing", kinds={"html"})
+@dg.asset(partitions_def=MONTHLY, group_name="invoicing", kinds={"parquet"},
+          deps=["usage", "line_items", "sub_line_items", "invoices", "invoice_adjustments",
+                "credit_ledger", invoice_corrections])
+def billing_run(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
+    """The run's commit, after every table of its month (and their blocking checks):
+    issuing and the readers after it take a month only whole, from its newest completed
+    run (storage/billing_runs.py)."""
+    run_id = billing_run_id(context)
+    path = billing_runs.commit(store.lake, billing_month(context), run_id, datetime.now(UTC))
+    return dg.MaterializeResult(metadata={"run_id": run_id,
+                                          "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.asset(partitions_def=MONTHLY, deps=[billing_run], group_name="invoicing", kinds={"html"})
 def invoice_documents(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """An HTML draft per unissued invoice and correction: reports/invoices/<YYYY-MM>/."""
     month = billing_month(context)

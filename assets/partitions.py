@@ -1,4 +1,5 @@
-"""Time partitions shared by the assets: UTC days for events, calendar months for billing.
+"""Time partitions shared by the assets: UTC days for events, calendar months for billing,
+and the billing run that writes a month.
 
 A billing month's run makes the invoices dated after its 1st up to the next 1st
 (docs/invoicing.md). The current month is a partition too: run during the month, it
@@ -22,3 +23,9 @@ MONTHLY = dg.MonthlyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
 
 def billing_month(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
+
+
+def billing_run_id(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
+    """The billing run the month's tables are stamped with (storage/billing_runs.py): the
+    Dagster run, or the run a re-execution (from failure, in the UI) continues."""
+    return context.run.root_run_id or context.run.run_id

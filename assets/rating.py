@@ -1,24 +1,31 @@
 """Rating domain: usage per subscription and metric, then priced line items."""
 
-import dagster as dg
+from datetime import date
 
-from assets.partitions import MONTHLY, billing_month
+import dagster as dg
+import pyarrow as pa
+
+from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from pricing_sql.engine import engine_from_env
-from pricing_sql.rating import compute_usage, price_line_items
-from storage.tables import TABLES
+from pricing_sql.isolation import customers_of, usage_step
+from pricing_sql.rating import compute_usage, price_line_items, pricing_exclusions
+from storage import billing_runs
 
 
 @dg.asset(partitions_def=MONTHLY, deps=["events", "state_snapshot"], group_name="rating",
           kinds={"duckdb", "parquet"})
 def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """Each billable metric per subscription over the customer's local billing month."""
-    month = billing_month(context)
-    table = compute_usage(engine_from_env(store.engine), store.lake,
+    month, run_id = billing_month(context), billing_run_id(context)
+    rated = compute_usage(engine_from_env(store.engine), store.lake,
                           store.billing_catalog(context), month)
-    path = store.lake.write_partition("usage", TABLES["usage"].key, month, table)
+    table = rated.usage
+    path = billing_runs.write(store.lake, "usage", month, run_id, table)
+    billing_runs.write(store.lake, "rating_exclusions", month, run_id, rated.exclusions)
     return dg.MaterializeResult(metadata={"rows": table.num_rows,
-                                          "path": dg.MetadataValue.path(str(path))})
+                                          "path": dg.MetadataValue.path(str(path)),
+                                          **_report(context, month, rated.exclusions)})
 
 
 @dg.multi_asset(
@@ -34,12 +41,33 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
     partitions_def=MONTHLY,
 )
 def price(context: dg.AssetExecutionContext, store: OrbStore):
-    month = billing_month(context)
-    usage_rows = store.lake.read_partition("usage", "billing_month", month)
-    priced = price_line_items(engine_from_env(store.engine), store.billing_catalog(context), month,
-                              usage_rows)
+    month, run_id = billing_month(context), billing_run_id(context)
+    run = billing_runs.read_month(store.lake, month, ["usage", "rating_exclusions"], run_id)
+    engine, catalog = engine_from_env(store.engine), store.billing_catalog(context)
+    left_out = usage_step(run["rating_exclusions"])
+    priced = price_line_items(engine, catalog, month, run["usage"], customers_of(left_out))
+    failed = pricing_exclusions(engine, store.lake, catalog, month, priced.failures)
+    billing_runs.write(store.lake, "rating_exclusions", month, run_id,
+                       pa.concat_tables([left_out, failed]))
+    if priced.usage is not None:
+        billing_runs.write(store.lake, "usage", month, run_id, priced.usage)
+    report = _report(context, month, failed)
     for table in ("line_items", "sub_line_items"):
         rows = getattr(priced, table)
-        path = store.lake.write_partition(table, TABLES[table].key, month, rows)
+        path = billing_runs.write(store.lake, table, month, run_id, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
-            "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})
+            "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path)), **report})
+
+
+def _report(context: dg.AssetExecutionContext, month: date,
+            exclusions: pa.Table) -> dict[str, dg.MetadataValue]:
+    """A warning in the run's log per customer left out of the month (the lake's
+    rating_exclusions keeps them), and the customers as metadata."""
+    for row in exclusions.to_pylist():
+        context.log.warning(
+            f"customer {row['customer_id']} is left out of {month:%Y-%m}: rating its "
+            f"{row['step']} raised {row['error']!r}; events: "
+            f"{', '.join(row['idempotency_keys']) or 'no single one (they overflow together)'}"
+            "; amend or fix them, then bill the month again")
+    return {"excluded_customers": dg.MetadataValue.json(
+        sorted(customers_of(exclusions)))} if exclusions.num_rows else {}

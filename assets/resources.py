@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.partitions import billing_month
+from assets.partitions import billing_month, billing_run_id
 from billing.catalog import Catalog
 from ingestion.batches import Window
 from payments.config import DEFAULT_KEY_PREFIX, DEFAULT_PROCESSOR, PaymentSettings
@@ -75,7 +75,7 @@ class OrbStore(dg.ConfigurableResource):
         """The catalog of the partition's month: the catalog folder (metric SQL checked)
         with the customers and subscriptions of this run's state snapshot, else of the
         month's newest (``pricing_sql/run_catalog.py``)."""
-        return billing_catalog(self, billing_month(context), context.run.run_id)
+        return billing_catalog(self, billing_month(context), billing_run_id(context))
 
     def current_catalog(self) -> Catalog:
         """The catalog with the state store's customers and subscriptions as they are

@@ -27,7 +27,7 @@ DESCRIPTIONS = {
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(table, deps=["line_items", "invoice_adjustments"]
+    specs=[dg.AssetSpec(table, deps=["line_items", "invoice_adjustments", "billing_run"]
                         + (["usage"] if table == "usage_trends" else []),
                         partitions_def=MONTHLY, group_name="reporting",
                         kinds={"duckdb", "parquet"}, description=DESCRIPTIONS[table])

@@ -3,17 +3,23 @@ the state store once at the run's start and kept in the lake (docs/state.md)."""
 
 import dagster as dg
 
-from assets.partitions import MONTHLY, billing_month
+from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from pricing_sql.run_catalog import take_snapshot
+from storage.billing_runs import remove_stale_scratch
 
 
 @dg.asset(partitions_def=MONTHLY, group_name="rating", kinds={"sqlite", "postgres", "parquet"})
 def state_snapshot(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """The state store's customers and subscriptions as this run reads them, kept per run
     in the lake's state_* tables: every later step of the run, and a later step of the
-    same month alone, reads this snapshot, never the store."""
-    snapshot = take_snapshot(store, billing_month(context), context.run.run_id)
+    same month alone, reads this snapshot, never the store. First, the scratch files of
+    billing runs killed mid-write are removed."""
+    removed = remove_stale_scratch(store.lake)
+    if removed:
+        context.log.info(f"removed {len(removed)} scratch files left by killed runs: "
+                         + ", ".join(str(path) for path in removed))
+    snapshot = take_snapshot(store, billing_month(context), billing_run_id(context))
     return dg.MaterializeResult(metadata={
         "snapshot_id": snapshot.snapshot_id,
         "customers": snapshot.tables["customers"].num_rows,

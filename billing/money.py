@@ -18,17 +18,60 @@ ROUNDING = ROUND_HALF_UP
 # Every exponent CLDR gives a currency (JPY 0, USD 2, KWD 3, CLF 4). The line
 # item SQL rounds with one branch per exponent, so this set is closed on purpose.
 SUPPORTED_EXPONENTS = (0, 2, 3, 4)
+# ISO 4217 codes that are not money (its minor unit is "N.A." for them): precious metals,
+# bond-market units, SDR, Sucre, ADB unit, the testing code and "no currency". CLDR gives
+# them the default 2 digits, which would make them look like currencies.
+NOT_MONEY = frozenset({"XAG", "XAU", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU",
+                       "XUA", "XTS", "XXX"})
+# The largest amount a person enters (a credit grant, a payment) is below 10^18 of the
+# currency. The lake keeps money as DECIMAL(38, 4) and invoicing adds amounts up and
+# rescales them to DECIMAL(38, 18) (20 digits before the point); 18 leave room for the sums.
+MAX_AMOUNT = Decimal(10) ** 18
 
 
 class UnknownCurrencyError(ValueError):
     pass
 
 
+class AmountError(ValueError):
+    pass
+
+
 def validate_currency(code: str) -> str:
-    """Return the ISO 4217 code if Babel knows it, else raise naming the code."""
+    """Return the ISO 4217 code if Babel knows it as money, else raise naming the code."""
     if code not in list_currencies():
         raise UnknownCurrencyError(f"unknown ISO 4217 currency code {code!r}")
+    if code in NOT_MONEY:
+        raise UnknownCurrencyError(f"ISO 4217 code {code!r} is not a currency of money")
     return code
+
+
+def currency_code(text: str) -> str:
+    """A currency typed by a person (a grant, a payments file): ``usd`` is ``USD``."""
+    return validate_currency(text.strip().upper())
+
+
+def check_magnitude(amount: Decimal, field: str = "amount") -> None:
+    """Raise naming ``field`` unless ``amount`` is a finite number above zero and below
+    MAX_AMOUNT: the rules of an entered amount that need no currency."""
+    if not amount.is_finite():
+        raise AmountError(f"{field} {amount} is not a finite number")
+    if amount <= 0:
+        raise AmountError(f"{field} {amount} must be a positive number")
+    if amount >= MAX_AMOUNT:
+        raise AmountError(f"{field} {amount} is too large: an amount must be below "
+                          f"{MAX_AMOUNT:,}")
+
+
+def check_amount(amount: Decimal, currency: str, field: str = "amount") -> Decimal:
+    """An entered amount of ``currency``, at its minor unit (``100.0`` USD is 100.00);
+    raises naming ``field`` if it is not positive, too large or finer than the minor unit."""
+    check_magnitude(amount, field)
+    rounded = quantize(amount, currency)  # below 10^18: within Decimal's 28 digits
+    if rounded != amount:
+        raise AmountError(f"{field} {amount} has more than {exponent(currency)} decimal "
+                          f"digit(s), the minor unit of {currency}")
+    return rounded
 
 
 @cache  # Babel's lookups are slow and the answer never changes

@@ -15,12 +15,13 @@ from billing import money
 from invoicing import credit_grants as credits
 from invoicing import documents
 from invoicing.document_model import DocumentStatus
-from invoicing.issuing import drafts
+from invoicing.issuing import IssueRefused, drafts
 from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from pricing_sql.run_catalog import current_catalog
 from reports.documents import issue_and_render, render_issued
+from storage.billing_runs import MixedBillingRun
 from storage.duck import connect
 from storage.settings import Settings
 
@@ -72,7 +73,11 @@ def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) 
                           issued.customer_id, str(issued.invoice_date), str(issued.due_date),
                           _money(issued.total, issued.currency), status[issued.number])
     if period is not None:
-        for draft in drafts(con, lake, period):
+        try:
+            month_drafts = drafts(con, lake, period)
+        except MixedBillingRun as exc:
+            raise click.ClickException(str(exc)) from exc
+        for draft in month_drafts:
             head = draft.head
             if customer_id is None or head.customer_id == customer_id:
                 table.add_row("-", head.document_type, head.reference, head.customer_id,
@@ -87,7 +92,10 @@ def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) 
 @DATA_DIR
 def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> None:
     """Number and freeze the month's drafts; write each as HTML and PDF."""
-    issued, folder = issue_and_render(_settings(data_dir), period, set(customers) or None)
+    try:
+        issued, folder = issue_and_render(_settings(data_dir), period, set(customers) or None)
+    except (MixedBillingRun, IssueRefused) as exc:
+        raise click.ClickException(str(exc)) from exc
     for number, draft in issued:
         head = draft.head
         console.print(f"{number}  {head.document_type:<18} {head.reference:<28} "
@@ -148,7 +156,10 @@ def _decimal(_ctx, _param, value):
 
 
 def _day(_ctx, _param, value):
-    return None if value is None else date.fromisoformat(value)
+    try:
+        return None if value is None else date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from exc
 
 
 @credits_group.command("grant")
@@ -165,13 +176,10 @@ def credits_grant(customer_id, amount, currency, cost_basis, effective, expires,
                   data_dir) -> None:
     """Record a credit grant (never changed afterwards); re-run the months it affects."""
     settings = _settings(data_dir)
-    catalog = current_catalog(settings)
-    if customer_id not in {c.id for c in catalog.customers}:
-        raise click.ClickException(f"unknown customer {customer_id!r}")
     try:
-        grant = credits.record_grant(settings.lake, customer_id, money.validate_currency(currency),
-                                     amount, cost_basis, effective, expires, reason)
-    except ValueError as exc:
+        grant = credits.record_grant(settings.lake, current_catalog(settings), customer_id,
+                                     currency, amount, cost_basis, effective, expires, reason)
+    except credits.GrantError as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(f"Granted {_money(grant.amount, grant.currency)} to {customer_id} as "
                   f"{grant.grant_id}, effective {effective}, expires {expires or 'never'}")

@@ -4,18 +4,23 @@ A batch is one file. Its id is a hash of its bytes, so sending the same file aga
 ingests nothing new. For each batch, under a lock so that concurrent runs cannot
 interleave:
 
-1. the file is copied, unchanged, to ``raw/<batch_id>/<name>`` (never modified after);
+1. the file is copied, unchanged, to ``quarantine/raw/<batch_id>/<name>``;
 2. every raw event is checked (``ingestion/sql/check_batch.sql``), then its
    idempotency key against every event already in the lake (``ingestion/key_index.py``);
+   a file that cannot be read is one rejected row (``ingestion/sources.py``);
 3. clean events are written to ``events/event_date=<day>/<batch_id>.parquet``, one
    file per day the batch touches, their keys added to the key index, and rejected
    events written to ``quarantine/batch_id=<batch_id>/data.parquet`` with reason, file
    and row;
-4. last, the batch record ``batches/batch_id=<batch_id>/data.parquet`` commits it.
+4. last, the copy moves to ``raw/<batch_id>/<name>`` (never modified after) and the
+   batch record ``batches/batch_id=<batch_id>/data.parquet`` commits it.
 
 A crash before step 4 leaves a batch that is simply ingested again on the next try:
-every file it writes is replaced whole, with the same content. Replaying a batch
-(after fixing the catalog) re-checks its raw file the same way.
+every file it writes is replaced whole, with the same content. The next ingestion
+after one that did not finish first removes the scratch files of writes it was killed
+in and moves a raw copy left without its batch record back to ``quarantine/raw/``:
+``raw/`` only ever holds committed batches. Replaying a batch (after fixing the
+catalog) re-checks its raw file the same way.
 """
 
 from __future__ import annotations
@@ -42,11 +47,11 @@ from billing.catalog import Catalog
 from ingestion import key_set
 from ingestion.event_files import EVENT_COLUMNS, DayEvents, by_day, write_days
 from ingestion.key_index import KeyIndex
-from ingestion.sources import parquet_relation, read_landing
+from ingestion.sources import Sources, parquet_read_error, parquet_relation, read_landing
 from ingestion.sql import load_sql
 from pricing_sql.active_events import register_active_events
 from pricing_sql.catalog_tables import customers_table
-from pricing_sql.metrics import numeric_properties
+from pricing_sql.metrics import PROPERTY_LIMIT, numeric_properties
 from storage.duck import cursor
 from storage.lake import Lake
 from storage.settings import Settings
@@ -57,6 +62,8 @@ KEYS_SCHEMA = pa.schema([("customer_id", pa.string()), ("idempotency_key", pa.st
 DUPLICATES_SCHEMA = pa.schema([("source_row", pa.int64()), ("detail", pa.string())])
 # The quarantine reason of a key ingested before (check_batch.sql has the others).
 DUPLICATE_REASON = "duplicate idempotency_key"
+# check_batch.sql's words after "property <key>" for a number a metric could not sum.
+OUT_OF_RANGE = f"is out of range: its absolute value must be below 10^{PROPERTY_LIMIT.adjusted()}"
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
     # part of the time. A batch's keys are in the key index before the next batch's are
     # looked up, and batches commit in order.
     # (the checking connection closes after the checker has stopped using it)
-    with (lake.lock("ingest"), closing(cursor(con)) as checking_con,
+    with (lake.recovering_lock("ingest", lambda: _recover(lake)),
+          closing(cursor(con)) as checking_con,
           ThreadPoolExecutor(max_workers=1) as writer,
           ThreadPoolExecutor(max_workers=1) as checker,
           ThreadPoolExecutor(max_workers=1) as reader):
@@ -122,15 +130,19 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
         # each file's content hash is taken ahead, while earlier files are checked
         ahead = iter(zip(files, reader.map(batch_id_of, files), strict=True))
         queued: deque[tuple[Path, str, Path | None, Future[pa.Table] | None]] = deque()
+        taken: set[str] = set()
 
         def queue_next() -> None:
-            """Start checking the next file, unless it is already in the lake."""
+            """Start checking the next file, unless it is in the lake or comes earlier in
+            this call (its kept copy moves to raw/ when the earlier one commits)."""
             if (item := next(ahead, None)) is None:
                 return
             path, batch_id = item
-            if lake.partition_file("batches", "batch_id", batch_id).exists():
+            if batch_id in taken or lake.partition_file("batches", "batch_id",
+                                                        batch_id).exists():
                 queued.append((path, batch_id, None, None))
                 return
+            taken.add(batch_id)
             raw = lake.keep_raw(path, batch_id)
             queued.append((path, batch_id, raw, checker.submit(
                 _check, checking_con, raw, rules)))
@@ -177,7 +189,7 @@ def _expected_events(files: list[Path]) -> int:
     its size (an event takes well over 50 bytes of JSON or CSV)."""
     total = 0
     for path in files:
-        with suppress(OSError, pa.ArrowInvalid):  # unreadable: the check reports it
+        with suppress(OSError, pa.ArrowException):  # unreadable: the check reports it
             total += (pq.read_metadata(path).num_rows if path.suffix.lower() == ".parquet"
                       else path.stat().st_size // 50)
     return total
@@ -195,7 +207,7 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
                  now: datetime, window: Window = Window()) -> BatchResult:
     """Check a batch's raw file again, e.g. after adding a customer it named: events
     that now pass join the lake, the rest stay quarantined with their current reason."""
-    with lake.lock("ingest"):
+    with lake.recovering_lock("ingest", lambda: _recover(lake)):
         _ensure_key_index(con, lake)
         raw = lake.raw_file(batch_id)
         checked = _check(con, raw, _rules(lake, catalog, now, window))
@@ -249,7 +261,7 @@ class _Settled:
     """A checked batch, split into what it adds to the lake and what it quarantines."""
 
     batch_id: str
-    file: str
+    raw: Path  # the kept file
     status: str
     days: list[DayEvents]  # each day's clean events, in the order written
     rejected: pa.Table  # quarantine rows
@@ -271,14 +283,15 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
         hashes = _sorted(passed["key_hash"].to_numpy()[~dropped])
     con.register("duplicate_rows", duplicates)
     # the raw file is read again only for the fields of duplicates, if there are any
-    _register_raw_events(con, [raw] if len(duplicates) else [], raw.parent)
+    _register_raw_events(con, read_landing([raw] if len(duplicates) else [], raw.parent),
+                         raw.parent)
     rejected = con.sql(load_sql("batch_rejects"), params={
         "batch_id": batch_id, "duplicate_reason": DUPLICATE_REASON}).to_arrow_table()
     events = passed
     for column, value in (("batch_id", batch_id), ("source_file", raw.name)):
         events = events.append_column(column, pa.repeat(value, len(passed)).cast(pa.string()))
     events = events.select(EVENT_COLUMNS)
-    return _Settled(batch_id, raw.name, status, by_day(events, dropped), rejected, hashes)
+    return _Settled(batch_id, raw, status, by_day(events, dropped), rejected, hashes)
 
 
 def _sorted(hashes: np.ndarray) -> np.ndarray:
@@ -295,12 +308,13 @@ def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> Bat
     lake.write_partition("quarantine", TABLES["quarantine"].key, batch_id, rejected)
     accepted = sum(day.count() for day in settled.days)
     result = BatchResult(
-        batch_id, settled.file, settled.status, rows=accepted + len(rejected),
+        batch_id, settled.raw.name, settled.status, rows=accepted + len(rejected),
         accepted=accepted, rejected=len(rejected),
         duplicates=pc.sum(pc.equal(rejected["reject_reason"], DUPLICATE_REASON))
         .as_py() or 0,
         late=sum(day.count("late") for day in settled.days),
         days=[day.day for day in settled.days])
+    lake.commit_raw(settled.raw, batch_id)
     _commit(lake, result, now)
     return result
 
@@ -319,26 +333,56 @@ def _rules(lake: Lake, catalog: Catalog, now: datetime, window: Window) -> _Rule
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
         "numeric_keys": numeric_properties([m.sql for m in catalog.metrics]),
+        "property_limit": PROPERTY_LIMIT,
+        "out_of_range": OUT_OF_RANGE,
     })
 
 
 def _check(con: duckdb.DuckDBPyConnection, raw: Path, rules: _Rules) -> pa.Table:
     """Every raw event with its reject_reason (null: keep), each checked on its own
-    (duplicate keys are found next), in the order clean events are written."""
-    _register_raw_events(con, [raw], raw.parent)
+    (duplicate keys are found next), in the order clean events are written. A Parquet
+    file whose data cannot be read past its footer is one rejected row."""
+    sources = read_landing([raw], raw.parent)
     con.register("customers", rules.customers)
+    try:
+        return _checked(con, sources, raw.parent, rules)
+    except duckdb.Error:
+        # the file's fault only if DuckDB cannot read it alone either (read again only
+        # here: the way that does not fail reads each file once)
+        problem = parquet_read_error(con, raw) if sources.parquet else None
+        if problem is None:
+            raise
+    return _checked(con, Sources.unreadable(raw.name, problem), raw.parent, rules)
+
+
+def _checked(con: duckdb.DuckDBPyConnection, sources: Sources, folder: Path,
+             rules: _Rules) -> pa.Table:
+    _register_raw_events(con, sources, folder)
     return con.sql(load_sql("check_batch"), params=rules.params).to_arrow_table()
 
 
-def _register_raw_events(con: duckdb.DuckDBPyConnection, files: list[Path],
+def _register_raw_events(con: duckdb.DuckDBPyConnection, sources: Sources,
                          folder: Path) -> None:
-    """View raw_events (raw_events.sql) over the raw files (none: an empty view)."""
-    sources = read_landing(files, folder)
+    """View raw_events (raw_events.sql) over the batch's sources (none: an empty view)."""
     # registered, not a view: a view would be shared by the connections of one database
     con.register("parquet_events", parquet_relation(con, sources.parquet, folder))
     con.register("csv_events", sources.records)
     con.register("json_lines", sources.json_lines)
     con.execute(load_sql("raw_events"))
+
+
+def _recover(lake: Lake) -> None:
+    """Tidy up after an ingestion that did not finish (it was killed, or failed), holding
+    the ingest lock, which every writer of these folders holds: the scratch files of the
+    writes it was killed in, and a raw copy moved before its batch record was written.
+    The copies of batches that never committed stay in quarantine/raw/."""
+    for folder in (*(lake.table_dir(t) for t in ("events", "quarantine", "batches", "keys")),
+                   lake.raw, lake.uncommitted_raw):
+        lake.remove_scratch(folder)
+    if lake.raw.exists():
+        for kept in lake.raw.iterdir():
+            if not lake.partition_file("batches", "batch_id", kept.name).exists():
+                lake.uncommit_raw(kept.name)
 
 
 def _ensure_key_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:

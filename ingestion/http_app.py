@@ -11,6 +11,7 @@ other reason is a validation failure.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import json
@@ -34,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ingestion.batches import DUPLICATE_REASON, BatchResult, Window, ingest_files
 from pricing_sql.run_catalog import current_catalog
@@ -106,7 +108,14 @@ def create_app(data_dir: str | Path, clock: Callable[[], datetime] = lambda: dat
             return _problem(401, "Authentication failure",
                             f"expected the header 'Authorization: Bearer <{TOKEN_VARIABLE}>'",
                             "#401-authentication-error", headers={"WWW-Authenticate": "Bearer"})
-        body = await _read_body(request)
+        try:
+            async with asyncio.timeout(settings.ingest_body_timeout):
+                body = await _read_body(request)
+        except TimeoutError:
+            # A body sent slowly, or never finished, would hold the connection (and
+            # its buffer) for good: answered, and the connection closed.
+            return _problem(408, "Request timeout", "the body did not arrive within "
+                            f"{settings.ingest_body_timeout} s", headers={"Connection": "close"})
         if body is None:
             return _problem(413, "Request too large",
                             f"the body is over {MAX_BODY_BYTES} bytes")
@@ -131,7 +140,39 @@ def serve(data_dir: str | Path, host: str, port: int, report: Report | None = No
     if not os.environ.get(TOKEN_VARIABLE) and not _loopback(host):
         raise ValueError(f"without {TOKEN_VARIABLE} anyone who can reach {host} could add "
                          f"events: listen on 127.0.0.1 or ::1, or set {TOKEN_VARIABLE}")
-    uvicorn.run(create_app(data_dir, report=report), host=host, port=port)
+    uvicorn.run(create_app(data_dir, report=report), host=host, port=port, http=IdleDeadline,
+                timeout_keep_alive=Settings.from_env(data_dir).ingest_idle_timeout)
+
+
+class IdleDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with its keep-alive timeout also bounding the wait for
+    a request's headers.
+
+    uvicorn times out only the wait after a response, and stops the timer at the first
+    byte received: a connection that sends nothing, or its headers a byte at a time,
+    stays open for good. Here a connection must have a whole request head within
+    ``timeout_keep_alive`` seconds of opening or of its previous response; the body's
+    time is the app's (``ingest_body_timeout``)."""
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._await_head()
+
+    def _await_head(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_overdue)
+
+    def _head_overdue(self) -> None:
+        # A request under way has had its whole head (uvicorn starts it only then).
+        if self.cycle is None or self.cycle.response_complete:
+            self.timeout_keep_alive_handler()
 
 
 def _loopback(host: str) -> bool:
@@ -171,7 +212,7 @@ def _ingest(settings: Settings, events: list[IngestEvent],
     """Ingest the events as one batch; its result, and the reason of each rejected line."""
     data = "".join(json.dumps(e.model_dump(exclude_none=True), sort_keys=True,
                               separators=(",", ":")) + "\n" for e in events).encode()
-    # Named by its content: a request retried after a crash finds the same raw/<batch>/ file.
+    # Named by its content: a request retried after a crash finds the same kept file.
     name = f"api-{hashlib.sha256(data).hexdigest()[:24]}.jsonl"
     with tempfile.TemporaryDirectory(prefix="orb-ingest-") as folder:
         path = Path(folder) / name

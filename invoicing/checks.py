@@ -5,16 +5,24 @@ from __future__ import annotations
 from datetime import date
 
 from invoicing.sql import load_sql
+from storage.billing_runs import MonthTables, read_month
 from storage.duck import connect
 from storage.lake import Lake
-from storage.tables import TABLES
+
+CHECKED = ("invoices", "line_items", "invoice_adjustments")
 
 
-def invoice_total_failures(lake: Lake, month: date) -> list[tuple]:
+def total_failures(run: MonthTables) -> list[tuple]:
     """Invoices of the run whose subtotal is not the sum of their rounded lines, whose
     total is not subtotal + adjustments - credits, or that are negative
-    (``check_invoice_totals.sql``); empty when every invoice adds up."""
+    (``check_invoice_totals.sql``); empty when every invoice adds up. ``run``: at least
+    ``CHECKED`` of one billing run, as issuing reads them too."""
     con = connect()
-    for table in ("invoices", "line_items", "invoice_adjustments"):
-        con.register(table, lake.read_partition(table, TABLES[table].key, month))
+    for table in CHECKED:
+        con.register(table, run[table])
     return con.sql(load_sql("check_invoice_totals")).fetchall()
+
+
+def invoice_total_failures(lake: Lake, month: date, run_id: str) -> list[tuple]:
+    """``total_failures`` of the invoices billing run ``run_id`` wrote for ``month``."""
+    return total_failures(read_month(lake, month, CHECKED, run_id))

@@ -3,13 +3,15 @@
 A run's drafts are its computed invoices not yet issued, plus a correction for each
 issued invoice whose recomputed lines differ from what was billed (a credit note when
 the difference is negative, an adjustment invoice when positive). Re-running a month
-replaces its drafts; issued documents never change.
+replaces its drafts; issued documents never change. Drafts are read only from a month
+whose tables all come from its newest completed billing run (``storage/billing_runs.py``),
+and issuing checks again that their totals add up, on the very rows it freezes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,6 +24,7 @@ from billing.catalog import Catalog
 from invoicing import credit_grants as credits
 from invoicing import documents
 from invoicing.assembly import Invoiced, assemble_invoices
+from invoicing.checks import total_failures
 from invoicing.document_model import (
     CorrectionLine,
     DocumentHead,
@@ -31,8 +34,16 @@ from invoicing.document_model import (
     LineKind,
 )
 from invoicing.sql import load_sql
+from storage.billing_runs import MonthTables, read_month
 from storage.lake import Lake
 from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
+
+# What a month's drafts are made of, read together from one billing run.
+DRAFT_TABLES = ("invoices", "line_items", "invoice_adjustments", "invoice_corrections")
+
+
+class IssueRefused(RuntimeError):
+    """The drafts about to be issued do not add up: nothing was issued."""
 
 
 def register_issued(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> None:
@@ -77,10 +88,16 @@ def document_lines(con: duckdb.DuckDBPyConnection, line_items: pa.Table,
 
 
 def compute_corrections(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
-                        line_items: pa.Table, adjustments: pa.Table) -> pa.Table:
+                        line_items: pa.Table, adjustments: pa.Table,
+                        excluded: Collection[str]) -> pa.Table:
     """Correction lines for the run's issued invoices, each with its correction's id
-    (``<invoice id>~<n>``, n counting the invoice's corrections) and type."""
+    (``<invoice id>~<n>``, n counting the invoice's corrections) and type. The issued
+    invoices of ``excluded`` customers (left out of the run because rating them raised:
+    ``rating_exclusions``) are not corrected: the run says nothing about them, and a
+    credit note reversing them would be wrong."""
     register_issued(con, lake, month)
+    con.register("excluded_customers", pa.table({"customer_id": pa.array(
+        sorted(excluded), pa.string())}))
     con.register("computed_lines", document_lines(con, line_items, adjustments))
     rows = con.sql(load_sql("corrections"), params={"month": month}).to_arrow_table().to_pylist()
     issued_before = dict(con.sql("SELECT invoice_id, count(*) FROM issued_heads "
@@ -95,25 +112,28 @@ def compute_corrections(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
     return pa.Table.from_pylist(rows, schema=CORRECTIONS)
 
 
-def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date) -> list[Draft]:
+def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
+           run: MonthTables | None = None) -> list[Draft]:
     """The run's documents waiting to be issued: its invoices not issued (or voided),
-    then its corrections, in id order."""
+    then its corrections, in id order. ``run``: the month's ``DRAFT_TABLES`` already
+    read (``read_month``); else they are read here, refused unless they all come from
+    the month's newest completed billing run."""
+    if run is None:
+        run = read_month(lake, month, DRAFT_TABLES)
     register_issued(con, lake, month)
     issued = con.sql("SELECT h.*, s.status FROM issued_heads AS h "
                      "JOIN document_status AS s USING (number)").to_arrow_table().to_pylist()
     live = {h["invoice_id"] for h in issued
             if h["status"] != "void" and h["document_type"] == "invoice"}
-    invoices = [_invoice_head(row) for row in
-                lake.read_partition("invoices", "billing_month", month).to_pylist()]
+    invoices = [_invoice_head(row) for row in run["invoices"].to_pylist()]
     lines: defaultdict[str, list[DocumentLine]] = defaultdict(list)
-    for row in document_lines(
-            con, lake.read_partition("line_items", "billing_month", month),
-            lake.read_partition("invoice_adjustments", "billing_month", month)).to_pylist():
+    for row in document_lines(con, run["line_items"],
+                              run["invoice_adjustments"]).to_pylist():
         lines[row["invoice_id"]].append(DocumentLine.from_row(row))
     result = [Draft(head, tuple(lines[head.invoice_id]))
               for head in invoices if head.invoice_id not in live]
     return result + _correction_drafts(
-        lake, month, {h["number"]: IssuedHead.from_row(h) for h in issued},
+        run, {h["number"]: IssuedHead.from_row(h) for h in issued},
         {head.invoice_id: head for head in invoices})
 
 
@@ -123,10 +143,11 @@ def _invoice_head(invoice: Mapping[str, Any]) -> DocumentHead:
                                   "correction_id": None})
 
 
-def _correction_drafts(lake: Lake, month: date, originals: dict[str, IssuedHead],
+def _correction_drafts(run: MonthTables, originals: dict[str, IssuedHead],
                        invoices: dict[str, DocumentHead]) -> list[Draft]:
+    month = run.month
     corrections: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in lake.read_partition("invoice_corrections", "billing_month", month).to_pylist():
+    for row in run["invoice_corrections"].to_pylist():
         corrections[row["correction_id"]].append(row)
     result = []
     for correction_id in sorted(corrections):
@@ -154,9 +175,20 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
     """Issue every draft of the run for ``month`` (or of ``customers``) dated on or
     before ``at`` as one issuing run: numbers in draft order, frozen heads and lines and
     an 'issued' event each, in one file per table (``documents.issue_all``). A draft
-    dated later (its period has not closed) stays a draft. Returns (number, draft) pairs."""
+    dated later (its period has not closed) stays a draft. Returns (number, draft) pairs.
+
+    Refused, with nothing issued, when the month's tables are not all from its newest
+    completed billing run (``MixedBillingRun``), or when the invoice totals check fails
+    on the rows read (``IssueRefused``)."""
     with lake.lock("issue"):
-        due = [draft for draft in drafts(con, lake, month)
+        run = read_month(lake, month, DRAFT_TABLES)
+        failures = total_failures(run)
+        if failures:
+            raise IssueRefused(
+                f"the drafts of {month:%Y-%m} do not add up, nothing was issued: "
+                + "; ".join(f"{invoice}: {problem}" for invoice, problem in failures[:10])
+                + f"; re-run the month with `orb bill --month {month:%Y-%m}`")
+        due = [draft for draft in drafts(con, lake, month, run)
                if draft.head.invoice_date <= at.date()
                and (customers is None or draft.head.customer_id in customers)]
         return documents.issue_all(lake, due, at)

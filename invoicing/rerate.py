@@ -47,11 +47,12 @@ def preview(deployment: Deployment, month: date) -> list[Difference]:
     lake, con = deployment.lake, connect()
     # a preview: the state store as it is now, as the month's next run would read it
     catalog = current_catalog(deployment)
-    usage = compute_usage(con, lake, catalog, month)
-    priced = price_line_items(con, catalog, month, usage)
+    rated = compute_usage(con, lake, catalog, month)
+    priced = price_line_items(con, catalog, month, rated.usage, rated.excluded)
     invoiced = invoice_run(con, lake, catalog, month, priced.line_items)
     corrections = compute_corrections(con, lake, month, priced.line_items,
-                                      invoiced.adjustments).to_pylist()
+                                      invoiced.adjustments,
+                                      rated.excluded | set(priced.failures)).to_pylist()
     after = {row["invoice_id"]: row for row in invoiced.invoices.to_pylist()}
     drafts_file = lake.partition_file("invoices", "billing_month", month)
     before = ({row["invoice_id"]: row for row in

@@ -6,20 +6,24 @@ transfers, cheques) and recorded in a CSV file, one payment per invoice.
     INV-000002,15000,JPY,2026-11-21,bank ref 99
 
 ``amount`` is the invoice's total exactly, as a decimal with at most the currency's
-digits (no partial payments); ``paid_at`` an ISO 8601 date or instant (UTC when it has
-no offset). Every problem in the file is reported at once, naming the file and line;
-nothing is recorded from a file with problems. A missing file means no payments yet.
+digits (no partial payments); ``currency`` an ISO 4217 code in any case (``usd`` is
+``USD``), the invoice's; ``paid_at`` an ISO 8601 date or instant (UTC when it has no
+offset). The file is checked in one pass, each line on its own and against the issued
+invoices (unknown, void, another currency, another amount), and every problem is reported
+at once, naming the file and line; nothing is recorded from a file with problems. A
+missing file means no payments yet.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from billing.money import UnknownCurrencyError, exponent
+from billing import money
 from payments.processor import (
     CustomerToSync,
     InvoiceToCollect,
@@ -49,13 +53,15 @@ class RecordedPayment:
     line: int
 
 
-def read_payments(path: Path) -> dict[str, RecordedPayment]:
-    """The file's payments by invoice number, each checked on its own; raises
-    PaymentFileError listing every bad line."""
+def read_payments(path: Path, invoices: Mapping[str, InvoiceToCollect]
+                  ) -> dict[str, RecordedPayment]:
+    """The file's payments by invoice number, each line checked on its own and against
+    ``invoices`` (by number); raises PaymentFileError listing every problem of every line."""
     if not path.exists():
         return {}
     problems: list[str] = []
     payments: dict[str, RecordedPayment] = {}
+    first_line: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -63,53 +69,86 @@ def read_payments(path: Path) -> dict[str, RecordedPayment]:
             raise PaymentFileError([f"{path}:1: missing column(s) {', '.join(missing)} "
                                     f"(expected {','.join(COLUMNS)})"])
         for row in reader:
-            where = f"{path}:{reader.line_num}"
-            try:
-                payment = _parse(row, reader.line_num)
-            except ValueError as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-            if (first := payments.get(payment.invoice_number)) is not None:
-                problems.append(f"{where}: {payment.invoice_number} is already paid on "
-                                f"line {first.line}")
-                continue
-            payments[payment.invoice_number] = payment
+            line = reader.line_num
+            payment, found = _check(row, line, invoices)
+            number = (row.get("invoice_number") or "").strip()
+            if number in first_line:
+                found.append(f"{number} is already on line {first_line[number]} (one "
+                             "payment per invoice)")
+            elif number:
+                first_line[number] = line
+            problems += [f"{path}:{line}: {problem}" for problem in found]
+            if payment is not None and not found:
+                payments[number] = payment
     if problems:
         raise PaymentFileError(problems)
     return payments
 
 
-def _parse(row: dict, line: int) -> RecordedPayment:
+def _check(row: dict, line: int, invoices: Mapping[str, InvoiceToCollect]
+           ) -> tuple[RecordedPayment | None, list[str]]:
+    """One line's payment, or every problem of the line: each field on its own, then the
+    payment against its invoice."""
     values = {c: (row.get(c) or "").strip() for c in COLUMNS}
+    problems = []
     if empty := [c for c in ("invoice_number", "amount", "currency", "paid_at")
                  if not values[c]]:
-        raise ValueError(f"empty {', '.join(empty)}")
-    currency = values["currency"].upper()
+        problems.append(f"empty {', '.join(empty)}")
+    currency: str | None = None
+    amount: Decimal | None = None
+    paid_at: datetime | None = None
+    if values["currency"]:
+        try:
+            currency = money.currency_code(values["currency"])
+        except money.UnknownCurrencyError as exc:
+            problems.append(str(exc))
+    if values["amount"]:
+        try:
+            amount = _amount(values["amount"], currency)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if values["paid_at"]:
+        try:
+            paid_at = _instant(values["paid_at"])
+        except ValueError:
+            problems.append(f"paid_at {values['paid_at']!r} is not an ISO 8601 date or "
+                            "instant")
+    if number := values["invoice_number"]:
+        invoice = invoices.get(number)
+        if invoice is None:
+            problems.append(f"no issued invoice {number!r}")
+        elif invoice.status == "void":
+            problems.append(f"{number} is void: a payment for a void invoice is refused")
+        elif currency is not None and currency != invoice.currency:
+            problems.append(f"{number} is {invoice.amount} {invoice.currency}, the payment is "
+                            f"in {currency} (a payment must be in the invoice's currency)")
+        elif currency is not None and amount is not None and amount != invoice.amount:
+            problems.append(f"{number} is {invoice.amount} {invoice.currency}, the payment is "
+                            f"{amount} {currency} (partial payments and over-payments are "
+                            "not supported)")
+    if problems or currency is None or amount is None or paid_at is None:
+        return None, problems
+    return RecordedPayment(number, amount, currency, paid_at, values["reference"], line), []
+
+
+def _amount(text: str, currency: str | None) -> Decimal:
+    """The amount at the currency's minor unit; only its magnitude when the currency is
+    unknown, so that the line's other problems are reported all the same."""
     try:
-        digits = exponent(currency)
-    except UnknownCurrencyError as exc:
-        raise ValueError(str(exc)) from None
-    try:
-        amount = Decimal(values["amount"])
+        amount = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"amount {values['amount']!r} is not a decimal number") from None
-    if not amount.is_finite() or amount <= 0:
-        raise ValueError(f"amount {values['amount']!r} must be a positive number")
-    places = amount.as_tuple().exponent
-    assert isinstance(places, int)  # a finite amount ('n', 'N', 'F' are NaN, sNaN, Infinity)
-    if places < -digits:
-        raise ValueError(f"amount {values['amount']} has more than {digits} decimal "
-                         f"digit(s), the minor unit of {currency}")
-    try:
-        paid_at = (datetime.fromisoformat(values["paid_at"]) if "T" in values["paid_at"]
-                   else datetime.combine(date.fromisoformat(values["paid_at"]),
-                                         datetime.min.time()))
-    except ValueError:
-        raise ValueError(f"paid_at {values['paid_at']!r} is not an ISO 8601 date or "
-                         "instant") from None
-    paid_at = paid_at.replace(tzinfo=UTC) if paid_at.tzinfo is None else paid_at.astimezone(UTC)
-    return RecordedPayment(values["invoice_number"], amount, currency, paid_at,
-                           values["reference"], line)
+        raise ValueError(f"amount {text!r} is not a decimal number") from None
+    if currency is None:
+        money.check_magnitude(amount)
+        return amount
+    return money.check_amount(amount, currency)
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 instant (UTC without an offset) or a date (midnight UTC)."""
+    at = (datetime.fromisoformat(text) if "T" in text
+          else datetime.combine(date.fromisoformat(text), datetime.min.time()))
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 class ManualProcessor(PaymentProcessor):
@@ -124,24 +163,8 @@ class ManualProcessor(PaymentProcessor):
         self._payments: dict[str, RecordedPayment] | None = None
 
     def begin_run(self, invoices: list[InvoiceToCollect]) -> None:
-        """Read the file and check every payment against its invoice: the number must
-        be an issued invoice's, the currency and amount its total's exactly."""
-        payments = read_payments(self.path)
-        by_number = {i.number: i for i in invoices}
-        problems = []
-        for payment in payments.values():
-            where = f"{self.path}:{payment.line}"
-            invoice = by_number.get(payment.invoice_number)
-            if invoice is None:
-                problems.append(f"{where}: no issued invoice {payment.invoice_number!r}")
-            elif (payment.currency, payment.amount) != (invoice.currency, invoice.amount):
-                problems.append(
-                    f"{where}: {invoice.number} is {invoice.amount} {invoice.currency}, the "
-                    f"payment is {payment.amount} {payment.currency} (partial payments and "
-                    "over-payments are not supported)")
-        if problems:
-            raise PaymentFileError(problems)
-        self._payments = payments
+        """Read the file and check every payment against its invoice (read_payments)."""
+        self._payments = read_payments(self.path, {i.number: i for i in invoices})
 
     def _payment(self, number: str) -> RecordedPayment | None:
         if self._payments is None:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from billing.money import exponent
+from invoicing.document_model import DocumentStatus
 
 RemoteStatus = Literal["paid", "open", "void", "unknown"]
 
@@ -36,7 +37,8 @@ class CustomerToSync:
 
 @dataclass(frozen=True)
 class InvoiceToCollect:
-    """An issued invoice (or adjustment invoice) and the amount to collect: its total."""
+    """An issued invoice (or adjustment invoice) and the amount to collect: its total;
+    ``status`` is its document status (only ``issued`` ones are collected)."""
 
     number: str
     customer_id: str
@@ -44,6 +46,7 @@ class InvoiceToCollect:
     amount: Decimal
     invoice_date: date
     due_date: date
+    status: DocumentStatus
 
 
 @dataclass(frozen=True)

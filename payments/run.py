@@ -23,6 +23,7 @@ before, the next one finds the payments in the ledger and records them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,7 +31,7 @@ from decimal import Decimal
 from billing.catalog import Catalog
 from billing.money import quantize
 from invoicing import documents
-from invoicing.document_model import DocumentType
+from invoicing.document_model import DocumentStatus, DocumentType
 from payments.ledger import Ledger
 from payments.processor import (
     CustomerToSync,
@@ -68,11 +69,13 @@ def idempotency_key(prefix: str, subject: str, step: str, attempt: int) -> str:
     return f"{prefix}:{subject}:{step}:{attempt}"
 
 
-def payable_invoices(lake: Lake) -> list[InvoiceToCollect]:
+def payable_invoices(lake: Lake, status: Mapping[str, DocumentStatus]
+                     ) -> list[InvoiceToCollect]:
     """Every issued invoice and adjustment invoice with something to pay, any status."""
     heads = documents.issued_documents(lake)
     return [InvoiceToCollect(h.number, h.customer_id, h.currency,
-                             _in_minor_units(h.total, h.currency), h.invoice_date, h.due_date)
+                             _in_minor_units(h.total, h.currency), h.invoice_date, h.due_date,
+                             status[h.number])
             for h in sorted(heads, key=lambda h: h.number)
             if h.document_type in PAYABLE and h.total > 0]
 
@@ -103,12 +106,11 @@ class _Run:
         self.paid: list[documents.StatusChange] = []
 
     def run(self) -> RunSummary:
-        invoices = payable_invoices(self.lake)
+        invoices = payable_invoices(self.lake, documents.statuses(self.con, self.lake))
         self.processor.begin_run(invoices)
-        status = documents.statuses(self.con, self.lake)
         try:
             for invoice in invoices:
-                if status.get(invoice.number) != "issued":
+                if invoice.status != "issued":
                     continue  # paid or void
                 try:
                     self._invoice(invoice)

@@ -3,10 +3,11 @@
 Data flow: landing folder -> ingest_events job -> events (daily) / quarantine / batches
 -> state_snapshot (the state store, read once per run) -> usage -> line_items /
 sub_line_items -> invoices / invoice_adjustments / credit_ledger
--> invoice_corrections -> invoice_documents, and the revenue tables and report (monthly,
-assets/revenue.py) -> lake_views. Issuing and voiding are commands (orb invoices) and the
-issue_invoices job: issued documents are records, not assets a run may rewrite. The
-payments asset collects issued invoices through the configured processor.
+-> invoice_corrections -> billing_run (the run's commit) -> invoice_documents, and the
+revenue tables and report (monthly, assets/revenue.py) -> lake_views. Issuing and voiding
+are commands (orb invoices) and the issue_invoices job: issued documents are records, not
+assets a run may rewrite. The payments asset collects issued invoices through the
+configured processor.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dagster as dg
 
 from assets.checks import BILLING_CHECKS, LAKE_CHECKS
 from assets.events import amendments, batches, events, quarantine
-from assets.invoicing import invoice_corrections, invoice_documents, invoices
+from assets.invoicing import billing_run, invoice_corrections, invoice_documents, invoices
 from assets.payments import payments
 from assets.rating import price, usage
 from assets.reporting import lake_views
@@ -37,7 +38,8 @@ from pipelines.schedules import (
 def build_definitions(store: OrbStore) -> dg.Definitions:
     return dg.Definitions(
         assets=[events, quarantine, batches, amendments, state_snapshot, usage, price, invoices,
-                invoice_corrections, invoice_documents, *REVENUE_ASSETS, lake_views, payments],
+                invoice_corrections, billing_run, invoice_documents, *REVENUE_ASSETS,
+                lake_views, payments],
         asset_checks=[*BILLING_CHECKS, *LAKE_CHECKS],
         jobs=[ingest_events, monthly_billing_job, refresh_views_job, issue_invoices,
               check_lake_job, payments_job],

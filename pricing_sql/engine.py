@@ -34,7 +34,7 @@ ENGINES = ("duckdb", "spark")
 SOURCE_DIALECT = "duckdb"
 # The files every engine runs; tests/test_engine_parity.py checks each transpiles.
 SHARED_SQL = ("usage_events", "active_events", "active_events_unamended", "rate_usage",
-              "line_items", "line_item_details")
+              "line_items", "line_item_details", "subset_events", "single_events")
 
 # Spark settings the shared SQL relies on (docs/engines.md, "Decimals"):
 SPARK_SQL_CONF = {
@@ -51,6 +51,9 @@ SPARK_SQL_CONF = {
 
 class Engine(Protocol):
     name: str
+    # What a query raises when some row's value overflows or does not convert: the errors
+    # rating survives by leaving that row's customer out (pricing_sql/isolation.py).
+    arithmetic_errors: tuple[type[Exception], ...]
 
     def register(self, name: str, table: pa.Table) -> None:
         """Make an Arrow table queryable as ``name``."""
@@ -69,6 +72,8 @@ class DuckDBEngine:
     """Today's behaviour: Arrow tables registered on a DuckDB connection, SQL run as written."""
 
     name = "duckdb"
+    arithmetic_errors: tuple[type[Exception], ...] = (duckdb.OutOfRangeException,
+                                                      duckdb.ConversionException)
 
     def __init__(self, con: duckdb.DuckDBPyConnection | None = None):
         if con is None:
@@ -180,7 +185,12 @@ class SparkEngine:
     name = "spark"
 
     def __init__(self, session: SparkSession | None = None):
+        from pyspark.errors import ArithmeticException, NumberFormatException
+
         self.spark = session or spark_session()
+        # ANSI mode: overflow is an ArithmeticException, a bad cast a NumberFormatException
+        self.arithmetic_errors: tuple[type[Exception], ...] = (ArithmeticException,
+                                                               NumberFormatException)
 
     def register(self, name: str, table: pa.Table) -> None:
         self.spark.createDataFrame(table).createOrReplaceTempView(name)

@@ -22,6 +22,7 @@ arithmetic, or compared with a number literal) and as text everywhere else
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import sqlglot
 from sqlglot import exp
@@ -29,6 +30,17 @@ from sqlglot.dialects.dialect import Dialect
 
 DIALECT = "duckdb"
 QUANTITY_TYPE = "DECIMAL(38, 9)"
+# What a property a metric reads as a number must stay below, in absolute value, as rated
+# (rounded to 9 decimals: 999999999999999999.999999999 is the largest accepted); ingestion
+# quarantines an event beyond it (check_batch.sql), so that no metric that aggregates
+# properties can overflow. Quantities are DECIMAL(38, 9), below 10^29. A sum of n values
+# each below 10^18 is below n x 10^18: a window of up to 10^11 events (38,000 a second
+# for a whole month, from one customer) sums inside DECIMAL(38, 9). min, max, avg,
+# latest_by and earliest_by stay below 10^18 whatever the count; count is a BIGINT. A
+# metric's own arithmetic (``properties.a * properties.b`` is DECIMAL(38, 18), below
+# 10^20) can still overflow for some values: rating then leaves that customer out of
+# the month (pricing_sql/isolation.py).
+PROPERTY_LIMIT = Decimal(10) ** 18
 EVENT_COLUMNS = {"event_name", "timestamp"}
 PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -139,6 +151,12 @@ def _check_nodes(select: exp.Select) -> None:
             _check_column(node)
         if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
             raise MetricSQLError("* is only allowed as count(*)", node)
+        if isinstance(node, exp.Placeholder | exp.Parameter):
+            # Nothing binds it when the run executes the metric. sqlglot keeps no
+            # position for a placeholder: the expression holding it gives one.
+            raise MetricSQLError(f"parameter {node.sql(dialect=DIALECT)} is not allowed in a "
+                                 "metric: a metric takes no parameters, write the value itself",
+                                 node.parent or node)
 
 
 def _check_column(column: exp.Column) -> None:
@@ -184,6 +202,17 @@ def _group_value(key: str) -> exp.Expression:
     return _property(key)
 
 
+def compiled_parts(sql: str) -> tuple[exp.Expr, exp.Expr | None]:
+    """The metric's value and WHERE condition (None: every event), properties read as
+    text or DECIMAL."""
+    select = parse_metric(sql).copy().transform(
+        lambda node: _read_property(node)
+        if isinstance(node, exp.Column) and node.table == "properties" else node
+    )
+    where = select.args.get("where")
+    return select.expressions[0].unalias(), where.this if where else None
+
+
 def compile_metric(metric_id: str, sql: str, source: str,
                    grouping: tuple[str, ...] = ()) -> exp.Select:
     """The metric as ``SELECT window_id, metric_id, grouping, group_values, quantity
@@ -192,12 +221,7 @@ def compile_metric(metric_id: str, sql: str, source: str,
 
     ``grouping`` names event properties (a matrix price's dimensions, a grouped
     price's grouping key); ``group_values`` is the list of their values, in order."""
-    select = parse_metric(sql).copy().transform(
-        lambda node: _read_property(node)
-        if isinstance(node, exp.Column) and node.table == "properties" else node
-    )
-    value = select.expressions[0].unalias()
-    where = select.args.get("where")
+    value, where = compiled_parts(sql)
     keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
     group_values = [_group_value(key) for key in grouping]
     values = exp.Array(expressions=[value.copy() for value in group_values])
@@ -211,7 +235,7 @@ def compile_metric(metric_id: str, sql: str, source: str,
                                 QUANTITY_TYPE), "quantity"),
         )
         .from_(exp.to_table(source))
-        .where(where.this if where else None)
+        .where(where)
         .group_by(exp.column("window_id"), *group_values)
     )
 
@@ -245,6 +269,17 @@ def portability(sql: str) -> dict[str, str]:
     return result
 
 
+def beyond_limit(key: str) -> exp.Expr:
+    """``properties.<key>`` is there but is not a number below PROPERTY_LIMIT: the events
+    ingestion quarantines today (check_batch.sql), found in a lake written before."""
+    value = _property(key)
+    number = exp.TryCast(this=value, to=exp.DataType.build(QUANTITY_TYPE, dialect=DIALECT),
+                         safe=True)  # safe: TRY_CAST on Spark too, not CAST
+    within = exp.LT(this=exp.Abs(this=number), expression=exp.Literal.number(PROPERTY_LIMIT))
+    return exp.not_(exp.func("coalesce", within, exp.Is(this=value.copy(),
+                                                         expression=exp.Null())))
+
+
 def numeric_properties(metric_sqls: list[str]) -> list[str]:
     """Property keys some metric reads as a number; ingestion rejects events whose
     value for one of them is not a number, instead of failing the billing run."""
@@ -256,12 +291,19 @@ def numeric_properties(metric_sqls: list[str]) -> list[str]:
     return sorted(keys)
 
 
-def metric_problems(metrics: list[tuple[str, str]]) -> list[str]:
-    """One message per (metric id, SQL) that fails its checks."""
-    problems = []
+def value_query(sql: str, source: str) -> exp.Select:
+    """``SELECT <the metric's value> FROM source``, properties read as ``compile_metric``
+    reads them, before the value is made a quantity: its type is the value's."""
+    value, _ = compiled_parts(sql)
+    return exp.select(value).from_(exp.to_table(source))
+
+
+def metric_problems(metrics: list[tuple[str, str]]) -> dict[str, str]:
+    """Metric id -> what is wrong, for each (metric id, SQL) that fails its checks."""
+    problems = {}
     for metric_id, sql in metrics:
         try:
             parse_metric(sql)
         except MetricSQLError as exc:
-            problems.append(f"metric {metric_id!r}: {exc}")
+            problems[metric_id] = str(exc)
     return problems

@@ -3,18 +3,21 @@
 Each step is set-based SQL over all customers at once; Python only supplies the
 catalog tables (one row per charge or price tier) and the lake files to read.
 Both steps take a DuckDB connection (as always) or an engine (``pricing_sql/engine.py``):
-the same SQL runs on DuckDB or, transpiled with sqlglot, on Spark.
+the same SQL runs on DuckDB or, transpiled with sqlglot, on Spark. A customer whose
+values make either step raise is left out of the month and reported, and everyone
+else is rated (``pricing_sql/isolation.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TypedDict
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
@@ -28,10 +31,19 @@ from pricing_sql.catalog_tables import (
     price_tiers_table,
 )
 from pricing_sql.engine import Engine, as_engine
-from pricing_sql.metrics import compile_usage_query
+from pricing_sql.isolation import (
+    PRICING_STEP,
+    USAGE_STEP,
+    customer_list,
+    customers_of,
+    exclusions_table,
+    poison_events,
+    rate_apart,
+)
+from pricing_sql.metrics import compile_usage_query, numeric_properties
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
-from storage.tables import USAGE
+from storage.tables import RATING_EXCLUSIONS, USAGE
 
 WINDOWS = pa.schema([
     ("window_id", pa.string()),
@@ -79,22 +91,64 @@ def list_order(column: str) -> exp.Expr:
         else node)
 
 
+@dataclass(frozen=True)
+class RatedUsage:
+    usage: pa.Table  # one row per (usage window, metric[, group])
+    exclusions: pa.Table  # RATING_EXCLUSIONS: customers left out, usually none
+
+    @property
+    def excluded(self) -> set[str]:
+        return customers_of(self.exclusions)
+
+
 def compute_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: Catalog,
-                  month: date) -> pa.Table:
-    """One row per (usage window, metric[, group]) with the metric's value over the window."""
+                  month: date) -> RatedUsage:
+    """One row per (usage window, metric[, group]) with the metric's value over the
+    window, for every customer but those on whose events a metric raises."""
+    engine = as_engine(con)
+    if not _register_period_events(engine, lake, catalog, month):
+        return RatedUsage(USAGE.empty_table(), RATING_EXCLUSIONS.empty_table())
+    requests = usage_requests(catalog)
+
+    def usage_of(source: str) -> pa.Table:
+        union = compile_usage_query(requests, source=source)
+        # A total order, so the same events always give byte-identical partitions.
+        query = exp.select("*").from_(union.subquery("usage")).order_by(
+            "window_id", "metric_id", "grouping", list_order("group_values"))
+        return engine.query(query).cast(USAGE)
+
+    def rate(customers: list[str] | None) -> pa.Table:
+        if customers is None:
+            return usage_of("period_events")
+        engine.register("subset_customers", customer_list(customers))
+        engine.run_script(load_sql("subset_events"))
+        return usage_of("subset_events")
+
+    distinct = exp.select("customer_id").distinct().from_("period_events").order_by(
+        "customer_id")
+    usage, failures = rate_apart(
+        rate, lambda: engine.query(distinct)["customer_id"].to_pylist(),
+        engine.arithmetic_errors)
+    events = poison_events(engine, _numeric_keys(catalog), list(failures), usage_of)
+    return RatedUsage(usage, exclusions_table(USAGE_STEP, failures, events))
+
+
+def _register_period_events(engine: Engine, lake: Lake, catalog: Catalog,
+                            month: date) -> bool:
+    """``usage_windows``, ``active_events`` and ``period_events`` (usage_events.sql) of
+    ``month``; False when there is nothing to rate."""
     windows = usage_windows(billing_windows(catalog, month))
     files = lake.files_in("events", "event_date", event_days(windows))
     if not files or not catalog.metrics:
-        return USAGE.empty_table()
-    engine = as_engine(con)
+        return False
     engine.register("usage_windows", windows)
     engine.register_active_events(lake, files)
     engine.run_script(load_sql("usage_events"))
-    union = compile_usage_query(usage_requests(catalog), source="period_events")
-    # A total order, so the same events always give byte-identical partitions.
-    query = exp.select("*").from_(union.subquery("usage")).order_by(
-        "window_id", "metric_id", "grouping", list_order("group_values"))
-    return engine.query(query).cast(USAGE)
+    return True
+
+
+def _numeric_keys(catalog: Catalog) -> list[str]:
+    return numeric_properties([metric.sql for metric in catalog.metrics])
 
 
 def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -113,18 +167,50 @@ def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
 class PricedLines:
     line_items: pa.Table  # one row per charge, rounded
     sub_line_items: pa.Table  # the breakdown by usage group and tier, unrounded
+    # customers left out because pricing them raised, with the error
+    failures: dict[str, str] = field(default_factory=dict)
+    usage: pa.Table | None = None  # with failures: the usage less theirs, to keep instead
 
 
 def price_line_items(con: duckdb.DuckDBPyConnection | Engine, catalog: Catalog, month: date,
-                     usage: pa.Table) -> PricedLines:
-    """Every charge of the run for ``month``, priced and rounded."""
+                     usage: pa.Table, excluded: Collection[str] = ()) -> PricedLines:
+    """Every charge of the run for ``month``, priced and rounded, but those of the
+    ``excluded`` customers (left out of the month by the usage step) and of customers
+    whose amounts overflow."""
     engine = as_engine(con)
-    engine.register("billing_windows", billing_windows_table(billing_windows(catalog, month)))
+    windows = [w for w in billing_windows(catalog, month) if w.customer_id not in excluded]
     engine.register("plan_prices", plan_prices_table(catalog))
     engine.register("price_terms", price_terms_table(catalog))
     engine.register("price_tiers", price_tiers_table(catalog))
     engine.register("price_cells", price_cells_table(catalog))
     engine.register("usage", usage)
-    engine.run_script(load_sql("rate_usage"))
-    return PricedLines(engine.query(load_sql("line_items")),
-                       engine.query(load_sql("line_item_details")))
+
+    def rate(customers: list[str] | None) -> PricedLines:
+        chosen = set(customers) if customers is not None else None
+        engine.register("billing_windows", billing_windows_table(
+            [w for w in windows if chosen is None or w.customer_id in chosen]))
+        engine.run_script(load_sql("rate_usage"))
+        return PricedLines(engine.query(load_sql("line_items")),
+                           engine.query(load_sql("line_item_details")))
+
+    priced, failures = rate_apart(rate, lambda: sorted({w.customer_id for w in windows}),
+                                  engine.arithmetic_errors)
+    if not failures:
+        return priced
+    # a customer left out has no usage in the month either, for no later sum to count
+    theirs = pa.array(sorted({w.window_id for w in windows if w.customer_id in failures}),
+                      pa.string())
+    return PricedLines(priced.line_items, priced.sub_line_items, failures,
+                       usage.filter(pc.invert(pc.is_in(usage["window_id"], theirs))))
+
+
+def pricing_exclusions(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: Catalog,
+                       month: date, failures: dict[str, str]) -> pa.Table:
+    """``rating_exclusions`` rows of the customers pricing left out (``failures``), with
+    their events beyond the limit ingestion sets today, if any."""
+    engine = as_engine(con)
+    if not failures:
+        return RATING_EXCLUSIONS.empty_table()
+    events = (poison_events(engine, _numeric_keys(catalog), list(failures))
+              if _register_period_events(engine, lake, catalog, month) else {})
+    return exclusions_table(PRICING_STEP, failures, events)

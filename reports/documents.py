@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from billing.catalog import Catalog
 from invoicing import documents
 from invoicing.document_model import CorrectionLine, DocumentHead, DocumentLine, Draft
-from invoicing.issuing import drafts, issue_month
+from invoicing.issuing import DRAFT_TABLES, drafts, issue_month
 from pricing_sql.run_catalog import billing_catalog
 from reports.issued_pages import Page, render_html, write_pages
+from storage.billing_runs import completed_runs, read_month
 from storage.duck import connect
 from storage.lake import Lake
 from storage.settings import Deployment
@@ -46,17 +48,23 @@ def render_document(draft: Draft, breakdowns: Breakdowns, catalog: Catalog, issu
 
 
 def _breakdowns(lake: Lake, month: date) -> Breakdowns:
-    rows = lake.read_partition("sub_line_items", "billing_month", month).to_pylist()
+    return _grouped(lake.read_partition("sub_line_items", "billing_month", month))
+
+
+def _grouped(sub_line_items: pa.Table) -> Breakdowns:
+    rows = sub_line_items.to_pylist()
     # Sorted by line item id, so groupby sees each line's rows together.
     return {key: list(group) for key, group in groupby(rows, key=itemgetter("line_item_id"))}
 
 
 def render_drafts(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, issuer: str,
                   month: date) -> tuple[Path, int]:
-    """Replace reports/invoices/<YYYY-MM>/ with one HTML file per draft."""
-    details = _breakdowns(lake, month)
+    """Replace reports/invoices/<YYYY-MM>/ with one HTML file per draft, from the month's
+    newest completed billing run, breakdowns included."""
+    run = read_month(lake, month, (*DRAFT_TABLES, "sub_line_items"))
+    details = _grouped(run["sub_line_items"])
     files = {}
-    for draft in drafts(con, lake, month):
+    for draft in drafts(con, lake, month, run):
         files[f"{draft.head.reference}.html"] = render_document(draft, details, catalog, issuer)
     folder = lake.replace_directory(lake.reports / "invoices" / month.strftime("%Y-%m"), files)
     return folder, len(files)
@@ -172,7 +180,8 @@ def issue_and_render(deployment: Deployment, month: date, customers: set[str] | 
     now = datetime.now(UTC)
     lake = deployment.lake
     issued = issue_month(connect(), lake, month, now, customers)
-    catalog = billing_catalog(deployment, month)  # the customers the month was billed to
+    # the customers the month was billed to: the snapshot of the run just issued
+    catalog = billing_catalog(deployment, month, next(iter(completed_runs(lake, month)), None))
     folder = write_issued(lake, catalog, deployment.issuer, month, issued, now.date())
     render_issued(lake, catalog, deployment.issuer, month)
     return issued, folder

@@ -21,8 +21,9 @@ from billing.catalog import Catalog
 from invoicing.documents import committed_files, issued_heads
 from pricing_sql.catalog_tables import plan_prices_table
 from revenue.sql import load_sql
+from storage.billing_runs import read_month
 from storage.lake import Lake
-from storage.tables import DOCUMENT_EVENTS
+from storage.tables import DOCUMENT_EVENTS, INVOICE_ADJUSTMENTS, LINE_ITEMS, USAGE
 from storage.tables import REVENUE_SCHEMAS as SCHEMAS
 
 
@@ -73,7 +74,12 @@ def compute_revenue(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog
     if not line_files or not adjustment_files:
         raise FileNotFoundError(f"no line items or adjustments up to {month:%Y-%m} in "
                                 f"{lake.root}: materialize line_items and invoices first")
-    register_revenue_lines(con, catalog, _read(line_files), _read(adjustment_files))
+    # Each month read must be whole: its tables all from its newest completed billing run.
+    for run_month in sorted({date.fromisoformat(Lake.partition_value(f))
+                             for f in line_files + adjustment_files}):
+        read_month(lake, run_month, ())
+    register_revenue_lines(con, catalog, _read(line_files, LINE_ITEMS),
+                           _read(adjustment_files, INVOICE_ADJUSTMENTS))
     tables = revenue_history(con, month)
 
     con.register("issued_documents", issued_heads(lake))
@@ -86,8 +92,8 @@ def compute_revenue(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog
     usage = lake.files_in("usage", "billing_month", [month])
     current = lake.files_in("line_items", "billing_month", [month])
     if usage and current:
-        con.register("usage", _read(usage))
-        con.register("line_items", _read(current))
+        con.register("usage", _read(usage, USAGE))
+        con.register("line_items", _read(current, LINE_ITEMS))
         tables["usage_trends"] = _query(con, "revenue_usage_trends", month, "usage_trends")
     else:
         tables["usage_trends"] = SCHEMAS["usage_trends"].empty_table()

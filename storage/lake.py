@@ -3,6 +3,9 @@
 Layout under the data directory (see docs/lake.md)::
 
     landing/                       raw event batches as received (never modified)
+    raw/<batch_id>/<name>          committed batches' files, as received
+    quarantine/raw/<batch_id>/<name>   the files of batches not committed (being
+                                   ingested, or whose ingestion failed)
     lake/<table>/<key>=<value>/data.parquet
     reports/                       rendered documents
     orb.duckdb                     views over the lake for analysts
@@ -10,17 +13,22 @@ Layout under the data directory (see docs/lake.md)::
 Which tables there are, their schemas, partition keys and publication: ``tables.py``.
 A partition is one file, written to a temporary name in the same directory and
 renamed into place, so readers see either the old or the new partition, never
-half of one. The same rows in the same order give byte-identical files.
+half of one. The same rows in the same order give byte-identical files. A writer
+killed mid-write leaves its hidden scratch file behind; ``remove_scratch`` removes
+them for a caller that holds the lock every writer of the folder holds.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PARTITION_FILE = "data.parquet"
+# write_atomically's scratch names: ".<target name>.<uuid4 hex>.tmp"
+SCRATCH_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 
 # A row of a table read into Python (``pa.Table.to_pylist()``): pyarrow ships no types,
 # and each value is whatever its column holds (str, Decimal, date, a list, None...).
@@ -59,6 +69,12 @@ class Lake:
     @property
     def raw(self) -> Path:
         return self.root / "raw"
+
+    @property
+    def uncommitted_raw(self) -> Path:
+        """Where a batch's file waits until its batch commits, and stays if it never
+        does: apart from the committed batches in ``raw``."""
+        return self.root / "quarantine" / "raw"
 
     def write_partition(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
         """Atomically replace one partition with ``rows``."""
@@ -118,17 +134,55 @@ class Lake:
         return sorted(self.table_dir(table).glob(f"*=*/{batch_id}.parquet"))
 
     def keep_raw(self, source: Path, batch_id: str) -> Path:
-        """Copy a received file, byte for byte, to raw/<batch_id>/<name> (once)."""
-        target = self.raw / batch_id / source.name
+        """Copy a received file, byte for byte, to quarantine/raw/<batch_id>/<name>
+        (once), where it stays until ``commit_raw``."""
+        target = self.uncommitted_raw / batch_id / source.name
         if not target.exists():
             write_atomically(target, lambda scratch: shutil.copyfile(source, scratch))
         return target
+
+    def commit_raw(self, kept: Path, batch_id: str) -> Path:
+        """Move a kept file to raw/<batch_id>/<name> (a committed batch's is there
+        already), with any other name the same bytes were kept under."""
+        target = self.raw / batch_id / kept.name
+        if kept != target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(kept, target)
+            shutil.rmtree(kept.parent)
+        return target
+
+    def uncommit_raw(self, batch_id: str) -> None:
+        """Move raw/<batch_id>/ back beside the uncommitted batches' files (its batch
+        never committed: a crash between ``commit_raw`` and the batch record)."""
+        source, target = self.raw / batch_id, self.uncommitted_raw / batch_id
+        if not any(source.iterdir()):  # killed while copying, by an earlier release
+            source.rmdir()
+            return
+        shutil.rmtree(target, ignore_errors=True)  # the same bytes, kept again
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
 
     def raw_file(self, batch_id: str) -> Path:
         files = [p for p in (self.raw / batch_id).glob("*") if not p.name.startswith(".")]
         if len(files) != 1:
             raise FileNotFoundError(f"no raw file for batch {batch_id!r} in {self.raw}")
         return files[0]
+
+    def remove_scratch(self, folder: Path, older_than: timedelta | None = None) -> list[Path]:
+        """Remove the scratch files of writers that died mid-write (killed: an error
+        removes its own) from ``folder`` and its subfolders (a table's partitions).
+        The caller holds the lock every writer of ``folder`` holds, since a live
+        writer's scratch file looks just the same; or, where no lock is held, gives
+        ``older_than``, an age no live writer's scratch file reaches."""
+        cutoff = None if older_than is None else time.time() - older_than.total_seconds()
+        removed = []
+        for directory in (folder, *(p for p in folder.glob("*") if p.is_dir())):
+            for path in directory.glob(".*.tmp"):
+                if (SCRATCH_NAME.fullmatch(path.name) and path.is_file()
+                        and (cutoff is None or path.stat().st_mtime < cutoff)):
+                    path.unlink()
+                    removed.append(path)
+        return removed
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -141,6 +195,20 @@ class Lake:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def recovering_lock(self, name: str, recover: Callable[[], None]) -> Iterator[None]:
+        """``lock(name)``, calling ``recover`` first if the last holder did not finish
+        (it was killed, or failed): ``.<name>.finished`` exists only between holders
+        that finished, so a lake written before it existed is recovered once too."""
+        with self.lock(name):
+            finished = self.root / f".{name}.finished"
+            if finished.exists():
+                finished.unlink()
+            else:
+                recover()
+            yield
+            finished.touch()
 
     def landing_files(self) -> list[Path]:
         """Every file in the landing folder (hidden files, e.g. partial uploads, excepted)."""

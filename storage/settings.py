@@ -15,6 +15,8 @@ DEFAULT_DATA_DIR = "data"
 DEFAULT_ISSUER = "Example Cloud, Inc."
 DEFAULT_MAX_EVENT_AGE_DAYS = 400
 DEFAULT_ENGINE = "duckdb"
+DEFAULT_INGEST_IDLE_TIMEOUT = 5
+DEFAULT_INGEST_BODY_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Settings:
     # The state store of customers and subscriptions (docs/state.md), a SQLAlchemy URL;
     # empty: the SQLite file ``<data_dir>/state.db``.
     state_url: str = ""
+    # ``orb serve-ingest``, in seconds: how long a connection may wait without a request
+    # under way (before its first, between two, while its headers arrive), and how long
+    # a request's body may take to arrive (docs/ingestion.md).
+    ingest_idle_timeout: int = DEFAULT_INGEST_IDLE_TIMEOUT
+    ingest_body_timeout: int = DEFAULT_INGEST_BODY_TIMEOUT
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -44,6 +51,8 @@ class Settings:
                                                   str(DEFAULT_MAX_EVENT_AGE_DAYS))),
             engine=os.environ.get("ORB_ENGINE", DEFAULT_ENGINE),
             state_url=os.environ.get("ORB_STATE_URL", ""),
+            ingest_idle_timeout=_seconds("ORB_INGEST_IDLE_TIMEOUT", DEFAULT_INGEST_IDLE_TIMEOUT),
+            ingest_body_timeout=_seconds("ORB_INGEST_BODY_TIMEOUT", DEFAULT_INGEST_BODY_TIMEOUT),
         )
 
     @property
@@ -58,6 +67,14 @@ class Settings:
     def state_store_url(self) -> str:
         """``state_url``, or the SQLite file ``<data_dir>/state.db``."""
         return self.state_url or f"sqlite:///{Path(self.data_dir) / 'state.db'}"
+
+
+def _seconds(variable: str, default: int) -> int:
+    text = os.environ.get(variable, str(default))
+    if not text.strip().isdigit() or int(text) == 0:
+        raise ValueError(f"{variable} must be a whole number of seconds, 1 or more, "
+                         f"not {text!r}")
+    return int(text)
 
 
 class Deployment(Protocol):

@@ -9,6 +9,9 @@ run's 'issued' events, then one file per status change). A schema is that of the
 files; a partition key that is not one of its columns exists only in the path
 (``usage``'s ``billing_month``, ``events``' ``event_date``, the ``issue_run`` of issued
 documents). Column meanings: docs/lake.md, docs/revenue.md, docs/payments.md.
+
+The month tables a billing run writes (``storage/billing_runs.py``) are declared with the
+schema its stage computes plus ``run_id``, the run that wrote them.
 """
 
 from __future__ import annotations
@@ -137,6 +140,13 @@ SUB_LINE_ITEMS = pa.schema([
     ("quantity", QUANTITY),
     ("unit_amount", pa.decimal128(38, 12)),
     ("amount", pa.decimal128(38, 21)),
+])
+# Customers a billing run left out because rating them raised (pricing_sql/isolation.py).
+RATING_EXCLUSIONS = pa.schema([
+    ("customer_id", pa.string()),
+    ("step", pa.string()),  # "usage" (a metric) or "line_items" (pricing)
+    ("error", pa.string()),
+    ("idempotency_keys", pa.list_(pa.string())),  # the events found to cause it
 ])
 
 # -- invoicing -------------------------------------------------------------------------
@@ -392,6 +402,23 @@ STATE_SUBSCRIPTION_CHANGES = pa.schema([
     ("quantity", QUANTITY),
 ])
 
+# -- billing runs (storage/billing_runs.py) ----------------------------------------------
+
+RUN_ID = pa.field("run_id", pa.string())  # the billing run that wrote the row's partition
+# A billing run's commit, written after every table of its month: one file per run.
+BILLING_RUNS = pa.schema([
+    RUN_ID,
+    ("billing_month", pa.date32()),
+    ("finished_at", INSTANT),
+    ("tables", pa.list_(pa.string())),  # the month tables it wrote, each with its run_id
+])
+
+
+def _by_run(schema: pa.Schema) -> pa.Schema:
+    """A month table's file schema: the rows its stage computes, and the run that wrote them."""
+    return schema.append(RUN_ID)
+
+
 # -- the tables ------------------------------------------------------------------------
 
 BILLING_MONTH = "billing_month"  # the billing run's month, YYYY-MM-01
@@ -419,19 +446,24 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "each subscription's plans over time, per snapshot"),
     Table("state_subscription_changes", STATE_SUBSCRIPTION_CHANGES, BILLING_MONTH, True,
           "every subscription change a snapshot knew"),
-    Table("usage", USAGE, BILLING_MONTH, True, "each metric per usage window"),
-    Table("line_items", LINE_ITEMS, BILLING_MONTH, True, "every charge, priced and rounded"),
-    Table("sub_line_items", SUB_LINE_ITEMS, BILLING_MONTH, True,
+    Table("usage", _by_run(USAGE), BILLING_MONTH, True, "each metric per usage window"),
+    Table("line_items", _by_run(LINE_ITEMS), BILLING_MONTH, True,
+          "every charge, priced and rounded"),
+    Table("sub_line_items", _by_run(SUB_LINE_ITEMS), BILLING_MONTH, True,
           "each line item's breakdown by usage group and tier"),
-    Table("invoices", INVOICES, BILLING_MONTH, True, "the run's computed invoices"),
-    Table("invoice_adjustments", INVOICE_ADJUSTMENTS, BILLING_MONTH, True,
+    Table("rating_exclusions", _by_run(RATING_EXCLUSIONS), BILLING_MONTH, True,
+          "customers left out of the month because rating them raised, and why"),
+    Table("invoices", _by_run(INVOICES), BILLING_MONTH, True, "the run's computed invoices"),
+    Table("invoice_adjustments", _by_run(INVOICE_ADJUSTMENTS), BILLING_MONTH, True,
           "each discount, minimum and maximum applied, in order"),
-    Table("invoice_corrections", INVOICE_CORRECTIONS, BILLING_MONTH, True,
+    Table("invoice_corrections", _by_run(INVOICE_CORRECTIONS), BILLING_MONTH, True,
           "per-line differences between the run and the issued invoices"),
     Table("credit_grants", CREDIT_GRANTS, "grant_id", True,
           "prepaid credit grants, written once"),
-    Table("credit_ledger", CREDIT_LEDGER, BILLING_MONTH, True,
+    Table("credit_ledger", _by_run(CREDIT_LEDGER), BILLING_MONTH, True,
           "the run's credit drawdowns and expiries"),
+    Table("billing_runs", BILLING_RUNS, BILLING_MONTH, True,
+          "each completed billing run of a month, written after all its tables"),
     Table("issued_documents", ISSUED_DOCUMENTS, ISSUE_RUN, True,
           "issued invoices and credit notes, one file per issuing run, written once"),
     Table("issued_lines", ISSUED_LINES, ISSUE_RUN, True,

@@ -81,10 +81,10 @@ def test_credits_expire_across_periods(tmp_path):
     lake = Lake(tmp_path)
     plan = basic(fee="25.00", calls="1.00")
     catalog = shop([plan], {"plan_id": "basic", "start_date": "2026-01-01"})
-    record_grant(lake, "c", "USD", Decimal("50.00"), Decimal(1), date(2026, 9, 1),
+    record_grant(lake, catalog, "c", "USD", Decimal("50.00"), Decimal(1), date(2026, 9, 1),
                  date(2026, 10, 20), grant_id="g1")
-    record_grant(lake, "c", "USD", Decimal("10.00"), Decimal(0), date(2026, 10, 5), None,
-                 grant_id="g2")
+    record_grant(lake, catalog, "c", "USD", Decimal("10.00"), Decimal(0), date(2026, 10, 5),
+                 None, grant_id="g2")
     con = connect()
 
     def run(month, calls):

@@ -31,7 +31,7 @@ def shop():
 
 
 def october_tokens(lake):
-    usage = compute_usage(connect(), lake, shop(), date(2026, 10, 1)).to_pylist()
+    usage = compute_usage(connect(), lake, shop(), date(2026, 10, 1)).usage.to_pylist()
     return {row["window_id"].split(":")[0]: int(row["quantity"]) for row in usage}
 
 

@@ -1,8 +1,12 @@
 import json
+from decimal import Decimal
 
+import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from invoicing.credit_grants import read_grants
+from storage.lake import Lake
 
 TIERED = {"model_type": "tiered", "tiered_config": {"tiers": [
     {"first_unit": 0, "last_unit": 10, "unit_amount": "0.50"},
@@ -57,7 +61,8 @@ def test_metrics_check_flags_bad_sql(tmp_path):
     assert result.exit_code == 1
     assert rows(result.output) == [
         ["ok", "ok", "yes", "yes", "yes"],
-        ["bad", "line 1, column 22: a metric must select FROM events", "-", "-", "-"],
+        ["bad", "metrics.yaml:3: metrics[1].sql: line 1, column 22: a metric must select FROM "
+                "events", "-", "-", "-"],
     ]
 
 
@@ -138,3 +143,59 @@ def test_invoice_lifecycle_and_credits(tmp_path, monkeypatch):
         ("grant", "", "$4.00", "$4.00"), ("drawdown", "c1-20261101-USD", "-$4.00", "$0.00")]
     dry = run("rerate", "--period", "2026-10", "--dry-run", *data)
     assert "0 invoices change" in dry.output
+
+
+PLAN_P = CALLS + (
+    "plans: [{id: p, name: P, currency: USD, prices: [{id: p_calls, name: Calls, "
+    "billable_metric_id: calls, model_type: unit, unit_config: {unit_amount: '2.00'}}]}]\n")
+GRANT = {"--customer": "c1", "--amount": "4.00", "--currency": "USD", "--effective": "2026-10-01"}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"--amount": "1e30"}, "amount 1E+30 is too large: an amount must be below "
+                           "1,000,000,000,000,000,000"),
+    ({"--amount": "NaN"}, "amount NaN is not a finite number"),
+    ({"--amount": "Infinity"}, "amount Infinity is not a finite number"),
+    ({"--amount": "-5"}, "amount -5 must be a positive number"),
+    ({"--amount": "4.001"}, "amount 4.001 has more than 2 decimal digit(s), the minor unit of "
+                            "USD"),
+    ({"--currency": "XXX"}, "currency: ISO 4217 code 'XXX' is not a currency of money"),
+    ({"--currency": "XTS"}, "currency: ISO 4217 code 'XTS' is not a currency of money"),
+    ({"--currency": "EUR"}, "currency EUR: customer 'c1' is billed in USD; a grant pays only "
+                            "invoices in its currency"),
+    ({"--customer": "c2"}, "customer 'c2' has no subscription, so no currency a grant of USD "
+                           "could pay in"),
+    ({"--customer": "c9"}, "unknown customer 'c9'"),
+    ({"--cost-basis": "NaN"}, "cost_basis NaN must be a number, zero or more"),
+    ({"--cost-basis": "0.0000000001"}, "cost_basis 1E-10 does not fit DECIMAL(38, 9)"),
+    # every problem at once
+    ({"--amount": "NaN", "--currency": "xxx", "--expires": "2026-09-30"},
+     "currency: ISO 4217 code 'XXX' is not a currency of money; amount NaN is not a finite "
+     "number; expiry 2026-09-30 must be after effective date 2026-10-01"),
+])
+def test_a_bad_grant_is_refused_with_every_problem_and_nothing_written(tmp_path, monkeypatch,
+                                                                       changes, message):
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    assert run("customers", "add", "c2", "--name", "Two", *data).exit_code == 0
+    assert run("subscriptions", "create", "s1", "--customer", "c1", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
+    options = [part for item in {**GRANT, **changes}.items() for part in item]
+    result = run("credits", "grant", *options, *data)  # an exception would be raised here
+    assert (result.exit_code, result.output) == (1, f"Error: credit grant refused: {message}\n")
+    assert not Lake(tmp_path).table_dir("credit_grants").exists()
+
+
+def test_a_grant_takes_its_currency_in_any_case(tmp_path, monkeypatch):
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    assert run("subscriptions", "create", "s1", "--customer", "c1", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
+    bad_day = run("credits", "grant", "--customer", "c1", "--amount", "4", "--currency", "USD",
+                  "--effective", "2026-10-32", *data)
+    assert bad_day.exit_code == 2 and "expected YYYY-MM-DD, got '2026-10-32'" in bad_day.output
+    granted = run("credits", "grant", "--customer", "c1", "--amount", "4.0", "--currency", "usd",
+                  "--effective", "2026-10-01", *data)
+    assert granted.exit_code == 0 and "Granted $4.00 to c1" in granted.output
+    ledger = rows(run("credits", "ledger", "--customer", "c1", *data).output)
+    assert [(r[0], r[1], r[4]) for r in ledger] == [("2026-10-01", "grant", "$4.00")]
+    (grant,) = read_grants(Lake(tmp_path))
+    assert (grant.currency, grant.amount) == ("USD", Decimal("4.00"))

@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from sqlglot import exp
 
 from assets.resources import OrbStore
+from billing.catalog import Catalog
 from cli.export import export as export_command
 from ingestion.amendments import record_amendment
 from invoicing.credit_grants import record_grant
@@ -31,13 +32,14 @@ from storage.exports import lake_export as exports
 from storage.exports.ddl import DIALECTS, UnsupportedType, create_table
 from storage.lake import Lake
 from storage.tables import INTERNAL_TABLES, PUBLISHED_TABLES, TABLES
-from tests.scenario import write_scenario
+from tests.scenario import CATALOG, write_scenario
 
 OCTOBER = date(2026, 10, 1)
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TOTALS = {"ny-20261101-USD": Decimal("26.83"), "tokyo-20261015-JPY": Decimal("548"),
           "tokyo-20261101-JPY": Decimal("1003")}
 BUCKET = "warehouse"
+SCENARIO = Catalog.model_validate(CATALOG)  # the grants' customers and currencies
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,8 @@ def lake(tmp_path_factory) -> Lake:
     write_scenario(root)
     store = OrbStore(data_dir=str(root), max_event_age_days=36500)
     # Effective after October's invoices are dated: exported, but it pays none of them.
-    record_grant(store.lake, "ny", "USD", Decimal("50.00"), Decimal(1), date(2026, 11, 15),
-                 None, grant_id="g1")
+    record_grant(store.lake, SCENARIO, "ny", "USD", Decimal("50.00"), Decimal(1),
+                 date(2026, 11, 15), None, grant_id="g1")
     runner.bill_months(build_definitions(store), [OCTOBER], dg.DagsterInstance.ephemeral())
     issue_month(connect(), store.lake, OCTOBER, NOW)
     record_amendment(store.lake, "tokyo", datetime(2026, 10, 31, 15, tzinfo=UTC),
@@ -190,8 +192,8 @@ def test_an_interrupted_export_leaves_the_previous_one_published(lake, tmp_path,
     copy = Lake(shutil.copytree(lake.root, tmp_path / "lake"))
     out = str(tmp_path / "out")
     first = exports.export(copy, out, now=NOW).manifest
-    record_grant(copy, "tokyo", "JPY", Decimal(500), Decimal(1), date(2026, 12, 1), None,
-                 grant_id="g2")
+    record_grant(copy, SCENARIO, "tokyo", "JPY", Decimal(500), Decimal(1), date(2026, 12, 1),
+                 None, grant_id="g2")
 
     class Killed(Exception):
         pass
@@ -238,6 +240,7 @@ EXPECTED_DDL = {
   line_item_ids ARRAY,
   base DECIMAL(38, 4),
   amount DECIMAL(38, 4),
+  run_id VARCHAR,
   billing_month DATE
 )""",
     "bigquery": """CREATE TABLE invoice_adjustments (
@@ -248,6 +251,7 @@ EXPECTED_DDL = {
   line_item_ids ARRAY<STRING>,
   base BIGNUMERIC(38, 4),
   amount BIGNUMERIC(38, 4),
+  run_id STRING,
   billing_month DATE
 )
 PARTITION BY billing_month""",
@@ -259,6 +263,7 @@ PARTITION BY billing_month""",
   line_item_ids ARRAY<STRING>,
   base DECIMAL(38, 4),
   amount DECIMAL(38, 4),
+  run_id STRING,
   billing_month DATE
 )
 USING PARQUET
@@ -273,6 +278,7 @@ PARTITIONED BY (
   line_item_ids TEXT[],
   base DECIMAL(38, 4),
   amount DECIMAL(38, 4),
+  run_id TEXT,
   billing_month DATE
 )""",
 }

@@ -1,9 +1,12 @@
 """The HTTP ingestion endpoint (Orb's POST /v1/ingest): one batch per request."""
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
 
@@ -212,3 +215,66 @@ def test_orb_serve_ingest_over_http(data, tmp_path):
         server.wait(timeout=30)
     assert lake_events(data) == [("k1", "c1", ts)]
     assert "Traceback" not in log.read_text()  # the Dagster report went through too
+
+
+def read_until_closed(sock: socket.socket, trickle: bytes = b"") -> tuple[bytes, float]:
+    """What the server sends on ``sock`` until it closes it, and after how many seconds;
+    meanwhile one byte of ``trickle`` is sent every 0.2 s, as a slow client would."""
+    start, received = time.monotonic(), b""
+    sock.settimeout(0.2)
+    while time.monotonic() - start < 30:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            if trickle:
+                sock.sendall(trickle[:1])
+                trickle = trickle[1:]
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received, time.monotonic() - start
+
+
+def test_idle_connections_and_slow_requests_are_closed(data, tmp_path):
+    port, log = free_port(), tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env |= {"ORB_INGEST_IDLE_TIMEOUT": "1", "ORB_INGEST_BODY_TIMEOUT": "2"}
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve-ingest", "--data-dir", str(data),
+             "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
+    head = b"POST /v1/ingest HTTP/1.1\r\nHost: orb\r\nContent-Type: application/json\r\n"
+    try:
+        wait_until_listening(port, server, "orb serve-ingest", log.read_text)
+        with contextlib.ExitStack() as stack:
+            def connection() -> socket.socket:  # opened when its case starts: 1 s each
+                return stack.enter_context(socket.create_connection(("127.0.0.1", port)))
+
+            # nothing sent at all; a head that never ends, a byte every 0.2 s
+            sent, seconds = read_until_closed(connection())
+            assert sent == b"" and 0.9 < seconds < 5
+            sent, seconds = read_until_closed(connection(), b"X-Slow: " + b"a" * 200)
+            assert sent == b"" and 0.9 < seconds < 5
+            # a body that trickles in: 2 s for all of it, however steadily it comes
+            body = connection()
+            body.sendall(head + b"Content-Length: 300\r\n\r\n")
+            sent, seconds = read_until_closed(body, b'{"events": [' + b" " * 200)
+            status, _, content = sent.partition(b"\r\n\r\n")
+            assert status.startswith(b"HTTP/1.1 408 ") and b"connection: close" in status
+            assert json.loads(content) == {"type": "about:blank", "status": 408,
+                                           "title": "Request timeout",
+                                           "detail": "the body did not arrive within 2 s"}
+            assert 1.9 < seconds < 6
+            # answered, then idle: closed after the keep-alive timeout
+            answered = connection()
+            answered.sendall(head + b"Content-Length: 2\r\n\r\n[]")
+            sent, seconds = read_until_closed(answered)
+            assert sent.startswith(b"HTTP/1.1 400 ") and 0.9 < seconds < 5
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not Lake(data).all_files("batches")
+    assert "Traceback" not in log.read_text()

@@ -142,21 +142,34 @@ def test_manual_payments_are_recorded_exactly_once(tmp_path):
      [":2: INV-000001 is 100.00 USD, the payment is 99.99 USD (partial payments and "
       "over-payments are not supported)"]),
     (["INV-000001,100.00,EUR,2026-11-20,w1"],
-     [":2: INV-000001 is 100.00 USD, the payment is 100.00 EUR"]),
+     [":2: INV-000001 is 100.00 USD, the payment is in EUR (a payment must be in the "
+      "invoice's currency)"]),
     (["INV-000002,15000.5,JPY,2026-11-20,w1", "INV-000001,1e2x,USD,2026-11-20,w2"],
      [":2: amount 15000.5 has more than 0 decimal digit(s), the minor unit of JPY",
       ":3: amount '1e2x' is not a decimal number"]),
     (["INV-000001,100.001,USD,2026-11-20,w1"],
      [":2: amount 100.001 has more than 2 decimal digit(s), the minor unit of USD"]),
     (["INV-000001,100.00,USD,2026-11-20,w1", "INV-000001,100.00,USD,2026-11-21,w2"],
-     [":3: INV-000001 is already paid on line 2"]),
+     [":3: INV-000001 is already on line 2 (one payment per invoice)"]),
+    # every line's problems, the invoice's included, in one pass
     (["INV-000009,100.00,USD,2026-11-20,w1", "INV-000001,100.00,XYZ,2026-11-20,w2",
       "INV-000002,,JPY,2026-11-20,w3", "INV-000001,-100.00,USD,20.11.2026,w4"],
-     [":3: unknown ISO 4217 currency code 'XYZ'", ":4: empty amount",
-      ":5: amount '-100.00' must be a positive number"]),
+     [":2: no issued invoice 'INV-000009'", ":3: unknown ISO 4217 currency code 'XYZ'",
+      ":4: empty amount", ":5: amount -100.00 must be a positive number",
+      ":5: paid_at '20.11.2026' is not an ISO 8601 date or instant",
+      ":5: INV-000001 is already on line 3 (one payment per invoice)"]),
     (["INV-000009,100.00,USD,2026-11-20,w1"], [":2: no issued invoice 'INV-000009'"]),
     (["INV-000001,100.00,USD,20.11.2026,w4"],
      [":2: paid_at '20.11.2026' is not an ISO 8601 date or instant"]),
+    # beyond any amount the lake sums safely, not a number, not money
+    (["INV-000001,1e30,USD,2026-11-20,w1", "INV-000002,NaN,JPY,2026-11-20,w2",
+      "INV-000001,Infinity,xxx,2026-11-20,w3"],
+     [":2: amount 1E+30 is too large: an amount must be below "
+      "1,000,000,000,000,000,000",
+      ":3: amount NaN is not a finite number",
+      ":4: ISO 4217 code 'XXX' is not a currency of money",
+      ":4: amount Infinity is not a finite number",
+      ":4: INV-000001 is already on line 2 (one payment per invoice)"]),
 ])
 def test_manual_file_is_rejected_naming_file_and_line(tmp_path, rows, problems):
     lake, catalog = issued_lake(tmp_path)
@@ -164,10 +177,47 @@ def test_manual_file_is_rejected_naming_file_and_line(tmp_path, rows, problems):
     write_payments(file, *rows)
     with pytest.raises(PaymentFileError) as error:
         run_payments(lake, ManualProcessor(file), ISSUED, catalog)
-    assert len(error.value.problems) == len(problems)
-    for problem, expected in zip(error.value.problems, problems, strict=True):
-        assert problem.startswith(f"{file}{expected}"), problem
+    assert error.value.problems == [f"{file}{expected}" for expected in problems]
     assert records(lake) == [] and set(statuses(lake).values()) == {"issued"}
+
+
+def test_every_kind_of_problem_is_reported_in_one_pass(tmp_path):
+    # Issued in customer order: acme INV-000001, bolt -2, dune -3, eden -4, kyoto -5.
+    lake, catalog = issued_lake(tmp_path, {"acme": ("USD", "100.00"), "bolt": ("USD", "40.00"),
+                                           "dune": ("USD", "7.50"), "eden": ("EUR", "12.00"),
+                                           "kyoto": ("JPY", "15000")})
+    documents.change_status(lake, "INV-000002", "void", ISSUED, "wrong address")
+    file = tmp_path / "payments.csv"
+    write_payments(file, "INV-000001,100.00,USD,2026-11-31,w1",  # no such day
+                   "INV-000002,40.00,USD,2026-11-20,w2",  # void
+                   "INV-000005,15000,USD,2026-11-20,w3",  # a JPY invoice
+                   "INV-000003,7.05,USD,2026-11-20,w4",  # 7.50 due
+                   "INV-000004,12,eur,2026-11-21,sepa")  # right, yet not recorded
+    with pytest.raises(PaymentFileError) as error:
+        run_payments(lake, ManualProcessor(file), ISSUED, catalog)
+    assert error.value.problems == [
+        f"{file}:2: paid_at '2026-11-31' is not an ISO 8601 date or instant",
+        f"{file}:3: INV-000002 is void: a payment for a void invoice is refused",
+        f"{file}:4: INV-000005 is 15000 JPY, the payment is in USD (a payment must be in "
+        "the invoice's currency)",
+        f"{file}:5: INV-000003 is 7.50 USD, the payment is 7.05 USD (partial payments and "
+        "over-payments are not supported)"]
+    assert records(lake) == []
+    assert statuses(lake) == {"INV-000001": "issued", "INV-000002": "void",
+                              "INV-000003": "issued", "INV-000004": "issued",
+                              "INV-000005": "issued"}
+
+    # those four fixed, nothing new comes up; currencies in any case are the same code
+    write_payments(file, "INV-000001,100.00,usd,2026-11-30,w1",
+                   "INV-000005,15000,JPY,2026-11-20,w3",
+                   "INV-000003,7.5,USD,2026-11-20,w4",
+                   "INV-000004,12,eur,2026-11-21,sepa")
+    summary = run_payments(lake, ManualProcessor(file), ISSUED, catalog)
+    assert summary.paid == ["INV-000001", "INV-000003", "INV-000004", "INV-000005"]
+    assert sorted((r["subject"], r["amount"], r["currency"])
+                  for r in ledger.read_all(lake).to_pylist()) == [
+        ("INV-000001", Decimal("100.0000"), "USD"), ("INV-000003", Decimal("7.5000"), "USD"),
+        ("INV-000004", Decimal("12.0000"), "EUR"), ("INV-000005", Decimal("15000.0000"), "JPY")]
 
 
 def test_manual_file_without_columns_is_rejected(tmp_path):

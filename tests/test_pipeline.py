@@ -26,6 +26,7 @@ import pytest
 from assets.resources import OrbStore
 from billing.catalog import CatalogError
 from pipelines import runner
+from storage import billing_runs
 from tests.scenario import OCTOBER, scenario_bytes, write_scenario
 
 
@@ -104,19 +105,31 @@ def test_documents_are_written(billed):
 
 
 def test_rerunning_a_partition_is_byte_identical(billed):
-    """Every output of a re-run month is byte-identical; each run keeps its own state
-    snapshot, holding the same customers and subscriptions."""
+    """Every output of a re-run month is byte-identical but for the run id its month
+    tables carry; each run keeps its own state snapshot, holding the same customers and
+    subscriptions, and its own commit."""
     store, defs, instance = billed
 
     def fingerprint():
         files = sorted((store.lake.root / "lake").rglob("*.parquet"))
-        return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+        return {str(f): digest(f) for f in files}
+
+    def digest(path):
+        if path.parent.parent.name not in billing_runs.RUN_TABLES:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        rows = pq.read_table(path, partitioning=None)
+        return rows.drop_columns(["run_id"]), set(rows["run_id"].to_pylist())
 
     def outputs(prints):
-        # batch records hold the time they were committed, snapshots are kept per run;
-        # everything else must not move
-        return {path: digest for path, digest in prints.items()
-                if "/batches/" not in path and "/state_" not in path}
+        # batch records hold the time they were committed, snapshots and commits are kept
+        # per run, and the run id of the month tables is the run's; nothing else moves
+        return {path: print_[0] if isinstance(print_, tuple) else print_
+                for path, print_ in prints.items() if "/batches/" not in path
+                and "/state_" not in path and "/billing_runs/" not in path}
+
+    def run_ids(prints):
+        return set().union(*(print_[1] for print_ in prints.values()
+                             if isinstance(print_, tuple)))
 
     def snapshots():
         return sorted((store.lake.root / "lake" / "state_snapshots").rglob("*.parquet"))
@@ -124,8 +137,12 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     before = fingerprint()
     runner.bill_months(defs, [OCTOBER], instance)
     assert outputs(fingerprint()) == outputs(before)
+    (first_run,), (second_run,) = run_ids(before), run_ids(fingerprint())
+    assert second_run != first_run
+    assert billing_runs.completed_runs(store.lake, OCTOBER) == [second_run, first_run]
     first, second = snapshots()
-    assert len(fingerprint()) == len(before) + 6  # the second run's snapshot: 6 tables
+    # the second run's snapshot (6 tables) and commit
+    assert len(fingerprint()) == len(before) + 7
     content = [pq.read_table(store.lake.table_dir("state_subscriptions") / path.parent.name
                              / path.name).drop_columns(["snapshot_id"])
                for path in (first, second)]
@@ -135,10 +152,10 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     runner.bill_months(defs, [OCTOBER], instance)
     assert outputs(fingerprint()) == outputs(before)
     # 8 event days (Oct 1, 5, 6, 10, 14, 20, 31, Nov 1), 2 quarantine and 2 batch
-    # records, the state snapshot (6 tables), usage, line items, sub line items,
-    # invoices, adjustments, credit ledger, corrections, and 7 revenue tables (the key
-    # index is numpy arrays, not Parquet)
-    assert len(before) == 32
+    # records, the state snapshot (6 tables), usage, rating exclusions, line items, sub
+    # line items, invoices, adjustments, credit ledger, corrections, the run's commit and
+    # 7 revenue tables (the key index is numpy arrays, not Parquet)
+    assert len(before) == 34
 
 
 def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):

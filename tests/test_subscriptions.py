@@ -148,7 +148,7 @@ def test_dst_month_counts_usage_between_local_midnights(tmp_path):
         ev("nov-30-late", ts="2026-12-01T04:59:59Z", customer="c"),  # Nov 30, 23:59:59 EST
         ev("dec-1-first", ts="2026-12-01T05:00:00Z", customer="c"),  # Dec 1, 00:00 EST
     )], datetime(2026, 12, 2, tzinfo=UTC))
-    usage = compute_usage(connect(), lake, catalog, NOVEMBER).to_pylist()
+    usage = compute_usage(connect(), lake, catalog, NOVEMBER).usage.to_pylist()
     assert [(u["window_id"], u["quantity"]) for u in usage] == [
         ("s:20261101-20261201", Decimal(2))]
 

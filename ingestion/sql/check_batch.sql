@@ -4,6 +4,10 @@
 --         customers          (customer_id, external_customer_id)
 -- Parameters: $earliest, $latest  the accepted timestamp window [earliest, latest]
 --             $numeric_keys       properties some metric reads as a number, sorted
+--             $property_limit     such a property's value, as rated (DECIMAL(38, 9)), must be
+--                                 below it in absolute value (pricing_sql.metrics.PROPERTY_LIMIT:
+--                                 what a month of a customer's events can sum without overflow)
+--             $out_of_range       the reason's words for a number beyond it
 --             $closed_before      events before this UTC date fall in invoiced months
 -- Result: one row per raw event, reject_reason NULL for events to keep: those first
 -- (ingestion/batches.py takes them as a slice), in the order they are written (timestamp,
@@ -49,20 +53,26 @@ checked AS (
                 THEN 'properties is not a JSON object'
             WHEN "timestamp" < $earliest THEN 'timestamp is before the accepted window'
             WHEN "timestamp" > $latest THEN 'timestamp is in the future'
-            WHEN bad_number IS NOT NULL
-                THEN 'property ' || bad_number || ' is not a number in range'
+            WHEN bad_number IS NOT NULL THEN 'property ' || bad_number || CASE
+                -- a number (1e30, -inf) beyond the limit, or not a number at all
+                WHEN isnan(coalesce(TRY_CAST(
+                        json_extract_string(properties, '$.' || bad_number) AS DOUBLE), 'NaN'))
+                    THEN ' is not a number'
+                ELSE ' ' || $out_of_range
+            END
         END AS problem
     FROM (
         SELECT
             *,
-            -- the first property a metric needs as a number that is not one: one parse
-            -- per event for all of them (a lateral join over the keys made DuckDB keep
-            -- every event in memory for a second pass)
+            -- the first property a metric needs as a number that is not one below the
+            -- limit: one parse per event for all of them (a lateral join over the keys
+            -- made DuckDB keep every event in memory for a second pass)
             $numeric_keys[list_position(
                 list_transform(
                     json_extract_string(properties,
                                         list_transform($numeric_keys, lambda k: '$.' || k)),
-                    lambda v: v IS NULL OR TRY_CAST(v AS DECIMAL(38, 9)) IS NOT NULL),
+                    lambda v: v IS NULL OR coalesce(
+                        abs(TRY_CAST(v AS DECIMAL(38, 9))) < $property_limit, false)),
                 false)] AS bad_number
         FROM resolved
     )

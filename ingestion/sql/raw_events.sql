@@ -1,7 +1,9 @@
 -- Every raw event of a batch as text, whatever its format, with where it came from.
 -- Tables: parquet_events     Parquet rows, every field as text (ingestion/sources.py)
---         csv_events         CSV records, and one row per unreadable file (file_error)
---         json_lines         JSON Lines: one row per line (blank lines are skipped here)
+--         csv_events         CSV records (file_error set for one that cannot be read), and
+--                            one row per file that cannot be read at all
+--         json_lines         JSON Lines: one row per line (blank lines are skipped here),
+--                            line_error set for a line that is not UTF-8
 -- Result: temp view raw_events, read by check_batch.sql, and again by batch_rejects.sql
 -- for the fields of the few events found to be duplicates afterwards.
 CREATE OR REPLACE TEMP VIEW raw_events AS
@@ -10,6 +12,7 @@ WITH json_events AS (
         source_file,
         source_row,
         CASE
+            WHEN line_error IS NOT NULL THEN line_error
             WHEN NOT json_valid(line) THEN 'line is not valid JSON'
             WHEN json_type(line) <> 'OBJECT' THEN 'line is not a JSON object'
         END AS file_error,

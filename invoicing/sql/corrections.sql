@@ -1,15 +1,18 @@
 -- Corrections of issued invoices: for each computed invoice that was issued (and not
 -- voided), the difference per line between what the run computes now and what the
 -- issued invoice plus its issued corrections already billed. Issued invoices the run no
--- longer produces (a subscription cancelled after the fact) are corrected to zero.
+-- longer produces (a subscription cancelled after the fact) are corrected to zero; those
+-- of customers the run left out (rating them raised) are not corrected at all.
 -- Tables: computed_lines  document_lines.sql for this run
 --         issued_heads, issued_lines, document_status (number, status)
+--         excluded_customers (customer_id) left out of this run
 -- Parameters: $month, the billing month
 WITH live AS (
     SELECT h.*
     FROM issued_heads AS h
     JOIN document_status AS s USING (number)
     WHERE s.status <> 'void' AND h.billing_month = $month
+        AND h.customer_id NOT IN (SELECT customer_id FROM excluded_customers)
 ),
 originals AS (
     SELECT invoice_id, number AS corrects
