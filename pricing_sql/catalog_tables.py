@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from billing.catalog import Catalog
-from billing.catalog.prices import Price
+from billing.catalog.prices import CompositePrice, Price
 from billing.charges import BillingWindow
 
 QUANTITY = pa.decimal128(38, 9)
@@ -61,6 +61,19 @@ PRICE_TERMS = pa.schema([
     ("package_size", QUANTITY),
     ("allocation", QUANTITY),
     ("matrix_allocation", QUANTITY),
+    ("allocation_per_group", QUANTITY),
+    ("group_maximum", UNIT_AMOUNT),
+    ("max_group", pa.bool_()),
+    ("filter_values", pa.list_(pa.string())),
+    ("rate_from_group", pa.bool_()),
+    ("composite", pa.string()),
+    ("composite_rate", UNIT_AMOUNT),
+    ("composite_minimum", UNIT_AMOUNT),
+    ("composite_maximum", UNIT_AMOUNT),
+    ("components", pa.list_(pa.string())),
+    ("consumption_values", pa.list_(pa.string())),
+    ("allowance_values", pa.list_(pa.string())),
+    ("prorated_group_minimum", UNIT_AMOUNT),
 ])
 
 PRICE_TIERS = pa.schema([
@@ -71,6 +84,7 @@ PRICE_TIERS = pa.schema([
     ("rate", UNIT_AMOUNT),
     ("flat_amount", UNIT_AMOUNT),
     ("minimum_amount", UNIT_AMOUNT),
+    ("cell_values", pa.list_(pa.string())),
 ])
 
 PRICE_CELLS = pa.schema([
@@ -120,8 +134,23 @@ def _prices(catalog: Catalog) -> list[Price]:
     return [price for plan in catalog.plans for price in plan.all_prices()]
 
 
+def _components(catalog: Catalog) -> dict[str, list[str]]:
+    """Each composite price's components: the prices of its own plan version it is on."""
+    return {
+        price.id: price.components(version.prices)
+        for plan in catalog.plans
+        for version in (plan.version(n) for n in range(1, len(plan.versions) + 2))
+        for price in version.prices if isinstance(price, CompositePrice)
+    }
+
+
+def _values(value: str | None) -> list[str] | None:
+    return None if value is None else [value]
+
+
 def price_terms_table(catalog: Catalog) -> pa.Table:
     rows = []
+    components = _components(catalog)
     for price in _prices(catalog):
         program = price.program()
         rows.append({
@@ -131,24 +160,41 @@ def price_terms_table(catalog: Catalog) -> pa.Table:
             "package_size": program.package_size,
             "allocation": program.allocation,
             "matrix_allocation": program.matrix_allocation,
+            "allocation_per_group": program.allocation_per_group,
+            "group_maximum": program.group_maximum,
+            "max_group": program.max_group,
+            "filter_values": None if program.filter_values is None else list(
+                program.filter_values),
+            "rate_from_group": program.rate_from_group,
+            "composite": program.composite,
+            "composite_rate": program.composite_rate,
+            "composite_minimum": program.composite_minimum,
+            "composite_maximum": program.composite_maximum,
+            "components": components.get(price.id),
+            "consumption_values": _values(program.consumption_value),
+            "allowance_values": _values(program.allowance_value),
+            "prorated_group_minimum": program.prorated_group_minimum,
         })
     return pa.Table.from_pylist(rows, schema=PRICE_TERMS)
 
 
 def price_tiers_table(catalog: Catalog) -> pa.Table:
-    rows = [
-        {
-            "price_id": price.id,
-            "tier_index": index,
-            "lower": tier.lower,
-            "upper": tier.upper,
-            "rate": tier.rate,
-            "flat_amount": tier.flat_amount,
-            "minimum_amount": tier.minimum_amount,
-        }
-        for price in _prices(catalog)
-        for index, tier in enumerate(price.program().tiers)
-    ]
+    rows = []
+    for price in _prices(catalog):
+        # numbered within each set of tiers: the price's own, and each cell's
+        numbered: dict[tuple[str | None, ...] | None, int] = {}
+        for tier in price.program().tiers:
+            index = numbered[tier.cell] = numbered.get(tier.cell, -1) + 1
+            rows.append({
+                "price_id": price.id,
+                "tier_index": index,
+                "lower": tier.lower,
+                "upper": tier.upper,
+                "rate": tier.rate,
+                "flat_amount": tier.flat_amount,
+                "minimum_amount": tier.minimum_amount,
+                "cell_values": None if tier.cell is None else list(tier.cell),
+            })
     return pa.Table.from_pylist(rows, schema=PRICE_TIERS)
 
 

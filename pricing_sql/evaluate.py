@@ -4,10 +4,14 @@
     Decimal('1.50')
 
 ``usage`` is a quantity, or for grouped and matrix prices a list of
-``{"group": {"region": "us"}, "quantity": 12}`` rows. The price is rated as a
+``{"group": {"region": "us"}, "quantity": 12}`` rows; rows of the same group are one
+group. A quantity is a number of at most 9 decimal places and never negative: a
+negative or malformed one is refused with an error naming it. The price is rated as a
 usage price over one whole month for a customer in UTC, through
 ``line_items.sql`` exactly as in a billing run (a prorated price is therefore
-not reduced). The result is rounded to the price's ``currency`` (default USD).
+not reduced). The result is rounded to the price's ``currency`` (default USD). A
+composite price (``percent``, ``minimum_composite``) is priced over no other prices:
+its minimum, or 0.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
-from typing import Any, NotRequired, TypedDict
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any, NotRequired, TypedDict, get_args
 
 import pyarrow as pa
 from pydantic import TypeAdapter, ValidationError
@@ -30,7 +34,7 @@ from billing.catalog.models import (
     Plan,
     Subscription,
 )
-from billing.catalog.prices import Price
+from billing.catalog.prices import PRICE_MODELS, QUANTITY_PLACES, Price, UnsupportedModelType
 from billing.charges import billing_windows
 from pricing_sql.rating import price_line_items
 from storage.duck import connect
@@ -39,6 +43,7 @@ from storage.tables import USAGE
 
 MONTH = date(2026, 1, 1)
 EVALUATE = "evaluate"
+QUANTITY_LIMIT = Decimal(1).scaleb(38 - QUANTITY_PLACES)
 
 # A price as parsed from JSON: pydantic checks its shape, so its values are untyped here.
 PriceJSON = Mapping[str, Any]
@@ -65,33 +70,79 @@ class Breakdown:
 
 def _price_model(price: PriceJSON) -> Price:
     model_type = price.get("model_type")
+    unsupported = get_args(UnsupportedModelType)
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"unknown model_type {model_type!r}; the price models are: "
+                         + ", ".join(sorted(MODEL_TYPES.difference(unsupported))))
     config = f"{model_type}_config"
-    if config not in price:
+    if config not in price and model_type not in unsupported:
         raise ValueError(f"price has model_type {model_type!r} but no {config!r}")
     spec = {"id": str(price.get("id") or EVALUATE), "name": str(price.get("name") or EVALUATE),
-            "model_type": model_type, config: price[config], "billable_metric_id": EVALUATE}
+            "model_type": model_type, config: price.get(config)}
+    if not any(m.COMPOSITE and model_type in get_args(m.model_fields["model_type"].annotation)
+               for m in PRICE_MODELS):
+        spec["billable_metric_id"] = EVALUATE
     try:
         return TypeAdapter(Price).validate_python(spec)
     except ValidationError as exc:
         raise ValueError("invalid price: " + "; ".join(
-            ".".join(str(p) for p in err["loc"] if p not in MODEL_TYPES) + ": " + err["msg"]
-            for err in exc.errors())) from exc
+            f"{_field(err['loc'])}: {err['msg']}" for err in exc.errors())) from exc
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """``tiered_config.tiers[1].unit_amount``; pydantic's union tags (model types) left out."""
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc if p not in MODEL_TYPES]
+    return "".join(parts).lstrip(".") or "price"
+
+
+def _quantity(value: object, where: str) -> Decimal:
+    """``value`` as a usage quantity the SQL holds exactly, or an error naming ``where``.
+
+    A negative quantity is refused: a billing run rates a negative metric value as 0
+    (docs/pricing.md#negative-usage), so a price evaluated for one would only mislead."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    try:
+        quantity = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{where}: {value!r} is not a number") from None
+    if not quantity.is_finite():
+        raise ValueError(f"{where}: {value!r} is not a finite number")
+    if quantity < 0:
+        raise ValueError(f"{where}: {value} is negative; a usage quantity is 0 or more")
+    if quantity >= QUANTITY_LIMIT:
+        raise ValueError(f"{where}: {value} is too large (at most {38 - QUANTITY_PLACES} "
+                         "digits before the decimal point)")
+    with localcontext() as exact:
+        exact.prec = 2 * 38  # quantize must not round a 38-digit quantity
+        if quantity != quantity.quantize(Decimal(1).scaleb(-QUANTITY_PLACES)):
+            raise ValueError(f"{where}: {value} has more than {QUANTITY_PLACES} decimal places")
+    return quantity
 
 
 def _usage_rows(model: Price, usage: Usage, window_id: str) -> list[Row]:
     keys = list(model.grouping())
-    rows: list[tuple[list[object], Quantity]]
+    rows: list[tuple[list[object], Decimal]]
     if isinstance(usage, list):
-        rows = [(list(row.get("group", {}).get(key) for key in keys), row["quantity"])
-                for row in usage]
+        rows = []
+        for index, row in enumerate(usage):
+            if not isinstance(row, Mapping) or "quantity" not in row:
+                raise ValueError(f'usage[{index}]: expected {{"group": {{...}}, "quantity": '
+                                 f"...}}, got {row!r}")
+            group = row.get("group", {})
+            if not isinstance(group, Mapping):
+                raise ValueError(f"usage[{index}].group: expected an object, got {group!r}")
+            rows.append(([group.get(key) for key in keys],
+                         _quantity(row["quantity"], f"usage[{index}].quantity")))
     elif keys:
         raise ValueError(f"a {model.model_type} price groups usage by {keys}: pass a list of "
                          '{"group": {...}, "quantity": ...} rows')
     else:
-        rows = [([], usage)]
+        rows = [([], _quantity(usage, "quantity"))]
+    # Rows of the same group are merged by the SQL (rate_usage.sql), as one group.
     return [{"window_id": window_id, "metric_id": EVALUATE, "grouping": keys,
              "group_values": [None if v is None else str(v) for v in values],
-             "quantity": Decimal(str(quantity))} for values, quantity in rows]
+             "quantity": quantity} for values, quantity in rows]
 
 
 def price_breakdown(price: PriceJSON, usage: Usage) -> Breakdown:

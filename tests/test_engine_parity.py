@@ -84,6 +84,68 @@ PRICES = [
     model("proration", "unit_with_proration", {"unit_amount": "0.031"}, metric="calls"),
     model("grouped_alloc", "grouped_allocation", {"grouping_key": "region", "allocation": "100",
                                                   "overage_unit_rate": "0.013"}, metric="tokens"),
+    model("tiered_proration", "tiered_with_proration", {"tiers": REGION_TIERS}, metric="tokens"),
+    model("bulk_proration", "bulk_with_proration", {"tiers": [
+        {"unit_amount": "0.01"}, {"tier_lower_bound": "1000", "unit_amount": "0.008"}]},
+          metric="tokens"),
+    model("package_minimum", "tiered_package_with_minimum", {"package_size": "10", "tiers": [
+        {"tier_lower_bound": "0", "per_unit": "1", "minimum_amount": "7"},
+        {"tier_lower_bound": "500", "per_unit": "0.8", "minimum_amount": "60"}]},
+          metric="tokens"),
+    model("grouped_package", "grouped_tiered_package", {
+        "grouping_key": "region", "package_size": "0.7", "tiers": [
+            {"tier_lower_bound": "0", "per_unit": "1"},
+            {"tier_lower_bound": "700", "per_unit": "0.5"}]}, metric="tokens"),
+    model("display_names", "matrix_with_display_name", {"dimension": "region", "unit_amounts": [
+        {"dimension_value": "eu", "display_name": "Europe", "unit_amount": "0.002"},
+        {"dimension_value": "us", "display_name": "US", "unit_amount": "0.0015"}]},
+          metric="tokens"),
+    model("scalable", "scalable_matrix_with_unit_pricing", {
+        "first_dimension": "region", "unit_price": "0.003", "prorate": True,
+        "matrix_scaling_factors": [{"first_dimension_value": "eu", "scaling_factor": "0.5"},
+                                   {"first_dimension_value": "us", "scaling_factor": "1.25"}]},
+          metric="tokens"),
+    model("min_max", "grouped_with_min_max_thresholds", {
+        "grouping_key": "region", "per_unit_rate": "0.013", "minimum_charge": "5",
+        "maximum_charge": "9.5"}, metric="tokens"),
+    model("max_group", "max_group_tiered_package", {
+        "grouping_key": "region", "package_size": "10", "tiers": [
+            {"tier_lower_bound": "0", "unit_amount": "0.01"},
+            {"tier_lower_bound": "500", "unit_amount": "0.004"}]}, metric="tokens"),
+    model("cumulative", "cumulative_grouped_allocation", {
+        "grouping_key": "region", "cumulative_allocation": "700.5", "group_allocation": "400",
+        "unit_amount": "0.013"}, metric="tokens"),
+    model("filtered", "bulk_with_filters", {
+        "filters": [{"property_key": "region", "property_value": "eu"}],
+        "tiers": [{"unit_amount": "0.01"}, {"tier_lower_bound": "1000", "unit_amount": "0.008"}]},
+          metric="tokens"),
+    model("event_output", "event_output", {"unit_rating_key": "user_id",
+                                           "default_unit_rate": "0.5"}, metric="calls"),
+    model("tiered_matrix", "grouped_tiered_matrix", {
+        "dimension": "region", "default_unit_amount": "0.003", "tiers": [
+            {"dimension_value": "eu", "tier_lower_bound": "0", "unit_amount": "0.002"},
+            {"dimension_value": "eu", "tier_lower_bound": "500", "unit_amount": "0.001"}]},
+          metric="tokens"),
+    model("tiered_matrix_alloc", "tiered_matrix_with_allocation", {
+        "dimensions": ["region"], "default_unit_amount": "0.003", "allocation": "500.5",
+        "tiers": [{"dimension_values": ["us"], "tier_lower_bound": "0", "unit_amount": "0.002"},
+                  {"dimension_values": ["us"], "tier_lower_bound": "300",
+                   "unit_amount": "0.0015"}]}, metric="tokens"),
+    {**model("percent_fee", "percent", {"percent": "0.025", "minimum_amount": "3",
+                                        "maximum_amount": "5000", "prorated": True}),
+     "composite_price_filters": [
+         {"field": "price_type", "operator": "includes", "values": ["usage_price"]}]},
+    model("minimum_composite", "minimum_composite", {"minimum_amount": "1000000.5",
+                                                     "prorated": True}),
+    model("allowance", "metered_allowance", {
+        "grouping_key": "region", "consumption_grouping_value": "eu",
+        "allowance_grouping_value": "us", "unit_amount": "0.0013"}, metric="tokens"),
+    model("prorated_minimum", "grouped_with_prorated_minimum", {
+        "grouping_key": "region", "minimum": "7.031", "unit_rate": "0.0017"}, metric="tokens"),
+    model("cumulative_bulk", "cumulative_grouped_bulk", {"group": "region", "dimension_values": [
+        {"grouping_key": region, "tier_lower_bound": bound, "unit_amount": rate}
+        for bound, rates in (("0", ("0.002", "0.003")), ("3000", ("0.0015", "0.0025")))
+        for region, rate in zip(("eu", "us"), rates, strict=True)]}, metric="tokens"),
 ]
 METRICS = {
     "calls": "SELECT count(*) FROM events WHERE event_name = 'api_request'",
@@ -179,8 +241,8 @@ def assert_same(duck: pa.Table, spark: pa.Table) -> None:
 
 @pytest.fixture(scope="module")
 def usage(spark, lake, shop):
-    return (compute_usage(DuckDBEngine(), lake, shop, OCTOBER),
-            compute_usage(spark, lake, shop, OCTOBER))
+    return (compute_usage(DuckDBEngine(), lake, shop, OCTOBER).usage,
+            compute_usage(spark, lake, shop, OCTOBER).usage)
 
 
 def test_usage_is_identical(usage):
@@ -189,8 +251,11 @@ def test_usage_is_identical(usage):
     rows = duck.to_pylist()
     # every metric counted, the matrix/grouped usage by region incl. the missing region
     assert {r["metric_id"] for r in rows} == set(METRICS)
-    assert {tuple(r["group_values"]) for r in rows if r["grouping"]} == {
+    assert {tuple(r["group_values"]) for r in rows if r["grouping"] == ["region"]} == {
         ("eu",), ("us",), ("apac",), (None,)}
+    # event_output's usage by its rate property, user_id (0 to 4)
+    assert {tuple(r["group_values"]) for r in rows if r["grouping"] == ["user_id"]} == {
+        (str(n),) for n in range(5)}
     # the amendment removed Tokyo's big event of Oct 20 on both engines
     tokyo = [r for r in rows if r["window_id"].startswith("s_tokyo") and r["grouping"] == ["region"]
              and r["group_values"] == ["eu"]]

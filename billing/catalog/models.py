@@ -16,7 +16,8 @@ from billing.catalog.adjustments import Adjustment, Coupon
 from billing.catalog.fields import Identifier, Strict
 from billing.catalog.prices import PRICE_MODELS, Price
 
-MODEL_TYPES = frozenset(get_args(m.model_fields["model_type"].annotation)[0] for m in PRICE_MODELS)
+MODEL_TYPES = frozenset(tag for m in PRICE_MODELS  # a model may take several (UnsupportedOrbPrice)
+                        for tag in get_args(m.model_fields["model_type"].annotation))
 
 
 class Metric(Strict):

@@ -6,11 +6,26 @@ evaluates every program for every customer in one set-based pass:
 
 - the usage of each group (one group unless the price is grouped or a matrix) is
   reduced by an allocation, then rounded up to whole packages, if the price has one;
+  a filtered price reads only the group matching its filter, a ``max_group`` price
+  rates only its largest group; a pooled allocation is drawn group by group, each
+  group drawing at most ``allocation_per_group``; ``rate_from_group`` reads a group's
+  rate from its first group value (an event property); allowance netting rates the
+  ``consumption_value`` group and credits the ``allowance_value`` group (a cell of
+  negative rate) for at most the consumption;
 - ``graduated``: each unit is charged at the rate of the tier it falls in;
   ``volume``: every unit is charged at the rate of the tier the total falls in;
   ``threshold``: the flat amount of the tier the total falls in is charged;
-- a tier's ``minimum_amount`` is the least the group pays once usage reaches it;
-- a matrix cell whose dimension values equal the group's overrides the rate.
+  ``cumulative_volume``: every unit of a group at the rate of the tier the line's total,
+  over all its groups, falls in;
+- a tier's ``minimum_amount`` is the least the group pays once usage reaches it,
+  ``group_maximum`` the most any group pays, ``prorated_group_minimum`` the least a
+  group with usage pays, prorated by day (its usage is not);
+- a composite price (``percent``, ``minimum_composite``) is charged on the rounded
+  amounts of the plan's other prices on the same invoice (its ``components``), after
+  they are priced: ``line_items.sql`` rates its ``composite_minimum`` like any amount
+  (so it is prorated exactly when the price prorates) and then applies the composite;
+- a matrix cell whose dimension values equal the group's overrides the rate, or, with
+  no rate, tiers the group on the tiers of its own (the tiers marked with its ``cell``).
 
 Tier bounds are ``(lower, upper]``: exclusive lower, inclusive upper, as Orb
 documents for tiered prices; a null lower bound is minus infinity and a null
@@ -19,21 +34,30 @@ upper bound is infinity. See docs/pricing.md for each model's formula.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from billing.catalog.fields import DecimalString, Identifier, Strict, decimal_string
 
 RATE_PLACES = 12  # unit rates are DECIMAL(38, 12) in SQL
+QUANTITY_PLACES = 9  # quantities and tier bounds are DECIMAL(38, 9)
 BASIS_POINT = Decimal("0.0001")
 PERCENT = Decimal("0.01")
 
 
-Amount = Annotated[DecimalString, Field(ge=0)]
-Quantity = Annotated[Decimal, Field(ge=0)]
+# Each bounded to what its SQL column holds exactly, so a value the SQL would have to
+# round is refused here, naming its field, rather than by Arrow with no field named.
+_RATE = Field(ge=0, lt=Decimal(1).scaleb(38 - RATE_PLACES), decimal_places=RATE_PLACES)
+_QUANTITY = Field(ge=0, lt=Decimal(1).scaleb(38 - QUANTITY_PLACES),
+                  decimal_places=QUANTITY_PLACES)
+Amount = Annotated[DecimalString, _RATE]
+Quantity = Annotated[Decimal, _QUANTITY]  # Orb sends tier units as numbers
+Bound = Annotated[DecimalString, _QUANTITY]
+Size = Annotated[DecimalString, _QUANTITY, Field(gt=0)]
 PropertyKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
@@ -44,18 +68,34 @@ class ProgramTier:
     rate: Decimal = Decimal(0)
     flat_amount: Decimal | None = None
     minimum_amount: Decimal | None = None
+    cell: tuple[str | None, ...] | None = None  # the matrix cell these tiers are for
+
+
+Cell = tuple[tuple[str | None, ...], Decimal | None]  # dimension values, rate (None: own tiers)
 
 
 @dataclass(frozen=True)
 class Program:
-    scheme: Literal["graduated", "volume", "threshold"]
+    scheme: Literal["graduated", "volume", "threshold", "cumulative_volume"]
     tiers: list[ProgramTier]
-    cells: list[tuple[tuple[str | None, ...], Decimal]] = field(default_factory=list)
+    cells: Sequence[Cell] = ()
     grouping: tuple[str, ...] = ()
     package_size: Decimal | None = None
     allocation: Decimal | None = None
     matrix_allocation: Decimal | None = None
     prorate: bool = False
+    allocation_per_group: Decimal | None = None
+    group_maximum: Decimal | None = None
+    max_group: bool = False
+    filter_values: tuple[str, ...] | None = None  # with grouping: the one group priced
+    rate_from_group: bool = False
+    composite: Literal["percent", "minimum"] | None = None
+    composite_rate: Decimal | None = None
+    composite_minimum: Decimal | None = None
+    composite_maximum: Decimal | None = None
+    consumption_value: str | None = None
+    allowance_value: str | None = None
+    prorated_group_minimum: Decimal | None = None  # with prorate: only the minimum prorates
 
 
 def _rate(value: Decimal, what: str) -> Decimal:
@@ -90,6 +130,24 @@ def _check_maxima(maxima: list[Decimal | None], name: str) -> None:
         raise ValueError(f"only the last tier may have no {name}")
     if not _increasing([m for m in maxima if m is not None]):
         raise ValueError(f"{name} must increase from tier to tier")
+
+
+def _graduated_tiers(lowers: list[Decimal], rates: list[Decimal],
+                     minimums: list[Decimal | None] | None = None) -> list[ProgramTier]:
+    """Tiers from their lower bounds: each runs up to the next tier's bound."""
+    return [ProgramTier(lo, hi, rate, minimum_amount=minimum) for lo, hi, rate, minimum in
+            zip(lowers, _upper_bounds(lowers), rates, minimums or [None] * len(lowers),
+                strict=True)]
+
+
+def _package_bounds(lowers: list[Decimal], package_size: Decimal) -> list[Decimal]:
+    """Unit bounds as package counts (the SQL counts packages); each bound must be a
+    multiple of the package size."""
+    for bound in lowers:
+        if bound % package_size:
+            raise ValueError(f"tier_lower_bound {bound} is not a multiple of package_size "
+                             f"{package_size}")
+    return [bound / package_size for bound in lowers]
 
 
 def _volume_tiers(maxima: list[Decimal | None], rates: list[Decimal]) -> list[ProgramTier]:
@@ -138,7 +196,7 @@ class UnitConfig(Strict):
 
 class PackageConfig(Strict):
     package_amount: Amount
-    package_size: Annotated[Decimal, Field(gt=0)]
+    package_size: Annotated[Quantity, Field(gt=0)]
 
 
 class MatrixValue(Strict):
@@ -197,7 +255,7 @@ class BulkConfig(Strict):
 
 
 class Threshold(Strict):
-    threshold: DecimalString = Field(ge=0)
+    threshold: Bound
     total_amount: Amount
 
 
@@ -213,27 +271,24 @@ class ThresholdTotalAmountConfig(Strict):
 
 
 class TieredPackageTier(Strict):
-    tier_lower_bound: DecimalString = Field(ge=0)
+    tier_lower_bound: Bound
     per_unit: Amount  # per package, as Orb documents
 
 
 class TieredPackageConfig(Strict):
-    package_size: Annotated[DecimalString, Field(gt=0)]
+    package_size: Size
     tiers: list[TieredPackageTier] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> TieredPackageConfig:
         lowers = [t.tier_lower_bound for t in self.tiers]
         _check_lower_bounds(lowers)
-        for bound in lowers:
-            if bound % self.package_size:
-                raise ValueError(f"tier_lower_bound {bound} is not a multiple of package_size "
-                                 f"{self.package_size}")
+        _package_bounds(lowers, self.package_size)
         return self
 
 
 class MinimumTier(Strict):
-    tier_lower_bound: DecimalString = Field(ge=0)
+    tier_lower_bound: Bound
     unit_amount: Amount
     minimum_amount: Amount
 
@@ -250,9 +305,9 @@ class TieredWithMinimumConfig(Strict):
 
 
 class PackageWithAllocationConfig(Strict):
-    allocation: Annotated[DecimalString, Field(ge=0)]
+    allocation: Bound
     package_amount: Amount
-    package_size: Annotated[DecimalString, Field(gt=0)]
+    package_size: Size
 
 
 class UnitWithPercentConfig(Strict):
@@ -279,7 +334,7 @@ class BpsConfig(Strict):
 
 
 class BulkBpsTier(Strict):
-    maximum_amount: DecimalString | None = None
+    maximum_amount: Bound | None = None
     bps: BasisPoints
     per_unit_maximum: NoPerUnitMaximum = None
 
@@ -294,8 +349,8 @@ class BulkBpsConfig(Strict):
 
 
 class TieredBpsTier(Strict):
-    minimum_amount: DecimalString = Field(ge=0)
-    maximum_amount: DecimalString | None = None
+    minimum_amount: Bound
+    maximum_amount: Bound | None = None
     bps: BasisPoints
     per_unit_maximum: NoPerUnitMaximum = None
 
@@ -315,7 +370,7 @@ class TieredBpsConfig(Strict):
 
 
 class GroupedTier(Strict):
-    tier_lower_bound: DecimalString = Field(ge=0)
+    tier_lower_bound: Bound
     unit_amount: Amount
 
 
@@ -331,8 +386,358 @@ class GroupedTieredConfig(Strict):
 
 class GroupedAllocationConfig(Strict):
     grouping_key: PropertyKey
-    allocation: Annotated[DecimalString, Field(ge=0)]
+    allocation: Bound
     overage_unit_rate: Amount
+
+
+class LowerBoundTier(Strict):
+    """``tier_lower_bound`` is exclusive, as in Orb's other tier_lower_bound models."""
+
+    tier_lower_bound: Bound
+    unit_amount: Amount
+
+
+class TieredWithProrationConfig(Strict):
+    tiers: list[LowerBoundTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TieredWithProrationConfig:
+        _check_lower_bounds([t.tier_lower_bound for t in self.tiers])
+        return self
+
+
+class BulkLowerBoundTier(Strict):
+    tier_lower_bound: Bound | None = None
+    unit_amount: Amount
+
+
+def _bulk_lowers(tiers: list[BulkLowerBoundTier]) -> list[Decimal]:
+    """Bulk tiers' lower bounds, the first one's 0 if it has none."""
+    if any(t.tier_lower_bound is None for t in tiers[1:]):
+        raise ValueError("only the first tier may have no tier_lower_bound")
+    lowers = [t.tier_lower_bound or Decimal(0) for t in tiers]
+    _check_lower_bounds(lowers)
+    return lowers
+
+
+class BulkWithProrationConfig(Strict):
+    tiers: list[BulkLowerBoundTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> BulkWithProrationConfig:
+        _bulk_lowers(self.tiers)
+        return self
+
+
+class PackageMinimumTier(Strict):
+    tier_lower_bound: Bound
+    per_unit: Amount  # per package, as Orb documents
+    minimum_amount: Amount
+
+
+class TieredPackageWithMinimumConfig(Strict):
+    package_size: Size
+    tiers: list[PackageMinimumTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TieredPackageWithMinimumConfig:
+        lowers = [t.tier_lower_bound for t in self.tiers]
+        _check_lower_bounds(lowers)
+        _package_bounds(lowers, self.package_size)
+        return self
+
+
+class PackageTier(Strict):
+    tier_lower_bound: Bound
+    per_unit: Amount  # per package
+
+
+class GroupedTieredPackageConfig(Strict):
+    grouping_key: PropertyKey
+    package_size: Size
+    tiers: list[PackageTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GroupedTieredPackageConfig:
+        lowers = [t.tier_lower_bound for t in self.tiers]
+        _check_lower_bounds(lowers)
+        _package_bounds(lowers, self.package_size)
+        return self
+
+
+class DisplayNameAmount(Strict):
+    dimension_value: str
+    display_name: str
+    unit_amount: Amount
+
+
+class MatrixWithDisplayNameConfig(Strict):
+    dimension: PropertyKey
+    unit_amounts: list[DisplayNameAmount] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MatrixWithDisplayNameConfig:
+        values = [u.dimension_value for u in self.unit_amounts]
+        if len(set(values)) != len(values):
+            raise ValueError("unit_amounts repeat a dimension_value")
+        return self
+
+
+class ScalingFactor(Strict):
+    first_dimension_value: str
+    second_dimension_value: str | None = None
+    scaling_factor: Annotated[DecimalString, Field(ge=0)]
+
+
+class ScalableMatrixWithUnitPricingConfig(Strict):
+    first_dimension: PropertyKey
+    second_dimension: PropertyKey | None = None
+    matrix_scaling_factors: list[ScalingFactor]
+    unit_price: Amount
+    grouping_key: PropertyKey | None = None
+    prorate: bool = False
+
+    @model_validator(mode="after")
+    def _cells(self) -> ScalableMatrixWithUnitPricingConfig:
+        seen = set()
+        for index, factor in enumerate(self.matrix_scaling_factors):
+            if (factor.second_dimension_value is None) != (self.second_dimension is None):
+                raise ValueError(
+                    f"matrix_scaling_factors[{index}]: give a second_dimension_value exactly "
+                    "when the matrix has a second_dimension (a factor for every second value "
+                    "is not supported: list each cell)")
+            cell = self.cell(factor)
+            if cell in seen:
+                raise ValueError(f"matrix_scaling_factors[{index}] repeats the cell {cell}")
+            seen.add(cell)
+        return self
+
+    def keys(self) -> tuple[str, ...]:
+        return (self.first_dimension,) + ((self.second_dimension,) if self.second_dimension
+                                          else ())
+
+    def cell(self, factor: ScalingFactor) -> tuple[str, ...]:
+        return (factor.first_dimension_value,) + (
+            (factor.second_dimension_value,) if factor.second_dimension_value is not None else ())
+
+
+class GroupedWithMinMaxThresholdsConfig(Strict):
+    grouping_key: PropertyKey
+    per_unit_rate: Amount
+    minimum_charge: Amount
+    maximum_charge: Amount
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GroupedWithMinMaxThresholdsConfig:
+        if self.maximum_charge < self.minimum_charge:
+            raise ValueError("maximum_charge must be at least minimum_charge")
+        return self
+
+
+class MaxGroupTieredPackageConfig(Strict):
+    grouping_key: PropertyKey
+    package_size: Size
+    tiers: list[LowerBoundTier] = Field(min_length=1)  # unit_amount per unit
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MaxGroupTieredPackageConfig:
+        lowers = [t.tier_lower_bound for t in self.tiers]
+        _check_lower_bounds(lowers)
+        _package_bounds(lowers, self.package_size)
+        return self
+
+
+class CumulativeGroupedAllocationConfig(Strict):
+    grouping_key: PropertyKey
+    cumulative_allocation: Bound
+    group_allocation: Bound
+    unit_amount: Amount
+
+
+class PropertyFilter(Strict):
+    property_key: PropertyKey
+    property_value: str
+
+
+class BulkWithFiltersConfig(Strict):
+    filters: list[PropertyFilter] = Field(min_length=1)
+    tiers: list[BulkLowerBoundTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> BulkWithFiltersConfig:
+        keys = [f.property_key for f in self.filters]
+        if len(set(keys)) != len(keys):
+            raise ValueError("filters repeat a property_key; all filters must match, so a "
+                             "property can only have one value")
+        _bulk_lowers(self.tiers)
+        return self
+
+
+class EventOutputConfig(Strict):
+    unit_rating_key: PropertyKey
+    default_unit_rate: Amount | None = None
+    grouping_key: PropertyKey | None = None
+
+    @model_validator(mode="after")
+    def _keys(self) -> EventOutputConfig:
+        if self.grouping_key == self.unit_rating_key:
+            raise ValueError("grouping_key must differ from unit_rating_key (usage is grouped "
+                             "by its unit rate anyway)")
+        return self
+
+
+def _cell_tiers(default_rate: Decimal, tiers: list[tuple[tuple[str, ...], Decimal, Decimal]]
+                ) -> tuple[list[ProgramTier], list[Cell]]:
+    """Default tiers (one flat rate) and each cell's own graduated tiers, from
+    ``(cell, tier_lower_bound, unit_amount)`` rows; cells in order of first mention."""
+    by_cell: dict[tuple[str, ...], list[tuple[Decimal, Decimal]]] = {}
+    for cell, lower, rate in tiers:
+        by_cell.setdefault(cell, []).append((lower, rate))
+    program_tiers = _flat(default_rate)
+    for cell, rows in by_cell.items():
+        try:
+            _check_lower_bounds([lower for lower, _ in rows])
+        except ValueError as exc:
+            raise ValueError(f"the tiers of {list(cell)}: {exc}") from None
+        program_tiers += [
+            ProgramTier(tier.lower, tier.upper, tier.rate, cell=cell)
+            for tier in _graduated_tiers([lower for lower, _ in rows], [r for _, r in rows])]
+    return program_tiers, [(cell, None) for cell in by_cell]
+
+
+class CellTier(Strict):
+    dimension_value: str
+    tier_lower_bound: Bound
+    unit_amount: Amount
+
+
+class GroupedTieredMatrixConfig(Strict):
+    dimension: PropertyKey
+    default_unit_amount: Amount
+    tiers: list[CellTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tiers(self) -> GroupedTieredMatrixConfig:
+        self.program_tiers()
+        return self
+
+    def program_tiers(self) -> tuple[list[ProgramTier], list[Cell]]:
+        return _cell_tiers(self.default_unit_amount, [
+            ((t.dimension_value,), t.tier_lower_bound, t.unit_amount) for t in self.tiers])
+
+
+class MatrixCellTier(Strict):
+    dimension_values: list[str] = Field(min_length=1, max_length=2)
+    tier_lower_bound: Bound
+    unit_amount: Amount
+
+
+class TieredMatrixWithAllocationConfig(Strict):
+    dimensions: list[PropertyKey] = Field(min_length=1, max_length=2)
+    default_unit_amount: Amount
+    allocation: Bound
+    tiers: list[MatrixCellTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tiers(self) -> TieredMatrixWithAllocationConfig:
+        for index, tier in enumerate(self.tiers):
+            if len(tier.dimension_values) != len(self.dimensions):
+                raise ValueError(f"tiers[{index}]: dimension_values needs one value per "
+                                 f"dimension {self.dimensions}")
+        self.program_tiers()
+        return self
+
+    def program_tiers(self) -> tuple[list[ProgramTier], list[Cell]]:
+        return _cell_tiers(self.default_unit_amount, [
+            (tuple(t.dimension_values), t.tier_lower_bound, t.unit_amount) for t in self.tiers])
+
+
+class CumulativeDimensionValue(Strict):
+    grouping_key: str  # a value of the group property, as Orb names it
+    tier_lower_bound: Bound
+    unit_amount: Amount
+
+
+class CumulativeGroupedBulkConfig(Strict):
+    group: PropertyKey
+    dimension_values: list[CumulativeDimensionValue] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tiers(self) -> CumulativeGroupedBulkConfig:
+        bounds: dict[str, list[Decimal]] = {}
+        for value in self.dimension_values:
+            bounds.setdefault(value.grouping_key, []).append(value.tier_lower_bound)
+        if len({tuple(b) for b in bounds.values()}) > 1:
+            raise ValueError("every grouping_key value needs the same tier_lower_bound values "
+                             "(each tier has a rate for every value)")
+        self.program_tiers()
+        return self
+
+    def program_tiers(self) -> tuple[list[ProgramTier], list[Cell]]:
+        # a value with no rates is not charged
+        return _cell_tiers(Decimal(0), [((v.grouping_key,), v.tier_lower_bound, v.unit_amount)
+                                        for v in self.dimension_values])
+
+
+class GroupedWithProratedMinimumConfig(Strict):
+    grouping_key: PropertyKey
+    minimum: Amount
+    unit_rate: Amount
+
+
+class MeteredAllowanceConfig(Strict):
+    grouping_key: PropertyKey
+    consumption_grouping_value: str
+    allowance_grouping_value: str
+    unit_amount: Amount
+    consumption_display_name: str | None = None
+    allowance_display_name: str | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MeteredAllowanceConfig:
+        if self.consumption_grouping_value == self.allowance_grouping_value:
+            raise ValueError("consumption_grouping_value and allowance_grouping_value must "
+                             "differ")
+        return self
+
+
+class PercentConfig(Strict):
+    percent: Annotated[DecimalString, Field(gt=0, le=1)]  # a fraction, as Orb's SDK says
+    minimum_amount: Amount | None = None
+    maximum_amount: Amount | None = None
+    prorated: bool = False  # the minimum only; never the percent nor the maximum
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PercentConfig:
+        _rate(self.percent, "percent")
+        if (self.minimum_amount is not None and self.maximum_amount is not None
+                and self.maximum_amount < self.minimum_amount):
+            raise ValueError("maximum_amount must be at least minimum_amount")
+        return self
+
+
+class MinimumCompositeConfig(Strict):
+    minimum_amount: Amount
+    prorated: bool = False
+
+
+class CompositeFilter(Strict):
+    """Orb's ``composite_price_filters``: which of the plan's prices a composite is on."""
+
+    field: Literal["price_id", "price_type"]
+    operator: Literal["includes", "excludes"]
+    values: list[str] = Field(min_length=1)
+
+    @field_validator("field", mode="before")
+    @classmethod
+    def _known(cls, value: object) -> object:
+        reasons = {"item_id": "this catalog has no items",
+                   "pricing_unit_id": "this catalog has no custom pricing units",
+                   "currency": "a plan has one currency, so it would select all or none"}
+        if value in reasons:
+            raise ValueError(f"a composite price cannot filter on {value}: {reasons[value]}; "
+                             "filter on price_id or price_type")
+        return value
 
 
 # ---- prices ----------------------------------------------------------------------------
@@ -346,15 +751,23 @@ class PriceBase(Strict):
     name: str
     cadence: Literal["monthly", "quarterly", "semi_annual", "annual"] = "monthly"
     billable_metric_id: Identifier | None = None
-    fixed_price_quantity: Annotated[Decimal, Field(gt=0)] | None = None
+    fixed_price_quantity: Annotated[Quantity, Field(gt=0)] | None = None
     # Orb's default: fixed fees in advance, usage in arrears (usage can only be counted after).
     billed_in_advance: bool | None = None
     if TYPE_CHECKING:
         # Every price model declares it as its own Literal: the union's discriminator.
         model_type: str
+    COMPOSITE: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _usage_or_fixed(self) -> PriceBase:
+        if self.COMPOSITE:
+            if (self.billable_metric_id, self.fixed_price_quantity,
+                    self.billed_in_advance) != (None, None, None):
+                raise ValueError(f"a {self.model_type} price is charged on the plan's other "
+                                 "prices: it takes no billable_metric_id, fixed_price_quantity "
+                                 "or billed_in_advance")
+            return self
         if (self.billable_metric_id is None) == (self.fixed_price_quantity is None):
             raise ValueError(
                 "a price needs exactly one of billable_metric_id (usage price) "
@@ -464,11 +877,9 @@ class TieredPackagePrice(PriceBase):
 
     def program(self) -> Program:
         config = self.tiered_package_config
-        # Bounds are in units and multiples of the package size; the SQL counts packages.
-        lowers = [t.tier_lower_bound / config.package_size for t in config.tiers]
-        tiers = [ProgramTier(lo, hi, t.per_unit)
-                 for lo, hi, t in zip(lowers, _upper_bounds(lowers), config.tiers, strict=True)]
-        return Program("graduated", tiers, package_size=config.package_size)
+        lowers = _package_bounds([t.tier_lower_bound for t in config.tiers], config.package_size)
+        return Program("graduated", _graduated_tiers(lowers, [t.per_unit for t in config.tiers]),
+                       package_size=config.package_size)
 
 
 class TieredWithMinimumPrice(PriceBase):
@@ -565,16 +976,281 @@ class GroupedAllocationPrice(PriceBase):
         return Program("graduated", tiers, grouping=(config.grouping_key,))
 
 
+class TieredWithProrationPrice(PriceBase):
+    model_type: Literal["tiered_with_proration"]
+    tiered_with_proration_config: TieredWithProrationConfig
+
+    def program(self) -> Program:
+        tiers = self.tiered_with_proration_config.tiers
+        return Program("graduated", _graduated_tiers([t.tier_lower_bound for t in tiers],
+                                                     [t.unit_amount for t in tiers]),
+                       prorate=True)
+
+
+class BulkWithProrationPrice(PriceBase):
+    model_type: Literal["bulk_with_proration"]
+    bulk_with_proration_config: BulkWithProrationConfig
+
+    def program(self) -> Program:
+        config = self.bulk_with_proration_config
+        # each tier up to the next one's (exclusive) lower bound
+        return Program("volume", _volume_tiers([*_bulk_lowers(config.tiers)[1:], None],
+                                               [t.unit_amount for t in config.tiers]),
+                       prorate=True)
+
+
+class TieredPackageWithMinimumPrice(PriceBase):
+    model_type: Literal["tiered_package_with_minimum"]
+    tiered_package_with_minimum_config: TieredPackageWithMinimumConfig
+
+    def program(self) -> Program:
+        config = self.tiered_package_with_minimum_config
+        lowers = _package_bounds([t.tier_lower_bound for t in config.tiers], config.package_size)
+        return Program("graduated", _graduated_tiers(
+            lowers, [t.per_unit for t in config.tiers],
+            [t.minimum_amount for t in config.tiers]), package_size=config.package_size)
+
+
+class GroupedTieredPackagePrice(PriceBase):
+    model_type: Literal["grouped_tiered_package"]
+    grouped_tiered_package_config: GroupedTieredPackageConfig
+
+    def program(self) -> Program:
+        config = self.grouped_tiered_package_config
+        lowers = _package_bounds([t.tier_lower_bound for t in config.tiers], config.package_size)
+        return Program("graduated", _graduated_tiers(lowers, [t.per_unit for t in config.tiers]),
+                       package_size=config.package_size, grouping=(config.grouping_key,))
+
+
+class MatrixWithDisplayNamePrice(PriceBase):
+    model_type: Literal["matrix_with_display_name"]
+    matrix_with_display_name_config: MatrixWithDisplayNameConfig
+
+    def program(self) -> Program:
+        config = self.matrix_with_display_name_config
+        # A value with no unit amount is not priced (there is no default to price it at).
+        cells = [((u.dimension_value,), u.unit_amount) for u in config.unit_amounts]
+        return Program("graduated", _flat(Decimal(0)), cells=cells,
+                       grouping=(config.dimension,))
+
+
+class ScalableMatrixWithUnitPricingPrice(PriceBase):
+    model_type: Literal["scalable_matrix_with_unit_pricing"]
+    scalable_matrix_with_unit_pricing_config: ScalableMatrixWithUnitPricingConfig
+
+    def program(self) -> Program:
+        config = self.scalable_matrix_with_unit_pricing_config
+        # q x scaling_factor x unit_price per cell; a cell with no factor scales by 1
+        cells = [(config.cell(f), _rate(config.unit_price * f.scaling_factor,
+                                        "unit_price x scaling_factor"))
+                 for f in config.matrix_scaling_factors]
+        return Program("graduated", _flat(config.unit_price), cells=cells,
+                       grouping=config.keys(), prorate=config.prorate)
+
+
+class GroupedWithMinMaxThresholdsPrice(PriceBase):
+    model_type: Literal["grouped_with_min_max_thresholds"]
+    grouped_with_min_max_thresholds_config: GroupedWithMinMaxThresholdsConfig
+
+    def program(self) -> Program:
+        config = self.grouped_with_min_max_thresholds_config
+        return Program("graduated", [ProgramTier(Decimal(0), None, config.per_unit_rate,
+                                                 minimum_amount=config.minimum_charge)],
+                       grouping=(config.grouping_key,), group_maximum=config.maximum_charge)
+
+
+class MaxGroupTieredPackagePrice(PriceBase):
+    model_type: Literal["max_group_tiered_package"]
+    max_group_tiered_package_config: MaxGroupTieredPackageConfig
+
+    def program(self) -> Program:
+        config = self.max_group_tiered_package_config
+        lowers = _package_bounds([t.tier_lower_bound for t in config.tiers], config.package_size)
+        # the SQL counts packages: a package costs package_size units at the unit amount
+        rates = [_rate(t.unit_amount * config.package_size, "unit_amount x package_size")
+                 for t in config.tiers]
+        return Program("graduated", _graduated_tiers(lowers, rates),
+                       package_size=config.package_size, grouping=(config.grouping_key,),
+                       max_group=True)
+
+
+class CumulativeGroupedAllocationPrice(PriceBase):
+    model_type: Literal["cumulative_grouped_allocation"]
+    cumulative_grouped_allocation_config: CumulativeGroupedAllocationConfig
+
+    def program(self) -> Program:
+        config = self.cumulative_grouped_allocation_config
+        return Program("graduated", _flat(config.unit_amount), grouping=(config.grouping_key,),
+                       matrix_allocation=config.cumulative_allocation,
+                       allocation_per_group=config.group_allocation)
+
+
+class BulkWithFiltersPrice(PriceBase):
+    model_type: Literal["bulk_with_filters"]
+    bulk_with_filters_config: BulkWithFiltersConfig
+
+    def program(self) -> Program:
+        config = self.bulk_with_filters_config
+        return Program("volume", _volume_tiers([*_bulk_lowers(config.tiers)[1:], None],
+                                               [t.unit_amount for t in config.tiers]),
+                       grouping=tuple(f.property_key for f in config.filters),
+                       filter_values=tuple(f.property_value for f in config.filters))
+
+
+class EventOutputPrice(PriceBase):
+    model_type: Literal["event_output"]
+    event_output_config: EventOutputConfig
+
+    def program(self) -> Program:
+        config = self.event_output_config
+        keys = (config.unit_rating_key,) + ((config.grouping_key,) if config.grouping_key
+                                            else ())
+        # without a default, usage with no usable rate is not charged, as Orb ignores it
+        return Program("graduated", _flat(config.default_unit_rate or Decimal(0)),
+                       grouping=keys, rate_from_group=True)
+
+
+class GroupedTieredMatrixPrice(PriceBase):
+    model_type: Literal["grouped_tiered_matrix"]
+    grouped_tiered_matrix_config: GroupedTieredMatrixConfig
+
+    def program(self) -> Program:
+        config = self.grouped_tiered_matrix_config
+        tiers, cells = config.program_tiers()
+        return Program("graduated", tiers, cells=cells, grouping=(config.dimension,))
+
+
+class TieredMatrixWithAllocationPrice(PriceBase):
+    model_type: Literal["tiered_matrix_with_allocation"]
+    tiered_matrix_with_allocation_config: TieredMatrixWithAllocationConfig
+
+    def program(self) -> Program:
+        config = self.tiered_matrix_with_allocation_config
+        tiers, cells = config.program_tiers()
+        return Program("graduated", tiers, cells=cells, grouping=tuple(config.dimensions),
+                       matrix_allocation=config.allocation)
+
+
+class CumulativeGroupedBulkPrice(PriceBase):
+    model_type: Literal["cumulative_grouped_bulk"]
+    cumulative_grouped_bulk_config: CumulativeGroupedBulkConfig
+
+    def program(self) -> Program:
+        config = self.cumulative_grouped_bulk_config
+        tiers, cells = config.program_tiers()
+        return Program("cumulative_volume", tiers, cells=cells, grouping=(config.group,))
+
+
+class GroupedWithProratedMinimumPrice(PriceBase):
+    model_type: Literal["grouped_with_prorated_minimum"]
+    grouped_with_prorated_minimum_config: GroupedWithProratedMinimumConfig
+
+    def program(self) -> Program:
+        config = self.grouped_with_prorated_minimum_config
+        return Program("graduated", _flat(config.unit_rate), grouping=(config.grouping_key,),
+                       prorate=True, prorated_group_minimum=config.minimum)
+
+
+class MeteredAllowancePrice(PriceBase):
+    model_type: Literal["metered_allowance"]
+    metered_allowance_config: MeteredAllowanceConfig
+
+    def program(self) -> Program:
+        config = self.metered_allowance_config
+        consumption, allowance = (config.consumption_grouping_value,
+                                  config.allowance_grouping_value)
+        # the allowance is a credit row at the same unit amount, for at most the consumption
+        return Program("graduated", _flat(Decimal(0)), grouping=(config.grouping_key,),
+                       cells=[((consumption,), config.unit_amount),
+                              ((allowance,), -config.unit_amount)],
+                       consumption_value=consumption, allowance_value=allowance)
+
+
+class CompositePrice(PriceBase):
+    """Charged on the amounts of the plan's other (non-composite) prices: all of them, or
+    those its ``composite_price_filters`` select (every filter must hold)."""
+
+    COMPOSITE: ClassVar[bool] = True
+    composite_price_filters: list[CompositeFilter] = []
+
+    def components(self, plan_prices: Sequence[PriceBase]) -> list[str]:
+        def price_type(price: PriceBase) -> str:
+            return "fixed_price" if price.fixed_price_quantity is not None else "usage_price"
+
+        def holds(f: CompositeFilter, price: PriceBase) -> bool:
+            value = price.id if f.field == "price_id" else price_type(price)
+            return (value in f.values) == (f.operator == "includes")
+
+        return [p.id for p in plan_prices if not p.COMPOSITE
+                and all(holds(f, p) for f in self.composite_price_filters)]
+
+
+class PercentPrice(CompositePrice):
+    model_type: Literal["percent"]
+    percent_config: PercentConfig
+
+    def program(self) -> Program:
+        config = self.percent_config
+        return Program("graduated", _flat(Decimal(0)), prorate=config.prorated,
+                       composite="percent", composite_rate=config.percent,
+                       composite_minimum=config.minimum_amount,
+                       composite_maximum=config.maximum_amount)
+
+
+class MinimumCompositePrice(CompositePrice):
+    model_type: Literal["minimum_composite"]
+    minimum_composite_config: MinimumCompositeConfig
+
+    def program(self) -> Program:
+        config = self.minimum_composite_config
+        return Program("graduated", _flat(Decimal(0)), prorate=config.prorated,
+                       composite="minimum", composite_minimum=config.minimum_amount)
+
+
+UnsupportedModelType = Literal[
+    "grouped_with_metered_minimum", "matrix_with_threshold_discounts",
+    "scalable_matrix_with_tiered_pricing", "daily_credit_allowance",
+]
+
+
+class UnsupportedOrbPrice(PriceBase):
+    """Orb's model types (orb-billing 4.90.0) not supported yet: refused by name, so that an
+    Orb catalog using one is told so rather than that the type is unknown."""
+
+    model_type: UnsupportedModelType
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse(cls, data: object) -> object:
+        model_type = data.get("model_type") if isinstance(data, dict) else None
+        raise ValueError(f"model_type {model_type!r} is one of Orb's price models but is not "
+                         "supported yet (docs/pricing.md#price-models)")
+
+
 PRICE_MODELS = (
     UnitPrice, TieredPrice, PackagePrice, MatrixPrice, MatrixWithAllocationPrice, BulkPrice,
     ThresholdTotalAmountPrice, TieredPackagePrice, TieredWithMinimumPrice,
     PackageWithAllocationPrice, UnitWithPercentPrice, BpsPrice, BulkBpsPrice, TieredBpsPrice,
-    GroupedTieredPrice, UnitWithProrationPrice, GroupedAllocationPrice,
+    GroupedTieredPrice, UnitWithProrationPrice, GroupedAllocationPrice, TieredWithProrationPrice,
+    BulkWithProrationPrice, TieredPackageWithMinimumPrice, GroupedTieredPackagePrice,
+    MatrixWithDisplayNamePrice, ScalableMatrixWithUnitPricingPrice,
+    GroupedWithMinMaxThresholdsPrice, MaxGroupTieredPackagePrice,
+    CumulativeGroupedAllocationPrice, BulkWithFiltersPrice, EventOutputPrice,
+    GroupedTieredMatrixPrice, TieredMatrixWithAllocationPrice, PercentPrice,
+    MinimumCompositePrice, MeteredAllowancePrice, GroupedWithProratedMinimumPrice,
+    CumulativeGroupedBulkPrice, UnsupportedOrbPrice,
 )
 Price = Annotated[
     UnitPrice | TieredPrice | PackagePrice | MatrixPrice | MatrixWithAllocationPrice | BulkPrice
     | ThresholdTotalAmountPrice | TieredPackagePrice | TieredWithMinimumPrice
     | PackageWithAllocationPrice | UnitWithPercentPrice | BpsPrice | BulkBpsPrice
-    | TieredBpsPrice | GroupedTieredPrice | UnitWithProrationPrice | GroupedAllocationPrice,
+    | TieredBpsPrice | GroupedTieredPrice | UnitWithProrationPrice | GroupedAllocationPrice
+    | TieredWithProrationPrice | BulkWithProrationPrice | TieredPackageWithMinimumPrice
+    | GroupedTieredPackagePrice | MatrixWithDisplayNamePrice | ScalableMatrixWithUnitPricingPrice
+    | GroupedWithMinMaxThresholdsPrice | MaxGroupTieredPackagePrice
+    | CumulativeGroupedAllocationPrice | BulkWithFiltersPrice | EventOutputPrice
+    | GroupedTieredMatrixPrice | TieredMatrixWithAllocationPrice | PercentPrice
+    | MinimumCompositePrice | MeteredAllowancePrice | GroupedWithProratedMinimumPrice
+    | CumulativeGroupedBulkPrice | UnsupportedOrbPrice,
     Field(discriminator="model_type"),
 ]

@@ -5,12 +5,19 @@
 --                              (billing/charges.py): plan version, cadence, timing
 --         plan_prices          each price of each plan version, with its cadence, timing
 --                              (in advance or arrears), proration, model and metric
---         price_terms          each price's program: scheme, grouping, package, allocations
---         price_tiers          each price's tiers (lower, upper], rate, flat and minimum amounts
---         price_cells          matrix cells: dimension values and their rate
+--         price_terms          each price's program: scheme, grouping, package, allocations,
+--                              group maximum, largest group only, usage filter, rate
+--                              read from the first group value, allowance netting,
+--                              prorated group minimum
+--         price_tiers          each price's tiers (lower, upper], rate, flat and minimum amounts,
+--                              and the matrix cell they are for (NULL: every other group)
+--         price_cells          matrix cells: dimension values and their rate (NULL: the
+--                              cell has tiers of its own)
 --         usage                (window_id, metric_id, grouping, group_values, quantity)
 -- The normal form and each model's mapping onto it: billing/catalog/prices.py and
--- docs/pricing.md. Missing usage is quantity 0, so every charge gets a line.
+-- docs/pricing.md. Missing usage is quantity 0, so every charge gets a line; a negative
+-- metric value is rated as 0 (docs/pricing.md#negative-usage) and kept as the line's
+-- quantity.
 -- This file runs on DuckDB and, transpiled by sqlglot, on Spark (pricing_sql/engine.py,
 -- docs/engines.md): no `* EXCLUDE`, no HUGEINT, no ordering by lists that may hold NULLs,
 -- every money operand of greatest() and CASE of one DECIMAL type.
@@ -25,7 +32,11 @@ SELECT
     w.active_days, w.period_days,
     pp.prorate, pp.price_id, pp.price_name, pp.model_type, pp.billable_metric_id,
     pp.fixed_quantity,
-    pt.scheme, pt.grouping, pt.package_size, pt.allocation, pt.matrix_allocation
+    pt.scheme, pt.grouping, pt.package_size, pt.allocation, pt.matrix_allocation,
+    pt.allocation_per_group, pt.group_maximum, pt.max_group, pt.filter_values,
+    pt.rate_from_group, pt.composite, pt.composite_rate, pt.composite_minimum,
+    pt.composite_maximum, pt.components, pt.consumption_values, pt.allowance_values,
+    pt.prorated_group_minimum
 FROM billing_windows AS w
 JOIN plan_prices AS pp
     ON pp.plan_id = w.plan_id
@@ -36,8 +47,16 @@ JOIN price_terms AS pt ON pt.price_id = pp.price_id;
 
 CREATE OR REPLACE TEMP TABLE rated_tiers AS
 WITH
+-- Equal groups given twice (a hand-written usage list) are one group: a group is tiered
+-- on its whole quantity, never row by row.
+merged_usage AS (
+    SELECT window_id, metric_id, grouping, group_values, sum(quantity) AS quantity
+    FROM usage
+    GROUP BY window_id, metric_id, grouping, group_values
+),
 -- One row per usage group: a fixed fee's own quantity, or each group of the usage
--- grouped the way the price needs (a single empty group for ungrouped prices).
+-- grouped the way the price needs (a single empty group for ungrouped prices). A price
+-- with a usage filter groups by the filter's properties and reads only the matching group.
 groups AS (
     SELECT
         l.invoice_id,
@@ -47,33 +66,91 @@ groups AS (
         l.package_size,
         l.allocation,
         l.matrix_allocation,
+        l.allocation_per_group,
+        l.max_group,
+        l.consumption_values,
+        l.allowance_values,
         coalesce(u.group_values, CAST([] AS VARCHAR[])) AS group_values,
-        coalesce(l.fixed_quantity, u.quantity, 0) AS usage_quantity
+        -- event_output: the unit rate is the first group value (an event property); one
+        -- that is missing, not a number or negative takes the price's own rate
+        CASE WHEN l.rate_from_group AND array_length(u.group_values) > 0 THEN
+            CASE WHEN try_cast(u.group_values[1] AS DECIMAL(38, 12)) >= 0
+                THEN try_cast(u.group_values[1] AS DECIMAL(38, 12)) END
+        END AS group_rate,
+        coalesce(l.fixed_quantity, u.quantity, 0) AS usage_quantity,
+        CAST(greatest(coalesce(l.fixed_quantity, u.quantity, 0), 0) AS DECIMAL(38, 9))
+            AS rated_quantity
     FROM lines AS l
-    LEFT JOIN usage AS u
+    LEFT JOIN merged_usage AS u
         ON l.fixed_quantity IS NULL
         AND u.window_id = l.window_id
         AND u.metric_id = l.billable_metric_id
         AND u.grouping = l.grouping
+        AND (l.filter_values IS NULL OR u.group_values = l.filter_values)
 ),
--- Matrix cells: a cell's rate replaces the default rate for its group.
+-- The groups rated. Largest group only (max_group_tiered_package): the group of the most
+-- usage is rated
+-- (of equal ones, the first in order of values), every other group as 0. Allowance
+-- netting (metered_allowance): the consumption group is rated, the allowance group for
+-- at most the consumption (its cell's rate is negative: a credit), any other as 0.
+-- The windows run only over the prices that say so.
+selected AS (
+    SELECT
+        invoice_id, line_item_id, price_id, scheme, package_size, allocation,
+        matrix_allocation, allocation_per_group, group_values, group_rate, usage_quantity,
+        CASE WHEN row_number() OVER (
+            PARTITION BY line_item_id
+            ORDER BY rated_quantity DESC,
+                list_transform(group_values, lambda v: coalesce('0' || v, '1'))
+        ) = 1 THEN rated_quantity ELSE CAST(0 AS DECIMAL(38, 9)) END AS rated_quantity
+    FROM groups
+    WHERE max_group
+    UNION ALL
+    SELECT
+        invoice_id, line_item_id, price_id, scheme, package_size, allocation,
+        matrix_allocation, allocation_per_group, group_values, group_rate, usage_quantity,
+        CASE
+            WHEN group_values = consumption_values THEN rated_quantity
+            WHEN group_values = allowance_values THEN least(rated_quantity, CAST(coalesce(
+                sum(CASE WHEN group_values = consumption_values THEN rated_quantity END)
+                    OVER (PARTITION BY line_item_id), 0) AS DECIMAL(38, 9)))
+            ELSE CAST(0 AS DECIMAL(38, 9))
+        END AS rated_quantity
+    FROM groups
+    WHERE allowance_values IS NOT NULL
+    UNION ALL
+    SELECT
+        invoice_id, line_item_id, price_id, scheme, package_size, allocation,
+        matrix_allocation, allocation_per_group, group_values, group_rate, usage_quantity,
+        rated_quantity
+    FROM groups
+    WHERE NOT max_group AND allowance_values IS NULL
+),
+-- Matrix cells: a cell's rate (or a rate read from the group) replaces the default rate
+-- for its group.
 cells AS (
-    SELECT g.*, c.cell_index, c.rate AS cell_rate
-    FROM groups AS g
+    SELECT
+        g.invoice_id, g.line_item_id, g.price_id, g.scheme, g.package_size, g.allocation,
+        g.matrix_allocation, g.allocation_per_group, g.group_values, g.usage_quantity,
+        g.rated_quantity, c.cell_index, coalesce(c.rate, g.group_rate) AS cell_rate
+    FROM selected AS g
     LEFT JOIN price_cells AS c
         ON c.price_id = g.price_id AND c.dimension_values = g.group_values
 ),
--- A matrix allocation is drawn down cell by cell in the order the cells are listed,
--- then over default-priced groups in order of their values. The window runs only
--- over the prices that have one.
+-- A pooled allocation (a matrix's, or cumulative_grouped_allocation's) is drawn down
+-- cell by cell in the order the cells are listed, then over default-priced groups in
+-- order of their values; each group draws at most its allocation_per_group, if any.
+-- The window runs only over the prices that have one.
 allocated AS (
     SELECT
         invoice_id, line_item_id, price_id, scheme, package_size, allocation,
-        matrix_allocation, group_values, usage_quantity, cell_index, cell_rate,
-        CAST(greatest(usage_quantity - greatest(matrix_allocation - used_before, 0), 0)
+        matrix_allocation, allocation_per_group, group_values, usage_quantity,
+        rated_quantity, cell_index, cell_rate,
+        CAST(rated_quantity - least(drawable, CAST(greatest(matrix_allocation - used_before, 0)
+                                                   AS DECIMAL(38, 9)))
              AS DECIMAL(38, 9)) AS remaining
     FROM (
-        SELECT *, coalesce(sum(usage_quantity) OVER (
+        SELECT *, coalesce(sum(drawable) OVER (
             PARTITION BY line_item_id
             -- group values in order, a missing value (NULL) after every value, spelled
             -- out: engines order NULLs inside lists differently
@@ -81,11 +158,15 @@ allocated AS (
                 list_transform(group_values, lambda v: coalesce('0' || v, '1'))
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
         ), 0) AS used_before
-        FROM cells
-        WHERE matrix_allocation IS NOT NULL
+        FROM (
+            SELECT *, least(rated_quantity, coalesce(allocation_per_group, rated_quantity))
+                AS drawable
+            FROM cells
+            WHERE matrix_allocation IS NOT NULL
+        ) AS drawable_cells
     ) AS drawn
     UNION ALL
-    SELECT *, usage_quantity AS remaining FROM cells WHERE matrix_allocation IS NULL
+    SELECT *, rated_quantity AS remaining FROM cells WHERE matrix_allocation IS NULL
 ),
 -- The quantity a group is billed for: less its allocation, then in whole packages.
 -- Package counts are exact: ceil(q / size) = n1, or n1 + 1 when n1 * size < q, where n1
@@ -136,6 +217,16 @@ billed AS (
     FROM after_allocation
     WHERE package_size IS NULL
 ),
+-- cumulative_volume (cumulative_grouped_bulk): each group is charged at the rate of the
+-- tier the line's total over all its groups falls in. The window runs only over such
+-- prices.
+tier_basis AS (
+    SELECT *, CAST(sum(quantity) OVER (PARTITION BY line_item_id) AS DECIMAL(38, 9)) AS basis
+    FROM billed
+    WHERE scheme = 'cumulative_volume'
+    UNION ALL
+    SELECT *, quantity AS basis FROM billed WHERE scheme <> 'cumulative_volume'
+),
 tiers AS (
     SELECT
         b.invoice_id,
@@ -150,14 +241,18 @@ tiers AS (
         t.minimum_amount,
         coalesce(b.cell_rate, t.rate) AS rate,
         t.flat_amount,
-        -- the tier the whole quantity falls in
-        (t.lower IS NULL OR b.quantity > t.lower) AND (t.upper IS NULL OR b.quantity <= t.upper)
+        -- the tier the whole quantity (or the line's total) falls in
+        (t.lower IS NULL OR b.basis > t.lower) AND (t.upper IS NULL OR b.basis <= t.upper)
             AS reached,
         -- the units of the quantity inside this tier
         greatest(least(b.quantity, coalesce(t.upper, b.quantity)) - coalesce(t.lower, 0), 0)
             AS units_in_tier
-    FROM billed AS b
-    JOIN price_tiers AS t ON t.price_id = b.price_id
+    FROM tier_basis AS b
+    JOIN price_tiers AS t
+        ON t.price_id = b.price_id
+        -- a cell with tiers of its own is tiered on them, any other group on the price's
+        AND (t.cell_values = b.group_values
+             OR (t.cell_values IS NULL AND (b.cell_index IS NULL OR b.cell_rate IS NOT NULL)))
 )
 SELECT
     invoice_id, line_item_id, scheme, group_values, usage_quantity, quantity, tier_index,
@@ -169,6 +264,7 @@ SELECT
     CASE scheme
         WHEN 'graduated' THEN units_in_tier * rate
         WHEN 'volume' THEN CASE WHEN reached THEN quantity * rate ELSE 0 END
+        WHEN 'cumulative_volume' THEN CASE WHEN reached THEN quantity * rate ELSE 0 END
         WHEN 'threshold' THEN CAST(CASE WHEN reached THEN flat_amount ELSE 0 END
                                    AS DECIMAL(38, 21))
     END AS tier_amount
