@@ -161,11 +161,11 @@ def _lake_table(name: str, files: list[SourceFile]) -> LakeTable:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ExportError(f"table {name!r}: its files disagree on the schema: {exc}") from exc
     if key not in schema.names:
-        schema = schema.append(_partition_field(key))
+        schema = schema.append(partition_field(key))
     return LakeTable(name, key, files, schema)
 
 
-def _partition_field(key: str) -> pa.Field:
+def partition_field(key: str) -> pa.Field:
     """The hive column of a table whose files do not hold it: a date for the monthly and
     daily partitions (as DuckDB and Polars infer it), text otherwise."""
     daily_or_monthly = key == "billing_month" or key.endswith("_date")
