@@ -10,18 +10,23 @@ import warnings
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, TextIO
 
 import click
 import dagster as dg
+import duckdb
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from assets.events import day_materializations, materializations
 from assets.resources import OrbStore
 from billing import money, periods
+from billing.catalog import CatalogError
 from cli.billing import credits_group, invoices, month_option, rerate
 from cli.export import export
+from cli.serve import COMMANDS as API_COMMANDS
 from cli.state import customers, import_files, state_group, subscriptions
 from cli.summary import print_summary, summarize
 from ingestion.amendments import amended_days, record_amendment
@@ -30,9 +35,10 @@ from ingestion.http_app import serve
 from ingestion.quarantine import list_quarantine
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from pricing_sql.catalog_files import load_catalog
+from pricing_sql.catalog_files import check_metrics
 from pricing_sql.evaluate import price_breakdown
-from pricing_sql.metrics import PORTABLE_DIALECTS, MetricSQLError, portability
+from pricing_sql.metric_trial import SAMPLE_DAYS, lake_sample
+from pricing_sql.metrics import PORTABLE_DIALECTS, portability
 from pricing_sql.run_catalog import current_catalog
 from reports.documents import issue_and_render
 from sample_data.generate import CUSTOMERS_FILE, generate, write_payments
@@ -266,7 +272,8 @@ def amend(customer_id, all_customers, start, end, idempotency_key, reason, repla
 @main.command()
 @click.option("--price", "price_file", required=True, type=click.File(),
               help="An Orb-shaped price as JSON: model_type and <model_type>_config.")
-@click.option("--quantity", type=str, help="The usage quantity.")
+@click.option("--quantity", type=str,
+              help="The usage quantity: 0 or more, at most 9 decimal places.")
 @click.option("--usage", "usage_file", type=click.File(),
               help='Grouped usage as JSON: [{"group": {...}, "quantity": ...}, ...].')
 def price(price_file, quantity: str | None, usage_file) -> None:
@@ -274,9 +281,9 @@ def price(price_file, quantity: str | None, usage_file) -> None:
     if (quantity is None) == (usage_file is None):
         raise click.UsageError("give exactly one of --quantity and --usage")
     try:
-        usage = Decimal(quantity) if quantity is not None else json.load(usage_file)
-        breakdown = price_breakdown(json.load(price_file), usage)
-    except (ValueError, ArithmeticError) as exc:  # pydantic's ValidationError is a ValueError
+        usage = quantity if quantity is not None else _json(usage_file)
+        breakdown = price_breakdown(_json(price_file), usage)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise click.ClickException(str(exc)) from exc
     table = Table(title="Breakdown")
     for column in ("group", "tier", "from (excl.)", "to (incl.)", "quantity", "rate", "amount"):
@@ -292,6 +299,13 @@ def price(price_file, quantity: str | None, usage_file) -> None:
                   f"{_number(breakdown.precise_amount)})")
 
 
+def _json(file: TextIO) -> Any:
+    try:
+        return json.load(file)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file.name}: not JSON: {exc}") from exc
+
+
 def _number(value: Decimal | None) -> str:
     return "-" if value is None else f"{value.normalize():f}"
 
@@ -304,27 +318,39 @@ def metrics() -> None:
 @metrics.command("check")
 @click.option("--catalog", "catalog_dir", default="data/catalog", show_default=True,
               type=click.Path(path_type=Path, exists=True, file_okay=False))
-def metrics_check(catalog_dir: Path) -> None:
-    """Check every metric's SQL and show which warehouses it transpiles to."""
-    catalog = load_catalog(catalog_dir)
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path),
+              help="Each metric also runs on a sample of this lake's newest events.")
+def metrics_check(catalog_dir: Path, data_dir: Path) -> None:
+    """Check every metric's SQL, run it on an empty events table and on a sample of the
+    lake's events, and show which warehouses it transpiles to."""
+    lake = Settings.from_env(data_dir).lake
+    try:
+        sample = lake_sample(lake)
+    except duckdb.Error as exc:  # the metrics can still be checked without it
+        console.print(Text(f"cannot sample the events of {data_dir}: {exc}", style="yellow"))
+        sample = None
+    try:
+        catalog, problems = check_metrics(catalog_dir, sample)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
     table = Table(title=f"Metrics in {catalog_dir}")
     table.add_column("metric")
     table.add_column("checks")
     for dialect in PORTABLE_DIALECTS:
         table.add_column(dialect)
-    failed = False
     for metric in catalog.metrics:
-        try:
-            targets = portability(metric.sql)
-        except MetricSQLError as exc:
-            failed = True
-            table.add_row(metric.id, f"[red]{exc}[/red]", *["-"] * len(PORTABLE_DIALECTS))
+        if problem := problems.get(metric.id):
+            table.add_row(metric.id, Text(f"{problem.where}: {problem.reason}", style="red"),
+                          *["-"] * len(PORTABLE_DIALECTS))
             continue
         table.add_row(metric.id, "ok", *(
             "[red]no[/red]" if sql.startswith("ERROR") else "[green]yes[/green]"
-            for sql in targets.values()))
+            for sql in portability(metric.sql).values()))
     console.print(table)
-    if failed:
+    console.print("Each ran on an empty events table and " + (
+        f"on {sample.num_rows:,} events of the newest {SAMPLE_DAYS} days in {lake.root}"
+        if sample is not None else f"on no events: {lake.root} has none"))
+    if problems:
         raise SystemExit(1)
 
 
@@ -335,6 +361,8 @@ main.add_command(export)
 main.add_command(customers)
 main.add_command(subscriptions)
 main.add_command(state_group)
+for api_command in API_COMMANDS:  # orb serve, keys, tenants, audit (docs/api.md)
+    main.add_command(api_command)
 
 if __name__ == "__main__":
     main()

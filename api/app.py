@@ -1,0 +1,37 @@
+"""The Orb-compatible API (docs/api.md): FastAPI under ``/v1``, in Orb's shapes, so that
+Orb's official SDKs can drive it with ``base_url`` pointed here.
+
+Every route depends on ``access.authorize`` (declared here, once): the key, its role and
+its tenant's deployment. Errors are Orb's (``api/errors.py``); the OpenAPI document is
+``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from api import errors
+from api.access import ApiConfig, authorize
+from api.resources import audit, catalog, customers, subscriptions
+
+REQUIRE_AUTH_VARIABLE = "ORB_API_REQUIRE_AUTH"
+
+
+def require_auth_from_env() -> bool:
+    """``ORB_API_REQUIRE_AUTH``: on unless 0, false, no or off."""
+    value = os.environ.get(REQUIRE_AUTH_VARIABLE, "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def create_app(api: ApiConfig) -> FastAPI:
+    app = FastAPI(title="Orb on DuckDB", version="1", openapi_url="/v1/openapi.json",
+                  docs_url="/v1/docs", redoc_url=None)
+    app.state.api = api
+    errors.install(app)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+    for module in (customers, subscriptions, catalog, audit):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    return app
+

@@ -1,0 +1,377 @@
+"""The Orb-compatible API (docs/api.md) in-process: tenants, keys and roles, isolation over
+every route with a path id (read from the app's route table), idempotency, the audit trail,
+errors in Orb's shape, and ``orb serve`` refusing to listen beyond loopback unguarded."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+from api.access import ApiConfig
+from api.app import create_app
+from api.registry import Registry, registry_url
+from api.schema import VERSION_TABLE, metadata
+from cli.main import main
+from tests.api_tenants import API_VARIABLES, create_key, make_tenants, orb
+
+NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+ORB = "https://docs.withorb.com/reference/error-responses#"
+ACME = {"name": "Acme", "email": "ap@acme.test", "timezone": "Europe/Berlin",
+        "external_customer_id": "acme-1"}
+
+
+@pytest.fixture
+def tenants(tmp_path, monkeypatch):
+    for variable in API_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    return make_tenants(tmp_path)
+
+
+def client_for(data_dir, require_auth=True):
+    registry = Registry.open(registry_url(data_dir), data_dir, clock=lambda: NOW)
+    return TestClient(create_app(ApiConfig(registry, require_auth, clock=lambda: NOW)))
+
+
+@pytest.fixture
+def client(tenants):
+    return client_for(tenants[0])
+
+
+def bearer(secret):
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_a_customer_and_its_subscription_in_orb_shapes(tenants, client):
+    admin = bearer(create_key(tenants[0], "admin"))
+    created = client.post("/v1/customers", json=ACME, headers=admin)
+    assert created.status_code == 200
+    customer = created.json()
+    assert re.fullmatch(r"cus_[0-9a-f]{16}", customer["id"])
+    assert {k: customer[k] for k in ("name", "email", "timezone", "external_customer_id",
+                                     "balance", "currency", "metadata", "net_terms")} == {
+        "name": "Acme", "email": "ap@acme.test", "timezone": "Europe/Berlin",
+        "external_customer_id": "acme-1", "balance": "0.00", "currency": None,
+        "metadata": {}, "net_terms": 30}
+    sub = client.post("/v1/subscriptions", headers=admin, json={
+        "external_customer_id": "acme-1", "plan_id": "starter",
+        "start_date": "2026-10-01"}).json()
+    # 1 October in Berlin (UTC+2 in summer time) began at 22:00 UTC the day before; the
+    # period under way on 10 November runs 1 November to 1 December, Berlin midnights (UTC+1)
+    assert (sub["customer"]["id"], sub["plan"]["id"], sub["status"], sub["start_date"],
+            sub["end_date"], sub["billing_cycle_day"]) == (
+        customer["id"], "starter", "active", "2026-09-30T22:00:00Z", None, 1)
+    assert (sub["current_billing_period_start_date"],
+            sub["current_billing_period_end_date"]) == ("2026-10-31T23:00:00Z",
+                                                        "2026-11-30T23:00:00Z")
+    prices = {p["id"]: p for p in sub["plan"]["prices"]}
+    assert prices["starter_platform"]["unit_config"]["unit_amount"] == "49.00"
+    assert (prices["starter_platform"]["price_type"],
+            prices["starter_platform"]["billing_mode"]) == ("fixed_price", "in_advance")
+    assert prices["starter_calls"]["billable_metric"] == {"id": "calls"}
+    assert prices["starter_calls"]["tiered_config"]["tiers"][1] == {
+        "first_unit": "1000", "last_unit": None, "unit_amount": "0.002"}
+
+
+def test_cancel_options(tenants, client):
+    admin = bearer(create_key(tenants[0], "admin"))
+    utc = client.post("/v1/customers", headers=admin,
+                      json={"name": "U", "email": "u@x.test"}).json()["id"]
+    berlin = client.post("/v1/customers", headers=admin, json=ACME).json()["id"]
+
+    def subscribe(customer_id, plan_id="starter"):
+        return client.post("/v1/subscriptions", headers=admin, json={
+            "customer_id": customer_id, "plan_id": plan_id,
+            "start_date": "2026-10-01"}).json()["id"]
+
+    def cancel(sub_id, **body):
+        return client.post(f"/v1/subscriptions/{sub_id}/cancel", headers=admin, json=body)
+
+    # the month under way on 10 November ends 1 December; the yearly plan's term is a
+    # year from 1 October
+    monthly = cancel(subscribe(utc), cancel_option="end_of_subscription_term").json()
+    assert (monthly["end_date"], monthly["status"]) == ("2026-12-01T00:00:00Z", "active")
+    yearly = cancel(subscribe(utc, "a_yearly"), cancel_option="end_of_subscription_term")
+    assert yearly.json()["end_date"] == "2027-10-01T00:00:00Z"
+    # immediately at 12:00 UTC on 10 November ends at the next Berlin midnight, 23:00 UTC
+    now = cancel(subscribe(berlin), cancel_option="immediate").json()
+    assert now["end_date"] == "2026-11-10T23:00:00Z"
+    requested = subscribe(berlin)
+    on_day = cancel(requested, cancel_option="requested_date", cancellation_date="2027-01-01")
+    assert on_day.json()["end_date"] == "2026-12-31T23:00:00Z"
+    # a date with requested_date only, and one the subscription cannot end on
+    missing = cancel(requested, cancel_option="requested_date")
+    assert missing.status_code == 400
+    assert missing.json()["detail"].startswith("body.cancellation_date:")
+    before_start = cancel(requested, cancel_option="requested_date",
+                          cancellation_date="2026-09-01")
+    assert before_start.status_code == 400
+    assert before_start.json()["detail"] == ("body.cancellation_date: Value error, end_date "
+                                             "2026-09-01 must be after the last phase's start "
+                                             "2026-10-01")
+
+
+def test_refused_writes_name_the_field(tenants, client):
+    admin = bearer(create_key(tenants[0], "admin"))
+    bad_zone = client.post("/v1/customers", headers=admin,
+                           json={**ACME, "timezone": "Mars/Olympus"})
+    assert bad_zone.status_code == 400
+    assert bad_zone.json()["type"] == ORB + "400-request-validation-errors"
+    assert bad_zone.json()["detail"].startswith("body.timezone:")
+    unsupported = client.post("/v1/customers", headers=admin, json={**ACME, "metadata": {}})
+    assert unsupported.json()["validation_errors"] == [
+        "body.metadata: not a field this server takes (docs/api.md lists what differs from Orb)"]
+    client.post("/v1/customers", headers=admin, json=ACME)
+    taken = client.post("/v1/customers", headers=admin, json={**ACME, "name": "Other"})
+    assert taken.status_code == 400 and "acme-1" in taken.json()["detail"]
+    customer_id = client.get("/v1/customers", headers=admin).json()["data"][0]["id"]
+    unknown_plan = client.post("/v1/subscriptions", headers=admin, json={
+        "customer_id": customer_id, "plan_id": "gold", "start_date": "2026-10-01"})
+    assert unknown_plan.status_code == 400
+    assert unknown_plan.json()["detail"] == "body.plan_id: unknown plan 'gold'"
+    no_name = client.put(f"/v1/customers/{customer_id}", headers=admin, json={"name": None})
+    assert no_name.json()["detail"] == "body.name: cannot be null; leave it out to keep it"
+    assert client.get("/v1/customers?limit=0", headers=admin).json()["detail"].startswith(
+        "query.limit:")
+    assert client.get("/v1/customers?cursor=bm9wZQ", headers=admin).status_code == 400
+    malformed = client.post("/v1/customers", headers={**admin, "Content-Type":
+                                                      "application/json"}, content=b"{")
+    assert malformed.status_code == 400
+    assert malformed.json()["type"] == ORB + "400-request-validation-errors"
+    nowhere = client.get("/v1/invoices/nope", headers=admin)
+    assert (nowhere.status_code, nowhere.json()["type"]) == (404, ORB + "404-url-not-found")
+
+
+def test_pages_walk_every_customer_newest_first(tenants, client):
+    admin = bearer(create_key(tenants[0], "admin"))
+    ids = [client.post("/v1/customers", headers=admin,
+                       json={"name": f"C{i}", "email": f"c{i}@x.test"}).json()["id"]
+           for i in range(3)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/customers", headers=admin, params=params).json()
+        seen += [c["id"] for c in page["data"]]
+        pages += 1
+        cursor = page["pagination_metadata"]["next_cursor"]
+        assert page["pagination_metadata"]["has_more"] == (cursor is not None)
+        if cursor is None:
+            break
+    assert (seen, pages) == (ids[::-1], 2)
+
+
+def test_roles(tenants, client):
+    reader = bearer(create_key(tenants[0], "read_only"))
+    operator = bearer(create_key(tenants[0], "billing_operator"))
+    admin = bearer(create_key(tenants[0], "admin"))
+    refused = client.post("/v1/customers", headers=reader, json=ACME)
+    assert (refused.status_code, refused.json()["type"]) == (403, ORB + "403-permission-denied")
+    assert client.get("/v1/customers", headers=reader).status_code == 200
+    assert client.post("/v1/customers", headers=operator, json=ACME).status_code == 200
+    assert client.get("/v1/audit_events", headers=operator).status_code == 403
+    assert client.get("/v1/audit_events", headers=reader).status_code == 403
+    assert client.get("/v1/audit_events", headers=admin).status_code == 200
+
+
+def test_keys_are_required_kept_hashed_and_revocable(tenants, client):
+    a = tenants[0]
+    secret = create_key(a, "admin")
+    for headers in ({}, {"Authorization": "Basic eDp5"}, bearer("orb_sk_unknown")):
+        refused = client.get("/v1/customers", headers=headers)
+        assert (refused.status_code, refused.json()["type"]) == (
+            401, ORB + "401-authentication-error")
+    assert client.get("/v1/customers", headers=bearer(secret)).status_code == 200
+    # only HMAC-SHA256(pepper, secret) is kept
+    pepper = (a / "api.pepper").read_bytes().strip()
+    with sqlite3.connect(a / "api.db") as db:
+        (key_id, kept), = db.execute("SELECT key_id, secret_hash FROM api_keys").fetchall()
+    assert kept == hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
+    assert secret not in (a / "api.db").read_bytes().decode("latin-1")
+    assert key_id in orb(["keys", "list", "--data-dir", str(a)])
+    orb(["keys", "revoke", key_id, "--data-dir", str(a)])
+    revoked = client.get("/v1/customers", headers=bearer(secret))
+    assert (revoked.status_code, revoked.json()["detail"]) == (
+        401, "the API key is unknown or revoked")
+
+
+def test_without_required_auth_a_keyless_request_is_the_default_tenants_admin(tenants):
+    open_client = client_for(tenants[0], require_auth=False)
+    created = open_client.post("/v1/customers", json=ACME)
+    assert created.status_code == 200
+    assert open_client.get("/v1/customers/external_customer_id/acme-1").json()["id"] == \
+        created.json()["id"]
+    (event,) = open_client.get("/v1/audit_events").json()["data"]
+    assert (event["key_id"], event["role"]) == (None, "admin")
+    # a key given must still be valid
+    assert open_client.get("/v1/customers", headers=bearer("orb_sk_x")).status_code == 401
+
+
+# Each path parameter, filled with a tenant-A resource of its kind.
+def _a_ids(client, admin):
+    customer = client.post("/v1/customers", headers=admin, json=ACME).json()
+    sub = client.post("/v1/subscriptions", headers=admin, json={
+        "customer_id": customer["id"], "plan_id": "starter",
+        "start_date": "2026-10-01"}).json()
+    return {"customer_id": customer["id"], "external_customer_id": "acme-1",
+            "subscription_id": sub["id"], "plan_id": "a_yearly",
+            "external_plan_id": "a_yearly", "metric_id": "a_seats"}
+
+
+def test_a_tenant_never_sees_anothers_resources_on_any_route(tenants, client):
+    admin_a = bearer(create_key(tenants[0], "admin"))
+    admin_b = bearer(create_key(tenants[0], "admin", tenant="b"))
+    ids = _a_ids(client, admin_a)
+    # every route with a path id, as the app publishes them (its OpenAPI document)
+    routes = {path: [m.upper() for m in methods]
+              for path, methods in client.app.openapi()["paths"].items() if "{" in path}
+    assert len(routes) >= 7  # the table is read, not empty
+    for route, methods in routes.items():
+        missing = set(re.findall(r"{(\w+)}", route)) - set(ids)
+        assert not missing, f"{route}: give this test a tenant-A id for {missing}"
+        path = route.format(**ids)
+        for method in methods:
+            # a body that would be valid, so that only the id can make it fail
+            body = ({"cancel_option": "immediate"} if path.endswith("/cancel")
+                    else {"name": "Renamed"} if method == "PUT" else None)
+            theirs = client.request(method, path, headers=admin_b, json=body)
+            assert (theirs.status_code, theirs.json()["type"]) == (
+                404, ORB + "404-resource-not-found"), (method, path, theirs.json())
+            if method == "GET":  # the id is real: tenant A's key gets it
+                assert client.get(path, headers=admin_a).status_code == 200, path
+    # tenant B's catalog is its own: the same plan id, B's price
+    plan_b = client.get("/v1/plans/starter", headers=admin_b).json()
+    assert plan_b["prices"][0]["unit_config"]["unit_amount"] == "99.00"
+    assert client.get("/v1/customers", headers=admin_b).json()["data"] == []
+
+
+def test_idempotency_key_replays_or_conflicts(tenants, client):
+    admin = bearer(create_key(tenants[0], "admin"))
+    first = client.post("/v1/customers", headers={**admin, "Idempotency-Key": "k1"},
+                        json=ACME)
+    again = client.post("/v1/customers", headers={**admin, "Idempotency-Key": "k1"},
+                        json=ACME)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(client.get("/v1/customers", headers=admin).json()["data"]) == 1
+    other = client.post("/v1/customers", headers={**admin, "Idempotency-Key": "k1"},
+                        json={**ACME, "name": "Other"})
+    assert (other.status_code, other.json()["type"]) == (409, ORB + "409-resource-conflict")
+    # a refused request is not kept: corrected, the same key goes through
+    bad = {"name": "N", "email": "n@x.test", "timezone": "Nowhere/Land"}
+    assert client.post("/v1/customers", headers={**admin, "Idempotency-Key": "k2"},
+                       json=bad).status_code == 400
+    fixed = client.post("/v1/customers", headers={**admin, "Idempotency-Key": "k2"},
+                        json={**bad, "timezone": "UTC"})
+    assert fixed.status_code == 200 and "Idempotent-Replayed" not in fixed.headers
+    # a PUT too (the SDK sends a key with every write)
+    path = f"/v1/customers/{first.json()['id']}"
+    renamed = client.put(path, headers={**admin, "Idempotency-Key": "k3"}, json={"name": "R"})
+    replayed = client.put(path, headers={**admin, "Idempotency-Key": "k3"}, json={"name": "R"})
+    assert replayed.json() == renamed.json() and replayed.headers["Idempotent-Replayed"] == "true"
+    assert client.put(path, headers={**admin, "Idempotency-Key": "k3"},
+                      json={"name": "S"}).status_code == 409
+    # keys are per tenant
+    admin_b = bearer(create_key(tenants[0], "admin", tenant="b"))
+    theirs = client.post("/v1/customers", headers={**admin_b, "Idempotency-Key": "k1"},
+                         json=ACME)
+    assert theirs.status_code == 200 and theirs.json()["id"] != first.json()["id"]
+
+
+def test_every_write_is_audited(tenants, client):
+    a = tenants[0]
+    admin_secret = create_key(a, "admin")
+    admin = bearer(admin_secret)
+    customer = client.post("/v1/customers", headers=admin, json=ACME).json()
+    client.put(f"/v1/customers/{customer['id']}", headers=admin, json={"name": "Acme GmbH"})
+    sub = client.post("/v1/subscriptions", headers=admin, json={
+        "customer_id": customer["id"], "plan_id": "starter", "start_date": "2026-10-01"}).json()
+    client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers=admin,
+                json={"cancel_option": "requested_date", "cancellation_date": "2027-01-01"})
+    # a refused write changes nothing, so it is not an audit event
+    client.post("/v1/customers", headers=admin, json={**ACME, "timezone": "Nowhere/Land"})
+    events = client.get("/v1/audit_events", headers=admin).json()["data"]
+    key_id = events[0]["key_id"]
+    assert key_id.startswith("key_")
+    assert [(e["method"], e["path"], e["resource"], e["resource_id"], e["role"], e["key_id"],
+             e["created_at"]) for e in events] == [
+        ("POST", "/v1/customers", "customer", customer["id"], "admin", key_id,
+         "2026-11-10T12:00:00Z"),
+        ("PUT", f"/v1/customers/{customer['id']}", "customer", customer["id"], "admin",
+         key_id, "2026-11-10T12:00:00Z"),
+        ("POST", "/v1/subscriptions", "subscription", sub["id"], "admin", key_id,
+         "2026-11-10T12:00:00Z"),
+        ("POST", f"/v1/subscriptions/{sub['id']}/cancel", "subscription", sub["id"], "admin",
+         key_id, "2026-11-10T12:00:00Z"),
+    ]
+    assert (events[0]["before"], events[0]["after"]["name"]) == (None, "Acme")
+    assert (events[1]["before"]["name"], events[1]["after"]["name"]) == ("Acme", "Acme GmbH")
+    assert (events[3]["before"]["end_date"], events[3]["after"]["end_date"]) == (
+        None, "2026-12-31T23:00:00Z")
+    page = client.get("/v1/audit_events?limit=3", headers=admin).json()
+    rest = client.get("/v1/audit_events", headers=admin,
+                      params={"cursor": page["pagination_metadata"]["next_cursor"]}).json()
+    assert [e["id"] for e in page["data"] + rest["data"]] == [e["id"] for e in events]
+    # tenant B's admin sees none of A's trail; the CLI shows every tenant's
+    admin_b = bearer(create_key(a, "admin", tenant="b"))
+    assert client.get("/v1/audit_events", headers=admin_b).json()["data"] == []
+    shown = orb(["audit", "--data-dir", str(a)])
+    assert shown.count(key_id) == 4 and '["name"]' in shown
+
+
+def test_serve_refuses_to_listen_beyond_loopback_unguarded(tenants, monkeypatch):
+    a = tenants[0]
+
+    def serve():
+        return CliRunner().invoke(main, ["serve", "--data-dir", str(a), "--host", "0.0.0.0"])
+
+    no_keys = serve()
+    assert no_keys.exit_code == 1 and "no API key exists" in no_keys.output
+    create_key(a, "admin")
+    monkeypatch.setenv("ORB_API_REQUIRE_AUTH", "0")
+    unguarded = serve()
+    assert unguarded.exit_code == 1 and "ORB_API_REQUIRE_AUTH is off" in unguarded.output
+
+
+def test_tenants_and_keys_cli_refusals(tenants):
+    a = tenants[0]
+    runner = CliRunner()
+    unknown = runner.invoke(main, ["keys", "create", "--tenant", "c", "--role", "admin",
+                                   "--data-dir", str(a)])
+    assert unknown.exit_code == 1 and "unknown tenant 'c'" in unknown.output
+    twice = runner.invoke(main, ["tenants", "add", "b", "--tenant-data-dir", str(a),
+                                 "--data-dir", str(a)])
+    assert twice.exit_code == 1 and "tenant 'b' exists already" in twice.output
+    assert runner.invoke(main, ["keys", "revoke", "key_nope", "--data-dir",
+                                str(a)]).exit_code == 1
+    assert str(tenants[1]) in orb(["tenants", "list", "--data-dir", str(a)])
+
+
+def test_a_server_fault_is_an_orb_500_without_the_traceback(tenants):
+    a = tenants[0]
+    admin = bearer(create_key(a, "admin"))
+    (a / "catalog" / "catalog.yaml").write_text("plans: [{id: broken}]\n")
+    registry = Registry.open(registry_url(a), a)
+    client = TestClient(create_app(ApiConfig(registry)), raise_server_exceptions=False)
+    fault = client.get("/v1/plans", headers=admin)
+    assert fault.status_code == 500
+    assert fault.json() == {
+        "type": ORB + "500-internal-server-error", "status": 500,
+        "title": "Internal server error",
+        "detail": "the server failed to answer this request; it is logged"}
+
+
+def test_the_registry_migrations_create_exactly_the_declared_tables(tmp_path, monkeypatch):
+    monkeypatch.delenv("ORB_API_KEY_PEPPER", raising=False)
+    registry = Registry.open(f"sqlite:///{tmp_path / 'api.db'}", tmp_path)
+    with registry.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == []
