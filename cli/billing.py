@@ -7,11 +7,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from assets.resources import OrbStore
 from billing import money
+from billing.catalog import CatalogError
+from cli.options import DATA_DIR, FORMAT, existing_data_dir, period_option
+from cli.output import console, emit
 from invoicing import credit_grants as credits
 from invoicing import documents
 from invoicing.document_model import DocumentStatus
@@ -21,33 +23,42 @@ from pipelines import runner
 from pipelines.definitions import build_definitions
 from pricing_sql.run_catalog import current_catalog
 from reports.documents import issue_and_render, render_issued
-from storage.billing_runs import MixedBillingRun
+from storage.billing_runs import RUNS, MixedBillingRun
 from storage.duck import connect
+from storage.lake import Lake
 from storage.settings import Settings
-
-console = Console()
-DATA_DIR = click.option("--data-dir", default="data", show_default=True,
-                        type=click.Path(path_type=Path))
-
-
-def month_option(_ctx, _param, value):
-    """YYYY-MM as the first day of the month (a tuple of them for multiple options)."""
-    if value is None:
-        return None
-    if isinstance(value, tuple):
-        return tuple(month_option(_ctx, _param, v) for v in value)
-    try:
-        return date.fromisoformat(f"{value}-01")
-    except ValueError as exc:
-        raise click.BadParameter(f"expected YYYY-MM, got {value!r}") from exc
 
 
 def _settings(data_dir: Path) -> Settings:
-    return Settings.from_env(data_dir)
+    return Settings.from_env(existing_data_dir(data_dir))
+
+
+def _known_customer(settings: Settings, customer_id: str | None) -> None:
+    """An unknown --customer is an error, not an empty listing that looks like 'nothing'."""
+    if customer_id is None:
+        return
+    try:
+        known = {c.id for c in current_catalog(settings).customers}
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if customer_id not in known:
+        raise click.ClickException(f"unknown customer {customer_id!r} in {settings.data_dir}")
+
+
+def _billed_months(lake: Lake) -> list[date]:
+    """The months a billing run wrote, oldest first (a month billed before runs were
+    recorded has invoices but no commit)."""
+    files = lake.all_files(RUNS) + lake.all_files("invoices")
+    return sorted({date.fromisoformat(Lake.partition_value(f)) for f in files})
 
 
 def _money(amount: Decimal | None, currency: str) -> str:
     return "-" if amount is None else money.format_money(amount, currency)
+
+
+def _amount(amount: Decimal | None, currency: str) -> Decimal | None:
+    """At the currency's minor unit, as on the invoice (the lake keeps a wider scale)."""
+    return None if amount is None else money.quantize(amount, currency)
 
 
 @click.group()
@@ -55,23 +66,31 @@ def invoices() -> None:
     """Drafts, issuing, payment and voiding of invoices and credit notes."""
 
 
+INVOICE_FIELDS = ("number", "type", "invoice", "customer", "date", "due", "total", "currency",
+                  "status")
+
+
 @invoices.command("list")
-@click.option("--period", callback=month_option, help="Billing month, YYYY-MM.")
+@period_option()
 @click.option("--customer", "customer_id")
+@FORMAT
 @DATA_DIR
-def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) -> None:
+def invoices_list(period: date | None, customer_id: str | None, output_format: str,
+                  data_dir: Path) -> None:
     """Issued documents with their status; with --period, that month's drafts too."""
-    lake, con = _settings(data_dir).lake, connect()
-    table = Table(title="Invoices and credit notes")
-    for column in ("number", "type", "invoice", "customer", "date", "due", "total", "status"):
-        table.add_column(column, justify="right" if column == "total" else "left")
+    settings = _settings(data_dir)
+    _known_customer(settings, customer_id)
+    lake, con = settings.lake, connect()
+    records: list[dict[str, object]] = []
     status = documents.statuses(con, lake)
     for issued in documents.issued_documents(lake):
         if (period is None or issued.billing_month == period) and (
                 customer_id is None or issued.customer_id == customer_id):
-            table.add_row(issued.number, issued.document_type, issued.invoice_id,
-                          issued.customer_id, str(issued.invoice_date), str(issued.due_date),
-                          _money(issued.total, issued.currency), status[issued.number])
+            records.append(dict(zip(INVOICE_FIELDS, (
+                issued.number, issued.document_type, issued.invoice_id, issued.customer_id,
+                issued.invoice_date, issued.due_date, _amount(issued.total, issued.currency),
+                issued.currency,
+                status[issued.number]), strict=True)))
     if period is not None:
         try:
             month_drafts = drafts(con, lake, period)
@@ -80,14 +99,20 @@ def invoices_list(period: date | None, customer_id: str | None, data_dir: Path) 
         for draft in month_drafts:
             head = draft.head
             if customer_id is None or head.customer_id == customer_id:
-                table.add_row("-", head.document_type, head.reference, head.customer_id,
-                              str(head.invoice_date), str(head.due_date),
-                              _money(head.total, head.currency), "draft")
-    console.print(table)
+                records.append(dict(zip(INVOICE_FIELDS, (
+                    None, head.document_type, head.reference, head.customer_id,
+                    head.invoice_date, head.due_date, _amount(head.total, head.currency),
+                    head.currency, "draft"),
+                    strict=True)))
+    emit(output_format, "Invoices and credit notes", INVOICE_FIELDS, records,
+         ("number", "type", "invoice", "customer", "date", "due", "total", "status"),
+         lambda r: (r["number"] or "-", r["type"], r["invoice"], r["customer"], str(r["date"]),
+                    str(r["due"]), _money(r["total"], r["currency"]), r["status"]),
+         right=("total",))
 
 
 @invoices.command("issue")
-@click.option("--period", required=True, callback=month_option, help="Billing month, YYYY-MM.")
+@period_option(required=True)
 @click.option("--customer", "customers", multiple=True, help="Only these customers.")
 @DATA_DIR
 def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> None:
@@ -104,7 +129,7 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
 
 
 @invoices.command("render")
-@click.option("--period", callback=month_option, help="Billing month, YYYY-MM (default: all).")
+@period_option(help="Billing month, YYYY-MM (default: all).")
 @DATA_DIR
 def invoices_render(period: date | None, data_dir: Path) -> None:
     """Write the HTML and PDF of issued documents whose files are missing."""
@@ -187,30 +212,42 @@ def credits_grant(customer_id, amount, currency, cost_basis, effective, expires,
 
 @credits_group.command("ledger")
 @click.option("--customer", "customer_id", required=True)
+@FORMAT
 @DATA_DIR
-def credits_ledger(customer_id: str, data_dir: Path) -> None:
+def credits_ledger(customer_id: str, output_format: str, data_dir: Path) -> None:
     """A customer's grants, drawdowns and expiries, with each grant's running balance."""
-    table = Table(title=f"Credit ledger of {customer_id}")
-    for column in ("date", "entry", "grant", "invoice", "amount", "grant balance"):
-        table.add_column(column, justify="right" if column in ("amount", "grant balance")
-                         else "left")
-    for row in credits.ledger_view(connect(), _settings(data_dir).lake, customer_id):
-        table.add_row(str(row["entry_date"]), row["entry_type"], row["grant_id"],
-                      row["invoice_id"] or "", _money(row["amount"], row["currency"]),
-                      _money(row["grant_balance"], row["currency"]))
-    console.print(table)
+    settings = _settings(data_dir)
+    _known_customer(settings, customer_id)
+    emit(output_format, f"Credit ledger of {customer_id}",
+         ("entry_date", "entry_type", "grant_id", "invoice_id", "amount", "grant_balance",
+          "currency"),
+         [{**row, "amount": _amount(row["amount"], row["currency"]),
+           "grant_balance": _amount(row["grant_balance"], row["currency"])}
+          for row in credits.ledger_view(connect(), settings.lake, customer_id)],
+         ("date", "entry", "grant", "invoice", "amount", "grant balance"),
+         lambda r: (str(r["entry_date"]), r["entry_type"], r["grant_id"], r["invoice_id"] or "",
+                    _money(r["amount"], r["currency"]),
+                    _money(r["grant_balance"], r["currency"])),
+         right=("amount", "grant balance"))
 
 
 @click.command()
-@click.option("--period", "months", required=True, multiple=True, callback=month_option,
-              help="Billing month, YYYY-MM (repeat for several).")
+@period_option(required=True, multiple=True, help="Billing month, YYYY-MM (repeat for several).")
 @click.option("--dry-run", is_flag=True, help="Show the differences; write nothing.")
 @DATA_DIR
-def rerate(months: tuple[date, ...], dry_run: bool, data_dir: Path) -> None:
+def rerate(period: tuple[date, ...], dry_run: bool, data_dir: Path) -> None:
     """Recompute past months: per-invoice differences, then (without --dry-run) the run
     that replaces drafts and drafts corrections of issued invoices."""
     settings = _settings(data_dir)
-    for month in months:
+    billed = _billed_months(settings.lake)
+    if not billed:
+        raise click.ClickException(f"nothing to re-rate: no month is billed in "
+                                   f"{settings.data_dir} yet (orb bill --period YYYY-MM)")
+    if early := [m for m in period if m < billed[0]]:
+        raise click.ClickException(
+            f"{early[0]:%Y-%m} is before the first billed month in {settings.data_dir}, "
+            f"{billed[0]:%Y-%m}: there is nothing to re-rate")
+    for month in period:
         changes = [d for d in preview(settings, month) if d.difference or d.action.startswith(
             ("new", "draft dropped"))]
         table = Table(title=f"Re-rating {month:%Y-%m}: {len(changes)} invoices change")

@@ -8,15 +8,14 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from cli.options import DATA_DIR
+from cli.output import console
 from storage.exports import lake_export as exports
 from storage.exports.ddl import DIALECTS
 from storage.lake import Lake
 from storage.tables import PUBLISHED_TABLES
-
-console = Console()
 
 
 def _tables(_ctx, _param, value: str | None) -> tuple[str, ...]:
@@ -40,7 +39,7 @@ def _tables(_ctx, _param, value: str | None) -> tuple[str, ...]:
 @click.option("--catalog-uri", envvar="ORB_ICEBERG_CATALOG_URI", metavar="URI",
               help="With --format iceberg: the catalog, a SQLAlchemy URL (default: "
                    "sqlite:///DEST/catalog.db for a folder; S3 needs one).")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+@DATA_DIR
 @click.option("--tables", callback=_tables, help="Comma-separated; default: every published "
               "table.")
 @click.option("--ddl", "dialect", type=click.Choice(DIALECTS),

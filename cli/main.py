@@ -1,368 +1,75 @@
-"""The ``orb`` command line."""
+"""The ``orb`` command line: a group that imports a command's module only when that
+command runs. Each command's short help is kept here, so ``orb --help`` and
+``orb --version`` import click alone, not Dagster, DuckDB, WeasyPrint or matplotlib
+(``bench/cli_startup.py`` times them)."""
 
 from __future__ import annotations
 
-import functools
-import json
-import shutil
-import time
-import warnings
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from pathlib import Path
-from typing import Any, TextIO
+import importlib
 
 import click
-import dagster as dg
-import duckdb
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
-from rich.text import Text
 
-from assets.events import day_materializations, materializations
-from assets.resources import OrbStore
-from billing import money, periods
-from billing.catalog import CatalogError
-from cli.billing import credits_group, invoices, month_option, rerate
-from cli.export import export
-from cli.serve import COMMANDS as API_COMMANDS
-from cli.state import customers, import_files, state_group, subscriptions
-from cli.summary import print_summary, summarize
-from ingestion.amendments import amended_days, record_amendment
-from ingestion.batches import Window, ingest_files, replay_batch
-from ingestion.http_app import serve
-from ingestion.quarantine import list_quarantine
-from pipelines import runner
-from pipelines.definitions import build_definitions
-from pricing_sql.catalog_files import check_metrics
-from pricing_sql.evaluate import price_breakdown
-from pricing_sql.metric_trial import SAMPLE_DAYS, lake_sample
-from pricing_sql.metrics import PORTABLE_DIALECTS, portability
-from pricing_sql.run_catalog import current_catalog
-from reports.documents import issue_and_render
-from sample_data.generate import CUSTOMERS_FILE, generate, write_payments
-from storage.duck import connect
-from storage.settings import Settings
+DISTRIBUTION = "orb-on-duckdb"
 
-console = Console()
-# Dagster flags its beta parameters each time definitions are built; not news to a user.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-# The demo owns these in its data folder; a re-run starts from scratch. The state store is
-# the SQLite file unless ORB_STATE_URL names another, which the demo imports into.
-GENERATED = ("catalog", CUSTOMERS_FILE, "landing", "lake", "reports", "payments", "orb.duckdb",
-             "state.db", "state.db-wal", "state.db-shm")
+# name -> ("module:attribute", short help): a one-line summary of its docstring.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "amend": ("cli.commands:amend",
+              "Deprecate past events and optionally ingest replacements."),
+    "audit": ("cli.serve:audit", "The API's audit trail, newest last."),
+    "bill": ("cli.commands:bill", "Land events and bill one month."),
+    "credits": ("cli.billing:credits_group", "Prepaid credit grants and the credit ledger."),
+    "catalog": ("cli.catalog:catalog", "Import and check catalogs as code."),
+    "customers": ("cli.state:customers", "Customers in the state store."),
+    "demo": ("cli.commands:demo", "Generate sample data, bill and issue it."),
+    "export": ("cli.export:export", "Export the published lake tables to a folder or S3."),
+    "ingest": ("cli.commands:ingest", "Ingest event files as batches."),
+    "invoices": ("cli.billing:invoices",
+                 "Drafts, issuing, payment and voiding of invoices and credit notes."),
+    "keys": ("cli.serve:keys", "API keys: each has a role and belongs to one tenant."),
+    "metrics": ("cli.commands:metrics", "Billable metrics."),
+    "price": ("cli.commands:price", "Price one usage quantity and show the breakdown."),
+    "quarantine": ("cli.commands:quarantine",
+                   "Events that failed a check, kept with the reason and their place."),
+    "rerate": ("cli.billing:rerate", "Recompute past months and draft corrections."),
+    "serve": ("cli.serve:serve", "Serve the Orb-compatible API under /v1."),
+    "serve-ingest": ("cli.commands:serve_ingest", "Serve Orb's POST /v1/ingest."),
+    "state": ("cli.state:state_group", "The state store as a whole."),
+    "subscriptions": ("cli.state:subscriptions", "Subscriptions in the state store."),
+    "tenants": ("cli.serve:tenants", "Tenants: each its own deployment."),
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Lists ``COMMANDS`` from their static help and imports one only to run it."""
+
+    listing = False  # while the group's own help is formatted
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        target, short_help = COMMANDS[cmd_name]
+        if self.listing:  # `orb --help` needs the name and short help only
+            return click.Command(cmd_name, short_help=short_help)
+        module, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self.listing = False
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name=DISTRIBUTION, prog_name="orb")
 def main() -> None:
     """Orb: usage-based billing on DuckDB, Parquet and Dagster."""
 
-
-@main.command()
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-@click.option("--customers", default=100, show_default=True)
-@click.option("--events", default=1_000_000, show_default=True)
-@click.option("--months", default=3, show_default=True)
-@click.option("--seed", default=42, show_default=True)
-def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) -> None:
-    """Generate a sample catalog and events, bill the last complete months, and issue
-    the oldest of them."""
-    started = time.perf_counter()
-    last = runner.last_complete_month(date.today())
-    billed = [periods.add_months(last, -i) for i in reversed(range(months))]
-    for name in GENERATED:
-        path = data_dir / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    raw = generate(data_dir, customers, events, billed[0], months, seed)
-    console.print(f"Generated {customers} customers and {raw:,} raw events "
-                  f"({billed[0]:%Y-%m} to {billed[-1]:%Y-%m}) in {data_dir}/landing "
-                  f"[{time.perf_counter() - started:.1f}s]")
-    # As `orb state import data/customers.yaml` would: customers live in the state store.
-    written = import_files(data_dir, [data_dir / CUSTOMERS_FILE])
-    console.print(f"Imported {written.customers} customers and {written.subscriptions} "
-                  f"subscriptions into the state store "
-                  f"{Settings.from_env(data_dir).state_store_url} "
-                  f"[{time.perf_counter() - started:.1f}s]")
-    _bill(data_dir, billed, started)
-    # The oldest month is closed: issue its drafts, as `orb invoices issue` would, and
-    # collect most of them from a payments file, as the manual processor does.
-    settings = Settings.from_env(data_dir)
-    issued, folder = issue_and_render(settings, billed[0])
-    console.print(f"Issued {billed[0]:%Y-%m}: {len(issued)} documents, {issued[0][0]} to "
-                  f"{issued[-1][0]}, HTML and PDF in {folder}; later months stay drafts "
-                  f"[{time.perf_counter() - started:.1f}s]")
-    payments_file = data_dir / "payments" / "payments.csv"
-    paying = write_payments(payments_file, [(n, d.head.to_row()) for n, d in issued], 0.8,
-                            seed)
-    defs, on = build_definitions(OrbStore.of(settings)), runner.instance()
-    runner.collect_payments(defs, on)
-    runner.refresh_revenue(defs, billed[0], on)
-    console.print(f"Collected {paying} of them from {payments_file} (manual processor); "
-                  f"billed vs collected in {settings.lake.reports / 'revenue'} "
-                  f"[{time.perf_counter() - started:.1f}s]")
-
-
-@main.command()
-@click.option("--month", required=True, callback=month_option, help="Billing month, YYYY-MM.")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-def bill(month: date, data_dir: Path) -> None:
-    """Land events and bill one month from the landing folder and catalog in DATA_DIR."""
-    _bill(data_dir, [month], time.perf_counter())
-
-
-def _bill(data_dir: Path, months: list[date], started: float) -> None:
-    settings = Settings.from_env(data_dir)
-    with console.status("Running the billing pipeline through Dagster..."):
-        runner.bill_months(build_definitions(OrbStore.of(settings)), months,
-                           runner.instance())
-    print_summary(summarize(settings.lake, months), console)
-    console.print(f"Done in {time.perf_counter() - started:.1f}s")
-
-
-@main.command()
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-def ingest(files: tuple[Path, ...], data_dir: Path) -> None:
-    """Ingest event files (Parquet, JSON Lines, CSV; gzip accepted) as batches."""
-    settings = Settings.from_env(data_dir)
-    with Progress(*Progress.get_default_columns(), console=console) as progress:
-        task = progress.add_task("Ingesting", total=len(files))
-        results = ingest_files(connect(), settings.lake, current_catalog(settings), list(files),
-                               datetime.now(UTC), Window.of(settings),
-                               progress=lambda _: progress.advance(task))
-    _report(materializations(results))
-    _print_batches(results)
-
-
-def _report(reports: list, on: dg.DagsterInstance | None = None) -> None:
-    """Tell the Dagster instance what a command changed, as a run would."""
-    on = on or runner.instance()
-    for report in reports:
-        on.report_runless_asset_event(report)
-
-
-def _print_batches(results) -> None:
-    table = Table(title="Batches")
-    for column in ("file", "batch", "status", "rows", "accepted", "rejected", "duplicates",
-                   "late"):
-        table.add_column(column, justify="right" if column in ("rows", "accepted", "rejected",
-                                                                "duplicates", "late") else "left")
-    for r in results:
-        table.add_row(r.file, r.batch_id, r.status, str(r.rows), str(r.accepted),
-                      str(r.rejected), str(r.duplicates), str(r.late))
-    console.print(table)
-
-
-@main.command("serve-ingest")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Loopback only, unless ORB_INGEST_TOKEN is set.")
-@click.option("--port", default=8088, show_default=True)
-def serve_ingest(data_dir: Path, host: str, port: int) -> None:
-    """Serve Orb's POST /v1/ingest: each request is ingested as one batch."""
-    # one instance for every request's report, made at the first: a refused --host must
-    # not need a Dagster home
-    instance = functools.cache(runner.instance)
-    try:
-        serve(data_dir, host, port,
-              report=lambda results: _report(materializations(results), instance()))
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@main.group()
-def quarantine() -> None:
-    """Events that failed a check, kept with the reason and their place."""
-
-
-@quarantine.command("list")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-@click.option("--batch", "batch_id", help="Only this batch.")
-@click.option("--reason", help="Only reasons containing this text.")
-@click.option("--limit", default=50, show_default=True)
-def quarantine_list(data_dir: Path, batch_id: str | None, reason: str | None,
-                    limit: int) -> None:
-    """Show quarantined events, newest batch files first, with counts by reason."""
-    lake = Settings(data_dir=str(data_dir)).lake
-    rows, counts = list_quarantine(connect(), lake, batch_id, reason, limit)
-    table = Table(title=f"Quarantined events (showing {len(rows)})")
-    for column in ("batch", "file", "row", "reason", "detail", "idempotency_key"):
-        table.add_column(column, justify="right" if column == "row" else "left")
-    for row in rows:
-        table.add_row(row["batch_id"], row["source_file"], str(row["source_row"]),
-                      row["reject_reason"], row["reject_detail"] or "",
-                      row["idempotency_key"] or "")
-    console.print(table)
-    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()) or "nothing quarantined")
-
-
-@quarantine.command("replay")
-@click.argument("batch_ids", nargs=-1, required=True)
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
-    """Check batches again against the catalog and the state store as they are now (e.g.
-    after adding a customer)."""
-    settings = Settings.from_env(data_dir)
-    catalog = current_catalog(settings)
-    try:
-        results = [replay_batch(connect(), settings.lake, catalog, batch_id, datetime.now(UTC),
-                                Window.of(settings)) for batch_id in batch_ids]
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _report(materializations(results))
-    _print_batches(results)
-
-
-def _instant(_ctx, _param, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected an ISO 8601 instant, got {value!r}") from exc
-    if instant.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. {value}Z")
-    return instant
-
-
-@main.command()
-@click.option("--customer", "customer_id", help="The customer whose events to amend.")
-@click.option("--all-customers", is_flag=True, help="Amend every customer's events.")
-@click.option("--start", required=True, callback=_instant, help="Inclusive, ISO 8601.")
-@click.option("--end", required=True, callback=_instant, help="Exclusive, ISO 8601.")
-@click.option("--event", "idempotency_key", help="Only the event with this idempotency key.")
-@click.option("--reason", required=True, help="Why, for the audit trail.")
-@click.option("--replace-with", "replacement", type=click.Path(exists=True, dir_okay=False,
-                                                               path_type=Path),
-              help="A batch of replacement events, ingested after the amendment.")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-def amend(customer_id, all_customers, start, end, idempotency_key, reason, replacement,
-          data_dir) -> None:
-    """Deprecate past events (they stay in the lake) and optionally ingest replacements."""
-    if bool(customer_id) == all_customers:
-        raise click.UsageError("give exactly one of --customer and --all-customers")
-    settings = Settings.from_env(data_dir)
-    catalog = current_catalog(settings)
-    if customer_id and customer_id not in {c.id for c in catalog.customers}:
-        raise click.ClickException(f"unknown customer {customer_id!r}")
-    try:
-        amendment = record_amendment(settings.lake, customer_id, start, end, reason,
-                                     datetime.now(UTC), idempotency_key)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    reports = day_materializations(amended_days(amendment),
-                                   {"amendment": amendment.amendment_id, "reason": reason})
-    results = []
-    if replacement:
-        results = ingest_files(connect(), settings.lake, catalog, [replacement],
-                               datetime.now(UTC), Window.of(settings))
-        reports += materializations(results)
-    _report(reports)
-    console.print(f"Amendment {amendment.amendment_id}: events of "
-                  f"{customer_id or 'every customer'}"
-                  f"{' with key ' + idempotency_key if idempotency_key else ''} in "
-                  f"[{start.isoformat()}, {end.isoformat()}) no longer count. "
-                  "Re-rate the months it touches (orb bill, or a backfill in the UI).")
-    if results:
-        _print_batches(results)
-
-
-@main.command()
-@click.option("--price", "price_file", required=True, type=click.File(),
-              help="An Orb-shaped price as JSON: model_type and <model_type>_config.")
-@click.option("--quantity", type=str,
-              help="The usage quantity: 0 or more, at most 9 decimal places.")
-@click.option("--usage", "usage_file", type=click.File(),
-              help='Grouped usage as JSON: [{"group": {...}, "quantity": ...}, ...].')
-def price(price_file, quantity: str | None, usage_file) -> None:
-    """Price one usage quantity with the pipeline's SQL and show the breakdown."""
-    if (quantity is None) == (usage_file is None):
-        raise click.UsageError("give exactly one of --quantity and --usage")
-    try:
-        usage = quantity if quantity is not None else _json(usage_file)
-        breakdown = price_breakdown(_json(price_file), usage)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise click.ClickException(str(exc)) from exc
-    table = Table(title="Breakdown")
-    for column in ("group", "tier", "from (excl.)", "to (incl.)", "quantity", "rate", "amount"):
-        table.add_column(column, justify="left" if column == "group" else "right")
-    for sub in breakdown.sub_line_items:
-        table.add_row(", ".join(str(v) for v in sub["group_values"]) or "-",
-                      str(sub["tier_index"] + 1), _number(sub["first_unit"]),
-                      _number(sub["last_unit"]), _number(sub["quantity"]),
-                      _number(sub["unit_amount"]), _number(sub["amount"]))
-    console.print(table)
-    console.print(f"Amount: {money.format_money(breakdown.amount, breakdown.currency)} "
-                  f"({breakdown.amount} {breakdown.currency}; precise "
-                  f"{_number(breakdown.precise_amount)})")
-
-
-def _json(file: TextIO) -> Any:
-    try:
-        return json.load(file)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{file.name}: not JSON: {exc}") from exc
-
-
-def _number(value: Decimal | None) -> str:
-    return "-" if value is None else f"{value.normalize():f}"
-
-
-@main.group()
-def metrics() -> None:
-    """Billable metrics."""
-
-
-@metrics.command("check")
-@click.option("--catalog", "catalog_dir", default="data/catalog", show_default=True,
-              type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path),
-              help="Each metric also runs on a sample of this lake's newest events.")
-def metrics_check(catalog_dir: Path, data_dir: Path) -> None:
-    """Check every metric's SQL, run it on an empty events table and on a sample of the
-    lake's events, and show which warehouses it transpiles to."""
-    lake = Settings.from_env(data_dir).lake
-    try:
-        sample = lake_sample(lake)
-    except duckdb.Error as exc:  # the metrics can still be checked without it
-        console.print(Text(f"cannot sample the events of {data_dir}: {exc}", style="yellow"))
-        sample = None
-    try:
-        catalog, problems = check_metrics(catalog_dir, sample)
-    except CatalogError as exc:
-        raise click.ClickException(str(exc)) from exc
-    table = Table(title=f"Metrics in {catalog_dir}")
-    table.add_column("metric")
-    table.add_column("checks")
-    for dialect in PORTABLE_DIALECTS:
-        table.add_column(dialect)
-    for metric in catalog.metrics:
-        if problem := problems.get(metric.id):
-            table.add_row(metric.id, Text(f"{problem.where}: {problem.reason}", style="red"),
-                          *["-"] * len(PORTABLE_DIALECTS))
-            continue
-        table.add_row(metric.id, "ok", *(
-            "[red]no[/red]" if sql.startswith("ERROR") else "[green]yes[/green]"
-            for sql in portability(metric.sql).values()))
-    console.print(table)
-    console.print("Each ran on an empty events table and " + (
-        f"on {sample.num_rows:,} events of the newest {SAMPLE_DAYS} days in {lake.root}"
-        if sample is not None else f"on no events: {lake.root} has none"))
-    if problems:
-        raise SystemExit(1)
-
-
-main.add_command(invoices)
-main.add_command(credits_group)
-main.add_command(rerate)
-main.add_command(export)
-main.add_command(customers)
-main.add_command(subscriptions)
-main.add_command(state_group)
-for api_command in API_COMMANDS:  # orb serve, keys, tenants, audit (docs/api.md)
-    main.add_command(api_command)
 
 if __name__ == "__main__":
     main()

@@ -7,19 +7,16 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from api.registry import DEFAULT_TENANT, ROLES
 from api.server import open_registry
 from api.server import serve as serve_api
 from api.shapes import instant
+from cli.options import FORMAT, data_dir_option
+from cli.output import console, emit
 
-console = Console()
-DATA_DIR = click.option("--data-dir", default="data", show_default=True,
-                        type=click.Path(path_type=Path),
-                        help="The default tenant's deployment; the registry is "
-                             "<data dir>/api.db unless ORB_API_REGISTRY_URL names another.")
+DATA_DIR = data_dir_option(help="The default tenant's deployment; the registry is "
+                                "<data dir>/api.db unless ORB_API_REGISTRY_URL names another.")
 
 
 @click.command()
@@ -60,21 +57,22 @@ def keys_create(tenant: str, role: str, description: str | None, data_dir: Path)
 
 
 @keys.command("list")
+@FORMAT
 @DATA_DIR
-def keys_list(data_dir: Path) -> None:
+def keys_list(output_format: str, data_dir: Path) -> None:
     """Every key, with its tenant, role and whether it is revoked (never its secret)."""
     registry = open_registry(data_dir)
     try:
         listed = registry.keys()
     finally:
         registry.close()
-    table = Table(title=f"API keys ({len(listed)})")
-    for column in ("key", "tenant", "role", "created", "revoked", "description"):
-        table.add_column(column)
-    for key in listed:
-        table.add_row(key.key_id, key.tenant_id, key.role, instant(key.created_at),
-                      instant(key.revoked_at) or "", key.description or "")
-    console.print(table)
+    fields = ("key_id", "tenant_id", "role", "created_at", "revoked_at", "description")
+    records = [{"key_id": key.key_id, "tenant_id": key.tenant_id, "role": key.role,
+                "created_at": instant(key.created_at), "revoked_at": instant(key.revoked_at),
+                "description": key.description} for key in listed]
+    emit(output_format, f"API keys ({len(listed)})", fields, records,
+         ("key", "tenant", "role", "created", "revoked", "description"),
+         lambda r: [r[f] or "" for f in fields])
 
 
 @keys.command("revoke")
@@ -116,43 +114,43 @@ def tenants_add(tenant_id: str, tenant_dir: Path, data_dir: Path) -> None:
 
 
 @tenants.command("list")
+@FORMAT
 @DATA_DIR
-def tenants_list(data_dir: Path) -> None:
+def tenants_list(output_format: str, data_dir: Path) -> None:
+    """Every tenant and its data folder."""
     registry = open_registry(data_dir)
     try:
         listed = registry.tenants()
     finally:
         registry.close()
-    table = Table(title=f"Tenants ({len(listed)})")
-    table.add_column("tenant")
-    table.add_column("data folder")
-    for tenant_id, folder in listed.items():
-        table.add_row(tenant_id, folder)
-    console.print(table)
+    emit(output_format, f"Tenants ({len(listed)})", ("tenant_id", "data_dir"),
+         [{"tenant_id": t, "data_dir": folder} for t, folder in listed.items()],
+         ("tenant", "data folder"), lambda r: (r["tenant_id"], r["data_dir"]))
 
 
 @click.command()
 @click.option("--tenant", help="Only this tenant's writes [default: every tenant's].")
 @click.option("--limit", default=50, show_default=True)
+@FORMAT
 @DATA_DIR
-def audit(tenant: str | None, limit: int, data_dir: Path) -> None:
+def audit(tenant: str | None, limit: int, output_format: str, data_dir: Path) -> None:
     """The API's audit trail, newest last: who wrote what, when, before and after."""
     registry = open_registry(data_dir)
     try:
         events = registry.audit_events(tenant)[-limit:]
     finally:
         registry.close()
-    table = Table(title=f"Audit events (showing {len(events)})")
-    for column in ("at", "tenant", "key", "role", "request", "resource", "change"):
-        table.add_column(column)
-    for event in events:
-        changed = sorted(k for k in event.after
-                         if event.before is None or event.before.get(k) != event.after[k])
-        table.add_row(instant(event.at), event.tenant_id, event.key_id or "(no key)",
-                      event.role, f"{event.method} {event.path}",
-                      f"{event.resource} {event.resource_id}",
-                      "created" if event.before is None else json.dumps(changed))
-    console.print(table)
+    fields = ("at", "tenant_id", "key_id", "role", "request", "resource", "change")
+    records = [{
+        "at": instant(event.at), "tenant_id": event.tenant_id, "key_id": event.key_id,
+        "role": event.role, "request": f"{event.method} {event.path}",
+        "resource": f"{event.resource} {event.resource_id}",
+        "change": "created" if event.before is None else json.dumps(sorted(
+            k for k in event.after if event.before.get(k) != event.after[k])),
+    } for event in events]
+    emit(output_format, f"Audit events (showing {len(events)})", fields, records,
+         ("at", "tenant", "key", "role", "request", "resource", "change"),
+         lambda r: [r[f] or ("(no key)" if f == "key_id" else "") for f in fields])
 
 
 COMMANDS = (serve, keys, tenants, audit)

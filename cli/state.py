@@ -16,11 +16,11 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from billing.catalog import Catalog, CatalogError, Customer, Subscription
 from billing.catalog.adjustments import ADJUSTMENT_TYPES, Adjustment
+from cli.options import DATA_DIR, FORMAT
+from cli.output import console, emit
 from pricing_sql.catalog_files import load_catalog
 from state import (
     AddAdjustment,
@@ -39,10 +39,6 @@ from state import (
 from state.imports import read_files
 from state.operations import Where, parse_effective
 from storage.settings import Settings
-
-console = Console()
-DATA_DIR = click.option("--data-dir", default="data", show_default=True,
-                        type=click.Path(path_type=Path))
 
 
 def _default_actor() -> str:
@@ -235,20 +231,22 @@ def customers_update(customer_id: str, name: str | None, email: str | None,
 
 @customers.command("list")
 @AS_RECORDED_AT
+@FORMAT
 @DATA_DIR
-def customers_list(as_recorded_at: datetime | None, data_dir: Path) -> None:
+def customers_list(as_recorded_at: datetime | None, output_format: str,
+                   data_dir: Path) -> None:
     """Customers as known now (or at --as-recorded-at), with their newest version."""
     with _store(data_dir) as store:
-        table = store.snapshot(as_recorded_at).customers_table()
-    out = Table(title=f"Customers ({table.num_rows})")
-    for column in ("id", "name", "external id", "email", "timezone", "net terms",
-                   "version in effect from", "recorded at", "by"):
-        out.add_column(column, justify="right" if column == "net terms" else "left")
-    for row in table.to_pylist():
-        out.add_row(row["customer_id"], row["name"], row["external_customer_id"] or "",
-                    row["email"] or "", row["timezone"], str(row["net_terms"]),
-                    _shown(row["effective_at"]), _shown(row["recorded_at"]), row["actor"])
-    console.print(out)
+        rows = store.snapshot(as_recorded_at).customers_table().to_pylist()
+    emit(output_format, f"Customers ({len(rows)})",
+         ("customer_id", "name", "external_customer_id", "email", "timezone", "net_terms",
+          "effective_at", "recorded_at", "actor"), rows,
+         ("id", "name", "external id", "email", "timezone", "net terms",
+          "version in effect from", "recorded at", "by"),
+         lambda row: (row["customer_id"], row["name"], row["external_customer_id"] or "",
+                      row["email"] or "", row["timezone"], str(row["net_terms"]),
+                      _shown(row["effective_at"]), _shown(row["recorded_at"]), row["actor"]),
+         right=("net terms",))
 
 
 def _shown(instant: datetime) -> str:
@@ -417,9 +415,10 @@ def subscriptions_cancel(subscription_id: str, effective: date | datetime | None
 @subscriptions.command("list")
 @click.option("--customer", "customer_id", help="Only this customer's.")
 @AS_RECORDED_AT
+@FORMAT
 @DATA_DIR
 def subscriptions_list(customer_id: str | None, as_recorded_at: datetime | None,
-                       data_dir: Path) -> None:
+                       output_format: str, data_dir: Path) -> None:
     """Subscriptions as known now (or at --as-recorded-at), with their phases."""
     with _store(data_dir) as store:
         snapshot = store.snapshot(as_recorded_at)
@@ -430,18 +429,22 @@ def subscriptions_list(customer_id: str | None, as_recorded_at: datetime | None,
         version = f" v{phase['plan_version']}" if phase["plan_version"] else ""
         plans.setdefault(phase["subscription_id"], []).append(
             f"{phase['plan_id']}{version} from {phase['start_date']}")
-    shown = [s for s in subs if customer_id is None or s["customer_id"] == customer_id]
-    out = Table(title=f"Subscriptions ({len(shown)})")
-    for column in ("id", "customer", "plans", "ends", "trial ends", "cycle day", "coupons"):
-        out.add_column(column)
-    for sub in shown:
-        cycle = ("start" if sub["align_billing_with_subscription_start_date"]
-                 else str(sub["billing_cycle_day"] or 1))
-        out.add_row(sub["subscription_id"], sub["customer_id"],
-                    "; ".join(plans[sub["subscription_id"]]), str(sub["end_date"] or ""),
-                    str(sub["trial_end_date"] or ""), cycle,
-                    ", ".join(c["coupon_id"] for c in json.loads(sub["coupons"] or "[]")))
-    console.print(out)
+    if customer_id is not None and customer_id not in {
+            c["customer_id"] for c in snapshot.customers_table().to_pylist()}:
+        raise click.ClickException(f"unknown customer {customer_id!r}")
+    shown = [{
+        "subscription_id": sub["subscription_id"], "customer_id": sub["customer_id"],
+        "plans": "; ".join(plans[sub["subscription_id"]]), "end_date": sub["end_date"],
+        "trial_end_date": sub["trial_end_date"],
+        "cycle_day": ("start" if sub["align_billing_with_subscription_start_date"]
+                      else str(sub["billing_cycle_day"] or 1)),
+        "coupons": ", ".join(c["coupon_id"] for c in json.loads(sub["coupons"] or "[]")),
+    } for sub in subs if customer_id is None or sub["customer_id"] == customer_id]
+    fields = ("subscription_id", "customer_id", "plans", "end_date", "trial_end_date",
+              "cycle_day", "coupons")
+    emit(output_format, f"Subscriptions ({len(shown)})", fields, shown,
+         ("id", "customer", "plans", "ends", "trial ends", "cycle day", "coupons"),
+         lambda sub: [str(sub[f] or "") for f in fields])
 
 
 # -- import ----------------------------------------------------------------------------

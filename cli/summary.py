@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -63,3 +65,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     console.print(f"Invoices:  {lake.reports / 'invoices'}")
     console.print(f"Revenue:   {lake.reports / 'revenue'}")
     console.print(f"DuckDB:    {lake.duckdb_path}  (try: SELECT * FROM invoices LIMIT 5)")
+    # the venv's own orb, so the lines work as printed without an activated venv
+    orb, data = Path(sys.executable).parent / "orb", lake.root
+    console.print(f"API:       {orb} serve --data-dir {data}  (Orb's REST API on "
+                  f"http://127.0.0.1:8089/v1, docs/api.md); then, in another shell:\n"
+                  f"           KEY=$({orb} keys create --role read_only --data-dir {data} "
+                  f"| tail -n 1)\n"
+                  f"           curl -H \"Authorization: Bearer $KEY\" "
+                  f"'http://127.0.0.1:8089/v1/invoices?limit=1'", soft_wrap=True,
+                  markup=False, highlight=False)

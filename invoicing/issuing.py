@@ -187,7 +187,7 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
             raise IssueRefused(
                 f"the drafts of {month:%Y-%m} do not add up, nothing was issued: "
                 + "; ".join(f"{invoice}: {problem}" for invoice, problem in failures[:10])
-                + f"; re-run the month with `orb bill --month {month:%Y-%m}`")
+                + f"; re-run the month with `orb bill --period {month:%Y-%m}`")
         due = [draft for draft in drafts(con, lake, month, run)
                if draft.head.invoice_date <= at.date()
                and (customers is None or draft.head.customer_id in customers)]

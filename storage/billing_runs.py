@@ -92,7 +92,7 @@ def commit(lake: Lake, month: date, run_id: str, at: datetime) -> Path:
     if differ:
         raise MixedBillingRun(
             f"billing run {run_id} of {month:%Y-%m} cannot complete: "
-            f"{_describe(differ)}; re-run the month with `orb bill --month {month:%Y-%m}`")
+            f"{_describe(differ)}; re-run the month with `orb bill --period {month:%Y-%m}`")
     return lake.write_file(RUNS, TABLES[RUNS].key, month, f"{run_id}.parquet",
                            pa.Table.from_pylist([{
                                "run_id": run_id, "billing_month": month, "finished_at": at,
@@ -137,7 +137,7 @@ def read_month(lake: Lake, month: date, tables: Iterable[str],
             head = (f"the tables of billing month {month:%Y-%m} are not all from its newest "
                     f"completed billing run ({expected})")
         raise MixedBillingRun(f"{head}: {_describe(differ, completed)}; re-run the month "
-                              f"with `orb bill --month {month:%Y-%m}`")
+                              f"with `orb bill --period {month:%Y-%m}`")
     return MonthTables(month, expected, {
         table: table_rows.drop_columns([RUN_ID.name]) if RUN_ID.name in table_rows.schema.names
         else table_rows for table, table_rows in rows.items()})

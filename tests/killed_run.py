@@ -50,7 +50,7 @@ def _child(args: list[str], kill_at: int, writes: str) -> int:
 
 
 def main(plan_file: str) -> None:
-    import cli.main  # noqa: F401  (imported once, before forking)
+    import cli.commands  # noqa: F401  (orb bill and its heavy imports, once, before forking)
 
     plan = json.loads(Path(plan_file).read_text())
     for run in plan["runs"]:

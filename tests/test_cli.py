@@ -1,10 +1,19 @@
+import csv
+import importlib
+import io
 import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from cli.main import COMMANDS, main
 from invoicing.credit_grants import read_grants
 from storage.lake import Lake
 
@@ -125,7 +134,7 @@ def test_invoice_lifecycle_and_credits(tmp_path, monkeypatch):
     # 5 calls x 2.00 = 10.00; a 4.00 credit granted on Oct 1 pays part of it.
     assert run("credits", "grant", "--customer", "c1", "--amount", "4.00", "--currency", "USD",
                "--effective", "2026-10-01", "--cost-basis", "1", *data).exit_code == 0
-    assert run("bill", "--month", "2026-10", *data).exit_code == 0
+    assert run("bill", "--period", "2026-10", *data).exit_code == 0
 
     listed = rows(run("invoices", "list", "--period", "2026-10", *data).output)
     assert listed == [["-", "invoice", "c1-20261101-USD", "c1", "2026-11-01", "2026-12-01",
@@ -199,3 +208,171 @@ def test_a_grant_takes_its_currency_in_any_case(tmp_path, monkeypatch):
     assert [(r[0], r[1], r[4]) for r in ledger] == [("2026-10-01", "grant", "$4.00")]
     (grant,) = read_grants(Lake(tmp_path))
     assert (grant.currency, grant.amount) == ("USD", Decimal("4.00"))
+
+
+# -- the CLI for scripts: one lake for the CLI and Dagster, --format, clear errors ----------
+
+ORB = str(Path(sys.executable).with_name("orb"))
+HEAVY = ("dagster", "weasyprint", "duckdb", "matplotlib", "pyspark")
+
+
+def orb_with_env(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`orb` in a fresh process that sees only ``env`` (and PATH and HOME)."""
+    return subprocess.run([ORB, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], **env})
+
+
+def test_cli_and_dagster_see_the_lake_orb_data_dir_names(tmp_path, monkeypatch):
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    data = data_folder(lake, monkeypatch, PLAN_P)
+    assert run("subscriptions", "create", "s1", "--customer", "c1", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
+    (lake / "landing").mkdir()
+    (lake / "landing" / "oct.jsonl").write_text("".join(json.dumps(
+        {"event_name": "api", "timestamp": f"2026-10-0{i}T10:00:00Z", "customer_id": "c1",
+         "idempotency_key": f"k{i}", "properties": {}}) + "\n" for i in range(1, 4)))
+    elsewhere = tmp_path / "elsewhere"  # no ./data here: only ORB_DATA_DIR names the lake
+    elsewhere.mkdir()
+    env = {"ORB_DATA_DIR": str(lake), "ORB_MAX_EVENT_AGE_DAYS": "36500"}
+    billed = orb_with_env(env, "bill", "--period", "2026-10", cwd=elsewhere)
+    assert billed.returncode == 0, billed.stderr
+    listed = orb_with_env(env, "invoices", "list", "--period", "2026-10", "--format", "json",
+                          cwd=elsewhere)
+    # 3 calls x 2.00
+    assert json.loads(listed.stdout) == [{
+        "number": None, "type": "invoice", "invoice": "c1-20261101-USD", "customer": "c1",
+        "date": "2026-11-01", "due": "2026-12-01", "total": "6.00", "currency": "USD",
+        "status": "draft"}]
+    dagster = subprocess.run(
+        [sys.executable, "-c", "from pipelines.definitions import defs; "
+                               "print(defs.resources['store'].data_dir)"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], **env})
+    assert dagster.stdout.strip() == str(lake)
+    assert not (elsewhere / "data").exists()
+
+
+def test_listings_in_every_format_and_clear_errors(tmp_path, monkeypatch):
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    assert run("subscriptions", "create", "s1", "--customer", "c1", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "oct.jsonl").write_text("".join(json.dumps(
+        {"event_name": "api", "timestamp": f"2026-10-0{i}T10:00:00Z", "customer_id": "c1",
+         "idempotency_key": f"k{i}", "properties": {}}) + "\n" for i in range(1, 8)))
+    assert run("credits", "grant", "--customer", "c1", "--amount", "2.50", "--currency", "USD",
+               "--effective", "2026-10-01", *data).exit_code == 0
+    # --month is --period's old, hidden name
+    billed = run("bill", "--month", "2026-10", *data)
+    assert billed.exit_code == 0
+    assert billed.output.startswith("Warning: --month is deprecated; use --period\n")
+    assert "--month" not in run("bill", "--help").output
+    missing = run("bill", *data)
+    assert (missing.exit_code, missing.output.splitlines()[-1]) == (
+        2, "Error: Missing option '--period'.")
+    assert "--month" not in run("invoices", "list", "--help").output
+
+    # 7 calls x 2.00 = 14.00, less the 2.50 credit
+    as_csv = run("invoices", "list", "--period", "2026-10", "--format", "csv", *data).output
+    assert list(csv.reader(io.StringIO(as_csv))) == [
+        ["number", "type", "invoice", "customer", "date", "due", "total", "currency", "status"],
+        ["", "invoice", "c1-20261101-USD", "c1", "2026-11-01", "2026-12-01", "11.50", "USD",
+         "draft"]]
+    ledger = json.loads(run("credits", "ledger", "--customer", "c1", "--format", "json",
+                            *data).output)
+    assert [(e["entry_date"], e["entry_type"], e["invoice_id"], e["amount"],
+             e["grant_balance"], e["currency"]) for e in ledger] == [
+        ("2026-10-01", "grant", None, "2.50", "2.50", "USD"),
+        ("2026-11-01", "drawdown", "c1-20261101-USD", "-2.50", "0.00", "USD")]
+    customers = json.loads(run("customers", "list", "--format", "json", *data).output)
+    assert [(c["customer_id"], c["name"], c["net_terms"]) for c in customers] == [
+        ("c1", "One", 30)]
+    subs = list(csv.DictReader(io.StringIO(run("subscriptions", "list", "--format", "csv",
+                                               *data).output)))
+    assert [(s["subscription_id"], s["customer_id"], s["plans"]) for s in subs] == [
+        ("s1", "c1", "p from 2026-01-01")]
+    assert json.loads(run("quarantine", "list", "--format", "json", *data).output) == []
+
+    # piped into a narrow terminal, a table still shows every id and amount whole
+    narrow = CliRunner(env={"COLUMNS": "30"}).invoke(
+        main, ["invoices", "list", "--period", "2026-10", *data], catch_exceptions=False)
+    assert rows(narrow.output) == [["-", "invoice", "c1-20261101-USD", "c1", "2026-11-01",
+                                    "2026-12-01", "$11.50", "draft"]]
+
+    def refused(*args: str) -> tuple[int, str]:
+        result = run(*args)
+        return result.exit_code, result.output
+
+    folder = str(tmp_path)
+    assert refused("invoices", "list", "--customer", "c9", *data) == (
+        1, f"Error: unknown customer 'c9' in {folder}\n")
+    assert refused("credits", "ledger", "--customer", "c9", *data) == (
+        1, f"Error: unknown customer 'c9' in {folder}\n")
+    assert refused("subscriptions", "list", "--customer", "c9", *data) == (
+        1, "Error: unknown customer 'c9'\n")
+    assert refused("invoices", "pay", "INV-000042", *data) == (
+        1, "Error: no issued document 'INV-000042'\n")
+    assert refused("invoices", "void", "INV-000042", "--reason", "x", *data) == (
+        1, "Error: no issued document 'INV-000042'\n")
+    assert refused("rerate", "--period", "2024-01", *data) == (
+        1, f"Error: 2024-01 is before the first billed month in {folder}, 2026-10: there is "
+           "nothing to re-rate\n")
+
+
+@pytest.mark.parametrize("args", [
+    ("invoices", "list"), ("credits", "ledger", "--customer", "c1"),
+    ("rerate", "--period", "2026-10"), ("quarantine", "list"), ("bill", "--period", "2026-10"),
+    ("invoices", "issue", "--period", "2026-10"), ("invoices", "pay", "INV-000001"),
+])
+def test_a_missing_lake_is_named_whether_by_option_or_orb_data_dir(tmp_path, args):
+    nope = tmp_path / "nope"
+    message = (f"Error: no data folder at {nope}: give --data-dir or set ORB_DATA_DIR to a "
+               "folder that holds a lake\n")
+    by_option = run(*args, "--data-dir", str(nope))
+    assert (by_option.exit_code, by_option.output) == (1, message)
+    by_env = CliRunner(env={"ORB_DATA_DIR": str(nope)}).invoke(main, list(args))
+    assert (by_env.exit_code, by_env.output) == (1, message)
+
+
+def test_rerate_before_anything_is_billed_says_so(tmp_path, monkeypatch):
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    result = run("rerate", "--period", "2026-10", *data)
+    assert (result.exit_code, result.output) == (
+        1, f"Error: nothing to re-rate: no month is billed in {tmp_path} yet "
+           "(orb bill --period YYYY-MM)\n")
+
+
+def test_help_and_version_import_nothing_heavy():
+    probe = ("import sys, cli.main\n"
+             "for args in (['--help'], ['--version']):\n"
+             "    try:\n"
+             "        cli.main.main(args)\n"
+             "    except SystemExit:\n"
+             "        pass\n"
+             f"print([m for m in {HEAVY!r} if m in sys.modules])\n")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           timeout=60, check=True).stdout
+    assert "orb, version 0.1.0" in shown and "  rerate " in shown
+    assert shown.endswith("[]\n")
+
+
+def test_version_is_the_installed_distributions():
+    result = run("--version")
+    assert (result.exit_code, result.output) == (
+        0, f"orb, version {metadata.version('orb-on-duckdb')}\n")
+
+
+def test_every_registered_command_loads_with_the_help_it_lists():
+    for name, (target, short_help) in COMMANDS.items():
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command), name
+        assert command.name == name, name
+        assert short_help.endswith("."), name
+
+
+def test_a_data_folder_without_a_catalog_is_named_not_a_traceback(tmp_path):
+    result = run("credits", "ledger", "--customer", "c1", "--data-dir", str(tmp_path))
+    assert (result.exit_code, result.output) == (
+        1, f"Error: invalid catalog:\n  {tmp_path}/catalog: no *.yaml catalog files found\n")

@@ -65,7 +65,7 @@ from tests.scenario import CATALOG, OCTOBER, event, write_scenario
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
-ISSUE_REFUSAL = "re-run the month with `orb bill --month 2026-10`"
+ISSUE_REFUSAL = "re-run the month with `orb bill --period 2026-10`"
 NY, TOKYO_15, TOKYO_1 = "ny-20261101-USD", "tokyo-20261015-JPY", "tokyo-20261101-JPY"
 TOKYO = [("INV-000002", "invoice", TOKYO_15, Decimal("548")),
          ("INV-000003", "invoice", TOKYO_1, Decimal("1003"))]
@@ -104,10 +104,10 @@ def october(tmp_path_factory) -> Path:
 
 
 def killed_bills(runs: list[tuple[int, Path]], folder: Path) -> list[tuple[int, list[str]]]:
-    """``orb bill --month 2026-10`` in each data folder, killed before write N (-1: run
+    """``orb bill --period 2026-10`` in each data folder, killed before write N (-1: run
     whole): each one's exit status and the tables it wrote, in order. Any other end than
     the one planned fails with the runs' output."""
-    plan = {"args": ["bill", "--month", "2026-10", "--data-dir", "{data_dir}"],
+    plan = {"args": ["bill", "--period", "2026-10", "--data-dir", "{data_dir}"],
             "runs": [{"kill_at": kill_at, "data_dir": str(root),
                       "writes": str(folder / f"writes-{root.name}.txt")}
                      for kill_at, root in runs]}
