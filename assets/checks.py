@@ -10,6 +10,7 @@ import warnings
 
 import dagster as dg
 
+from assets.metadata import failures_table
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from ingestion.checks import duplicate_keys, unknown_customers
@@ -22,11 +23,11 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
                         category=dg.PreviewWarning)
 
 
-def _result(rows: list[tuple], what: str) -> dg.AssetCheckResult:
+def _result(rows: list[tuple], what: str, columns: tuple[str, ...]) -> dg.AssetCheckResult:
+    """Passed when ``rows`` (the failing items, one tuple of ``columns`` each) is empty;
+    the first ten are shown as a table."""
     return dg.AssetCheckResult(passed=not rows, metadata={
-        "failures": len(rows), "first": dg.MetadataValue.json([list(map(str, r))
-                                                              for r in rows[:10]]),
-        "checked": what})
+        "failures": len(rows), "first": failures_table(columns, rows[:10]), "checked": what})
 
 
 @dg.asset_check(asset="invoices", blocking=True, partitions_def=MONTHLY,
@@ -36,7 +37,8 @@ def _result(rows: list[tuple], what: str) -> dg.AssetCheckResult:
 def invoice_totals_add_up(context: dg.AssetCheckExecutionContext,
                           store: OrbStore) -> dg.AssetCheckResult:
     return _result(invoice_total_failures(store.lake, billing_month(context),
-                                          billing_run_id(context)), "invoices")
+                                          billing_run_id(context)), "invoices",
+                   ("invoice_id", "problem"))
 
 
 @dg.asset_check(asset="line_items", blocking=True, partitions_def=MONTHLY,
@@ -46,7 +48,7 @@ def line_items_match_usage(context: dg.AssetCheckExecutionContext,
                            store: OrbStore) -> dg.AssetCheckResult:
     return _result(line_usage_failures(store.lake, store.billing_catalog(context),
                                        billing_month(context), billing_run_id(context)),
-                   "usage line items")
+                   "usage line items", ("line_item_id", "quantity", "usage"))
 
 
 @dg.asset_check(asset="usage",
@@ -55,19 +57,21 @@ def line_items_match_usage(context: dg.AssetCheckExecutionContext,
                 "amended since, naming the windows of the months to re-rate.")
 def usage_matches_the_event_lake(store: OrbStore) -> dg.AssetCheckResult:
     return _result(usage_drift(store.lake, lambda month: billing_catalog(store, month)),
-                   "billed months")
+                   "billed months",
+                   ("month", "window_id", "metric_id", "group_values", "billed", "now"))
 
 
 @dg.asset_check(asset="events", description="No idempotency key counts twice for a "
                 "customer among the events that count.")
 def event_keys_unique(store: OrbStore) -> dg.AssetCheckResult:
-    return _result(duplicate_keys(store.lake), f"{len(store.lake.all_files('events'))} files")
+    return _result(duplicate_keys(store.lake), f"{len(store.lake.all_files('events'))} files",
+                   ("customer_id", "idempotency_key", "events"))
 
 
 @dg.asset_check(asset="events", description="Every event's customer is in the state store.")
 def event_customers_known(store: OrbStore) -> dg.AssetCheckResult:
     return _result(unknown_customers(store.lake, store.current_catalog()),
-                   f"{len(store.lake.all_files('events'))} files")
+                   f"{len(store.lake.all_files('events'))} files", ("customer_id", "events"))
 
 
 BILLING_CHECKS = [invoice_totals_add_up, line_items_match_usage]

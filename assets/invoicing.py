@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import dagster as dg
 
+from assets.metadata import money_totals, table_metadata
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from invoicing.issuing import compute_corrections, invoice_run
@@ -42,7 +43,9 @@ def invoices(context: dg.AssetExecutionContext, store: OrbStore):
                         ("credit_ledger", invoiced.ledger)):
         path = billing_runs.write(lake, table, month, run_id, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
-            "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})
+            **table_metadata(table, rows, path),
+            **(money_totals(rows, {"billed": "total", "amount_due": "amount_due"})
+               if table == "invoices" else {})})
 
 
 @dg.asset(partitions_def=MONTHLY, deps=["invoices", "invoice_adjustments"],
@@ -61,8 +64,8 @@ def invoice_corrections(context: dg.AssetExecutionContext,
     path = billing_runs.write(lake, "invoice_corrections", month, run_id, rows)
     net = sum((r["amount"] for r in rows.to_pylist()), Decimal(0))
     return dg.MaterializeResult(metadata={
-        "lines": rows.num_rows, "corrections": len(set(rows.column("correction_id").to_pylist())),
-        "net": str(net), "path": dg.MetadataValue.path(str(path))})
+        **table_metadata("invoice_corrections", rows, path),
+        "corrections": len(set(rows.column("correction_id").to_pylist())), "net": str(net)})
 
 
 @dg.asset(partitions_def=MONTHLY, group_name="invoicing", kinds={"parquet"},
@@ -80,9 +83,10 @@ def billing_run(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Materi
 
 @dg.asset(partitions_def=MONTHLY, deps=[billing_run], group_name="invoicing", kinds={"html"})
 def invoice_documents(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
-    """An HTML draft per unissued invoice and correction: reports/invoices/<YYYY-MM>/."""
+    """An HTML draft per unissued invoice and correction: `reports/invoices/<YYYY-MM>/`."""
     month = billing_month(context)
     folder, count = render_drafts(connect(), store.lake, store.billing_catalog(context),
                                   store.issuer, month)
     return dg.MaterializeResult(metadata={"documents": count,
-                                          "folder": dg.MetadataValue.path(str(folder))})
+                                          "folder": dg.MetadataValue.path(str(folder)),
+                                          "report": dg.MetadataValue.url(folder.as_uri())})

@@ -17,8 +17,24 @@ import dagster as dg
 # The first day the lake can hold; override for older history.
 FIRST_DAY = os.environ.get("ORB_FIRST_DAY", "2025-01-01")
 
+
+def first_month(value: str | None, first_day: str) -> str:
+    """The first billing month's 1st: ``ORB_FIRST_MONTH`` (YYYY-MM) when set, so the UI
+    shows no missing partitions before the first billed month; else ``first_day``'s."""
+    if not value:
+        return first_day
+    try:
+        month = date.fromisoformat(f"{value}-01")
+    except ValueError:
+        raise ValueError(f"ORB_FIRST_MONTH={value!r} is not a month YYYY-MM") from None
+    if month < date.fromisoformat(first_day):
+        raise ValueError(f"ORB_FIRST_MONTH={value} is before ORB_FIRST_DAY={first_day}")
+    return month.isoformat()
+
+
 DAILY = dg.DailyPartitionsDefinition(start_date=FIRST_DAY)
-MONTHLY = dg.MonthlyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
+MONTHLY = dg.MonthlyPartitionsDefinition(
+    start_date=first_month(os.environ.get("ORB_FIRST_MONTH"), FIRST_DAY), end_offset=1)
 
 
 def billing_month(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:

@@ -5,6 +5,7 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 
+from assets.metadata import table_metadata
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from pricing_sql.engine import engine_from_env
@@ -23,8 +24,7 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
     table = rated.usage
     path = billing_runs.write(store.lake, "usage", month, run_id, table)
     billing_runs.write(store.lake, "rating_exclusions", month, run_id, rated.exclusions)
-    return dg.MaterializeResult(metadata={"rows": table.num_rows,
-                                          "path": dg.MetadataValue.path(str(path)),
+    return dg.MaterializeResult(metadata={**table_metadata("usage", table, path),
                                           **_report(context, month, rated.exclusions)})
 
 
@@ -56,7 +56,7 @@ def price(context: dg.AssetExecutionContext, store: OrbStore):
         rows = getattr(priced, table)
         path = billing_runs.write(store.lake, table, month, run_id, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
-            "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path)), **report})
+            **table_metadata(table, rows, path), **report})
 
 
 def _report(context: dg.AssetExecutionContext, month: date,

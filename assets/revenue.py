@@ -3,6 +3,7 @@ revenue report (``reports/revenue_report.py``). Definitions and schemas: docs/re
 
 import dagster as dg
 
+from assets.metadata import money_totals, table_metadata
 from assets.partitions import MONTHLY, billing_month
 from assets.resources import OrbStore
 from reports.revenue_report import write_revenue_report
@@ -42,17 +43,19 @@ def revenue_tables(context: dg.AssetExecutionContext, store: OrbStore):
         rows = computed[table]
         path = lake.write_partition(table, TABLES[table].key, month, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
-            "rows": rows.num_rows, "path": dg.MetadataValue.path(str(path))})
+            **table_metadata(table, rows, path),
+            **(money_totals(rows, {"mrr": "mrr"}) if table == "mrr" else {})})
 
 
 @dg.asset(partitions_def=MONTHLY, deps=[*SCHEMAS, "quarantine"], group_name="reporting",
           kinds={"html"})
 def revenue_report(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
-    """The month's revenue report with charts: reports/revenue/<YYYY-MM>.html."""
+    """The month's revenue report with charts: `reports/revenue/<YYYY-MM>.html`."""
     month = billing_month(context)
     path, headline = write_revenue_report(connect(), store.lake, month)
     return dg.MaterializeResult(metadata={
-        "mrr": dg.MetadataValue.json(headline), "path": dg.MetadataValue.path(str(path))})
+        "mrr": dg.MetadataValue.json(headline), "path": dg.MetadataValue.path(str(path)),
+        "report": dg.MetadataValue.url(path.as_uri())})
 
 
 REVENUE_ASSETS = [revenue_tables, revenue_report]

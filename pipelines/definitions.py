@@ -12,11 +12,14 @@ configured processor.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from assets.checks import BILLING_CHECKS, LAKE_CHECKS
 from assets.events import amendments, batches, events, quarantine
 from assets.invoicing import billing_run, invoice_corrections, invoice_documents, invoices
+from assets.metadata import OWNERS
 from assets.payments import payments
 from assets.rating import price, usage
 from assets.reporting import lake_views
@@ -34,12 +37,21 @@ from pipelines.schedules import (
     monthly_billing_schedule,
 )
 
+# Code references are a Dagster beta feature; they work here as documented.
+warnings.filterwarnings("ignore", message="(Function `with_source_code_references`|Class "
+                        "`(LocalFileCodeReference|CodeReferencesMetadataValue)`)",
+                        category=dg.BetaWarning)
+
 
 def build_definitions(store: OrbStore) -> dg.Definitions:
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
+        events, quarantine, batches, amendments, state_snapshot, usage, price, invoices,
+        invoice_corrections, billing_run, invoice_documents, *REVENUE_ASSETS, lake_views,
+        payments]
+    # A team owner on every asset, and a link from each to the code that computes it.
+    owned = dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=OWNERS), assets)
     return dg.Definitions(
-        assets=[events, quarantine, batches, amendments, state_snapshot, usage, price, invoices,
-                invoice_corrections, billing_run, invoice_documents, *REVENUE_ASSETS,
-                lake_views, payments],
+        assets=dg.with_source_code_references(owned),
         asset_checks=[*BILLING_CHECKS, *LAKE_CHECKS],
         jobs=[ingest_events, monthly_billing_job, refresh_views_job, issue_invoices,
               check_lake_job, payments_job],

@@ -93,6 +93,6 @@ def test_usage_reconciliation_names_the_windows_late_events_changed(billed):
     evaluation = reconcile()
     assert not evaluation.passed
     # the calls of New York's October window: 16 billed, 17 in the lake now
-    assert evaluation.metadata["first"].value == [
-        ["2026-10", "sub_ny:20261001-20261101", "calls", "[]", "16.000000000",
-         "17.000000000"]]
+    assert [record.data for record in evaluation.metadata["first"].records] == [
+        {"month": "2026-10", "window_id": "sub_ny:20261001-20261101", "metric_id": "calls",
+         "group_values": "[]", "billed": "16.000000000", "now": "17.000000000"}]
