@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from api import errors
 from api.access import ApiConfig, authorize
-from api.resources import audit, catalog, customers, subscriptions
+from api.resources import audit, catalog, customers, invoices, subscriptions
 
 REQUIRE_AUTH_VARIABLE = "ORB_API_REQUIRE_AUTH"
 
@@ -30,7 +30,7 @@ def create_app(api: ApiConfig) -> FastAPI:
     app.state.api = api
     errors.install(app)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
-    for module in (customers, subscriptions, catalog, audit):
+    for module in (customers, subscriptions, catalog, invoices, audit):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

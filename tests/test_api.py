@@ -8,20 +8,31 @@ import hashlib
 import hmac
 import re
 import sqlite3
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
+import dagster as dg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
+from rich.console import Console
 from starlette.testclient import TestClient
 
 from api.access import ApiConfig
 from api.app import create_app
 from api.registry import Registry, registry_url
 from api.schema import VERSION_TABLE, metadata
+from assets.resources import OrbStore
 from cli.main import main
+from cli.summary import print_summary, summarize
+from invoicing.issuing import issue_month
+from pipelines import runner
+from pipelines.definitions import build_definitions
+from storage.duck import connect
 from tests.api_tenants import API_VARIABLES, create_key, make_tenants, orb
+from tests.scenario import OCTOBER
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 ORB = "https://docs.withorb.com/reference/error-responses#"
@@ -146,7 +157,7 @@ def test_refused_writes_name_the_field(tenants, client):
                                                       "application/json"}, content=b"{")
     assert malformed.status_code == 400
     assert malformed.json()["type"] == ORB + "400-request-validation-errors"
-    nowhere = client.get("/v1/invoices/nope", headers=admin)
+    nowhere = client.get("/v1/nowhere/nope", headers=admin)
     assert (nowhere.status_code, nowhere.json()["type"]) == (404, ORB + "404-url-not-found")
 
 
@@ -215,20 +226,24 @@ def test_without_required_auth_a_keyless_request_is_the_default_tenants_admin(te
 
 
 # Each path parameter, filled with a tenant-A resource of its kind.
-def _a_ids(client, admin):
+def _a_ids(client, admin, tenant):
     customer = client.post("/v1/customers", headers=admin, json=ACME).json()
     sub = client.post("/v1/subscriptions", headers=admin, json={
         "customer_id": customer["id"], "plan_id": "starter",
         "start_date": "2026-10-01"}).json()
+    # October billed through the pipeline: its drafts are tenant A's invoices
+    runner.bill_months(build_definitions(OrbStore(data_dir=str(tenant))), [OCTOBER],
+                       dg.DagsterInstance.ephemeral())
+    invoice = client.get("/v1/invoices", headers=admin).json()["data"][0]
     return {"customer_id": customer["id"], "external_customer_id": "acme-1",
             "subscription_id": sub["id"], "plan_id": "a_yearly",
-            "external_plan_id": "a_yearly", "metric_id": "a_seats"}
+            "external_plan_id": "a_yearly", "metric_id": "a_seats", "invoice_id": invoice["id"]}
 
 
 def test_a_tenant_never_sees_anothers_resources_on_any_route(tenants, client):
     admin_a = bearer(create_key(tenants[0], "admin"))
     admin_b = bearer(create_key(tenants[0], "admin", tenant="b"))
-    ids = _a_ids(client, admin_a)
+    ids = _a_ids(client, admin_a, tenants[0])
     # every route with a path id, as the app publishes them (its OpenAPI document)
     routes = {path: [m.upper() for m in methods]
               for path, methods in client.app.openapi()["paths"].items() if "{" in path}
@@ -240,6 +255,8 @@ def test_a_tenant_never_sees_anothers_resources_on_any_route(tenants, client):
         for method in methods:
             # a body that would be valid, so that only the id can make it fail
             body = ({"cancel_option": "immediate"} if path.endswith("/cancel")
+                    else {"payment_received_date": "2026-11-05"}
+                    if path.endswith("/mark_paid")
                     else {"name": "Renamed"} if method == "PUT" else None)
             theirs = client.request(method, path, headers=admin_b, json=body)
             assert (theirs.status_code, theirs.json()["type"]) == (
@@ -375,3 +392,120 @@ def test_the_registry_migrations_create_exactly_the_declared_tables(tmp_path, mo
     with registry.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         assert compare_metadata(context, metadata) == []
+
+
+def test_invoices_of_a_billed_and_issued_month(billed, monkeypatch):
+    """tests/scenario.py's October (hand-worked in tests/test_pipeline.py), billed through
+    Dagster; Tokyo's two invoices issued on 2 November, New York's left a draft:
+      INV-000001  tokyo  dated Oct 15 (Tokyo midnight: 2026-10-14T15:00Z), due Nov 14:
+                  the platform fee for 17 of October's 31 days, 1000 x 17/31 -> 548 yen
+      INV-000002  tokyo  dated Nov 1 (2026-10-31T15:00Z), due Dec 1: 10 calls x 0.25 ->
+                  3 yen, November's fee 1000: 1003 yen
+      ny-20261101-USD  draft, dated Nov 1 (New York, still EDT: 2026-11-01T04:00Z):
+                  20.00 + 5.60 + 1.23 = 26.83"""
+    for variable in API_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    store, _, _ = billed
+    root = store.lake.root
+    issue_month(connect(), store.lake, OCTOBER, datetime(2026, 11, 2, 9, tzinfo=UTC), {"tokyo"})
+    client = client_for(root)
+    reader = bearer(create_key(root, "read_only"))
+    operator = bearer(create_key(root, "billing_operator"))
+
+    def ids(**params):
+        answer = client.get("/v1/invoices", headers=reader, params=params)
+        assert answer.status_code == 200, answer.json()
+        return [i["id"] for i in answer.json()["data"]]
+
+    listed = client.get("/v1/invoices", headers=reader).json()["data"]
+    assert [(i["id"], i["status"], i["invoice_number"], i["invoice_date"], i["due_date"],
+             i["currency"], i["subtotal"], i["total"], i["amount_due"]) for i in listed] == [
+        ("ny-20261101-USD", "draft", "", "2026-11-01T04:00:00Z", "2026-12-01T05:00:00Z",
+         "USD", "26.83", "26.83", "26.83"),
+        ("INV-000002", "issued", "INV-000002", "2026-10-31T15:00:00Z", "2026-11-30T15:00:00Z",
+         "JPY", "1003", "1003", "1003"),
+        ("INV-000001", "issued", "INV-000001", "2026-10-14T15:00:00Z", "2026-11-13T15:00:00Z",
+         "JPY", "548", "548", "548"),
+    ]
+    ny = listed[0]
+    assert (ny["customer"], ny["subscription"], ny["issued_at"]) == (
+        {"id": "ny", "external_customer_id": "acme"}, {"id": "sub_ny"}, None)
+    assert sorted((line["price"]["id"], line["quantity"], line["amount"])
+                  for line in ny["line_items"]) == [
+        ("pro_calls", "16", "5.60"), ("pro_platform", "1", "20.00"),
+        ("pro_tokens", "1225", "1.23")]
+    first = client.get("/v1/invoices/INV-000001", headers=reader).json()
+    (fee,) = first["line_items"]
+    assert (fee["name"], fee["start_date"], fee["end_date"],
+            fee["price"]["unit_config"]["unit_amount"], first["issued_at"]) == (
+        "jp_platform", "2026-10-14T15:00:00Z", "2026-10-31T15:00:00Z", "1000",
+        "2026-11-02T09:00:00Z")
+
+    # Orb's filters, and pages of two
+    assert ids(customer_id="tokyo") == ["INV-000002", "INV-000001"]
+    assert ids(external_customer_id="acme") == ["ny-20261101-USD"]
+    assert ids(**{"status[]": ["draft", "paid"]}) == ["ny-20261101-USD"]
+    assert ids(**{"invoice_date[gte]": "2026-10-31T15:00:00Z"}) == ["ny-20261101-USD",
+                                                                     "INV-000002"]
+    assert ids(**{"invoice_date[lt]": "2026-10-31T15:00:00Z"}) == ["INV-000001"]
+    assert ids(**{"due_date[lt]": "2026-11-15"}) == ["INV-000001"]
+    assert ids(due_date="2026-12-01") == ["ny-20261101-USD", "INV-000002"]
+    page = client.get("/v1/invoices", headers=reader, params={"limit": 2}).json()
+    rest = client.get("/v1/invoices", headers=reader, params={
+        "cursor": page["pagination_metadata"]["next_cursor"]}).json()
+    assert [i["id"] for i in page["data"] + rest["data"]] == [i["id"] for i in listed]
+    assert client.get("/v1/invoices", headers=reader, params={"amount": "3"}).json()[
+        "validation_errors"] == ["query.amount: not a filter this server takes (docs/api.md "
+                                 "lists what differs from Orb)"]
+
+    # paid and void, as `orb invoices pay|void` make them; refused where they cannot be
+    assert client.post("/v1/invoices/INV-000001/void", headers=reader).status_code == 403
+    paid = client.post("/v1/invoices/INV-000001/mark_paid", headers=operator,
+                       json={"payment_received_date": "2026-11-05", "external_id": "wire-7"})
+    assert (paid.json()["status"], paid.json()["paid_at"]) == ("paid", "2026-11-10T12:00:00Z")
+    voided = client.post("/v1/invoices/INV-000002/void", headers=operator).json()
+    assert (voided["status"], voided["voided_at"]) == ("void", "2026-11-10T12:00:00Z")
+    again = client.post("/v1/invoices/INV-000001/void", headers=operator).json()
+    assert again["detail"] == ("path.invoice_id: INV-000001 is paid; only an issued document "
+                               "can be marked void")
+    draft = client.post("/v1/invoices/ny-20261101-USD/void", headers=operator)
+    assert (draft.status_code, draft.json()["detail"]) == (
+        400, "path.invoice_id: invoice 'ny-20261101-USD' is a draft; only an issued invoice "
+             "can be marked void")
+    unknown = client.get("/v1/invoices/INV-000404", headers=reader)
+    assert (unknown.status_code, unknown.json()["type"]) == (404, ORB + "404-resource-not-found")
+    # the CLI reads the same statuses; the voided invoice is drafted afresh
+    shown = orb(["invoices", "list", "--data-dir", str(root)])
+    assert re.search(r"INV-000001 .* paid", shown) and re.search(r"INV-000002 .* void", shown)
+    assert ids(**{"status[]": "draft"}) == ["ny-20261101-USD", "tokyo-20261101-JPY"]
+    audit = client.get("/v1/audit_events", headers=bearer(create_key(root, "admin"))).json()
+    assert [(e["method"], e["path"], e["resource"], e["resource_id"], e["role"],
+             e["before"]["status"], e["after"]["status"]) for e in audit["data"]] == [
+        ("POST", "/v1/invoices/INV-000001/mark_paid", "invoice", "INV-000001",
+         "billing_operator", "issued", "paid"),
+        ("POST", "/v1/invoices/INV-000002/void", "invoice", "INV-000002", "billing_operator",
+         "issued", "void")]
+
+
+def test_the_billing_summary_prints_a_curl_that_answers(billed, monkeypatch):
+    """What `make demo` and `orb bill` print: how to start the API, make a key, and one
+    curl; the curl's request, with the key made as printed, gets the newest invoice."""
+    for variable in API_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    store, _, _ = billed
+    console = Console(record=True, width=80)
+    print_summary(summarize(store.lake, [OCTOBER]), console)
+    lines = console.export_text().splitlines()
+    serve, key, curl = (line.strip() for line in lines[-3:])
+    root = store.lake.root
+    assert serve.startswith(f"API:       {Path(sys.executable).parent / 'orb'} serve "
+                            f"--data-dir {root} ")
+    made = re.fullmatch(r"KEY=\$\((\S+) (keys create .*) \| tail -n 1\)", key)
+    assert made is not None
+    secret = orb(made[2].split()).strip().splitlines()[-1]
+    url = re.fullmatch(r"curl -H \"Authorization: Bearer \$KEY\" '(http://127.0.0.1:8089"
+                       r"(/v1/\S+))'", curl)
+    assert url is not None
+    answer = client_for(root).get(url[2], headers=bearer(secret))
+    assert answer.status_code == 200
+    assert [i["id"] for i in answer.json()["data"]] == ["ny-20261101-USD"]

@@ -13,13 +13,23 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
+import dagster as dg
 import orb
 import pytest
 from orb.types import BillableMetric, Customer, MutatedSubscription, Plan, Subscription
+from orb.types.shared import Invoice
 from orb.types.shared.price import TieredPrice, UnitPrice
 
+from assets.resources import OrbStore
+from invoicing.issuing import issue_month
+from pipelines import runner
+from pipelines.definitions import build_definitions
+from storage.duck import connect
 from tests.api_tenants import API_VARIABLES, create_key, make_tenants
+from tests.api_tenants import orb as orb_cli
+from tests.scenario import OCTOBER, write_scenario
 from tests.servers import free_port, wait_until_listening
 
 
@@ -29,6 +39,7 @@ class Server:
     admin: str
     reader: str
     tenant_b: str
+    data_dir: Path
 
     def client(self, key: str) -> orb.Orb:
         # no retries: a refused request is the answer under test
@@ -52,7 +63,7 @@ def server(tmp_path_factory):
              str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_until_listening(port, process, "orb serve", log.read_text)
-        yield Server(f"http://127.0.0.1:{port}/v1", *keys)
+        yield Server(f"http://127.0.0.1:{port}/v1", *keys, a)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -162,3 +173,54 @@ def test_another_tenants_key_finds_nothing(server):
     # B's catalog is its own: the same plan id with B's price
     platform = theirs.plans.fetch("starter").prices[0]
     assert isinstance(platform, UnitPrice) and platform.unit_config.unit_amount == "99.00"
+
+
+@pytest.fixture(scope="module")
+def billed_key(server, tmp_path_factory):
+    """A billing operator's key of tenant ``billed``: tests/scenario.py's October billed
+    through Dagster, Tokyo's two invoices issued on 2 November, New York's a draft."""
+    root = tmp_path_factory.mktemp("billed")
+    write_scenario(root)
+    store = OrbStore(data_dir=str(root), max_event_age_days=36500)
+    runner.bill_months(build_definitions(store), [OCTOBER], dg.DagsterInstance.ephemeral())
+    issue_month(connect(), store.lake, OCTOBER, datetime(2026, 11, 2, 9, tzinfo=UTC), {"tokyo"})
+    orb_cli(["tenants", "add", "billed", "--tenant-data-dir", str(root),
+             "--data-dir", str(server.data_dir)])
+    return create_key(server.data_dir, "billing_operator", tenant="billed")
+
+
+def test_invoices_through_the_sdk(server, billed_key):
+    """The amounts of tests/test_pipeline.py, worked out there by hand: Tokyo's 15 October
+    invoice is 17 of October's 31 days of a 1000 yen fee, 548 yen; its 1 November one is
+    10 calls x 0.25 = 3 yen and November's 1000; New York's draft 20.00 + 5.60 + 1.23."""
+    client = server.client(billed_key)
+    listed = list(client.invoices.list())
+    assert all(isinstance(i, Invoice) for i in listed)
+    assert [(i.id, i.status, i.total) for i in listed] == [
+        ("ny-20261101-USD", "draft", "26.83"), ("INV-000002", "issued", "1003"),
+        ("INV-000001", "issued", "548")]
+    assert [i.id for i in client.invoices.list(customer_id="tokyo", status=["issued"])] == [
+        "INV-000002", "INV-000001"]
+    first = client.invoices.fetch("INV-000001")
+    # Tokyo's 15 October began at 15:00 UTC the day before
+    assert (first.invoice_number, first.currency, first.customer.id, first.invoice_date,
+            first.issued_at) == ("INV-000001", "JPY", "tokyo",
+                                 datetime(2026, 10, 14, 15, tzinfo=UTC),
+                                 datetime(2026, 11, 2, 9, tzinfo=UTC))
+    (fee,) = first.line_items
+    assert isinstance(fee.price, UnitPrice)
+    assert (fee.amount, fee.price.unit_config.unit_amount) == ("548", "1000")
+    ny = client.invoices.fetch("ny-20261101-USD")
+    assert sorted(line.amount for line in ny.line_items) == ["1.23", "20.00", "5.60"]
+
+    paid = client.invoices.mark_paid("INV-000001", payment_received_date="2026-11-05")
+    assert isinstance(paid, Invoice) and paid.status == "paid" and paid.paid_at is not None
+    voided = client.invoices.void("INV-000002")
+    assert voided.status == "void" and voided.voided_at is not None
+    assert client.invoices.fetch("INV-000002").status == "void"
+    with pytest.raises(orb.BadRequestError):
+        client.invoices.void("INV-000001")  # paid
+    with pytest.raises(orb.ResourceNotFound):
+        client.invoices.fetch("INV-000404")
+    with pytest.raises(orb.ResourceNotFound):  # another tenant's invoice
+        server.client(server.admin).invoices.fetch("INV-000001")
