@@ -1,11 +1,14 @@
 """Fixtures shared by test modules."""
 
+import boto3
 import dagster as dg
 import pytest
+from moto.server import ThreadedMotoServer
 
 from assets.resources import OrbStore
 from pipelines import runner
 from pipelines.definitions import build_definitions
+from tests import servers
 from tests.scenario import OCTOBER, write_scenario
 
 
@@ -19,3 +22,25 @@ def billed(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     runner.bill_months(defs, [OCTOBER], instance)
     return store, defs, instance
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing",
+                 ).create_bucket(Bucket=servers.BUCKET)
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "ORB_S3_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    return s3_server

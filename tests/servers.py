@@ -25,3 +25,7 @@ def wait_until_listening(port: int, process: subprocess.Popen, name: str,
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start: {why()}") from None
             time.sleep(0.5)
+
+
+# The bucket the S3 fixtures (tests/conftest.py) create on a local moto server.
+BUCKET = "warehouse"

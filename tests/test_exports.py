@@ -7,7 +7,6 @@ import shutil
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import boto3
 import dagster as dg
 import duckdb
 import polars as pl
@@ -16,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 import sqlglot
 from click.testing import CliRunner
-from moto.server import ThreadedMotoServer
 from sqlglot import exp
 
 from assets.resources import OrbStore
@@ -33,12 +31,12 @@ from storage.exports.ddl import DIALECTS, UnsupportedType, create_table
 from storage.lake import Lake
 from storage.tables import INTERNAL_TABLES, PUBLISHED_TABLES, TABLES
 from tests.scenario import CATALOG, write_scenario
+from tests.servers import BUCKET
 
 OCTOBER = date(2026, 10, 1)
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TOTALS = {"ny-20261101-USD": Decimal("26.83"), "tokyo-20261015-JPY": Decimal("548"),
           "tokyo-20261101-JPY": Decimal("1003")}
-BUCKET = "warehouse"
 SCENARIO = Catalog.model_validate(CATALOG)  # the grants' customers and currencies
 
 
@@ -55,28 +53,6 @@ def lake(tmp_path_factory) -> Lake:
     record_amendment(store.lake, "tokyo", datetime(2026, 10, 31, 15, tzinfo=UTC),
                      datetime(2026, 11, 1, tzinfo=UTC), "sent twice", NOW, "tk-november")
     return store.lake
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing",
-                 ).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                        "ORB_S3_ENDPOINT_URL": s3_server}.items():
-        monkeypatch.setenv(name, value)
-    return s3_server
 
 
 def lake_rows(con, lake: Lake, table: str) -> list[tuple]:

@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from moto.server import ThreadedMotoServer
 from pyiceberg import types as it
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table as IcebergTable
@@ -38,6 +37,7 @@ from storage.exports.ddl import UnsupportedType
 from storage.lake import Lake
 from storage.tables import CREDIT_GRANTS, PUBLISHED_TABLES
 from tests.scenario import COLUMNS, event, write_scenario
+from tests.servers import BUCKET
 
 SEPTEMBER, OCTOBER = date(2026, 9, 1), date(2026, 10, 1)
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -51,7 +51,6 @@ TOTALS = {"ny-20261001-USD": Decimal("20.50"), "ny-20261101-USD": Decimal("26.83
 # 2.46 on the invoice: 20.00 + 5.60 + 2.46.
 EXTRA_TOKENS = Decimal("1234.567890123")
 REBILLED_NY_OCTOBER = Decimal("28.06")
-BUCKET = "warehouse"
 
 
 @pytest.fixture(scope="module")
@@ -340,28 +339,6 @@ def test_a_file_changed_during_the_export_is_never_committed(lake, tmp_path, mon
         iceberg.export_iceberg(lake, str(tmp_path), tables=["invoices"])
     table = iceberg.open_catalog(str(tmp_path))[0].load_table("orb.invoices")
     assert table.current_snapshot() is None and iceberg.FINGERPRINTS not in table.properties
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing",
-                 ).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                        "ORB_S3_ENDPOINT_URL": s3_server}.items():
-        monkeypatch.setenv(name, value)
-    return s3_server
 
 
 def test_s3_export_with_a_local_catalog(lake, s3, tmp_path):
