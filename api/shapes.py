@@ -74,7 +74,9 @@ def metric(view: View, m: Metric) -> dict[str, Any]:
 def price(view: View, p: Price, currency: str) -> dict[str, Any]:
     """Orb's Price: this project's prices are Orb-shaped already (``model_type`` and its
     ``<model_type>_config``); the rest is derived or empty."""
-    own = p.model_dump(mode="json", exclude={"billable_metric_id", "billed_in_advance"})
+    # a price's event filter has no place in Orb's Price (Orb filters price intervals)
+    own = p.model_dump(mode="json", exclude={"billable_metric_id", "billed_in_advance",
+                                             "filter"})
     usage = p.billable_metric_id is not None
     return {
         **own,
@@ -82,7 +84,9 @@ def price(view: View, p: Price, currency: str) -> dict[str, Any]:
         "billing_cycle_configuration": {"duration": p.cadence_months, "duration_unit": "month"},
         "billing_mode": "in_advance" if p.in_advance else "in_arrear",
         "created_at": instant(view.catalog_changed_at),
-        "currency": currency,
+        # a price in a custom pricing unit (credits) is in that unit, converted to the
+        # plan's currency by its conversion rate (docs/pricing.md)
+        "currency": p.currency or currency,
         "external_price_id": p.id,
         "fixed_price_quantity": own.get("fixed_price_quantity"),
         "item": {"id": p.billable_metric_id or p.id, "name": p.name},
@@ -95,10 +99,7 @@ def price(view: View, p: Price, currency: str) -> dict[str, Any]:
         "maximum_amount": None,
         "minimum": None,
         "minimum_amount": None,
-        "conversion_rate": None,
-        "conversion_rate_config": None,
         "credit_allocation": None,
-        "invoice_grouping_key": None,
         "invoicing_cycle_configuration": None,
         "dimensional_price_configuration": None,
         "composite_price_filters": None,

@@ -13,6 +13,7 @@ import pyarrow as pa
 from billing.catalog import Catalog
 from billing.catalog.prices import CompositePrice, Price
 from billing.charges import BillingWindow
+from pricing_sql.price_usage import over_cap_ids
 
 QUANTITY = pa.decimal128(38, 9)
 UNIT_AMOUNT = pa.decimal128(38, 12)
@@ -52,10 +53,12 @@ PLAN_PRICES = pa.schema([
     ("model_type", pa.string()),
     ("billable_metric_id", pa.string()),
     ("fixed_quantity", QUANTITY),
+    ("invoice_grouping_key", pa.string()),
 ])
 
 PRICE_TERMS = pa.schema([
     ("price_id", pa.string()),
+    ("usage_metric_id", pa.string()),  # the metric's, or a filtered price's own usage
     ("scheme", pa.string()),
     ("grouping", pa.list_(pa.string())),
     ("package_size", QUANTITY),
@@ -74,6 +77,9 @@ PRICE_TERMS = pa.schema([
     ("consumption_values", pa.list_(pa.string())),
     ("allowance_values", pa.list_(pa.string())),
     ("prorated_group_minimum", UNIT_AMOUNT),
+    ("cell_discounts", pa.bool_()),
+    ("daily_allowance", QUANTITY),
+    ("metered_minimum", UNIT_AMOUNT),
 ])
 
 PRICE_TIERS = pa.schema([
@@ -85,6 +91,10 @@ PRICE_TIERS = pa.schema([
     ("flat_amount", UNIT_AMOUNT),
     ("minimum_amount", UNIT_AMOUNT),
     ("cell_values", pa.list_(pa.string())),
+    # a cap per event (bps models): the cap and the usage keys of the events over it
+    ("per_unit_maximum", UNIT_AMOUNT),
+    ("over_volume_id", pa.string()),
+    ("over_count_id", pa.string()),
 ])
 
 PRICE_CELLS = pa.schema([
@@ -92,6 +102,17 @@ PRICE_CELLS = pa.schema([
     ("cell_index", pa.int32()),
     ("dimension_values", pa.list_(pa.string())),
     ("rate", UNIT_AMOUNT),
+    ("cell_offset", pa.int32()),  # leading group values not part of the cell
+    # A spend discount's cell: its discount, threshold and the rates the cell's quantity
+    # is credited at, its rate times the discount below and above the threshold, and the
+    # difference of the two discounts, at which the threshold is credited past it.
+    ("discount_index", pa.int32()),
+    ("discount_label", pa.string()),
+    ("threshold", QUANTITY),
+    ("below_rate", UNIT_AMOUNT),
+    ("above_rate", UNIT_AMOUNT),
+    ("threshold_rate", UNIT_AMOUNT),
+    ("position", pa.int32()),  # a value rate's: the group value it rates, not a cell
 ])
 
 
@@ -122,6 +143,7 @@ def plan_prices_table(catalog: Catalog) -> pa.Table:
             "model_type": price.model_type,
             "billable_metric_id": price.billable_metric_id,
             "fixed_quantity": price.fixed_price_quantity,
+            "invoice_grouping_key": price.invoice_grouping_key,
         }
         for plan in catalog.plans
         for version in (plan.version(n) for n in range(1, len(plan.versions) + 2))
@@ -152,9 +174,10 @@ def price_terms_table(catalog: Catalog) -> pa.Table:
     rows = []
     components = _components(catalog)
     for price in _prices(catalog):
-        program = price.program()
+        program = price.invoice_program()
         rows.append({
             "price_id": price.id,
+            "usage_metric_id": price.usage_metric_id,
             "scheme": program.scheme,
             "grouping": list(program.grouping),
             "package_size": program.package_size,
@@ -174,6 +197,9 @@ def price_terms_table(catalog: Catalog) -> pa.Table:
             "consumption_values": _values(program.consumption_value),
             "allowance_values": _values(program.allowance_value),
             "prorated_group_minimum": program.prorated_group_minimum,
+            "cell_discounts": bool(program.cell_discounts),
+            "daily_allowance": program.daily_allowance,
+            "metered_minimum": program.metered_minimum,
         })
     return pa.Table.from_pylist(rows, schema=PRICE_TERMS)
 
@@ -183,8 +209,10 @@ def price_tiers_table(catalog: Catalog) -> pa.Table:
     for price in _prices(catalog):
         # numbered within each set of tiers: the price's own, and each cell's
         numbered: dict[tuple[str | None, ...] | None, int] = {}
-        for tier in price.program().tiers:
+        for tier in price.invoice_program().tiers:
             index = numbered[tier.cell] = numbered.get(tier.cell, -1) + 1
+            over = (over_cap_ids(str(price.usage_metric_id), tier)
+                    if tier.per_unit_maximum is not None else (None, None))
             rows.append({
                 "price_id": price.id,
                 "tier_index": index,
@@ -194,15 +222,29 @@ def price_tiers_table(catalog: Catalog) -> pa.Table:
                 "flat_amount": tier.flat_amount,
                 "minimum_amount": tier.minimum_amount,
                 "cell_values": None if tier.cell is None else list(tier.cell),
+                "per_unit_maximum": tier.per_unit_maximum,
+                "over_volume_id": over[0],
+                "over_count_id": over[1],
             })
     return pa.Table.from_pylist(rows, schema=PRICE_TIERS)
 
 
 def price_cells_table(catalog: Catalog) -> pa.Table:
-    rows = [
-        {"price_id": price.id, "cell_index": index, "dimension_values": list(values),
-         "rate": rate}
-        for price in _prices(catalog)
-        for index, (values, rate) in enumerate(price.program().cells)
-    ]
+    rows: list[dict[str, object]] = []
+    for price in _prices(catalog):
+        program = price.invoice_program()
+        discounts = dict(program.cell_discounts)
+        for index, (values, rate) in enumerate(program.cells):
+            row: dict[str, object] = {"price_id": price.id, "cell_index": index,
+                                      "dimension_values": list(values), "rate": rate,
+                                      "cell_offset": program.cell_offset}
+            discount = discounts.get(values)
+            if discount is not None and rate is not None:
+                row.update(discount_index=discount.index, discount_label=discount.label,
+                           threshold=discount.threshold, below_rate=rate * discount.below,
+                           above_rate=rate * discount.above,
+                           threshold_rate=discount.below - discount.above)
+            rows.append(row)
+        rows += [{"price_id": price.id, "dimension_values": [v.value], "rate": v.rate,
+                  "cell_offset": 0, "position": v.position} for v in program.value_rates]
     return pa.Table.from_pylist(rows, schema=PRICE_CELLS)

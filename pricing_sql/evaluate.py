@@ -9,7 +9,9 @@ group. A quantity is a number of at most 9 decimal places and never negative: a
 negative or malformed one is refused with an error naming it. The price is rated as a
 usage price over one whole month for a customer in UTC, through
 ``line_items.sql`` exactly as in a billing run (a prorated price is therefore
-not reduced). The result is rounded to the price's ``currency`` (default USD). A
+not reduced). The result is rounded to the price's ``currency`` (default USD), or for
+a price in a custom pricing unit (a ``conversion_rate``) converted to its
+``invoicing_currency`` (default USD) and rounded to that. A
 composite price (``percent``, ``minimum_composite``) is priced over no other prices:
 its minimum, or 0.
 """
@@ -34,7 +36,7 @@ from billing.catalog.models import (
     Plan,
     Subscription,
 )
-from billing.catalog.prices import PRICE_MODELS, QUANTITY_PLACES, Price, UnsupportedModelType
+from billing.catalog.prices import PRICE_MODELS, QUANTITY_PLACES, Price
 from billing.charges import billing_windows
 from pricing_sql.rating import price_line_items
 from storage.duck import connect
@@ -44,6 +46,8 @@ from storage.tables import USAGE
 MONTH = date(2026, 1, 1)
 EVALUATE = "evaluate"
 QUANTITY_LIMIT = Decimal(1).scaleb(38 - QUANTITY_PLACES)
+# A price in a custom unit: its unit and rate; the result is in ``invoicing_currency``.
+CONVERSION = ("currency", "conversion_rate", "conversion_rate_config")
 
 # A price as parsed from JSON: pydantic checks its shape, so its values are untyped here.
 PriceJSON = Mapping[str, Any]
@@ -70,23 +74,33 @@ class Breakdown:
 
 def _price_model(price: PriceJSON) -> Price:
     model_type = price.get("model_type")
-    unsupported = get_args(UnsupportedModelType)
     if model_type not in MODEL_TYPES:
         raise ValueError(f"unknown model_type {model_type!r}; the price models are: "
-                         + ", ".join(sorted(MODEL_TYPES.difference(unsupported))))
+                         + ", ".join(sorted(MODEL_TYPES)))
     config = f"{model_type}_config"
-    if config not in price and model_type not in unsupported:
+    if config not in price:
         raise ValueError(f"price has model_type {model_type!r} but no {config!r}")
     spec = {"id": str(price.get("id") or EVALUATE), "name": str(price.get("name") or EVALUATE),
             "model_type": model_type, config: price.get(config)}
+    if _converts(price):  # a custom pricing unit, converted to the invoicing currency
+        spec |= {key: price[key] for key in CONVERSION if price.get(key) is not None}
     if not any(m.COMPOSITE and model_type in get_args(m.model_fields["model_type"].annotation)
                for m in PRICE_MODELS):
         spec["billable_metric_id"] = EVALUATE
     try:
-        return TypeAdapter(Price).validate_python(spec)
+        model: Price = TypeAdapter(Price).validate_python(spec)
     except ValidationError as exc:
         raise ValueError("invalid price: " + "; ".join(
             f"{_field(err['loc'])}: {err['msg']}" for err in exc.errors())) from exc
+    if any(tier.per_unit_maximum is not None for tier in model.program().tiers):
+        raise ValueError("per_unit_maximum caps each event's fee, which needs event-level "
+                         "rating: a price evaluated for a total quantity has no events (a "
+                         "billing run applies it)")
+    return model
+
+
+def _converts(price: PriceJSON) -> bool:
+    return any(price.get(key) is not None for key in CONVERSION[1:])
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -147,7 +161,8 @@ def _usage_rows(model: Price, usage: Usage, window_id: str) -> list[Row]:
 
 def price_breakdown(price: PriceJSON, usage: Usage) -> Breakdown:
     model = _price_model(price)
-    currency = money.validate_currency(price.get("currency") or "USD")
+    invoicing = price.get("invoicing_currency") if _converts(price) else price.get("currency")
+    currency = money.validate_currency(invoicing or "USD")
     catalog = Catalog(
         metrics=[Metric(id=EVALUATE, name=EVALUATE, sql="SELECT count(*) FROM events")],
         plans=[Plan(id=EVALUATE, name=EVALUATE, currency=currency, prices=[model])],

@@ -103,6 +103,66 @@ def parse_metric(sql: str) -> exp.Select:
     return select
 
 
+# What a price's filter may be at its top: a condition, never a bare value.
+FILTER_NODES = (exp.Predicate, exp.Connector, exp.Not, exp.Boolean, exp.Paren)
+
+
+def parse_filter(sql: str) -> exp.Expr:
+    """Parse and check a price's filter, a condition on the events (``properties.region =
+    'us'``), under a metric's WHERE rules; positions are the filter's own."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except sqlglot.ParseError as err:
+        first = err.errors[0] if err.errors else {}
+        raise MetricSQLError(f"cannot parse filter: {first.get('description', err)}",
+                             line=first.get("line"), col=first.get("col")) from err
+    except sqlglot.TokenError as err:
+        raise MetricSQLError(f"cannot parse filter: {err}") from err
+    if len(statements) != 1 or not isinstance(statements[0], FILTER_NODES):
+        raise MetricSQLError("a filter is one condition on the events, such as "
+                             "properties.region = 'us'",
+                             statements[0] if len(statements) == 1 else None)
+    condition = statements[0]
+    # checked where it will run: the WHERE of a metric over events
+    select = exp.select(exp.Count(this=exp.Star())).from_("events").where(condition.copy())
+    _check_shape(select)
+    _check_nodes(select)
+    return condition
+
+
+def filtered_metric(sql: str, filter_sql: str) -> str:
+    """The metric's SQL with the price's filter added to its WHERE (both checked), built
+    as a syntax tree: what rating runs for the price's own usage."""
+    select = parse_metric(sql).where(parse_filter(filter_sql), append=True)
+    return select.sql(dialect=DIALECT)
+
+
+def over_cap_metrics(sql: str, rate: Decimal, cap: Decimal) -> tuple[str, str]:
+    """For a fee of ``rate`` per unit capped at ``cap`` per event: the volume and the count
+    of the events whose fee passes the cap, as metrics over the same events. The capped
+    fee is then exact, rate x (volume - volume over) + cap x count over, with no rounding
+    per event. The metric must add up a volume per event: ``sum(<value>)``."""
+    select = parse_metric(sql)
+    value = select.expressions[0].unalias()
+    if not isinstance(value, exp.Sum) or isinstance(value.this, exp.Distinct):
+        raise MetricSQLError("per_unit_maximum caps each event's fee, so the metric must add "
+                             f"up each event's volume, sum(<value>), not {value.sql(DIALECT)}",
+                             value)
+    per_event = value.this
+    over = exp.GT(this=exp.Mul(this=exp.paren(per_event.copy()), expression=_decimal(rate)),
+                  expression=_decimal(cap))
+    volume = exp.Sum(this=exp.Case(ifs=[exp.If(this=over, true=per_event.copy())],
+                                   default=exp.Literal.number(0)))
+    count = exp.Count(this=exp.Case(ifs=[exp.If(this=over.copy(),
+                                                true=exp.Literal.number(1))]))
+    return (select.copy().select(volume, append=False).sql(dialect=DIALECT),
+            select.copy().select(count, append=False).sql(dialect=DIALECT))
+
+
+def _decimal(value: Decimal) -> exp.Expr:
+    return exp.Literal.number(format(value, "f"))  # never 1E-7: a DECIMAL, not a DOUBLE
+
+
 def _orb_aggregate(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Anonymous) and node.name.lower() in ORB_AGGREGATES:
         if len(node.expressions) != 2:

@@ -41,6 +41,7 @@ from pricing_sql.isolation import (
     rate_apart,
 )
 from pricing_sql.metrics import compile_usage_query, numeric_properties
+from pricing_sql.price_usage import price_usages
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
 from storage.tables import RATING_EXCLUSIONS, USAGE
@@ -105,8 +106,15 @@ def compute_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: 
                   month: date) -> RatedUsage:
     """One row per (usage window, metric[, group]) with the metric's value over the
     window, for every customer but those on whose events a metric raises."""
+    return window_usage(con, lake, catalog, billing_windows(catalog, month))
+
+
+def window_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: Catalog,
+                 windows: Sequence[BillingWindow]) -> RatedUsage:
+    """``compute_usage`` over ``windows`` (a month's, or one customer's:
+    ``pricing_sql/customer_rating.py``)."""
     engine = as_engine(con)
-    if not _register_period_events(engine, lake, catalog, month):
+    if not _register_period_events(engine, lake, catalog, windows):
         return RatedUsage(USAGE.empty_table(), RATING_EXCLUSIONS.empty_table())
     requests = usage_requests(catalog)
 
@@ -134,10 +142,10 @@ def compute_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: 
 
 
 def _register_period_events(engine: Engine, lake: Lake, catalog: Catalog,
-                            month: date) -> bool:
+                            billed: Sequence[BillingWindow]) -> bool:
     """``usage_windows``, ``active_events`` and ``period_events`` (usage_events.sql) of
-    ``month``; False when there is nothing to rate."""
-    windows = usage_windows(billing_windows(catalog, month))
+    the ``billed`` windows; False when there is nothing to rate."""
+    windows = usage_windows(billed)
     files = lake.files_in("events", "event_date", event_days(windows))
     if not files or not catalog.metrics:
         return False
@@ -148,18 +156,31 @@ def _register_period_events(engine: Engine, lake: Lake, catalog: Catalog,
 
 
 def _numeric_keys(catalog: Catalog) -> list[str]:
-    return numeric_properties([metric.sql for metric in catalog.metrics])
+    return numeric_properties(list(usage_metrics(catalog).values()))
+
+
+def usage_metrics(catalog: Catalog) -> dict[str, str]:
+    """Usage id -> SQL of every usage a run computes: each metric, and what prices need
+    beyond it (``price_usage.py``: a filter's, the events over a per-event cap)."""
+    metrics = {metric.id: metric.sql for metric in catalog.metrics}
+    for plan in catalog.plans:
+        for price in plan.all_prices():
+            if price.billable_metric_id:
+                metrics |= price_usages(price, catalog.metric(price.billable_metric_id).sql)
+    return metrics
 
 
 def usage_requests(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Each metric ungrouped, plus each (metric, grouping) a matrix or grouped price needs."""
-    requests: set[tuple[str, str, tuple[str, ...]]] = {(metric.id, metric.sql, ())
-                                                       for metric in catalog.metrics}
+    """Each usage ungrouped (``usage_metrics``), plus each (usage, grouping) a matrix or
+    grouped price needs."""
+    metrics = usage_metrics(catalog)
+    requests: set[tuple[str, str, tuple[str, ...]]] = {(usage_id, sql, ())
+                                                       for usage_id, sql in metrics.items()}
     for plan in catalog.plans:
         for price in plan.all_prices():
-            if price.billable_metric_id and price.grouping():
-                metric = catalog.metric(price.billable_metric_id)
-                requests.add((metric.id, metric.sql, price.grouping()))
+            if price.usage_metric_id and price.grouping():
+                usage_id = price.usage_metric_id
+                requests.add((usage_id, metrics[usage_id], price.grouping()))
     return sorted(requests)
 
 
@@ -177,8 +198,15 @@ def price_line_items(con: duckdb.DuckDBPyConnection | Engine, catalog: Catalog, 
     """Every charge of the run for ``month``, priced and rounded, but those of the
     ``excluded`` customers (left out of the month by the usage step) and of customers
     whose amounts overflow."""
+    return price_windows(con, catalog, billing_windows(catalog, month), usage, excluded)
+
+
+def price_windows(con: duckdb.DuckDBPyConnection | Engine, catalog: Catalog,
+                  billed: Sequence[BillingWindow], usage: pa.Table,
+                  excluded: Collection[str] = ()) -> PricedLines:
+    """``price_line_items`` of the ``billed`` windows."""
     engine = as_engine(con)
-    windows = [w for w in billing_windows(catalog, month) if w.customer_id not in excluded]
+    windows = [w for w in billed if w.customer_id not in excluded]
     engine.register("plan_prices", plan_prices_table(catalog))
     engine.register("price_terms", price_terms_table(catalog))
     engine.register("price_tiers", price_tiers_table(catalog))
@@ -212,5 +240,6 @@ def pricing_exclusions(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, cata
     if not failures:
         return RATING_EXCLUSIONS.empty_table()
     events = (poison_events(engine, _numeric_keys(catalog), list(failures))
-              if _register_period_events(engine, lake, catalog, month) else {})
+              if _register_period_events(engine, lake, catalog, billing_windows(catalog, month))
+              else {})
     return exclusions_table(PRICING_STEP, failures, events)

@@ -47,11 +47,14 @@ MATRIX = {"dimensions": ["region"], "default_unit_amount": "0.003",
                             {"dimension_values": ["us"], "unit_amount": "0.0015"}]}
 TIERS = {"tiers": [{"first_unit": 0, "last_unit": 1000, "unit_amount": "0.01"},
                    {"first_unit": 1000, "last_unit": None, "unit_amount": "0.005"}]}
+FILTER = "properties.region IN ('us', 'eu') AND properties.tokens > 100"
 # Every model, on calls (count), tokens (a fractional sum) and tokens by region.
 PRICES = [
     unit("platform", "49.00", fixed_quantity=2),
     model("support", "unit", {"unit_amount": "20.00", "prorated": True}, fixed_quantity=1),
     unit("calls", "0.0001", metric="calls"),
+    {**model("us_tokens", "grouped_tiered", {"grouping_key": "region", "tiers": REGION_TIERS},
+             metric="tokens"), "filter": FILTER},
     model("tiered_calls", "tiered", TIERS, metric="calls"),
     model("package", "package", {"package_amount": "1.00", "package_size": "0.7"}, metric="tokens"),
     model("matrix", "matrix", MATRIX, metric="tokens"),
@@ -76,6 +79,10 @@ PRICES = [
     model("bulk_bps", "bulk_bps", {"tiers": [{"maximum_amount": "10000", "bps": 125},
                                              {"maximum_amount": None, "bps": 100}]},
           metric="tokens"),
+    model("capped_bps", "bps", {"bps": "125", "per_unit_maximum": "0.5"}, metric="tokens"),
+    model("capped_bulk_bps", "bulk_bps", {"tiers": [
+        {"maximum_amount": "10000", "bps": "125", "per_unit_maximum": "0.3"},
+        {"maximum_amount": None, "bps": "100", "per_unit_maximum": "0.7"}]}, metric="tokens"),
     model("tiered_bps", "tiered_bps", {"tiers": [
         {"minimum_amount": "0", "maximum_amount": "100", "bps": 125},
         {"minimum_amount": "100", "maximum_amount": None, "bps": 100}]}, metric="tokens"),
@@ -146,6 +153,33 @@ PRICES = [
         {"grouping_key": region, "tier_lower_bound": bound, "unit_amount": rate}
         for bound, rates in (("0", ("0.002", "0.003")), ("3000", ("0.0015", "0.0025")))
         for region, rate in zip(("eu", "us"), rates, strict=True)]}, metric="tokens"),
+    # spend discounts per cell group and per day, metered minimums, scaled tiers
+    model("threshold_discounts", "matrix_with_threshold_discounts", {
+        "first_dimension": "region", "second_dimension": "model",
+        "default_unit_amount": "0.003", "matrix_values": [
+            {"first_dimension_value": "eu", "second_dimension_value": "large",
+             "unit_amount": "0.0021"}],
+        "threshold_discount_groups": [{
+            "cell_coordinates": "eu,large;us,small", "threshold_amount": "100.5",
+            "below_threshold_discount_percentage": "0.05",
+            "above_threshold_discount_percentage": "0.125"}]}, metric="tokens"),
+    model("daily_allowance", "daily_credit_allowance", {
+        "dimensions": ["region"], "event_day_property": "day", "default_unit_amount": "0.003",
+        "daily_allowance": "0.25",
+        "matrix_values": [{"dimension_values": ["eu"], "unit_amount": "0.002"}]},
+          metric="tokens"),
+    model("metered_minimum", "grouped_with_metered_minimum", {
+        "grouping_key": "region", "pricing_key": "model", "scaling_key": "day",
+        "minimum_unit_amount": "0.0025",
+        "unit_amounts": [{"pricing_value": "large", "unit_amount": "0.004"},
+                         {"pricing_value": "small", "unit_amount": "0.001"}],
+        "scaling_factors": [{"scaling_value": "2026-10-02", "scaling_factor": "1.5"}]},
+          metric="tokens"),
+    model("scalable_tiered", "scalable_matrix_with_tiered_pricing", {
+        "first_dimension": "region",
+        "matrix_scaling_factors": [{"first_dimension_value": "eu", "scaling_factor": "0.5"}],
+        "tiers": [{"tier_lower_bound": "0", "unit_amount": "0.003"},
+                  {"tier_lower_bound": "500", "unit_amount": "0.002"}]}, metric="tokens"),
 ]
 METRICS = {
     "calls": "SELECT count(*) FROM events WHERE event_name = 'api_request'",
@@ -208,7 +242,9 @@ def events():
             tokens = {"tokens": f"{day * 37}.{day:03d}"} if day % 6 else {"tokens": 0.123456789}
             rows.append({"event_name": "completion", "timestamp": ts, "customer_id": c,
                          "idempotency_key": f"{c}-tok-{day}",
-                         "properties": {**tokens, **({"region": region} if region else {})}})
+                         "properties": {**tokens, **({"region": region} if region else {}),
+                                        "day": f"2026-10-{day:02d}",
+                                        "model": ["large", "small"][day % 2]}})
             if day % 3 == 0:
                 rows.append({"event_name": "storage", "timestamp": ts, "customer_id": c,
                              "idempotency_key": f"{c}-gb-{day}", "properties": {"gb": day * 1.5}})
@@ -250,7 +286,10 @@ def test_usage_is_identical(usage):
     assert_same(duck, spark)
     rows = duck.to_pylist()
     # every metric counted, the matrix/grouped usage by region incl. the missing region
-    assert {r["metric_id"] for r in rows} == set(METRICS)
+    # and the filtered price's own usage, and the events over each cap per event
+    assert {r["metric_id"] for r in rows} == set(METRICS) | {f"tokens WHERE {FILTER}"} | {
+        f"tokens OVER {cap} AT {rate}: {what}" for cap, rate in
+        (("0.5", "0.0125"), ("0.3", "0.0125"), ("0.7", "0.01")) for what in ("volume", "count")}
     assert {tuple(r["group_values"]) for r in rows if r["grouping"] == ["region"]} == {
         ("eu",), ("us",), ("apac",), (None,)}
     # event_output's usage by its rate property, user_id (0 to 4)

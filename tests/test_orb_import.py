@@ -159,8 +159,9 @@ def test_refused_fields_are_listed_with_paths_and_nothing_is_written(tmp_path):
     assert refused == [
         "page0.json: data[1].plan_phases: refused: plan phases are not supported; give each "
         "phase as its own plan and the subscription phases (subscriptions[].phases)",
-        "page0.json: data[1].prices[1].conversion_rate: refused: custom pricing units (a "
-        "conversion rate) are not supported",
+        "page0.json: data[1].prices[1].conversion_rate: refused: a conversion rate on a "
+        "price in the plan's currency USD: a converted price's currency is its custom "
+        "pricing unit",
         "page0.json: data[1].prices[2].cadence: refused: cadence 'one_time' is not "
         "supported; the cadences are monthly, quarterly, semi_annual, annual",
         "page0.json: data[1].prices[3].brand_new_field: refused: not a field of Orb's API "

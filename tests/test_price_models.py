@@ -4,14 +4,23 @@ The amounts run through ``evaluate_price``, i.e. the pipeline's own line_items.s
 """
 
 import json
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.catalog.loader import CatalogError, parse_catalog
 from cli.main import main
+from ingestion.batches import ingest_files
 from pricing_sql.evaluate import evaluate_price, price_breakdown
+from pricing_sql.rating import compute_usage, price_line_items
+from storage.duck import connect
+from storage.lake import Lake
+from tests.batches import batch
+from tests.catalogs import catalog
 
 
 def price(model_type, **config):
@@ -549,19 +558,6 @@ def test_a_composite_price_alone_is_its_minimum():
         "60.00")
 
 
-@pytest.mark.parametrize("model_type", ["daily_credit_allowance",
-                                        "scalable_matrix_with_tiered_pricing"])
-def test_orbs_unsupported_models_are_refused_by_name(model_type):
-    message = f"model_type '{model_type}' is one of Orb's price models but is not supported yet"
-    with pytest.raises(ValueError, match=message):
-        evaluate_price(price(model_type), 1)
-    plans = ("plans:\n- id: p\n  name: P\n  currency: USD\n  prices:\n  - id: x\n"
-             f"    name: X\n    model_type: {model_type}\n    billable_metric_id: m\n")
-    with pytest.raises(CatalogError) as error:
-        parse_catalog([("plans.yaml", plans)])
-    assert f"plans.yaml:6: plans[0].prices[0]: Value error, {message}" in str(error.value)
-
-
 def test_metered_allowance_shows_the_consumption_and_the_credit():
     breakdown = price_breakdown(ALLOWANCE, events(download=20, storage_snapshot=50))
     assert [(s["group_values"], s["quantity"], s["unit_amount"], s["amount"])
@@ -569,3 +565,308 @@ def test_metered_allowance_shows_the_consumption_and_the_credit():
         (["download"], 20, Decimal("0.10"), Decimal("2.00")),
         (["storage_snapshot"], 20, Decimal("-0.10"), Decimal("-2.00"))]
     assert (breakdown.amount, breakdown.precise_amount) == (Decimal("0.00"), 0)
+
+
+# ---- the four models Orb added last: matrix_with_threshold_discounts,
+# daily_credit_allowance, grouped_with_metered_minimum, scalable_matrix_with_tiered_pricing.
+# Orb publishes no worked example for them; the vectors follow the SDK's field
+# descriptions (orb-billing 4.90.0, types/shared/price.py).
+
+THRESHOLD_DISCOUNTS = price(
+    "matrix_with_threshold_discounts", first_dimension="color", second_dimension="shape",
+    default_unit_amount="0.50", matrix_values=[
+        {"first_dimension_value": "blue", "second_dimension_value": "circle",
+         "unit_amount": "1.00"},
+        {"first_dimension_value": "green", "second_dimension_value": "triangle",
+         "unit_amount": "2.00"}],
+    threshold_discount_groups=[{
+        "cell_coordinates": "blue,circle;green,triangle;red,circle", "threshold_amount": "100",
+        "below_threshold_discount_percentage": "0.1",
+        "above_threshold_discount_percentage": "0.2", "description": "volume"}])
+DAILY = price("daily_credit_allowance", dimensions=["model"], event_day_property="day",
+              default_unit_amount="0.01", daily_allowance="5",
+              matrix_values=[{"dimension_values": ["large"], "unit_amount": "0.03"}])
+METERED = price("grouped_with_metered_minimum", grouping_key="cluster", pricing_key="gpu",
+                scaling_key="region", minimum_unit_amount="3.00",
+                unit_amounts=[{"pricing_value": "a100", "unit_amount": "2.00"},
+                              {"pricing_value": "h100", "unit_amount": "4.00"}],
+                scaling_factors=[{"scaling_value": "eu", "scaling_factor": "1.5"}])
+SCALABLE_TIERED = price("scalable_matrix_with_tiered_pricing", first_dimension="region",
+                        matrix_scaling_factors=[
+                            {"first_dimension_value": "us", "scaling_factor": "1.5"},
+                            {"first_dimension_value": "eu", "scaling_factor": "0.5"}],
+                        tiers=[{"tier_lower_bound": "0", "unit_amount": "1.00"},
+                               {"tier_lower_bound": "10", "unit_amount": "0.50"}])
+
+
+def shapes(*rows):
+    return [{"group": {"color": c, "shape": s}, "quantity": q} for c, s, q in rows]
+
+
+def days(*rows):
+    return [{"group": {"day": d, "model": m} if d else {"model": m}, "quantity": q}
+            for d, m, q in rows]
+
+
+def gpus(*rows):
+    return [{"group": {"cluster": c, "gpu": g, "region": r}, "quantity": q}
+            for c, g, r, q in rows]
+
+
+@pytest.mark.parametrize(
+    ("priced", "usage", "expected"),
+    [
+        # the group's spend S = 30 x 1.00 + 20 x 2.00 = 70 <= 100: 10% off, 70 - 7.00
+        (THRESHOLD_DISCOUNTS, shapes(("blue", "circle", 30), ("green", "triangle", 20)),
+         "63.00"),
+        # S = 20 + 40 x 2.00 = 100, at the threshold: still 10% off, 100 - 10.00
+        (THRESHOLD_DISCOUNTS, shapes(("blue", "circle", 20), ("green", "triangle", 40)),
+         "90.00"),
+        # S = 40 + 100 = 140: 10% of 100 + 20% of 40 = 18.00 off; red/square is in no
+        # group, at the default 10 x 0.50: 140 - 18 + 5
+        (THRESHOLD_DISCOUNTS, shapes(("blue", "circle", 40), ("green", "triangle", 50),
+                                     ("red", "square", 10)), "127.00"),
+        # red/circle is in the group at the default rate: 100 x 0.50 = 50, 10% off
+        (THRESHOLD_DISCOUNTS, shapes(("red", "circle", 100)), "45.00"),
+        (THRESHOLD_DISCOUNTS, [], "0.00"),
+        # day 1: 100 x 0.03 + 200 x 0.01 (default) = 5.00, all of the allowance: free
+        (DAILY, days(("2026-01-01", "large", 100), ("2026-01-01", "small", 200)), "0.00"),
+        # day 2: 300 x 0.03 = 9.00, 5.00 of it free
+        (DAILY, days(("2026-01-02", "large", 300)), "4.00"),
+        # what day 1 leaves unused (4.00) does not roll over to day 2: 0 + 4.00
+        (DAILY, days(("2026-01-01", "small", 100), ("2026-01-02", "large", 300)), "4.00"),
+        # usage of no day has no allowance: 0 + 4.00 + 0 (1.00 on day 3) + 10 x 0.03
+        (DAILY, days(("2026-01-01", "large", 100), ("2026-01-01", "small", 200),
+                     ("2026-01-02", "large", 300), ("2026-01-03", "small", 100),
+                     (None, "large", 10)), "4.30"),
+        (DAILY, [], "0.00"),
+        # c1: 10 x 2.00 + 5 x (4.00 x 1.5) = 50.00 >= 3.00 x 15 units: 50.00
+        (METERED, gpus(("c1", "a100", "us", 10), ("c1", "h100", "eu", 5)), "50.00"),
+        # c2: 10 x 2.00 = 20.00 < 3.00 x 10: 30.00
+        (METERED, gpus(("c2", "a100", "us", 10)), "30.00"),
+        # t4 has no unit amount: the minimum unit amount, scaled: 2 x 3.00 x 1.5 = 9.00
+        (METERED, gpus(("c3", "t4", "eu", 2)), "9.00"),
+        (METERED, gpus(("c3", "t4", "us", 2)), "6.00"),  # 2 x 3.00, the minimum exactly
+        # each cluster its own minimum: 50.00 + 30.00 + 9.00
+        (METERED, gpus(("c1", "a100", "us", 10), ("c1", "h100", "eu", 5),
+                       ("c2", "a100", "us", 10), ("c3", "t4", "eu", 2)), "89.00"),
+        (METERED, [], "0.00"),
+        # each region graduated on the tiers, its rates times its factor:
+        # us 10 x 1.50 + 5 x 0.75, eu 10 x 0.50 + 10 x 0.25, apac (no factor) 10 x 1.00 + 2 x 0.50
+        (SCALABLE_TIERED, groups(us=15, eu=20, apac=12), "37.25"),
+        (SCALABLE_TIERED, groups(us=10), "15.00"),  # the 10th unit is in the first tier
+        (SCALABLE_TIERED, groups(eu="0.5"), "0.25"),
+        (SCALABLE_TIERED, [], "0.00"),
+    ],
+)
+def test_orbs_newest_models(priced, usage, expected):
+    assert evaluate_price(priced, usage) == Decimal(expected)
+
+
+def breakdown_rows(priced, usage):
+    breakdown = price_breakdown(priced, usage)
+    rows = [(s["group_values"], s["quantity"], s["unit_amount"], s["amount"])
+            for s in breakdown.sub_line_items]
+    assert sum(s["amount"] for s in breakdown.sub_line_items) == breakdown.precise_amount
+    return rows, breakdown.amount
+
+
+def test_threshold_discount_shows_each_cells_credit_and_the_threshold():
+    rows, amount = breakdown_rows(THRESHOLD_DISCOUNTS, shapes(
+        ("blue", "circle", 40), ("green", "triangle", 50)))
+    # S = 140 > 100: each cell credited at its rate x 20% (above), and the threshold's
+    # 100 at 10% - 20% = -10% (its row credits -10.00, i.e. charges back 10.00):
+    # 40 - 8 + 100 - 20 + 10 = 122 = 140 - (0.1 x 100 + 0.2 x 40)
+    assert rows == [
+        (["blue", "circle"], 40, Decimal("1.00"), Decimal("40.00")),
+        (["blue", "circle"], 40, Decimal("-0.20"), Decimal("-8.00")),
+        (["green", "triangle"], 50, Decimal("2.00"), Decimal("100.00")),
+        (["green", "triangle"], 50, Decimal("-0.40"), Decimal("-20.00")),
+        (["volume"], 100, Decimal("0.10"), Decimal("10.00"))]
+    assert amount == Decimal("122.00")
+
+
+def test_daily_allowance_shows_each_days_credit():
+    rows, amount = breakdown_rows(DAILY, days(
+        ("2026-01-01", "large", 100), ("2026-01-01", "small", 200),
+        ("2026-01-02", "large", 300)))
+    # day 1 within the allowance: each group credited at its own rate; day 2 past it:
+    # the allowance, 5 x -1
+    assert rows == [
+        (["2026-01-01", "large"], 100, Decimal("0.03"), Decimal("3.00")),
+        (["2026-01-01", "large"], 100, Decimal("-0.03"), Decimal("-3.00")),
+        (["2026-01-01", "small"], 200, Decimal("0.01"), Decimal("2.00")),
+        (["2026-01-01", "small"], 200, Decimal("-0.01"), Decimal("-2.00")),
+        (["2026-01-02"], 5, Decimal("-1"), Decimal("-5.00")),
+        (["2026-01-02", "large"], 300, Decimal("0.03"), Decimal("9.00"))]
+    assert amount == Decimal("4.00")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (price("matrix_with_threshold_discounts", first_dimension="color",
+               default_unit_amount="1", matrix_values=[], threshold_discount_groups=[
+                   {"cell_coordinates": "blue,circle", "threshold_amount": "1",
+                    "below_threshold_discount_percentage": "0",
+                    "above_threshold_discount_percentage": "0.5"}]),
+         r"threshold_discount_groups\[0\].cell_coordinates: 'blue,circle' needs 1 value"),
+        (price("matrix_with_threshold_discounts", first_dimension="color",
+               default_unit_amount="1", matrix_values=[], threshold_discount_groups=[
+                   {"cell_coordinates": "blue;red;blue", "threshold_amount": "1",
+                    "below_threshold_discount_percentage": "0",
+                    "above_threshold_discount_percentage": "0.5"}]),
+         "the cell 'blue' is in two discount groups"),
+        (price("matrix_with_threshold_discounts", first_dimension="color",
+               default_unit_amount="1", matrix_values=[], threshold_discount_groups=[
+                   {"cell_coordinates": "blue", "threshold_amount": "1",
+                    "below_threshold_discount_percentage": "0",
+                    "above_threshold_discount_percentage": "20"}]),
+         r"threshold_discount_groups\[0\].above_threshold_discount_percentage: Value error, "
+         r"20 is not a fraction from 0 to 1"),
+        (price("daily_credit_allowance", dimensions=["day"], event_day_property="day",
+               default_unit_amount="1", daily_allowance="1", matrix_values=[]),
+         "event_day_property must differ from the dimensions"),
+        (price("grouped_with_metered_minimum", grouping_key="gpu", pricing_key="gpu",
+               scaling_key="region", minimum_unit_amount="1", unit_amounts=[],
+               scaling_factors=[]), "grouping_key, pricing_key and scaling_key must differ"),
+        (price("grouped_with_metered_minimum", grouping_key="cluster", pricing_key="gpu",
+               scaling_key="region", minimum_unit_amount="0.000000000001", unit_amounts=[],
+               scaling_factors=[{"scaling_value": "eu", "scaling_factor": "0.5"}]),
+         r"scaling_factors\[0\]: a unit amount x scaling_factor 5E-13 needs more than 12"),
+        (price("scalable_matrix_with_tiered_pricing", first_dimension="region",
+               matrix_scaling_factors=[],
+               tiers=[{"tier_lower_bound": "5", "unit_amount": "1"}]),
+         "the first tier_lower_bound must be 0"),
+    ],
+)
+def test_bad_newest_model_configs_are_explained(bad, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate_price(bad, [])
+
+
+def test_the_loader_names_the_field_of_a_bad_newest_model():
+    plans = """plans:
+- id: p
+  name: P
+  currency: USD
+  prices:
+  - id: x
+    name: X
+    model_type: matrix_with_threshold_discounts
+    billable_metric_id: m
+    matrix_with_threshold_discounts_config:
+      first_dimension: color
+      default_unit_amount: '1'
+      matrix_values: []
+      threshold_discount_groups:
+      - cell_coordinates: blue
+        threshold_amount: '100'
+        below_threshold_discount_percentage: '0'
+        above_threshold_discount_percentage: '15'
+"""
+    with pytest.raises(CatalogError) as error:
+        parse_catalog([("plans.yaml", plans)])
+    assert ("plans.yaml:18: plans[0].prices[0].matrix_with_threshold_discounts_config"
+            ".threshold_discount_groups[0].above_threshold_discount_percentage: Value error, "
+            "15 is not a fraction from 0 to 1") in str(error.value)
+
+
+def test_newest_models_through_the_pipeline(tmp_path):
+    """Events with their properties, ingested and rated as a billing run rates them."""
+    def usage_price(price_id, priced):
+        return {**priced, "id": price_id, "name": price_id, "billable_metric_id": "units"}
+
+    shop = catalog(
+        plans=[{"id": "p", "name": "P", "currency": "USD", "prices": [
+            usage_price("discounts", THRESHOLD_DISCOUNTS), usage_price("daily", DAILY),
+            usage_price("metered", METERED), usage_price("scalable", SCALABLE_TIERED)]}],
+        customers=[{"id": "c0", "name": "C0"}],
+        subscriptions=[{"id": "s0", "customer_id": "c0", "plan_id": "p",
+                        "start_date": "2026-01-01"}],
+        metrics={"units": "SELECT sum(properties.units) FROM events"})
+    rows = [  # (properties, units), one event each, in October
+        ({"color": "blue", "shape": "circle", "day": "2026-10-01", "model": "large",
+          "cluster": "c1", "gpu": "a100", "region": "us"}, 25),
+        ({"color": "blue", "shape": "circle", "day": "2026-10-01", "model": "large",
+          "cluster": "c1", "gpu": "a100", "region": "us"}, 15),
+        ({"color": "green", "shape": "triangle", "day": "2026-10-02", "model": "small",
+          "cluster": "c2", "gpu": "h100", "region": "eu"}, 50),
+    ]
+    events = [{"event_name": "use", "timestamp": f"2026-10-0{i + 1}T12:00:00Z",
+               "customer_id": "c0", "idempotency_key": f"e{i}",
+               "properties": {**props, "units": units}}
+              for i, (props, units) in enumerate(rows)]
+    lake = Lake(tmp_path)
+    ingest_files(connect(), lake, shop, [batch(tmp_path / "october.jsonl", *events)],
+                 datetime(2026, 11, 10, tzinfo=UTC))
+    usage = compute_usage(connect(), lake, shop, date(2026, 10, 1)).usage
+    lines = {line["price_id"]: line["amount"]
+             for line in price_line_items(connect(), shop, date(2026, 10, 1),
+                                          usage).line_items.to_pylist()}
+    assert lines == {
+        # blue/circle 40 x 1.00 + green/triangle 50 x 2.00 = 140: less 10% of 100 + 20% of 40
+        "discounts": Decimal("122.00"),
+        # Oct 1: 40 large x 0.03 = 1.20, free; Oct 2: 50 small x 0.01 = 0.50, free
+        "daily": Decimal("0.00"),
+        # c1: 40 x 2.00 = 80.00 < 3.00 x 40 units: 120.00; c2: 50 x 4.00 x 1.5 = 300.00
+        # >= 3.00 x 50: 300.00
+        "metered": Decimal("420.00"),
+        # us: 10 x 1.50 + 30 x 0.75 = 37.50; eu: 10 x 0.50 + 40 x 0.25 = 15.00
+        "scalable": Decimal("52.50"),
+    }
+
+
+def test_scaling_factor_multiplies_the_rated_quantity():
+    # Orb's unit_config.scaling_factor, "applied to rated quantity before unit_amount":
+    # 3 x 2 x 0.50; Orb sends null for none
+    assert evaluate_price(price("unit", unit_amount="0.50", scaling_factor="2"), 3) == Decimal(
+        "3.00")
+    assert evaluate_price(price("unit", unit_amount="0.50", scaling_factor=None), 3) == Decimal(
+        "1.50")
+    # a matrix cell's own factor, and the config's for the default bucket:
+    # 2 x 2 x 2.00 + 1 x 0.5 x 3.00
+    matrix = price("matrix", dimensions=["cluster_name", "region"], default_unit_amount="3.00",
+                   scaling_factor="0.5", matrix_values=[
+                       {"dimension_values": ["alpha", "west"], "unit_amount": "2.00",
+                        "scaling_factor": "2"}])
+    usage = [{"group": {"cluster_name": "alpha", "region": "west"}, "quantity": 2},
+             {"group": {"cluster_name": "alpha", "region": "east"}, "quantity": 1}]
+    assert evaluate_price(matrix, usage) == Decimal("9.50")
+    with pytest.raises(ValueError, match=r"unit_amount x scaling_factor 5E-13 needs more than"):
+        evaluate_price(price("unit", unit_amount="0.000000000001", scaling_factor="0.5"), 1)
+
+
+NEWEST_GROUPS = {  # each newest model, and the groups its property test fills
+    "discounts": (THRESHOLD_DISCOUNTS, [{"color": "blue", "shape": "circle"},
+                                        {"color": "green", "shape": "triangle"},
+                                        {"color": "red", "shape": "square"}]),
+    "daily": (DAILY, [{"day": "2026-01-01", "model": "large"},
+                      {"day": "2026-01-01", "model": "small"},
+                      {"day": "2026-01-02", "model": "large"}]),
+    "metered": (METERED, [{"cluster": "c1", "gpu": "a100", "region": "us"},
+                          {"cluster": "c1", "gpu": "t4", "region": "eu"},
+                          {"cluster": "c2", "gpu": "h100", "region": "eu"}]),
+    "scalable": (SCALABLE_TIERED, [{"region": "us"}, {"region": "eu"}, {"region": "apac"}]),
+}
+
+
+@settings(max_examples=15, deadline=None)
+@given(name=st.sampled_from(sorted(NEWEST_GROUPS)),
+       base=st.lists(st.decimals(min_value=0, max_value=10**4, places=3), min_size=3,
+                     max_size=3),
+       more=st.decimals(min_value=0, max_value=10**4, places=3),
+       grown=st.integers(min_value=0, max_value=2))
+def test_newest_models_add_up_and_are_monotone(name, base, more, grown):
+    priced, groups_ = NEWEST_GROUPS[name]
+    usage = [{"group": g, "quantity": q} for g, q in zip(groups_, base, strict=True)]
+    breakdown = price_breakdown(priced, usage)
+    rows = sum(s["amount"] for s in breakdown.sub_line_items)
+    if name == "metered":  # the minimum raises the line past its rows, never lowers it
+        assert breakdown.precise_amount >= rows
+    else:  # the spend discounts' credits are rows of the breakdown
+        assert breakdown.precise_amount == rows
+    # a discount takes at most a fraction (<= 1) of each unit's rate, an allowance at most
+    # the day's spend: more usage in one group never costs less
+    usage[grown] = {**usage[grown], "quantity": base[grown] + more}
+    assert evaluate_price(priced, usage) >= breakdown.amount

@@ -16,7 +16,7 @@ from billing.catalog.adjustments import Adjustment, Coupon
 from billing.catalog.fields import Identifier, Strict
 from billing.catalog.prices import PRICE_MODELS, Price
 
-MODEL_TYPES = frozenset(tag for m in PRICE_MODELS  # a model may take several (UnsupportedOrbPrice)
+MODEL_TYPES = frozenset(tag for m in PRICE_MODELS
                         for tag in get_args(m.model_fields["model_type"].annotation))
 
 
@@ -36,6 +36,20 @@ class PlanVersion(Strict):
     effective_from: date
     prices: list[Price] = Field(min_length=1)
     adjustments: list[Adjustment] = []
+
+
+def _check_price_currency(price: Price, currency: str) -> None:
+    """A price in the plan's currency has no conversion rate; one in a unit of its own
+    (Orb's custom pricing units) needs one, to the plan's currency."""
+    own = price.currency not in (None, currency)
+    if own and price.conversion is None:
+        raise ValueError(f"price {price.id!r} is in {price.currency}, not the plan's "
+                         f"{currency}: give its conversion_rate ({currency} per "
+                         f"{price.currency})")
+    if not own and price.conversion is not None:
+        raise ValueError(f"price {price.id!r} has a conversion_rate but is in the plan's "
+                         f"currency {currency}: give the price's own currency (a custom "
+                         "pricing unit such as credits)")
 
 
 class Plan(Strict):
@@ -59,6 +73,8 @@ class Plan(Strict):
             raise ValueError("versions must take effect on strictly increasing dates")
         versions: tuple[Plan | PlanVersion, ...] = (self, *self.versions)
         for version in versions:
+            for price in version.prices:
+                _check_price_currency(price, self.currency)
             ids = {price.id for price in version.prices}
             for adjustment in version.adjustments:
                 unknown = set(adjustment.applies_to_price_ids or ()) - ids

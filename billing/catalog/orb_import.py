@@ -3,8 +3,8 @@ plan or price), converted to this project's catalog YAML.
 
 Every field is kept, dropped with a reason (it carries no billing term the catalog
 models: an item, metadata, a description) or refused with a reason (it changes what is
-billed and the catalog cannot say it: a conversion rate, a plan phase, a custom
-cycle). A plan with any refusal is not imported. Pure: parsed JSON in, YAML-ready dicts
+billed and the catalog cannot say it: a plan phase, a custom cycle). A plan with any
+refusal is not imported. Pure: parsed JSON in, YAML-ready dicts
 and findings out; ``cli/catalog.py`` reads the files and writes the catalog.
 """
 
@@ -43,7 +43,6 @@ _PRICE_DROPPED = {
     "metadata": "the catalog keeps no metadata",
     "external_price_id": "the price keeps Orb's id; adjustments name it",
     "replaces_price_id": "price history is not imported; only the price as it is now",
-    "invoice_grouping_key": "invoice lines are not grouped by a key",
 }
 _ADJUSTMENT_DROPPED = {
     "item_id": "items are not modelled",
@@ -57,8 +56,6 @@ _PLAN_REFUSED = {
                    "the subscription phases (subscriptions[].phases)",
 }
 _PRICE_REFUSED = {
-    "conversion_rate": "custom pricing units (a conversion rate) are not supported",
-    "conversion_rate_config": "custom pricing units (a conversion rate) are not supported",
     "credit_allocation": "credit allocations on a price are not supported; grant credits "
                          "with `orb credits grant`",
     "dimensional_price_configuration": "dimensional price groups are not supported",
@@ -222,7 +219,8 @@ class _Converter:
         model_type = price.get("model_type")
         config = f"{model_type}_config"
         composite = _is_composite(model_type)
-        known = {"id", "name", "model_type", config, "cadence", "billable_metric",
+        known = {"id", "name", "model_type", config, "cadence", "billable_metric", "filter",
+                 "invoice_grouping_key", "conversion_rate", "conversion_rate_config",
                  "fixed_price_quantity", "billing_mode", "billing_cycle_configuration",
                  "invoicing_cycle_configuration", *_PRICE_BOOKKEEPING, *_PRICE_DROPPED,
                  *_PRICE_REFUSED, *_LEGACY}
@@ -230,7 +228,8 @@ class _Converter:
         if model_type not in MODEL_TYPES:
             self.note(f"{path}.model_type", f"model_type {model_type!r} is not one of the "
                       "price models (docs/pricing.md#price-models)", True)
-        if price.get("currency") not in (None, currency):
+        converts = _set(price.get("conversion_rate")) or _set(price.get("conversion_rate_config"))
+        if price.get("currency") not in (None, currency) and not converts:
             self.note(f"{path}.currency", f"price in {price.get('currency')} on a plan in "
                       f"{currency}: a plan's prices share its currency", True)
         self.dropped(path, price, _PRICE_DROPPED)
@@ -249,6 +248,19 @@ class _Converter:
         metric = price.get("billable_metric")
         if isinstance(metric, dict):
             out["billable_metric_id"] = metric.get("id")
+        for kept in ("filter", "invoice_grouping_key"):  # a filter is a price interval's
+            if _set(price.get(kept)):
+                out[kept] = price[kept]
+        if converts and price.get("currency") in (None, currency):
+            key = "conversion_rate" if _set(price.get("conversion_rate")) \
+                else "conversion_rate_config"
+            self.note(f"{path}.{key}", f"a conversion rate on a price in the plan's currency "
+                      f"{currency}: a converted price's currency is its custom pricing unit",
+                      True)
+        elif converts:  # a custom pricing unit: the catalog checks the rest
+            out |= {key: _plain(price[key]) for key in
+                    ("currency", "conversion_rate", "conversion_rate_config")
+                    if _set(price.get(key))}
         if price.get("fixed_price_quantity") is not None:
             out["fixed_price_quantity"] = _plain(price["fixed_price_quantity"])
         mode = price.get("billing_mode")

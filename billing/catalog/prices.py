@@ -24,8 +24,14 @@ evaluates every program for every customer in one set-based pass:
   amounts of the plan's other prices on the same invoice (its ``components``), after
   they are priced: ``line_items.sql`` rates its ``composite_minimum`` like any amount
   (so it is prorated exactly when the price prorates) and then applies the composite;
-- a matrix cell whose dimension values equal the group's overrides the rate, or, with
-  no rate, tiers the group on the tiers of its own (the tiers marked with its ``cell``).
+- a matrix cell whose dimension values equal the group's (after the first
+  ``cell_offset`` of them) overrides the rate, or, with no rate, tiers the group on the
+  tiers of its own (the tiers marked with its ``cell``); ``value_rates`` make a group's
+  rate the product of its values' rates;
+- a spend discount (``cell_discounts``, or ``daily_allowance`` per first group value)
+  credits a set of groups a fraction of their spend below and above a threshold, and a
+  ``metered_minimum`` raises the groups of each first group value to the minimum unit
+  amount times their quantity.
 
 Tier bounds are ``(lower, upper]``: exclusive lower, inclusive upper, as Orb
 documents for tiered prices; a null lower bound is minus infinity and a null
@@ -35,12 +41,13 @@ upper bound is infinity. See docs/pricing.md for each model's formula.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
+from billing.catalog.conversion import ConversionRate, ConversionRateConfig, converted
 from billing.catalog.fields import DecimalString, Identifier, Strict, decimal_string
 
 RATE_PLACES = 12  # unit rates are DECIMAL(38, 12) in SQL
@@ -69,6 +76,8 @@ class ProgramTier:
     flat_amount: Decimal | None = None
     minimum_amount: Decimal | None = None
     cell: tuple[str | None, ...] | None = None  # the matrix cell these tiers are for
+    # the most one event pays in this tier (bps models): rated from per-event usage
+    per_unit_maximum: Decimal | None = None
 
 
 Cell = tuple[tuple[str | None, ...], Decimal | None]  # dimension values, rate (None: own tiers)
@@ -96,6 +105,33 @@ class Program:
     consumption_value: str | None = None
     allowance_value: str | None = None
     prorated_group_minimum: Decimal | None = None  # with prorate: only the minimum prorates
+    # leading group values that are not part of a cell (daily_credit_allowance's day)
+    cell_offset: int = 0
+    cell_discounts: Sequence[tuple[tuple[str | None, ...], SpendDiscount]] = ()
+    daily_allowance: Decimal | None = None  # a spend discount per first group value
+    metered_minimum: Decimal | None = None  # per unit, over the groups of a first group value
+    value_rates: Sequence[ValueRate] = ()  # a group's rate, the product of its values' rates
+
+
+@dataclass(frozen=True)
+class SpendDiscount:
+    """A discount on the spend S of a set of cells: ``below`` x min(S, threshold) +
+    ``above`` x max(S - threshold, 0), as fractions of the spend."""
+
+    index: int
+    label: str
+    threshold: Decimal
+    below: Decimal
+    above: Decimal
+
+
+@dataclass(frozen=True)
+class ValueRate:
+    """The rate factor of one value of the group value at ``position`` (1-based)."""
+
+    position: int
+    value: str
+    rate: Decimal
 
 
 def _rate(value: Decimal, what: str) -> Decimal:
@@ -189,9 +225,27 @@ class TieredConfig(Strict):
         return self
 
 
+# Orb's scaling_factor (a number in the SDK): "an optional multiplier applied to rated
+# quantity before unit_amount", here folded into the rate, which must stay exact.
+Factor = Annotated[DecimalString, Field(ge=0)]
+
+
+def _scaled(rate: Decimal, factor: Decimal | None, what: str) -> Decimal:
+    return rate if factor is None else _rate(rate * factor, f"{what} x scaling_factor")
+
+
 class UnitConfig(Strict):
     unit_amount: Amount
     prorated: bool = False
+    scaling_factor: Factor | None = None
+
+    @model_validator(mode="after")
+    def _scale(self) -> UnitConfig:
+        self.rate()
+        return self
+
+    def rate(self) -> Decimal:
+        return _scaled(self.unit_amount, self.scaling_factor, "unit_amount")
 
 
 class PackageConfig(Strict):
@@ -202,12 +256,14 @@ class PackageConfig(Strict):
 class MatrixValue(Strict):
     dimension_values: list[str | None] = Field(min_length=1)
     unit_amount: Amount
+    scaling_factor: Factor | None = None
 
 
 class MatrixConfig(Strict):
     dimensions: list[PropertyKey | None] = Field(min_length=1)
     default_unit_amount: Amount
     matrix_values: list[MatrixValue] = []
+    scaling_factor: Factor | None = None  # the default rate's
 
     @model_validator(mode="after")
     def _shape(self) -> MatrixConfig:
@@ -219,7 +275,17 @@ class MatrixConfig(Strict):
             if cell in seen:
                 raise ValueError(f"matrix_values[{index}] repeats dimension_values {cell}")
             seen.add(cell)
+        self.default_rate()
+        self.cell_rates()
         return self
+
+    def default_rate(self) -> Decimal:
+        return _scaled(self.default_unit_amount, self.scaling_factor, "default_unit_amount")
+
+    def cell_rates(self) -> list[Cell]:
+        return [(self.cell(v), _scaled(v.unit_amount, v.scaling_factor,
+                                       f"matrix_values[{index}].unit_amount"))
+                for index, v in enumerate(self.matrix_values)]
 
     def keys(self) -> tuple[str, ...]:
         return tuple(d for d in self.dimensions if d is not None)
@@ -318,25 +384,28 @@ class UnitWithPercentConfig(Strict):
 def _no_per_unit_maximum(value: object) -> object:
     if value is not None:
         raise ValueError(
-            "per_unit_maximum caps each event's fee, which needs event-level rating; cap it in "
-            "the metric instead, e.g. SELECT sum(least(properties.amount * 0.0125, 11)) FROM "
-            "events, with a unit price of '1'")
+            "per_unit_maximum is not supported on tiered_bps: an event's volume can fall in "
+            "two tiers, and Orb does not say which part of it a tier's cap applies to; use "
+            "bulk_bps, or cap it in the metric, e.g. SELECT sum(least(properties.amount * "
+            "0.0125, 11)) FROM events, with a unit price of '1'")
     return value
 
 
 NoPerUnitMaximum = Annotated[None, BeforeValidator(_no_per_unit_maximum)]
 BasisPoints = Annotated[Decimal, BeforeValidator(decimal_string), Field(ge=0)]
+# Orb: "the maximum amount to charge for any one event"
+PerUnitMaximum = Annotated[Amount, Field(gt=0)]
 
 
 class BpsConfig(Strict):
     bps: BasisPoints
-    per_unit_maximum: NoPerUnitMaximum = None
+    per_unit_maximum: PerUnitMaximum | None = None
 
 
 class BulkBpsTier(Strict):
     maximum_amount: Bound | None = None
     bps: BasisPoints
-    per_unit_maximum: NoPerUnitMaximum = None
+    per_unit_maximum: PerUnitMaximum | None = None
 
 
 class BulkBpsConfig(Strict):
@@ -489,16 +558,15 @@ class ScalingFactor(Strict):
     scaling_factor: Annotated[DecimalString, Field(ge=0)]
 
 
-class ScalableMatrixWithUnitPricingConfig(Strict):
+class ScalingMatrix(Strict):
+    """The scalable matrices' dimensions and the scaling factor of each listed cell."""
+
     first_dimension: PropertyKey
     second_dimension: PropertyKey | None = None
     matrix_scaling_factors: list[ScalingFactor]
-    unit_price: Amount
-    grouping_key: PropertyKey | None = None
-    prorate: bool = False
 
     @model_validator(mode="after")
-    def _cells(self) -> ScalableMatrixWithUnitPricingConfig:
+    def _cells(self) -> ScalingMatrix:
         seen = set()
         for index, factor in enumerate(self.matrix_scaling_factors):
             if (factor.second_dimension_value is None) != (self.second_dimension is None):
@@ -519,6 +587,39 @@ class ScalableMatrixWithUnitPricingConfig(Strict):
     def cell(self, factor: ScalingFactor) -> tuple[str, ...]:
         return (factor.first_dimension_value,) + (
             (factor.second_dimension_value,) if factor.second_dimension_value is not None else ())
+
+
+class ScalableMatrixWithUnitPricingConfig(ScalingMatrix):
+    unit_price: Amount
+    grouping_key: PropertyKey | None = None
+    prorate: bool = False
+
+
+class ScalableMatrixWithTieredPricingConfig(ScalingMatrix):
+    tiers: list[LowerBoundTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tiers(self) -> ScalableMatrixWithTieredPricingConfig:
+        self.program_tiers()
+        return self
+
+    def program_tiers(self) -> tuple[list[ProgramTier], list[Cell]]:
+        """The tiers as given for a cell with no factor, and each listed cell's own, its
+        rates scaled by its factor."""
+        lowers = [t.tier_lower_bound for t in self.tiers]
+        _check_lower_bounds(lowers)
+        rates = [t.unit_amount for t in self.tiers]
+        tiers = _graduated_tiers(lowers, rates)
+        cells: list[Cell] = []
+        for index, factor in enumerate(self.matrix_scaling_factors):
+            cell = self.cell(factor)
+            scaled = [_rate(rate * factor.scaling_factor,
+                            f"matrix_scaling_factors[{index}]: unit_amount x scaling_factor")
+                      for rate in rates]
+            tiers += [ProgramTier(t.lower, t.upper, t.rate, cell=cell)
+                      for t in _graduated_tiers(lowers, scaled)]
+            cells.append((cell, None))
+        return tiers, cells
 
 
 class GroupedWithMinMaxThresholdsConfig(Strict):
@@ -701,6 +802,146 @@ class MeteredAllowanceConfig(Strict):
         return self
 
 
+def _fraction(value: Decimal) -> Decimal:
+    if not 0 <= value <= 1:
+        raise ValueError(f"{value} is not a fraction from 0 to 1 (0.1 is 10%, as in Orb's "
+                         "percentage discounts)")
+    return value
+
+
+Fraction = Annotated[DecimalString, AfterValidator(_fraction),
+                     Field(decimal_places=RATE_PLACES)]
+
+
+class ThresholdMatrixValue(Strict):
+    first_dimension_value: str
+    second_dimension_value: str | None = None
+    unit_amount: Amount
+
+
+class ThresholdDiscountGroup(Strict):
+    cell_coordinates: str = Field(min_length=1)  # "first,second;first,second"
+    threshold_amount: Bound
+    below_threshold_discount_percentage: Fraction
+    above_threshold_discount_percentage: Fraction
+    description: str | None = None
+
+
+class MatrixWithThresholdDiscountsConfig(Strict):
+    first_dimension: PropertyKey
+    second_dimension: PropertyKey | None = None
+    default_unit_amount: Amount
+    matrix_values: list[ThresholdMatrixValue]
+    threshold_discount_groups: list[ThresholdDiscountGroup] | None = None
+
+    @model_validator(mode="after")
+    def _cells(self) -> MatrixWithThresholdDiscountsConfig:
+        self.program_cells()
+        return self
+
+    def keys(self) -> tuple[str, ...]:
+        return (self.first_dimension,) + ((self.second_dimension,) if self.second_dimension
+                                          else ())
+
+    def program_cells(self) -> tuple[list[Cell], list[tuple[tuple[str | None, ...],
+                                                             SpendDiscount]]]:
+        """Each cell's rate, and the discount group of each cell in one: a cell of a
+        group that ``matrix_values`` does not list is charged the default rate."""
+        width = len(self.keys())
+        rates: dict[tuple[str | None, ...], Decimal] = {}
+        for index, value in enumerate(self.matrix_values):
+            if (value.second_dimension_value is None) != (width == 1):
+                raise ValueError(f"matrix_values[{index}]: give a second_dimension_value "
+                                 "exactly when the matrix has a second_dimension")
+            cell = (value.first_dimension_value,) + (
+                (value.second_dimension_value,) if width == 2 else ())
+            if cell in rates:
+                raise ValueError(f"matrix_values[{index}] repeats the cell {list(cell)}")
+            rates[cell] = value.unit_amount
+        members: list[tuple[tuple[str | None, ...], SpendDiscount]] = []
+        for index, group in enumerate(self.threshold_discount_groups or []):
+            where = f"threshold_discount_groups[{index}].cell_coordinates"
+            discount = SpendDiscount(index, group.description or group.cell_coordinates,
+                                     group.threshold_amount,
+                                     group.below_threshold_discount_percentage,
+                                     group.above_threshold_discount_percentage)
+            for coordinate in group.cell_coordinates.split(";"):
+                cell = tuple(value.strip() for value in coordinate.split(","))
+                if len(cell) != width:
+                    raise ValueError(f"{where}: {coordinate!r} needs {width} value(s), "
+                                     "one per dimension, separated by ','")
+                if any(cell == member for member, _ in members):
+                    raise ValueError(f"{where}: the cell {coordinate!r} is in two discount "
+                                     "groups")
+                rate = rates.get(cell, self.default_unit_amount)
+                for fraction in (discount.below, discount.above):
+                    _rate(rate * fraction, f"{where}: {coordinate!r}: its unit amount x a "
+                                           "discount percentage")
+                members.append((cell, discount))
+        unlisted = [(cell, self.default_unit_amount) for cell, _ in members if cell not in rates]
+        return [*rates.items(), *unlisted], members
+
+
+class DailyCreditAllowanceConfig(MatrixConfig):
+    daily_allowance: Bound
+    event_day_property: PropertyKey
+
+    @model_validator(mode="after")
+    def _day(self) -> DailyCreditAllowanceConfig:
+        if len(self.keys()) > 2:
+            raise ValueError("a daily credit allowance has one or two dimensions")
+        if self.event_day_property in self.keys():
+            raise ValueError("event_day_property must differ from the dimensions")
+        if self.scaling_factor is not None or any(v.scaling_factor is not None
+                                                  for v in self.matrix_values):
+            raise ValueError("a daily credit allowance takes no scaling_factor (Orb's has none)")
+        return self
+
+
+class PricingValue(Strict):
+    pricing_value: str
+    unit_amount: Amount
+
+
+class ScalingValue(Strict):
+    scaling_factor: Annotated[DecimalString, Field(ge=0, decimal_places=RATE_PLACES)]
+    scaling_value: str
+
+
+# A metered minimum's rate is a value's rate times a factor, multiplied in SQL as
+# DECIMAL(38, 24): exact when the product has at most 12 decimal places and is below 10^14.
+_SCALED_RATE_LIMIT = Decimal(1).scaleb(38 - 2 * RATE_PLACES)
+
+
+class GroupedWithMeteredMinimumConfig(Strict):
+    grouping_key: PropertyKey
+    minimum_unit_amount: Amount
+    pricing_key: PropertyKey
+    scaling_factors: list[ScalingValue]
+    scaling_key: PropertyKey
+    unit_amounts: list[PricingValue]
+
+    @model_validator(mode="after")
+    def _values(self) -> GroupedWithMeteredMinimumConfig:
+        if len({self.grouping_key, self.pricing_key, self.scaling_key}) < 3:
+            raise ValueError("grouping_key, pricing_key and scaling_key must differ")
+        for name, values in (("unit_amounts", [v.pricing_value for v in self.unit_amounts]),
+                             ("scaling_factors", [v.scaling_value for v in self.scaling_factors])):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} repeat a value")
+        rates = [self.minimum_unit_amount, *(v.unit_amount for v in self.unit_amounts)]
+        factors = [("a unit amount", Decimal(1))] + [
+            (f"scaling_factors[{index}]: a unit amount x scaling_factor", v.scaling_factor)
+            for index, v in enumerate(self.scaling_factors)]
+        for what, factor in factors:  # an unlisted scaling value scales by 1
+            for rate in rates:
+                scaled = _rate(rate * factor, what)
+                if scaled >= _SCALED_RATE_LIMIT:
+                    raise ValueError(f"{what} is {scaled}, more than this engine rates (below "
+                                     f"{_SCALED_RATE_LIMIT:,})")
+        return self
+
+
 class PercentConfig(Strict):
     percent: Annotated[DecimalString, Field(gt=0, le=1)]  # a fraction, as Orb's SDK says
     minimum_amount: Amount | None = None
@@ -754,6 +995,16 @@ class PriceBase(Strict):
     fixed_price_quantity: Annotated[Quantity, Field(gt=0)] | None = None
     # Orb's default: fixed fees in advance, usage in arrears (usage can only be counted after).
     billed_in_advance: bool | None = None
+    # Orb's price filter: a condition on the metric's events, in the metric's SQL and under
+    # its rules (pricing_sql/metrics.py checks it), e.g. ``properties.region = 'us'``.
+    filter: Annotated[str, Field(min_length=1)] | None = None
+    # Orb's: lines of prices with the same key are one section of the invoice
+    invoice_grouping_key: Annotated[str, Field(min_length=1)] | None = None
+    # Orb's custom pricing units: the price's own unit (credits), and its value in the
+    # plan's currency (billing/catalog/conversion.py)
+    currency: Identifier | None = None
+    conversion_rate: ConversionRate | None = None
+    conversion_rate_config: ConversionRateConfig | None = None
     if TYPE_CHECKING:
         # Every price model declares it as its own Literal: the union's discriminator.
         model_type: str
@@ -762,11 +1013,11 @@ class PriceBase(Strict):
     @model_validator(mode="after")
     def _usage_or_fixed(self) -> PriceBase:
         if self.COMPOSITE:
-            if (self.billable_metric_id, self.fixed_price_quantity,
-                    self.billed_in_advance) != (None, None, None):
+            if (self.billable_metric_id, self.fixed_price_quantity, self.billed_in_advance,
+                    self.filter, self.conversion) != (None, None, None, None, None):
                 raise ValueError(f"a {self.model_type} price is charged on the plan's other "
-                                 "prices: it takes no billable_metric_id, fixed_price_quantity "
-                                 "or billed_in_advance")
+                                 "prices: it takes no billable_metric_id, fixed_price_quantity, "
+                                 "billed_in_advance, filter or conversion rate")
             return self
         if (self.billable_metric_id is None) == (self.fixed_price_quantity is None):
             raise ValueError(
@@ -778,7 +1029,39 @@ class PriceBase(Strict):
         if self.billable_metric_id is not None and self.billed_in_advance:
             raise ValueError("a usage price is billed in arrears: usage is only known at the "
                              "end of its period")
+        if self.filter is not None and self.billable_metric_id is None:
+            raise ValueError("a filter selects a usage price's events: a fixed fee has none")
+        if self.fixed_price_quantity is not None and any(
+                tier.per_unit_maximum is not None for tier in self.program().tiers):
+            raise ValueError("per_unit_maximum caps each event's fee: a fixed fee has no events")
+        self.invoice_program()  # a conversion that cannot be exact is refused here
         return self
+
+    @property
+    def conversion(self) -> Decimal | None:
+        """Plan currency per unit of the price's own ``currency``, if it has one."""
+        config = self.conversion_rate_config
+        rate = config.unit_config.unit_amount if config and config.unit_config else None
+        if config is not None and rate is None:
+            raise ValueError("conversion_rate_config of type 'unit' needs unit_config")
+        if rate is not None and self.conversion_rate is not None \
+                and rate != self.conversion_rate:
+            raise ValueError(f"conversion_rate {self.conversion_rate} and "
+                             f"conversion_rate_config's {rate} differ")
+        return self.conversion_rate if self.conversion_rate is not None else rate
+
+    def invoice_program(self) -> Program:
+        """``program()`` in the plan's currency: what rating runs."""
+        rate = self.conversion
+        return self.program() if rate is None else converted(self.program(), rate)
+
+    @property
+    def usage_metric_id(self) -> str | None:
+        """The usage this price is rated on: its metric's, or with a filter its own, keyed
+        ``<metric id> WHERE <filter>`` in the usage table."""
+        if self.billable_metric_id is None or self.filter is None:
+            return self.billable_metric_id
+        return f"{self.billable_metric_id} WHERE {self.filter.strip()}"
 
     @property
     def in_advance(self) -> bool:
@@ -802,7 +1085,7 @@ class UnitPrice(PriceBase):
 
     def program(self) -> Program:
         config = self.unit_config
-        return Program("graduated", _flat(config.unit_amount), prorate=config.prorated)
+        return Program("graduated", _flat(config.rate()), prorate=config.prorated)
 
 
 class TieredPrice(PriceBase):
@@ -831,8 +1114,7 @@ class MatrixPrice(PriceBase):
 
     def program(self) -> Program:
         config = self.matrix_config
-        cells = [(config.cell(v), v.unit_amount) for v in config.matrix_values]
-        return Program("graduated", _flat(config.default_unit_amount), cells=cells,
+        return Program("graduated", _flat(config.default_rate()), cells=config.cell_rates(),
                        grouping=config.keys())
 
 
@@ -842,8 +1124,7 @@ class MatrixWithAllocationPrice(PriceBase):
 
     def program(self) -> Program:
         config = self.matrix_with_allocation_config
-        cells = [(config.cell(v), v.unit_amount) for v in config.matrix_values]
-        return Program("graduated", _flat(config.default_unit_amount), cells=cells,
+        return Program("graduated", _flat(config.default_rate()), cells=config.cell_rates(),
                        grouping=config.keys(), matrix_allocation=config.allocation)
 
 
@@ -919,7 +1200,10 @@ class BpsPrice(PriceBase):
     bps_config: BpsConfig
 
     def program(self) -> Program:
-        return Program("graduated", _flat(_rate(self.bps_config.bps * BASIS_POINT, "bps")))
+        config = self.bps_config
+        return Program("graduated", [ProgramTier(Decimal(0), None,
+                                                 _rate(config.bps * BASIS_POINT, "bps"),
+                                                 per_unit_maximum=config.per_unit_maximum)])
 
 
 class BulkBpsPrice(PriceBase):
@@ -928,8 +1212,10 @@ class BulkBpsPrice(PriceBase):
 
     def program(self) -> Program:
         tiers = self.bulk_bps_config.tiers
-        return Program("volume", _volume_tiers([t.maximum_amount for t in tiers],
-                                               [_rate(t.bps * BASIS_POINT, "bps") for t in tiers]))
+        volume = _volume_tiers([t.maximum_amount for t in tiers],
+                               [_rate(t.bps * BASIS_POINT, "bps") for t in tiers])
+        return Program("volume", [replace(tier, per_unit_maximum=t.per_unit_maximum)
+                                  for tier, t in zip(volume, tiers, strict=True)])
 
 
 class TieredBpsPrice(PriceBase):
@@ -959,7 +1245,7 @@ class UnitWithProrationPrice(PriceBase):
     unit_with_proration_config: UnitConfig
 
     def program(self) -> Program:
-        return Program("graduated", _flat(self.unit_with_proration_config.unit_amount),
+        return Program("graduated", _flat(self.unit_with_proration_config.rate()),
                        prorate=True)
 
 
@@ -1207,24 +1493,52 @@ class MinimumCompositePrice(CompositePrice):
                        composite="minimum", composite_minimum=config.minimum_amount)
 
 
-UnsupportedModelType = Literal[
-    "grouped_with_metered_minimum", "matrix_with_threshold_discounts",
-    "scalable_matrix_with_tiered_pricing", "daily_credit_allowance",
-]
+class ScalableMatrixWithTieredPricingPrice(PriceBase):
+    model_type: Literal["scalable_matrix_with_tiered_pricing"]
+    scalable_matrix_with_tiered_pricing_config: ScalableMatrixWithTieredPricingConfig
+
+    def program(self) -> Program:
+        config = self.scalable_matrix_with_tiered_pricing_config
+        tiers, cells = config.program_tiers()
+        return Program("graduated", tiers, cells=cells, grouping=config.keys())
 
 
-class UnsupportedOrbPrice(PriceBase):
-    """Orb's model types (orb-billing 4.90.0) not supported yet: refused by name, so that an
-    Orb catalog using one is told so rather than that the type is unknown."""
+class MatrixWithThresholdDiscountsPrice(PriceBase):
+    model_type: Literal["matrix_with_threshold_discounts"]
+    matrix_with_threshold_discounts_config: MatrixWithThresholdDiscountsConfig
 
-    model_type: UnsupportedModelType
+    def program(self) -> Program:
+        config = self.matrix_with_threshold_discounts_config
+        cells, discounts = config.program_cells()
+        return Program("graduated", _flat(config.default_unit_amount), cells=cells,
+                       grouping=config.keys(), cell_discounts=discounts)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse(cls, data: object) -> object:
-        model_type = data.get("model_type") if isinstance(data, dict) else None
-        raise ValueError(f"model_type {model_type!r} is one of Orb's price models but is not "
-                         "supported yet (docs/pricing.md#price-models)")
+
+class DailyCreditAllowancePrice(PriceBase):
+    model_type: Literal["daily_credit_allowance"]
+    daily_credit_allowance_config: DailyCreditAllowanceConfig
+
+    def program(self) -> Program:
+        config = self.daily_credit_allowance_config
+        cells = [(config.cell(v), v.unit_amount) for v in config.matrix_values]
+        # grouped by day first: the allowance is per day, a cell is the values after it
+        return Program("graduated", _flat(config.default_unit_amount), cells=cells,
+                       grouping=(config.event_day_property, *config.keys()), cell_offset=1,
+                       daily_allowance=config.daily_allowance)
+
+
+class GroupedWithMeteredMinimumPrice(PriceBase):
+    model_type: Literal["grouped_with_metered_minimum"]
+    grouped_with_metered_minimum_config: GroupedWithMeteredMinimumConfig
+
+    def program(self) -> Program:
+        config = self.grouped_with_metered_minimum_config
+        rates = [ValueRate(2, v.pricing_value, v.unit_amount) for v in config.unit_amounts] + [
+            ValueRate(3, v.scaling_value, v.scaling_factor) for v in config.scaling_factors]
+        # an unmatched pricing value is rated at the minimum unit amount
+        return Program("graduated", _flat(config.minimum_unit_amount),
+                       grouping=(config.grouping_key, config.pricing_key, config.scaling_key),
+                       metered_minimum=config.minimum_unit_amount, value_rates=rates)
 
 
 PRICE_MODELS = (
@@ -1238,7 +1552,8 @@ PRICE_MODELS = (
     CumulativeGroupedAllocationPrice, BulkWithFiltersPrice, EventOutputPrice,
     GroupedTieredMatrixPrice, TieredMatrixWithAllocationPrice, PercentPrice,
     MinimumCompositePrice, MeteredAllowancePrice, GroupedWithProratedMinimumPrice,
-    CumulativeGroupedBulkPrice, UnsupportedOrbPrice,
+    CumulativeGroupedBulkPrice, ScalableMatrixWithTieredPricingPrice,
+    MatrixWithThresholdDiscountsPrice, DailyCreditAllowancePrice, GroupedWithMeteredMinimumPrice,
 )
 Price = Annotated[
     UnitPrice | TieredPrice | PackagePrice | MatrixPrice | MatrixWithAllocationPrice | BulkPrice
@@ -1251,6 +1566,8 @@ Price = Annotated[
     | CumulativeGroupedAllocationPrice | BulkWithFiltersPrice | EventOutputPrice
     | GroupedTieredMatrixPrice | TieredMatrixWithAllocationPrice | PercentPrice
     | MinimumCompositePrice | MeteredAllowancePrice | GroupedWithProratedMinimumPrice
-    | CumulativeGroupedBulkPrice | UnsupportedOrbPrice,
+    | CumulativeGroupedBulkPrice | ScalableMatrixWithTieredPricingPrice
+    | MatrixWithThresholdDiscountsPrice | DailyCreditAllowancePrice
+    | GroupedWithMeteredMinimumPrice,
     Field(discriminator="model_type"),
 ]

@@ -1,6 +1,6 @@
 -- Usage line items whose quantity is not the usage of their window: the metric's value
--- (summed over groups for grouped prices; the matching group for a filtered price), or 0
--- where the window had no usage.
+-- (summed over groups for grouped prices; the matching group for bulk_with_filters; for a
+-- price with a `filter`, its own filtered usage), or 0 where the window had no usage.
 -- Tables: line_items, usage (one billing run), price_terms (catalog_tables.py)
 WITH expected AS (
     SELECT
@@ -11,7 +11,7 @@ WITH expected AS (
     JOIN price_terms AS g USING (price_id)
     LEFT JOIN usage AS u
         ON u.window_id = l.window_id
-        AND u.metric_id = l.billable_metric_id
+        AND u.metric_id = g.usage_metric_id
         AND u.grouping = g.grouping
         AND (g.filter_values IS NULL OR u.group_values = g.filter_values)
     WHERE l.billable_metric_id IS NOT NULL

@@ -18,4 +18,5 @@ WHERE t.tier_quantity <> 0 OR t.tier_amount <> 0 OR (t.quantity = 0 AND t.tier_i
 ORDER BY
     t.line_item_id,
     list_transform(t.group_values, lambda v: coalesce('0' || v, '1')),
+    t.discount,
     t.tier_index

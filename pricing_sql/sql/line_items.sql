@@ -1,13 +1,16 @@
 -- One invoice line item per charge, from `lines` and `rated_tiers`
 -- (rate_usage.sql). A group's amount is the sum of its tiers (negative only for an
--- allowance's credit), raised to the minimum_amount of the tier its quantity reached,
--- if any, and capped at the price's group_maximum; a line's is the sum of its groups.
+-- allowance's credit or a spend discount), raised to the minimum_amount of the tier its
+-- quantity reached, if any, and capped at the price's group_maximum; a line's is the sum
+-- of its groups, and of its metered minimums' shortfalls.
 -- A composite price's line (percent, minimum_composite) is charged on its components'
 -- rounded amounts, last.
 WITH group_amounts AS (
     SELECT
         line_item_id,
+        group_values,
         any_value(usage_quantity) AS usage_quantity,
+        any_value(quantity) AS billed_quantity,
         -- every operand DECIMAL(38, 21): greatest() would otherwise pick a smaller scale
         CASE
             WHEN max(minimum_amount) FILTER (WHERE reached AND quantity > 0) IS NULL
@@ -18,7 +21,7 @@ WITH group_amounts AS (
                      AS DECIMAL(38, 21)))
         END AS amount
     FROM rated_tiers
-    GROUP BY line_item_id, group_values
+    GROUP BY line_item_id, group_values, discount
 ),
 capped AS (
     SELECT
@@ -30,13 +33,17 @@ capped AS (
         END AS amount,
         m.group_minimum,
         m.active_days,
-        m.period_days
+        m.period_days,
+        m.metered_minimum,
+        g.group_values,
+        g.billed_quantity
     FROM group_amounts AS g
     LEFT JOIN (
         SELECT line_item_id, group_maximum, prorated_group_minimum AS group_minimum,
-            active_days, period_days
+            active_days, period_days, metered_minimum
         FROM lines
         WHERE group_maximum IS NOT NULL OR prorated_group_minimum IS NOT NULL
+            OR metered_minimum IS NOT NULL
     ) AS m ON m.line_item_id = g.line_item_id
 ),
 -- A prorated group minimum (grouped_with_prorated_minimum): each group with usage pays at
@@ -60,13 +67,34 @@ minimums AS (
         END AS scaled_amount
     FROM capped
 ),
+-- A metered minimum (grouped_with_metered_minimum): the groups of each value of the
+-- grouping key (the first group value) pay at least the minimum unit amount times their
+-- quantity together; what they fall short of it is added to the line.
+metered_minimums AS (
+    SELECT
+        line_item_id,
+        CAST(0 AS DECIMAL(38, 9)) AS usage_quantity,
+        CAST(greatest(
+            CAST(metered_minimum * sum(billed_quantity) AS DECIMAL(38, 21)) - sum(amount),
+            CAST(0 AS DECIMAL(38, 21))) AS DECIMAL(38, 21)) AS amount,
+        CAST(NULL AS DECIMAL(38, 21)) AS scaled_amount
+    FROM capped
+    WHERE metered_minimum IS NOT NULL
+    -- a line with no usage has one group of no values (Spark raises on indexing it)
+    GROUP BY line_item_id, metered_minimum,
+        CASE WHEN array_length(group_values) > 0 THEN group_values[1] END
+),
 priced AS (
     SELECT
         line_item_id,
         CAST(sum(usage_quantity) AS DECIMAL(38, 9)) AS quantity,
         CAST(sum(amount) AS DECIMAL(38, 21)) AS precise_amount,
         CAST(sum(scaled_amount) AS DECIMAL(38, 21)) AS scaled_amount
-    FROM minimums
+    FROM (
+        SELECT line_item_id, usage_quantity, amount, scaled_amount FROM minimums
+        UNION ALL
+        SELECT line_item_id, usage_quantity, amount, scaled_amount FROM metered_minimums
+    ) AS group_totals
     GROUP BY line_item_id
 ),
 -- A composite line is first rated as its minimum (0 without one), so that the minimum is
@@ -182,6 +210,7 @@ rated_lines AS (
         precise_amount,
         prorated_days,
         prorated_over AS period_days,
+        invoice_grouping_key,
         CASE
             WHEN prorate THEN CAST(
                 CAST(CASE WHEN precise_amount < 0 THEN -minor_units ELSE minor_units END
@@ -274,7 +303,8 @@ SELECT
     coalesce(a.precise_amount, r.precise_amount) AS precise_amount,
     r.prorated_days,
     r.period_days,
-    coalesce(a.amount, r.amount) AS amount
+    coalesce(a.amount, r.amount) AS amount,
+    r.invoice_grouping_key
 FROM rated_lines AS r
 LEFT JOIN composite_amounts AS a ON a.line_item_id = r.line_item_id
 ORDER BY r.invoice_id, r.line_item_id

@@ -1,6 +1,7 @@
 -- Rate usage by tier: one row per (charge, usage group, tier) of a billing run.
 -- Creates temp tables `lines` (each charge: a price billed for a window) and
--- `rated_tiers`, which line_items.sql and line_item_details.sql read.
+-- `rated_tiers`, which line_items.sql and line_item_details.sql read; a row of a spend
+-- discount's own (`discount`) is a group of its own.
 -- Tables: billing_windows      each subscription's service windows on the run's invoices
 --                              (billing/charges.py): plan version, cadence, timing
 --         plan_prices          each price of each plan version, with its cadence, timing
@@ -8,12 +9,17 @@
 --         price_terms          each price's program: scheme, grouping, package, allocations,
 --                              group maximum, largest group only, usage filter, rate
 --                              read from the first group value, allowance netting,
---                              prorated group minimum
+--                              prorated group minimum, spend discounts (by cell or a
+--                              daily allowance), metered minimum
 --         price_tiers          each price's tiers (lower, upper], rate, flat and minimum amounts,
---                              and the matrix cell they are for (NULL: every other group)
+--                              the matrix cell they are for (NULL: every other group), and
+--                              a cap per event with the usage keys of the events over it
 --         price_cells          matrix cells: dimension values and their rate (NULL: the
---                              cell has tiers of its own)
---         usage                (window_id, metric_id, grouping, group_values, quantity)
+--                              cell has tiers of its own), the spend discount of the
+--                              cell, if any; and value rates (position: the group value
+--                              they rate)
+--         usage                (window_id, metric_id, grouping, group_values, quantity);
+--                              a filtered price reads its own usage, usage_metric_id
 -- The normal form and each model's mapping onto it: billing/catalog/prices.py and
 -- docs/pricing.md. Missing usage is quantity 0, so every charge gets a line; a negative
 -- metric value is rated as 0 (docs/pricing.md#negative-usage) and kept as the line's
@@ -31,12 +37,13 @@ SELECT
     w.currency_exponent, w.service_start, w.service_end, w.period_start, w.period_end,
     w.active_days, w.period_days,
     pp.prorate, pp.price_id, pp.price_name, pp.model_type, pp.billable_metric_id,
-    pp.fixed_quantity,
-    pt.scheme, pt.grouping, pt.package_size, pt.allocation, pt.matrix_allocation,
+    pp.fixed_quantity, pp.invoice_grouping_key,
+    pt.usage_metric_id, pt.scheme, pt.grouping, pt.package_size, pt.allocation,
+    pt.matrix_allocation,
     pt.allocation_per_group, pt.group_maximum, pt.max_group, pt.filter_values,
     pt.rate_from_group, pt.composite, pt.composite_rate, pt.composite_minimum,
     pt.composite_maximum, pt.components, pt.consumption_values, pt.allowance_values,
-    pt.prorated_group_minimum
+    pt.prorated_group_minimum, pt.cell_discounts, pt.daily_allowance, pt.metered_minimum
 FROM billing_windows AS w
 JOIN plan_prices AS pp
     ON pp.plan_id = w.plan_id
@@ -53,6 +60,20 @@ merged_usage AS (
     SELECT window_id, metric_id, grouping, group_values, sum(quantity) AS quantity
     FROM usage
     GROUP BY window_id, metric_id, grouping, group_values
+),
+-- A tier that caps each event's fee (per_unit_maximum, the bps models): the volume and
+-- the count of the line's events whose fee passes the cap, each a usage of its own
+-- (pricing_sql/price_usage.py). The join runs only over such tiers.
+over_cap AS (
+    SELECT
+        l.line_item_id,
+        t.tier_index,
+        CAST(coalesce(v.quantity, 0) AS DECIMAL(38, 9)) AS over_volume,
+        CAST(coalesce(n.quantity, 0) AS DECIMAL(38, 9)) AS over_count
+    FROM lines AS l
+    JOIN price_tiers AS t ON t.price_id = l.price_id AND t.per_unit_maximum IS NOT NULL
+    LEFT JOIN merged_usage AS v ON v.window_id = l.window_id AND v.metric_id = t.over_volume_id
+    LEFT JOIN merged_usage AS n ON n.window_id = l.window_id AND n.metric_id = t.over_count_id
 ),
 -- One row per usage group: a fixed fee's own quantity, or each group of the usage
 -- grouped the way the price needs (a single empty group for ungrouped prices). A price
@@ -76,7 +97,21 @@ groups AS (
         CASE WHEN l.rate_from_group AND array_length(u.group_values) > 0 THEN
             CASE WHEN try_cast(u.group_values[1] AS DECIMAL(38, 12)) >= 0
                 THEN try_cast(u.group_values[1] AS DECIMAL(38, 12)) END
+        -- grouped_with_metered_minimum: the rate of the pricing value (else the minimum
+        -- unit amount) times the factor of the scaling value (else 1); the catalog checks
+        -- that every product is a DECIMAL(38, 12) below 10^14, so this is exact
+        WHEN l.metered_minimum IS NOT NULL THEN CAST(
+            CAST(coalesce(pv.rate, l.metered_minimum) AS DECIMAL(38, 12))
+            * CAST(coalesce(sv.rate, 1) AS DECIMAL(38, 12)) AS DECIMAL(38, 12))
         END AS group_rate,
+        -- the values a matrix cell is matched on: all, or those after the day
+        -- (daily_credit_allowance); indexed only where they exist (Spark raises otherwise)
+        CASE
+            WHEN l.daily_allowance IS NULL THEN coalesce(u.group_values, CAST([] AS VARCHAR[]))
+            WHEN array_length(u.group_values) = 2 THEN [u.group_values[2]]
+            WHEN array_length(u.group_values) = 3 THEN [u.group_values[2], u.group_values[3]]
+            ELSE CAST([] AS VARCHAR[])
+        END AS cell_values,
         coalesce(l.fixed_quantity, u.quantity, 0) AS usage_quantity,
         CAST(greatest(coalesce(l.fixed_quantity, u.quantity, 0), 0) AS DECIMAL(38, 9))
             AS rated_quantity
@@ -84,9 +119,22 @@ groups AS (
     LEFT JOIN merged_usage AS u
         ON l.fixed_quantity IS NULL
         AND u.window_id = l.window_id
-        AND u.metric_id = l.billable_metric_id
+        AND u.metric_id = l.usage_metric_id
         AND u.grouping = l.grouping
         AND (l.filter_values IS NULL OR u.group_values = l.filter_values)
+    -- a metered minimum's value rates: its pricing value's (2nd) and scaling value's (3rd)
+    LEFT JOIN price_cells AS pv
+        ON l.metered_minimum IS NOT NULL
+        AND pv.price_id = l.price_id
+        AND pv.position = 2
+        AND pv.dimension_values
+            = [CASE WHEN array_length(u.group_values) = 3 THEN u.group_values[2] END]
+    LEFT JOIN price_cells AS sv
+        ON l.metered_minimum IS NOT NULL
+        AND sv.price_id = l.price_id
+        AND sv.position = 3
+        AND sv.dimension_values
+            = [CASE WHEN array_length(u.group_values) = 3 THEN u.group_values[3] END]
 ),
 -- The groups rated. Largest group only (max_group_tiered_package): the group of the most
 -- usage is rated
@@ -97,7 +145,8 @@ groups AS (
 selected AS (
     SELECT
         invoice_id, line_item_id, price_id, scheme, package_size, allocation,
-        matrix_allocation, allocation_per_group, group_values, group_rate, usage_quantity,
+        matrix_allocation, allocation_per_group, group_values, group_rate, cell_values,
+        usage_quantity,
         CASE WHEN row_number() OVER (
             PARTITION BY line_item_id
             ORDER BY rated_quantity DESC,
@@ -108,7 +157,8 @@ selected AS (
     UNION ALL
     SELECT
         invoice_id, line_item_id, price_id, scheme, package_size, allocation,
-        matrix_allocation, allocation_per_group, group_values, group_rate, usage_quantity,
+        matrix_allocation, allocation_per_group, group_values, group_rate, cell_values,
+        usage_quantity,
         CASE
             WHEN group_values = consumption_values THEN rated_quantity
             WHEN group_values = allowance_values THEN least(rated_quantity, CAST(coalesce(
@@ -121,7 +171,8 @@ selected AS (
     UNION ALL
     SELECT
         invoice_id, line_item_id, price_id, scheme, package_size, allocation,
-        matrix_allocation, allocation_per_group, group_values, group_rate, usage_quantity,
+        matrix_allocation, allocation_per_group, group_values, group_rate, cell_values,
+        usage_quantity,
         rated_quantity
     FROM groups
     WHERE NOT max_group AND allowance_values IS NULL
@@ -135,7 +186,7 @@ cells AS (
         g.rated_quantity, c.cell_index, coalesce(c.rate, g.group_rate) AS cell_rate
     FROM selected AS g
     LEFT JOIN price_cells AS c
-        ON c.price_id = g.price_id AND c.dimension_values = g.group_values
+        ON c.price_id = g.price_id AND c.dimension_values = g.cell_values
 ),
 -- A pooled allocation (a matrix's, or cumulative_grouped_allocation's) is drawn down
 -- cell by cell in the order the cells are listed, then over default-priced groups in
@@ -231,6 +282,8 @@ tiers AS (
     SELECT
         b.invoice_id,
         b.line_item_id,
+        b.price_id,
+        b.cell_index,
         b.scheme,
         b.group_values,
         b.usage_quantity,
@@ -241,6 +294,9 @@ tiers AS (
         t.minimum_amount,
         coalesce(b.cell_rate, t.rate) AS rate,
         t.flat_amount,
+        t.per_unit_maximum,
+        o.over_volume,
+        o.over_count,
         -- the tier the whole quantity (or the line's total) falls in
         (t.lower IS NULL OR b.basis > t.lower) AND (t.upper IS NULL OR b.basis <= t.upper)
             AS reached,
@@ -253,19 +309,110 @@ tiers AS (
         -- a cell with tiers of its own is tiered on them, any other group on the price's
         AND (t.cell_values = b.group_values
              OR (t.cell_values IS NULL AND (b.cell_index IS NULL OR b.cell_rate IS NOT NULL)))
-)
-SELECT
-    invoice_id, line_item_id, scheme, group_values, usage_quantity, quantity, tier_index,
-    lower, upper, minimum_amount, rate, reached,
+    LEFT JOIN over_cap AS o ON o.line_item_id = b.line_item_id AND o.tier_index = t.tier_index
+),
+usage_tiers AS (
+    SELECT
+    invoice_id, line_item_id, price_id, cell_index, scheme, group_values, usage_quantity,
+    quantity, tier_index, lower, upper, minimum_amount, rate, reached,
     CASE scheme
         WHEN 'graduated' THEN units_in_tier
         ELSE CASE WHEN reached THEN quantity ELSE 0 END
     END AS tier_quantity,
-    CASE scheme
-        WHEN 'graduated' THEN units_in_tier * rate
-        WHEN 'volume' THEN CASE WHEN reached THEN quantity * rate ELSE 0 END
-        WHEN 'cumulative_volume' THEN CASE WHEN reached THEN quantity * rate ELSE 0 END
-        WHEN 'threshold' THEN CAST(CASE WHEN reached THEN flat_amount ELSE 0 END
-                                   AS DECIMAL(38, 21))
+    CASE
+        -- a capped tier's units: rate x (units - volume over the cap) + cap x events over
+        -- it, so each event pays at most the cap (and the tier never below 0, whatever
+        -- refunds the events hold); a capped tier is graduated from 0 or volume
+        WHEN per_unit_maximum IS NOT NULL THEN CASE
+            WHEN scheme = 'volume' AND NOT reached THEN CAST(0 AS DECIMAL(38, 21))
+            ELSE greatest(
+                CAST(rate * (CASE scheme WHEN 'graduated' THEN units_in_tier ELSE quantity END
+                             - over_volume) + per_unit_maximum * over_count
+                     AS DECIMAL(38, 21)),
+                CAST(0 AS DECIMAL(38, 21)))
+        END
+        ELSE CASE scheme
+            WHEN 'graduated' THEN units_in_tier * rate
+            WHEN 'volume' THEN CASE WHEN reached THEN quantity * rate ELSE 0 END
+            WHEN 'cumulative_volume' THEN CASE WHEN reached THEN quantity * rate ELSE 0 END
+            WHEN 'threshold' THEN CAST(CASE WHEN reached THEN flat_amount ELSE 0 END
+                                       AS DECIMAL(38, 21))
+        END
     END AS tier_amount
-FROM tiers;
+FROM tiers
+),
+-- Spend discounts, kept exact as rates (a group's spend is exact to 21 places, a fraction
+-- of it may need more). matrix_with_threshold_discounts: the cells of a discount group are
+-- credited below x min(S, T) + above x max(S - T, 0) of their spend S together: when
+-- S <= T each cell's quantity at its rate x below (below_rate), else at its rate x above,
+-- plus T at below - above on a row of the discount's own (discount). daily_credit_allowance:
+-- the groups of each day (the first group value; none without one) likewise, T being the
+-- allowance, below 1 and above 0: free up to the allowance, charged past it. These models'
+-- groups have one tier each, so a member is one row. The windows run only over their prices.
+members AS (
+    SELECT
+        t.invoice_id, t.line_item_id, t.group_values, t.usage_quantity, t.quantity,
+        t.tier_amount,
+        CASE
+            WHEN l.daily_allowance IS NULL THEN CAST(c.discount_index AS VARCHAR)
+            WHEN array_length(t.group_values) > 0 THEN t.group_values[1]
+        END AS discount_key,
+        CASE
+            WHEN l.daily_allowance IS NULL THEN [c.discount_label]
+            WHEN array_length(t.group_values) > 0 THEN [t.group_values[1]]
+        END AS discount_values,
+        coalesce(l.daily_allowance, c.threshold) AS threshold,
+        CASE WHEN l.daily_allowance IS NULL THEN c.below_rate ELSE t.rate END AS below_rate,
+        CASE WHEN l.daily_allowance IS NULL THEN c.above_rate
+             ELSE CAST(0 AS DECIMAL(38, 12)) END AS above_rate,
+        CASE WHEN l.daily_allowance IS NULL THEN c.threshold_rate
+             ELSE CAST(1 AS DECIMAL(38, 12)) END AS threshold_rate
+    FROM usage_tiers AS t
+    JOIN (
+        SELECT line_item_id, daily_allowance FROM lines
+        WHERE cell_discounts OR daily_allowance IS NOT NULL
+    ) AS l ON l.line_item_id = t.line_item_id
+    LEFT JOIN price_cells AS c ON c.price_id = t.price_id AND c.cell_index = t.cell_index
+    WHERE CASE
+        WHEN l.daily_allowance IS NULL THEN c.discount_index IS NOT NULL
+        WHEN array_length(t.group_values) = 0 THEN FALSE
+        ELSE t.group_values[1] IS NOT NULL
+    END
+),
+member_spend AS (
+    SELECT *, CAST(sum(tier_amount) OVER (PARTITION BY line_item_id, discount_key)
+                   AS DECIMAL(38, 21)) AS spend
+    FROM members
+),
+credits AS (
+    SELECT
+        invoice_id, line_item_id, group_values, usage_quantity, quantity,
+        CASE WHEN spend <= threshold THEN below_rate ELSE above_rate END AS credit_rate,
+        quantity AS credited, FALSE AS discount
+    FROM member_spend
+    WHERE spend > 0 AND CASE WHEN spend <= threshold THEN below_rate ELSE above_rate END <> 0
+    UNION ALL
+    SELECT DISTINCT
+        invoice_id, line_item_id, discount_values, CAST(0 AS DECIMAL(38, 9)), threshold,
+        threshold_rate, threshold, TRUE
+    FROM member_spend
+    WHERE spend > threshold AND threshold > 0 AND threshold_rate <> 0
+)
+SELECT
+    invoice_id, line_item_id, scheme, group_values, usage_quantity, quantity, tier_index,
+    lower, upper, minimum_amount, rate, reached, tier_quantity, tier_amount,
+    FALSE AS discount
+FROM usage_tiers
+UNION ALL
+SELECT
+    invoice_id, line_item_id, 'graduated', group_values, usage_quantity, quantity,
+    CASE WHEN discount THEN 0 ELSE 1 END,
+    CAST(NULL AS DECIMAL(38, 9)),
+    CAST(CASE WHEN discount THEN credited END AS DECIMAL(38, 9)),
+    CAST(NULL AS DECIMAL(38, 12)),
+    CAST(-credit_rate AS DECIMAL(38, 12)),
+    FALSE,
+    CAST(credited AS DECIMAL(38, 9)),
+    CAST(credited * -credit_rate AS DECIMAL(38, 21)),
+    discount
+FROM credits;
