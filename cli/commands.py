@@ -4,7 +4,6 @@ when one of them runs (``cli/main.py`` lists them lazily)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import time
@@ -31,7 +30,6 @@ from cli.state import import_files
 from cli.summary import print_summary, summarize
 from ingestion.amendments import amended_days, record_amendment
 from ingestion.batches import Window, ingest_files, replay_batch
-from ingestion.http_app import serve
 from ingestion.quarantine import list_quarantine
 from pipelines import runner
 from pipelines.definitions import build_definitions
@@ -147,23 +145,6 @@ def _print_batches(results) -> None:
         table.add_row(r.file, r.batch_id, r.status, str(r.rows), str(r.accepted),
                       str(r.rejected), str(r.duplicates), str(r.late))
     console.print(table)
-
-
-@click.command("serve-ingest")
-@DATA_DIR
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Loopback only, unless ORB_INGEST_TOKEN is set.")
-@click.option("--port", default=8088, show_default=True)
-def serve_ingest(data_dir: Path, host: str, port: int) -> None:
-    """Serve Orb's POST /v1/ingest: each request is ingested as one batch."""
-    # one instance for every request's report, made at the first: a refused --host must
-    # not need a Dagster home
-    instance = functools.cache(runner.instance)
-    try:
-        serve(data_dir, host, port,
-              report=lambda results: _report(materializations(results), instance()))
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()

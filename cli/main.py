@@ -32,7 +32,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "Events that failed a check, kept with the reason and their place."),
     "rerate": ("cli.billing:rerate", "Recompute past months and draft corrections."),
     "serve": ("cli.serve:serve", "Serve the Orb-compatible API under /v1."),
-    "serve-ingest": ("cli.commands:serve_ingest", "Serve Orb's POST /v1/ingest."),
     "state": ("cli.state:state_group", "The state store as a whole."),
     "subscriptions": ("cli.state:subscriptions", "Subscriptions in the state store."),
     "tenants": ("cli.serve:tenants", "Tenants: each its own deployment."),

@@ -52,6 +52,7 @@ from ingestion.sql import load_sql
 from pricing_sql.active_events import register_active_events
 from pricing_sql.catalog_tables import customers_table
 from pricing_sql.metrics import PROPERTY_LIMIT, numeric_properties
+from pricing_sql.rating import usage_metrics
 from storage.duck import cursor
 from storage.lake import Lake
 from storage.settings import Settings
@@ -72,10 +73,23 @@ class Window:
 
     max_age: timedelta = timedelta(days=400)
     max_future: timedelta = timedelta(hours=1)
+    too_old: str = "timestamp is before the accepted window"  # the reason past max_age
 
     @classmethod
     def of(cls, settings: Settings) -> Window:
         return cls(max_age=timedelta(days=settings.max_event_age_days))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A pending backfill's bounds (ingestion/backfills.py): its events must fall in
+    [start, end) and, if it has one, be its customer's; their keys are checked against
+    the events that will count once it closes."""
+
+    backfill_id: str
+    start: datetime
+    end: datetime
+    customer_id: str | None = None
 
 
 @dataclass
@@ -101,8 +115,10 @@ def batch_id_of(path: Path) -> str:
 
 def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                  files: list[Path], now: datetime, window: Window = Window(),
-                 progress: Callable[[Path], None] | None = None) -> list[BatchResult]:
+                 progress: Callable[[Path], None] | None = None,
+                 scope: Scope | None = None) -> list[BatchResult]:
     """Ingest each file as a batch; a file already ingested (same bytes) adds nothing.
+    ``scope``: the files are ingested into that backfill (enrolled by the caller).
 
     Files taken from the landing folder are removed from it once their batch is
     committed: the copy in raw/ is the record of what was received."""
@@ -119,7 +135,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
           ThreadPoolExecutor(max_workers=1) as checker,
           ThreadPoolExecutor(max_workers=1) as reader):
         _ensure_key_index(con, lake)
-        rules = _rules(lake, catalog, now, window)
+        rules = _rules(lake, catalog, now, window, scope)
         index = KeyIndex(lake)
         # Holding every key in memory costs a pass over the index and pays for itself
         # once the files add about half as many events as the lake holds, if it fits.
@@ -170,7 +186,8 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
             assert checking is not None  # queued with its raw file
             checked = checking.result()
             land()
-            settled = _settle(con, lake, index, batch_id, raw, checked, "ingested")
+            settled = _settle(con, lake, index, batch_id, raw, checked, "ingested",
+                              scope.backfill_id if scope else None)
             writing = writer.submit(_write, lake, index, settled, now)
             results.append(writing)
             in_flight = (batch_id, path, writing)
@@ -217,7 +234,7 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
 
 
 def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
-                source_file: str, hashes: np.ndarray) -> pa.Table:
+                source_file: str, hashes: np.ndarray, closing: str | None) -> pa.Table:
     """(source_row, detail) of the duplicate keys of the batch registered as
     checked_batch (duplicate_keys.sql); ``hashes`` are its clean events', sorted. Only
     suspects are compared key by key: hashes repeated in the batch, and hashes the key
@@ -230,8 +247,9 @@ def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, bat
     con.register("suspect_hashes", pa.table({"key_hash": suspects}))
     files = [str(f) for b in sorted(batches) for f in lake.batch_files("events", b)]
     if files:
-        # a deprecated event's key is free again, and an uncommitted batch holds none
-        register_active_events(con, lake, files)
+        # a deprecated event's key is free again, and an uncommitted batch holds none; a
+        # backfill's events are compared with those that will count once it closes
+        register_active_events(con, lake, files, closing)
         existing = con.sql("SELECT customer_id, idempotency_key, batch_id FROM active_events "
                            "WHERE hash(customer_id, idempotency_key) IN "
                            "(SELECT key_hash FROM suspect_hashes)")
@@ -269,7 +287,7 @@ class _Settled:
 
 
 def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
-            raw: Path, checked: pa.Table, status: str) -> _Settled:
+            raw: Path, checked: pa.Table, status: str, closing: str | None = None) -> _Settled:
     """Find the checked batch's duplicate keys and split it (uses DuckDB: call it from
     the thread that owns the connection)."""
     # check_batch.sql puts the events that passed first: a slice, not a copy
@@ -277,7 +295,7 @@ def _settle(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_i
     hashes = _sorted(passed["key_hash"].to_numpy())
     con.register("checked_batch", checked)
     # a batch is one file, named relative to its raw folder (sources.py)
-    duplicates = _duplicates(con, lake, index, batch_id, raw.name, hashes)
+    duplicates = _duplicates(con, lake, index, batch_id, raw.name, hashes, closing)
     dropped = _dropped(passed, duplicates)
     if dropped is not None:
         hashes = _sorted(passed["key_hash"].to_numpy()[~dropped])
@@ -327,12 +345,17 @@ class _Rules:
     params: dict[str, object]
 
 
-def _rules(lake: Lake, catalog: Catalog, now: datetime, window: Window) -> _Rules:
+def _rules(lake: Lake, catalog: Catalog, now: datetime, window: Window,
+           scope: Scope | None = None) -> _Rules:
     return _Rules(customers_table(catalog), {
+        "too_old": window.too_old,
+        "scope_start": scope.start if scope else None,
+        "scope_end": scope.end if scope else None,
+        "scope_customer": scope.customer_id if scope else None,
         "earliest": now.astimezone(UTC) - window.max_age,
         "latest": now.astimezone(UTC) + window.max_future,
         "closed_before": _closed_before(lake),
-        "numeric_keys": numeric_properties([m.sql for m in catalog.metrics]),
+        "numeric_keys": numeric_properties(list(usage_metrics(catalog).values())),
         "property_limit": PROPERTY_LIMIT,
         "out_of_range": OUT_OF_RANGE,
     })

@@ -22,8 +22,8 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from pricing_sql.active_events import active_events_sql, register_active_events
-from storage.tables import AMENDMENTS, BATCH_COMMITS
+from pricing_sql.active_events import RECORDS, active_events_sql, register_active_events
+from pricing_sql.sql import load_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 ENGINES = ("duckdb", "spark")
 SOURCE_DIALECT = "duckdb"
 # The files every engine runs; tests/test_engine_parity.py checks each transpiles.
-SHARED_SQL = ("usage_events", "active_events", "active_events_unamended", "rate_usage",
-              "line_items", "line_item_details", "subset_events", "single_events")
+SHARED_SQL = ("usage_events", "visible_batches", "active_events", "active_events_unamended",
+              "rate_usage", "line_items", "line_item_details", "subset_events", "single_events")
 
 # Spark settings the shared SQL relies on (docs/engines.md, "Decimals"):
 SPARK_SQL_CONF = {
@@ -224,10 +224,9 @@ class SparkEngine:
 
     def register_active_events(self, lake: Lake, event_files: list[str]) -> None:
         self.register_parquet("lake_events", event_files, pa.schema([]))
-        self.register_parquet("lake_batches", lake.all_files("batches"), BATCH_COMMITS,
-                              columns=BATCH_COMMITS.names)
-        self.register_parquet("lake_amendments", lake.all_files("amendments"), AMENDMENTS,
-                              columns=AMENDMENTS.names)
+        for view, table, schema in RECORDS:
+            self.register_parquet(view, lake.all_files(table), schema, columns=schema.names)
+        self.run_script(load_sql("visible_batches"))
         self.run_script(active_events_sql(lake))
 
 

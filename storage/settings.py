@@ -34,7 +34,7 @@ class Settings:
     # The state store of customers and subscriptions (docs/state.md), a SQLAlchemy URL;
     # empty: the SQLite file ``<data_dir>/state.db``.
     state_url: str = ""
-    # ``orb serve-ingest``, in seconds: how long a connection may wait without a request
+    # ``orb serve``, in seconds: how long a connection may wait without a request
     # under way (before its first, between two, while its headers arrive), and how long
     # a request's body may take to arrive (docs/ingestion.md).
     ingest_idle_timeout: int = DEFAULT_INGEST_IDLE_TIMEOUT

@@ -95,6 +95,22 @@ AMENDMENTS = pa.schema([
     ("idempotency_key", pa.string()),
     ("reason", pa.string()),
 ])
+# An Orb backfill (ingestion/backfills.py), rewritten whole on close and on revert. It is
+# reflected once close_time has passed, until reverted_at: its batches' events count only
+# then, as if committed at close_time, and with replace_existing_events it deprecates
+# its timeframe's events committed before close_time, as an amendment made then would.
+BACKFILLS = pa.schema([
+    ("backfill_id", pa.string()),
+    ("created_at", INSTANT),
+    ("customer_id", pa.string()),  # null: every customer
+    ("timeframe_start", INSTANT),
+    ("timeframe_end", INSTANT),
+    ("replace_existing_events", pa.bool_()),
+    ("close_time", INSTANT),  # when it closes (future) or closed (past)
+    ("reverted_at", INSTANT),
+])
+# Which backfill a batch was ingested into, written before the batch commits.
+BACKFILL_BATCHES = pa.schema([("batch_id", pa.string()), ("backfill_id", pa.string())])
 
 # -- rating ----------------------------------------------------------------------------
 
@@ -129,6 +145,8 @@ LINE_ITEMS = pa.schema([
     ("prorated_days", pa.int32()),
     ("period_days", pa.int32()),
     ("amount", AMOUNT),
+    # the price's invoice_grouping_key: its lines are one section of the invoice (null: none)
+    ("invoice_grouping_key", pa.string()),
 ])
 SUB_LINE_ITEMS = pa.schema([
     ("invoice_id", pa.string()),
@@ -211,6 +229,21 @@ CREDIT_LEDGER = pa.schema([
     ("entry_date", pa.date32()),
     ("amount", AMOUNT),
     ("invoice_id", pa.string()),
+])
+# Credit ledger entries made by hand (orb credits decrement|void|expire, the API's
+# ledger_entry), one file each, written once: invoicing/credit_grants.py
+CREDIT_ENTRIES = pa.schema([
+    ("entry_id", pa.string()),
+    ("entry_type", pa.string()),  # decrement | expiration_change | void
+    ("grant_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("entry_date", pa.date32()),
+    ("amount", AMOUNT),  # negative: taken off the grant; 0 for an expiration change
+    ("new_expiry_date", pa.date32()),
+    ("description", pa.string()),
+    ("actor", pa.string()),
+    ("created_at", INSTANT),
 ])
 ISSUED_DOCUMENTS = pa.schema([
     ("number", pa.string()),
@@ -425,8 +458,9 @@ BILLING_MONTH = "billing_month"  # the billing run's month, YYYY-MM-01
 ISSUE_RUN = "issue_run"  # the issuing run that numbered a document (invoicing/documents.py)
 
 # In publication order: the DuckDB views, the exports, their manifest and DDL follow it.
-# ``batches`` and ``amendments`` are published because the events that count are those of
-# committed batches less amended ones (active_events.sql).
+# ``batches``, ``amendments``, ``backfills`` and ``backfill_batches`` are published because
+# the events that count are those of committed batches less amended ones, backfills
+# applied (visible_batches.sql, active_events.sql).
 TABLES: dict[str, Table] = {table.name: table for table in (
     Table("events", EVENTS, "event_date", True,
           "clean usage events, one file per batch and UTC day of their timestamp"),
@@ -434,6 +468,10 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "rejected events of a batch, with the reason, file and row"),
     Table("batches", BATCHES, "batch_id", True, "a batch's commit record"),
     Table("amendments", AMENDMENTS, "amendment_id", True, "deprecations of past events"),
+    Table("backfills", BACKFILLS, "backfill_id", True,
+          "event backfills: a timeframe's events added or replaced when closed"),
+    Table("backfill_batches", BACKFILL_BATCHES, "batch_id", True,
+          "the backfill each backfilled batch belongs to"),
     Table("state_snapshots", STATE_SNAPSHOTS, BILLING_MONTH, True,
           "each state snapshot a billing run read: when, from which store, how many"),
     Table("state_customers", STATE_CUSTOMERS, BILLING_MONTH, True,
@@ -462,6 +500,8 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "prepaid credit grants, written once"),
     Table("credit_ledger", _by_run(CREDIT_LEDGER), BILLING_MONTH, True,
           "the run's credit drawdowns and expiries"),
+    Table("credit_entries", CREDIT_ENTRIES, "entry_id", True,
+          "credit decrements, voids and expiry changes made by hand, written once"),
     Table("billing_runs", BILLING_RUNS, BILLING_MONTH, True,
           "each completed billing run of a month, written after all its tables"),
     Table("issued_documents", ISSUED_DOCUMENTS, ISSUE_RUN, True,

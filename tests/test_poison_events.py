@@ -16,9 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from starlette.testclient import TestClient
 
+from api.access import ApiConfig
+from api.app import create_app
+from api.registry import Registry, registry_url
 from assets.resources import OrbStore
 from ingestion.batches import ingest_files
-from ingestion.http_app import create_app
 from invoicing.issuing import drafts, issue_month
 from pipelines import runner
 from pipelines.definitions import build_definitions
@@ -27,6 +29,7 @@ from pricing_sql.rating import compute_usage
 from storage.duck import connect
 from storage.lake import Lake
 from storage.tables import BATCHES, EVENTS
+from tests.api_tenants import API_VARIABLES
 from tests.batches import batch, ev
 from tests.catalogs import catalog, unit, write_data_dir
 
@@ -108,10 +111,11 @@ def test_the_bound_is_exact_as_rated(tmp_path):
 
 
 def test_http_ingestion_refuses_the_same_events(tmp_path, monkeypatch):
-    monkeypatch.delenv("ORB_INGEST_TOKEN", raising=False)
-    monkeypatch.delenv("ORB_STATE_URL", raising=False)
+    for variable in API_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     write_data_dir(tmp_path, shop(["c1"]))
-    client = TestClient(create_app(tmp_path, clock=lambda: NOW))
+    registry = Registry.open(registry_url(tmp_path), tmp_path, clock=lambda: NOW)
+    client = TestClient(create_app(ApiConfig(registry, require_auth=False, clock=lambda: NOW)))
     answer = client.post("/v1/ingest", params={"debug": "true"}, json={"events": [
         ev("big", tokens="99999999999999999999999999999"),
         ev("bound", tokens="999999999999999999.999999999")]})

@@ -9,6 +9,9 @@
 --                                 what a month of a customer's events can sum without overflow)
 --             $out_of_range       the reason's words for a number beyond it
 --             $closed_before      events before this UTC date fall in invoiced months
+--             $too_old            the reason for a timestamp before $earliest
+--             $scope_start, $scope_end, $scope_customer  a backfill's timeframe [start, end)
+--                                 and customer (ingestion/backfills.py); null: no bound
 -- Result: one row per raw event, reject_reason NULL for events to keep: those first
 -- (ingestion/batches.py takes them as a slice), in the order they are written (timestamp,
 -- then row: the same batch always gives the same files), then the rejected ones. With
@@ -51,7 +54,12 @@ checked AS (
                 THEN 'customer_id and external_customer_id name different customers'
             WHEN properties IS NULL OR json_type(properties) <> 'OBJECT'
                 THEN 'properties is not a JSON object'
-            WHEN "timestamp" < $earliest THEN 'timestamp is before the accepted window'
+            WHEN "timestamp" < CAST($scope_start AS TIMESTAMPTZ)
+                OR "timestamp" >= CAST($scope_end AS TIMESTAMPTZ)
+                THEN 'timestamp is outside the backfill''s timeframe'
+            WHEN customer_id <> CAST($scope_customer AS VARCHAR)
+                THEN 'customer is outside the backfill''s scope'
+            WHEN "timestamp" < $earliest THEN $too_old
             WHEN "timestamp" > $latest THEN 'timestamp is in the future'
             WHEN bad_number IS NOT NULL THEN 'property ' || bad_number || CASE
                 -- a number (1e30, -inf) beyond the limit, or not a number at all

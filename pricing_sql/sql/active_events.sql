@@ -1,7 +1,8 @@
 -- The events that count: every ingested event except those an amendment deprecated.
 -- Tables: lake_events      event files (all of them, or the days being rated)
---         lake_batches     batch records (committed_at: when each batch first committed)
---         lake_amendments  amendment records
+--         lake_batches     batches whose events count (committed_at: since when; a
+--                          backfilled batch's is its backfill's close, visible_batches.sql)
+--         lake_amendments  amendment records, and backfills that replace events
 -- An amendment deprecates the events that existed when it was made (their batch
 -- committed before it) for its customer (or every customer), in its timeframe
 -- [timeframe_start, timeframe_end), and, for a single-event amendment, with its key.

@@ -2,7 +2,7 @@
 -- batch. active_events.sql less its anti join, which costs about 7 s per 100M events
 -- even with no amendment to match (bench/close_bench.py); the same rows.
 -- Tables: lake_events      event files (all of them, or the days being rated)
---         lake_batches     batch records
+--         lake_batches     batches whose events count (visible_batches.sql)
 CREATE OR REPLACE TEMP VIEW active_events AS
 SELECT e.*
 FROM lake_events AS e

@@ -1,0 +1,154 @@
+"""An ingestion request in the shape of Orb's ``POST /v1/ingest``, ingested as one batch
+through the ordinary ``ingest_files`` (docs/ingestion.md#http-ingestion); the API
+(``api/resources/events.py``) serves it.
+
+The request's events are written as JSON Lines, serialized the same way every time, so
+a re-sent identical request has the same bytes, hence the same batch id, and adds nothing
+("already ingested"). The answer is read back from the batch's quarantine partition:
+rejected for a duplicate key is Orb's ``duplicate``, any other reason is a validation
+failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ingestion.backfills import Backfill, enroll
+from ingestion.batches import DUPLICATE_REASON, BatchResult, Window, batch_id_of, ingest_files
+from pricing_sql.run_catalog import current_catalog
+from storage.duck import connect
+from storage.lake import Lake
+from storage.settings import Settings
+
+MAX_EVENTS = 500  # Orb's limit per request
+# Orb's grace period, past which an event goes through a backfill
+GRACE_PERIOD = timedelta(days=31)
+TOO_OLD = (f"timestamp is older than the {GRACE_PERIOD.days}-day grace period: ingest it "
+           "through a backfill (POST /v1/events/backfills)")
+
+
+class IngestEvent(BaseModel):
+    """One event as Orb takes it. Only the shape is checked here; the content (timestamp,
+    customer, numbers) is checked by check_batch.sql, as for a file, so a bad event is
+    quarantined and reported rather than failing the whole request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_name: str
+    timestamp: str
+    properties: dict[str, Any]
+    idempotency_key: str
+    customer_id: str | None = None
+    external_customer_id: str | None = None
+
+    @field_validator("properties")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The JSON parser accepts NaN and Infinity, which JSON Lines cannot carry.
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+        return value
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[IngestEvent] = Field(min_length=1)
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _at_most(cls, value: Any) -> Any:
+        # Before the events are validated: one clear message rather than 501 checks.
+        if isinstance(value, list) and len(value) > MAX_EVENTS:
+            raise ValueError(f"at most {MAX_EVENTS} events per request, got {len(value)}: "
+                             "split the request, or land a file instead")
+        return value
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """A request's batch and Orb's answer: ``validation_failed`` and ``debug``."""
+
+    result: BatchResult
+    validation_failed: list[dict[str, Any]]
+    ingested: list[str]
+    duplicate: list[str]
+
+    def body(self, debug: bool) -> dict[str, Any]:
+        return {"validation_failed": self.validation_failed,
+                "debug": {"duplicate": self.duplicate, "ingested": self.ingested}
+                if debug else None}
+
+
+def grace_window(settings: Settings) -> Window:
+    """What ordinary ingestion through the API accepts: Orb's grace period (or the
+    deployment's shorter ORB_MAX_EVENT_AGE_DAYS)."""
+    return Window(max_age=min(GRACE_PERIOD, timedelta(days=settings.max_event_age_days)),
+                  too_old=TOO_OLD)
+
+
+def ingest_request(settings: Settings, events: list[IngestEvent], now: datetime,
+                   backfill: Backfill | None = None) -> Ingested:
+    """Ingest the events as one batch, ordinarily (within the grace period) or into a
+    pending ``backfill`` (held by ``backfills.ingesting``: within its timeframe and
+    scope, and as old as the deployment keeps events)."""
+    lines = [e.model_dump(exclude_none=True) for e in events]
+    if backfill is not None:
+        # The file names its backfill (check_batch.sql reads only the event fields), so
+        # the same events sent ordinarily, or to another backfill, are another batch.
+        lines = [{**line, "backfill_id": backfill.backfill_id} for line in lines]
+    data = "".join(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
+                   for line in lines).encode()
+    # Named by its content: a request retried after a crash finds the same kept file.
+    name = f"api-{hashlib.sha256(data).hexdigest()[:24]}.jsonl"
+    with tempfile.TemporaryDirectory(prefix="orb-ingest-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        if backfill is not None:
+            enroll(settings.lake, backfill, batch_id_of(path))
+        # The state store is asked per request whether anything changed, so a customer
+        # just added is known at once (current_catalog reads it again only then).
+        with closing(connect()) as con:
+            (result,) = ingest_files(
+                con, settings.lake, current_catalog(settings), [path], now,
+                Window.of(settings) if backfill else grace_window(settings),
+                scope=backfill.scope if backfill else None)
+    return _answer(events, result, _rejections(settings.lake, result.batch_id))
+
+
+def _rejections(lake: Lake, batch_id: str) -> dict[int, str]:
+    """Line -> reason for the batch's quarantined events. Reads only the batch's own
+    partition (list_quarantine scans every batch's, which grows with each request)."""
+    path = lake.partition_file("quarantine", "batch_id", batch_id)
+    rows = pq.read_table(path, columns=["source_row", "reject_reason"], partitioning=None)
+    return dict(zip(rows["source_row"].to_pylist(), rows["reject_reason"].to_pylist(),
+                    strict=True))
+
+
+def _answer(events: list[IngestEvent], result: BatchResult,
+            reasons: dict[int, str]) -> Ingested:
+    """Line n of the batch is the request's event n. In a batch already ingested, every
+    event that passed is now a duplicate of itself."""
+    failed, ingested, duplicate = [], [], []
+    again = result.status == "already ingested"
+    for line, event in enumerate(events, start=1):
+        reason, key = reasons.get(line), event.idempotency_key
+        if reason == DUPLICATE_REASON or (reason is None and again):
+            duplicate.append(key)
+        elif reason is None:
+            ingested.append(key)
+        else:
+            failed.append({"idempotency_key": key, "validation_errors": [reason]})
+    return Ingested(result, failed, ingested, duplicate)
