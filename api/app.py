@@ -13,7 +13,19 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from api import errors
 from api.access import ApiConfig, authorize
-from api.resources import audit, catalog, customers, invoices, subscriptions
+from api.limits import BodyLimits
+from api.resources import (
+    audit,
+    catalog,
+    costs,
+    credit_notes,
+    credits,
+    customers,
+    events,
+    invoices,
+    subscriptions,
+)
+from storage.settings import Settings
 
 REQUIRE_AUTH_VARIABLE = "ORB_API_REQUIRE_AUTH"
 
@@ -29,9 +41,12 @@ def create_app(api: ApiConfig) -> FastAPI:
                   docs_url="/v1/docs", redoc_url=None)
     app.state.api = api
     errors.install(app)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
-    for module in (customers, subscriptions, catalog, invoices, audit):
+    errors.document(app)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses=errors.RESPONSES)
+    for module in (customers, subscriptions, catalog, invoices, audit, events, costs,
+                   credits, credit_notes):
         v1.include_router(module.router)
     app.include_router(v1)
+    app.add_middleware(BodyLimits, seconds=Settings.from_env().ingest_body_timeout)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -12,7 +13,9 @@ from rich.table import Table
 from assets.resources import OrbStore
 from billing import money
 from billing.catalog import CatalogError
-from cli.options import DATA_DIR, FORMAT, existing_data_dir, period_option
+from billing.credits import CreditsError
+from billing.credits import Entry as CreditEntry
+from cli.options import DATA_DIR, FORMAT, default_actor, existing_data_dir, period_option
 from cli.output import console, emit
 from invoicing import credit_grants as credits
 from invoicing import documents
@@ -215,7 +218,7 @@ def credits_grant(customer_id, amount, currency, cost_basis, effective, expires,
 @FORMAT
 @DATA_DIR
 def credits_ledger(customer_id: str, output_format: str, data_dir: Path) -> None:
-    """A customer's grants, drawdowns and expiries, with each grant's running balance."""
+    """A customer's grants and every entry on them, with each grant's running balance."""
     settings = _settings(data_dir)
     _known_customer(settings, customer_id)
     emit(output_format, f"Credit ledger of {customer_id}",
@@ -229,6 +232,73 @@ def credits_ledger(customer_id: str, output_format: str, data_dir: Path) -> None
                     _money(r["amount"], r["currency"]),
                     _money(r["grant_balance"], r["currency"])),
          right=("amount", "grant balance"))
+
+
+# what ``orb credits decrement|expire|void`` have in common: who and when
+ENTRY_DATE = click.option("--date", "day", callback=_day,
+                          help="YYYY-MM-DD, customer's date [default: today, UTC].")
+ACTOR = click.option("--actor", help="Who makes the change [default: the OS user, else cli].")
+
+
+def _entry(settings: Settings, customer_id: str, day: date | None, actor: str | None,
+           write: Callable[[date, str, datetime], list[CreditEntry]]) -> None:
+    """Write an entry by hand for a known customer; a refusal exits 1 naming why."""
+    _known_customer(settings, customer_id)
+    now = datetime.now(UTC)
+    try:
+        entries = write(day or now.date(), actor or default_actor(), now)
+    except CreditsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for entry in entries:
+        console.print(f"Recorded {entry.entry_type} {entry.entry_id} of {entry.grant_id} "
+                      f"on {entry.entry_date}: {_money(entry.amount, entry.currency)}")
+
+
+@credits_group.command("decrement")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--amount", required=True, callback=_decimal)
+@click.option("--currency", required=True)
+@click.option("--description", default="")
+@ENTRY_DATE
+@ACTOR
+@DATA_DIR
+def credits_decrement(customer_id: str, amount: Decimal, currency: str, description: str,
+                      day: date | None, actor: str | None, data_dir: Path) -> None:
+    """Take credits off a customer's grants in effect that day, in draw order."""
+    settings = _settings(data_dir)
+    _entry(settings, customer_id, day, actor, lambda on, who, now: credits.decrement(
+        connect(), settings.lake, customer_id, currency, amount, on, description, who, now))
+
+
+@credits_group.command("expire")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--grant", "grant_id", required=True)
+@click.option("--expires", callback=_day, help="YYYY-MM-DD, the new expiry; never, if omitted.")
+@click.option("--description", default="")
+@ENTRY_DATE
+@ACTOR
+@DATA_DIR
+def credits_expire(customer_id: str, grant_id: str, expires: date | None, description: str,
+                   day: date | None, actor: str | None, data_dir: Path) -> None:
+    """Change when a grant expires; re-run the months it affects."""
+    settings = _settings(data_dir)
+    _entry(settings, customer_id, day, actor, lambda on, who, now: [credits.change_expiry(
+        settings.lake, customer_id, grant_id, expires, on, description, who, now)])
+
+
+@credits_group.command("void")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--grant", "grant_id", required=True)
+@click.option("--reason", required=True, help="Why, for the ledger.")
+@ENTRY_DATE
+@ACTOR
+@DATA_DIR
+def credits_void(customer_id: str, grant_id: str, reason: str, day: date | None,
+                 actor: str | None, data_dir: Path) -> None:
+    """Void what is left of a grant from that day on."""
+    settings = _settings(data_dir)
+    _entry(settings, customer_id, day, actor, lambda on, who, now: [credits.void(
+        connect(), settings.lake, customer_id, grant_id, on, reason, who, now)])
 
 
 @click.command()
@@ -247,7 +317,9 @@ def rerate(period: tuple[date, ...], dry_run: bool, data_dir: Path) -> None:
         raise click.ClickException(
             f"{early[0]:%Y-%m} is before the first billed month in {settings.data_dir}, "
             f"{billed[0]:%Y-%m}: there is nothing to re-rate")
-    for month in period:
+    # In month order, whatever order they were given in: each starts from the credit
+    # balances the month before closed with (assets/billing_order.py).
+    for month in sorted(set(period)):
         changes = [d for d in preview(settings, month) if d.difference or d.action.startswith(
             ("new", "draft dropped"))]
         table = Table(title=f"Re-rating {month:%Y-%m}: {len(changes)} invoices change")

@@ -6,6 +6,7 @@ click: ``orb --help`` loads this module and nothing heavy."""
 from __future__ import annotations
 
 import functools
+import getpass
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -16,6 +17,16 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 DATA_DIR_VARIABLE = "ORB_DATA_DIR"
+
+
+def default_actor() -> str:
+    """Who a change made with the CLI is recorded as: the OS user, else ``cli``."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid
+        return "cli"
+
+
 FORMATS = ("table", "json", "csv")
 
 

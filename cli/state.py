@@ -5,7 +5,6 @@ anything is wrong, and the error names the argument or the file's line or row.""
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from billing.catalog import Catalog, CatalogError, Customer, Subscription
 from billing.catalog.adjustments import ADJUSTMENT_TYPES, Adjustment
-from cli.options import DATA_DIR, FORMAT
+from cli.options import DATA_DIR, FORMAT, default_actor
 from cli.output import console, emit
 from pricing_sql.catalog_files import load_catalog
 from state import (
@@ -39,14 +38,6 @@ from state import (
 from state.imports import read_files
 from state.operations import Where, parse_effective
 from storage.settings import Settings
-
-
-def _default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name for this uid
-        return "cli"
-
 
 ACTOR = click.option("--actor", help="Who makes the change, for the history "
                      "[default: the OS user, else cli].")
@@ -192,7 +183,7 @@ def customers_add(customer_id: str, name: str, email: str | None, timezone: str 
                   effective: date | datetime | None, actor: str | None,
                   data_dir: Path) -> None:
     """Add a customer."""
-    actor = actor or _default_actor()
+    actor = actor or default_actor()
     where = _where(CUSTOMER_OPTIONS, "CUSTOMER_ID")
     customer = _validated(Customer, {"id": customer_id, **_customer_fields(
         name, email, timezone, external_id, net_terms)}, where)
@@ -221,7 +212,7 @@ def customers_update(customer_id: str, name: str | None, email: str | None,
     if not values:
         raise click.UsageError("give at least one of --name, --email, --timezone, "
                                "--external-id, --net-terms")
-    actor = actor or _default_actor()
+    actor = actor or default_actor()
     where = _where(CUSTOMER_OPTIONS, "CUSTOMER_ID")
     with _store(data_dir) as store:
         written = store.apply([UpdateCustomer(customer_id, values, actor, effective, where)],
@@ -329,7 +320,7 @@ def subscriptions_create(subscription_id: str, customer_id: str, plan_id: str, s
                          coupons: tuple[str, ...], adjustments: list[Adjustment],
                          actor: str | None, data_dir: Path) -> None:
     """Create a subscription: a customer on a plan from a start date."""
-    actor = actor or _default_actor()
+    actor = actor or default_actor()
     where = _where(SUBSCRIPTION_OPTIONS, "subscriptions create")
     values: dict[str, object] = {
         "id": subscription_id, "customer_id": customer_id, "plan_id": plan_id,
@@ -371,7 +362,7 @@ def subscriptions_change(subscription_id: str, plan_id: str | None, plan_version
         raise click.UsageError("--plan-version goes with --plan")
     if price_id is not None and quantity is None:
         raise click.UsageError("--price goes with --quantity")
-    actor = actor or _default_actor()
+    actor = actor or default_actor()
     where = _where(SUBSCRIPTION_OPTIONS, "--effective")
     operations: list[Operation] = []
     if plan_id:
@@ -404,7 +395,7 @@ def subscriptions_cancel(subscription_id: str, effective: date | datetime | None
                          actor: str | None, data_dir: Path) -> None:
     """End a subscription from --effective on (the end date is exclusive); cancelling
     again moves the end."""
-    actor = actor or _default_actor()
+    actor = actor or default_actor()
     where = _where(SUBSCRIPTION_OPTIONS, "--effective")
     with _store(data_dir) as store:
         written = store.apply([Cancel(subscription_id, actor, effective, where)], Catalog())

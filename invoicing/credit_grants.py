@@ -2,8 +2,11 @@
 
 Grants are records written once (``credit_grants/grant_id=<id>``), never changed;
 ``credit_ledger/billing_month=M`` holds the run's drawdown and expiry entries
-(``billing/credits.py``). A grant's balance before a run is its amount plus every
-entry of the runs before it, so grants and ledger together explain every balance.
+(``billing/credits.py``); ``credit_entries/entry_id=<id>`` the entries made by hand
+(decrements, voids, expiry changes), each written once. A grant's balance before a run
+is its amount plus every entry of the runs before it and every entry by hand dated before
+the run's last invoice date (nothing, once it is voided), so grants and entries together
+explain every balance.
 A grant is checked whole before it is written: an ISO 4217 currency the customer is billed
 in, an amount of that currency (``billing.money.check_amount``), a cost basis, its dates.
 """
@@ -11,8 +14,10 @@ in, an amount of that currency (``billing.money.check_amount``), a cost basis, i
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
-from datetime import date
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
 from decimal import Decimal, localcontext
 
 import duckdb
@@ -21,8 +26,10 @@ import pyarrow.parquet as pq
 
 from billing import money
 from billing.catalog import Catalog
-from billing.credits import Grant
+from billing.charges import run_span
+from billing.credits import CreditsError, Entry, Grant, allocate, with_expiry_changes
 from storage.lake import Lake
+from storage.tables import CREDIT_ENTRIES as ENTRIES
 from storage.tables import CREDIT_GRANTS as GRANTS
 from storage.tables import TABLES
 
@@ -100,7 +107,8 @@ def _cost_basis_problems(cost_basis: Decimal) -> list[str]:
                             f"{kind.scale})"]
 
 
-def read_grants(lake: Lake) -> list[Grant]:
+def recorded_grants(lake: Lake) -> list[Grant]:
+    """The grants as written, in grant id order."""
     files = lake.all_files("credit_grants")
     if not files:
         return []
@@ -108,37 +116,191 @@ def read_grants(lake: Lake) -> list[Grant]:
     return [Grant(**row) for row in sorted(rows, key=lambda r: r["grant_id"])]
 
 
+def read_entries(lake: Lake) -> list[Entry]:
+    """The entries made by hand, oldest first."""
+    files = lake.all_files("credit_entries")
+    if not files:
+        return []
+    rows = pq.read_table(files, partitioning=None, schema=ENTRIES).to_pylist()
+    return [Entry(**row) for row in sorted(rows, key=lambda r: (r["created_at"],
+                                                                r["entry_id"]))]
+
+
+def read_grants(lake: Lake) -> list[Grant]:
+    """The grants as billing sees them: each with its latest expiry change."""
+    return with_expiry_changes(recorded_grants(lake), read_entries(lake))
+
+
+def _run_entries(con: duckdb.DuckDBPyConnection, lake: Lake,
+                 before: date | None = None) -> list[dict]:
+    """The billing runs' ledger entries, of the months before ``before`` (every month's
+    when None)."""
+    files = [f for f in lake.all_files("credit_ledger")
+             if before is None or date.fromisoformat(lake.partition_value(f)) < before]
+    if not files:
+        return []
+    return con.sql(
+        "SELECT entry_type, grant_id, customer_id, currency, entry_date, amount, invoice_id "
+        "FROM read_parquet($files, hive_partitioning = false)",
+        params={"files": files}).to_arrow_table().to_pylist()
+
+
+def _balances(grants: list[Grant], run_entries: Iterable[dict],
+              entries: Iterable[Entry]) -> dict[str, Decimal]:
+    """Each grant's amount plus the runs' entries and the decrements; nothing once voided."""
+    balance = {g.grant_id: g.amount for g in grants}
+    for row in run_entries:
+        balance[row["grant_id"]] = balance.get(row["grant_id"], Decimal(0)) + row["amount"]
+    voided = set()
+    for entry in entries:
+        if entry.entry_type == "decrement":
+            balance[entry.grant_id] = balance.get(entry.grant_id, Decimal(0)) + entry.amount
+        elif entry.entry_type == "void":
+            voided.add(entry.grant_id)
+    return {grant_id: Decimal(0) if grant_id in voided else value
+            for grant_id, value in balance.items()}
+
+
 def balances_before(con: duckdb.DuckDBPyConnection, lake: Lake, grants: list[Grant],
                     month: date) -> dict[str, Decimal]:
-    """Each grant's balance before the run for ``month``: amount + earlier entries."""
-    earlier = [f for f in lake.all_files("credit_ledger")
-               if date.fromisoformat(lake.partition_value(f)) < month]
-    moved: dict[str, Decimal] = {}
-    if earlier:
-        rows = con.execute(
-            "SELECT grant_id, sum(amount) FROM read_parquet($files, hive_partitioning = false) "
-            "GROUP BY grant_id", {"files": earlier}).fetchall()
-        moved = dict(rows)
-    return {g.grant_id: g.amount + moved.get(g.grant_id, Decimal(0)) for g in grants}
+    """Each grant's balance before the run for ``month``: amount + earlier runs' entries +
+    entries by hand dated before the run's last invoice date (0 once voided)."""
+    through = run_span(month)[1]
+    return _balances(grants, _run_entries(con, lake, month),
+                     [e for e in read_entries(lake) if e.entry_date < through])
+
+
+def balances_now(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, Decimal]:
+    """Each grant's balance after every entry recorded: every run's and every one by hand."""
+    return _balances(recorded_grants(lake), _run_entries(con, lake), read_entries(lake))
+
+
+def _grant_of(lake: Lake, customer_id: str, grant_id: str) -> Grant:
+    grant = next((g for g in read_grants(lake)
+                  if g.grant_id == grant_id and g.customer_id == customer_id), None)
+    if grant is None:
+        raise CreditsError([f"customer {customer_id!r} has no grant {grant_id!r}"])
+    return grant
+
+
+def _write(lake: Lake, entries: list[Entry]) -> list[Entry]:
+    key = TABLES["credit_entries"].key
+    for entry in entries:
+        lake.write_partition("credit_entries", key, entry.entry_id,
+                             pa.Table.from_pylist([asdict(entry)], schema=ENTRIES))
+    return entries
+
+
+def _entry_id() -> str:
+    return f"entry_{uuid.uuid4().hex[:16]}"
+
+
+def decrement(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str, currency: str,
+              amount: Decimal, day: date, description: str, actor: str,
+              now: datetime) -> list[Entry]:
+    """Take ``amount`` off the customer's grants in ``currency`` in effect on ``day``, in
+    the order a drawdown takes them: one entry per grant it touches. Raises CreditsError."""
+    try:
+        code = money.currency_code(currency)
+        amount = money.check_amount(amount, code)
+    except (money.UnknownCurrencyError, money.AmountError) as exc:
+        raise CreditsError([str(exc)]) from exc
+    grants = [g for g in read_grants(lake)
+              if g.customer_id == customer_id and g.currency == code]
+    balances = balances_now(con, lake)
+    return _write(lake, [Entry(_entry_id(), "decrement", grant.grant_id, customer_id, code,
+                               day, -part, None, description, actor, now)
+                         for grant, part in allocate(amount, code, grants, balances, day)])
+
+
+def change_expiry(lake: Lake, customer_id: str, grant_id: str, new_expiry: date | None,
+                  day: date, description: str, actor: str, now: datetime) -> Entry:
+    """The grant expires on ``new_expiry`` (never: None) from now on. Raises CreditsError."""
+    grant = _grant_of(lake, customer_id, grant_id)
+    if new_expiry is not None and new_expiry <= grant.effective_date:
+        raise CreditsError([f"target_expiry_date: {new_expiry} must be after the block's "
+                            f"effective date {grant.effective_date}"])
+    return _write(lake, [Entry(_entry_id(), "expiration_change", grant_id, customer_id,
+                               grant.currency, day, Decimal(0), new_expiry, description,
+                               actor, now)])[0]
+
+
+def void(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str, grant_id: str,
+         day: date, description: str, actor: str, now: datetime) -> Entry:
+    """What is left of the grant is gone from ``day`` on. Raises CreditsError."""
+    grant = _grant_of(lake, customer_id, grant_id)
+    entries = read_entries(lake)
+    if any(e.entry_type == "void" and e.grant_id == grant_id for e in entries):
+        raise CreditsError([f"grant {grant_id!r} is already void"])
+    left = balances_now(con, lake)[grant_id]
+    return _write(lake, [Entry(_entry_id(), "void", grant_id, customer_id, grant.currency,
+                               day, -left, None, description, actor, now)])[0]
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One entry of a customer's ledger, with the grant's balance and the customer's
+    balance in the currency after it."""
+
+    entry_id: str
+    entry_type: str  # grant | drawdown | expiry | decrement | expiration_change | void
+    grant_id: str
+    currency: str
+    entry_date: date
+    amount: Decimal
+    invoice_id: str | None
+    grant_balance: Decimal
+    balance: Decimal
+    sequence: int  # 1 for the customer's first entry
+    new_expiry_date: date | None
+    description: str
+    created_at: datetime | None  # None for a grant's and a run's entries
+
+
+def ledger(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> list[LedgerRow]:
+    """A customer's grants and every entry on them in date order (on one day: grants,
+    then the runs' entries, then those by hand as recorded), with running balances. A
+    void takes what is left of its grant at that point."""
+    rows: list[tuple[tuple, dict]] = []
+    for grant in recorded_grants(lake):
+        if grant.customer_id == customer_id:
+            rows.append(((grant.effective_date, 0, grant.grant_id), {
+                "entry_id": grant.grant_id, "entry_type": "grant", "grant_id": grant.grant_id,
+                "currency": grant.currency, "entry_date": grant.effective_date,
+                "amount": grant.amount, "invoice_id": None, "new_expiry_date": None,
+                "description": grant.reason, "created_at": None}))
+    for row in _run_entries(con, lake):
+        if row["customer_id"] == customer_id:
+            on = row["invoice_id"] or row["entry_date"]
+            entry_id = f"{row['grant_id']}~{row['entry_type']}~{on}"
+            rows.append(((row["entry_date"], 1, row["entry_type"], row["invoice_id"] or "",
+                          row["grant_id"]), {
+                "entry_id": entry_id, "entry_type": row["entry_type"],
+                "grant_id": row["grant_id"], "currency": row["currency"],
+                "entry_date": row["entry_date"], "amount": row["amount"],
+                "invoice_id": row["invoice_id"], "new_expiry_date": None, "description": "",
+                "created_at": None}))
+    for entry in read_entries(lake):
+        if entry.customer_id == customer_id:
+            rows.append(((entry.entry_date, 2, entry.created_at.isoformat(), entry.entry_id), {
+                "entry_id": entry.entry_id, "entry_type": entry.entry_type,
+                "grant_id": entry.grant_id, "currency": entry.currency,
+                "entry_date": entry.entry_date, "amount": entry.amount, "invoice_id": None,
+                "new_expiry_date": entry.new_expiry_date, "description": entry.description,
+                "created_at": entry.created_at}))
+    grant_balance: defaultdict[str, Decimal] = defaultdict(Decimal)
+    balance: defaultdict[str, Decimal] = defaultdict(Decimal)
+    result = []
+    for sequence, (_, row) in enumerate(sorted(rows, key=lambda r: r[0]), start=1):
+        if row["entry_type"] == "void":
+            row["amount"] = -grant_balance[row["grant_id"]]
+        grant_balance[row["grant_id"]] += row["amount"]
+        balance[row["currency"]] += row["amount"]
+        result.append(LedgerRow(**row, grant_balance=grant_balance[row["grant_id"]],
+                                balance=balance[row["currency"]], sequence=sequence))
+    return result
 
 
 def ledger_view(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> list[dict]:
-    """A customer's grants, drawdowns and expiries in date order, with each grant's
-    running balance."""
-    grants = pa.Table.from_pylist([g.__dict__ for g in read_grants(lake)], schema=GRANTS)
-    con.register("credit_grants", grants)
-    files = lake.all_files("credit_ledger")
-    movements = ("SELECT entry_date, entry_type, grant_id, currency, amount, invoice_id "
-                 "FROM read_parquet($files, hive_partitioning = false) UNION ALL "
-                 if files else "")
-    return con.sql(
-        "WITH entries AS (" + movements +
-        "SELECT effective_date AS entry_date, 'grant' AS entry_type, grant_id, currency, "
-        "amount, NULL AS invoice_id FROM credit_grants) "
-        "SELECT *, sum(amount) OVER (PARTITION BY grant_id ORDER BY entry_date, "
-        "entry_type <> 'grant', invoice_id ROWS UNBOUNDED PRECEDING) AS grant_balance "
-        "FROM entries WHERE grant_id IN (SELECT grant_id FROM credit_grants "
-        "WHERE customer_id = $customer) ORDER BY entry_date, entry_type <> 'grant', grant_id, "
-        "invoice_id",
-        params={"customer": customer_id, **({"files": files} if files else {})},
-    ).to_arrow_table().to_pylist()
+    """``ledger`` as records, for the CLI."""
+    return [asdict(row) for row in ledger(con, lake, customer_id)]

@@ -125,16 +125,23 @@ def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
                      "JOIN document_status AS s USING (number)").to_arrow_table().to_pylist()
     live = {h["invoice_id"] for h in issued
             if h["status"] != "void" and h["document_type"] == "invoice"}
-    invoices = [_invoice_head(row) for row in run["invoices"].to_pylist()]
-    lines: defaultdict[str, list[DocumentLine]] = defaultdict(list)
-    for row in document_lines(con, run["line_items"],
-                              run["invoice_adjustments"]).to_pylist():
-        lines[row["invoice_id"]].append(DocumentLine.from_row(row))
-    result = [Draft(head, tuple(lines[head.invoice_id]))
-              for head in invoices if head.invoice_id not in live]
+    invoices = computed_drafts(con, run["invoices"], run["line_items"],
+                               run["invoice_adjustments"])
+    result = [draft for draft in invoices if draft.head.invoice_id not in live]
     return result + _correction_drafts(
         run, {h["number"]: IssuedHead.from_row(h) for h in issued},
-        {head.invoice_id: head for head in invoices})
+        {draft.head.invoice_id: draft.head for draft in invoices})
+
+
+def computed_drafts(con: duckdb.DuckDBPyConnection, invoices: pa.Table, line_items: pa.Table,
+                    adjustments: pa.Table) -> list[Draft]:
+    """The computed ``invoices`` as drafts, with their lines: a run's, or one customer's
+    computed on demand (the API's upcoming invoice)."""
+    lines: defaultdict[str, list[DocumentLine]] = defaultdict(list)
+    for row in document_lines(con, line_items, adjustments).to_pylist():
+        lines[row["invoice_id"]].append(DocumentLine.from_row(row))
+    return [Draft(head, tuple(lines[head.invoice_id]))
+            for head in map(_invoice_head, invoices.to_pylist())]
 
 
 def _invoice_head(invoice: Mapping[str, Any]) -> DocumentHead:
@@ -171,11 +178,13 @@ def _total(lines: tuple[DocumentLine, ...], *kinds: LineKind) -> Decimal:
 
 
 def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: datetime,
-                customers: set[str] | None = None) -> list[tuple[str, Draft]]:
-    """Issue every draft of the run for ``month`` (or of ``customers``) dated on or
-    before ``at`` as one issuing run: numbers in draft order, frozen heads and lines and
-    an 'issued' event each, in one file per table (``documents.issue_all``). A draft
-    dated later (its period has not closed) stays a draft. Returns (number, draft) pairs.
+                customers: set[str] | None = None, references: set[str] | None = None,
+                ) -> list[tuple[str, Draft]]:
+    """Issue every draft of the run for ``month`` (or of ``customers``, or those named
+    by ``references``: the API issues one) dated on or before ``at`` as one issuing run:
+    numbers in draft order, frozen heads and lines and an 'issued' event each, in one
+    file per table (``documents.issue_all``). A draft dated later (its period has not
+    closed) stays a draft. Returns (number, draft) pairs.
 
     Refused, with nothing issued, when the month's tables are not all from its newest
     completed billing run (``MixedBillingRun``), or when the invoice totals check fails
@@ -190,5 +199,6 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
                 + f"; re-run the month with `orb bill --period {month:%Y-%m}`")
         due = [draft for draft in drafts(con, lake, month, run)
                if draft.head.invoice_date <= at.date()
-               and (customers is None or draft.head.customer_id in customers)]
+               and (customers is None or draft.head.customer_id in customers)
+               and (references is None or draft.head.reference in references)]
         return documents.issue_all(lake, due, at)

@@ -4,12 +4,18 @@ real ``orb keys create``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from cli.main import main
 from tests.catalogs import tiered, unit, write_data_dir
+from tests.servers import free_port, wait_until_listening
 
 API_VARIABLES = ("ORB_DATA_DIR", "ORB_STATE_URL", "ORB_CATALOG_DIR", "ORB_API_REGISTRY_URL",
                  "ORB_API_KEY_PEPPER", "ORB_API_REQUIRE_AUTH", "ORB_API_KEY", "ORB_BASE_URL")
@@ -53,3 +59,21 @@ def create_key(data_dir: Path, role: str, tenant: str = "default") -> str:
     output = orb(["keys", "create", "--tenant", tenant, "--role", role,
                   "--data-dir", str(data_dir)])
     return output.strip().splitlines()[-1]
+
+
+@contextmanager
+def serve(data_dir: Path, drop: tuple[str, ...] = ()) -> Iterator[str]:
+    """The real ``orb serve`` over ``data_dir`` on loopback, without the API variables
+    (and ``drop``) of this environment; its root URL (``http://127.0.0.1:PORT``)."""
+    port, log = free_port(), data_dir / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k not in (*API_VARIABLES, *drop)}
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir),
+             "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_until_listening(port, process, "orb serve", log.read_text)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

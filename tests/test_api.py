@@ -231,13 +231,40 @@ def _a_ids(client, admin, tenant):
     sub = client.post("/v1/subscriptions", headers=admin, json={
         "customer_id": customer["id"], "plan_id": "starter",
         "start_date": "2026-10-01"}).json()
-    # October billed through the pipeline: its drafts are tenant A's invoices
-    runner.bill_months(build_definitions(OrbStore(data_dir=str(tenant))), [OCTOBER],
-                       dg.DagsterInstance.ephemeral())
+    # October billed through the pipeline, issued, re-rated: tenant A's documents
+    credit_note_id = _a_credit_note(client, admin, tenant)
     invoice = client.get("/v1/invoices", headers=admin).json()["data"][0]
+    client.post("/v1/ingest", headers=admin, json={"events": [AMENDED | {
+        "idempotency_key": "evt-a", "customer_id": customer["id"]}]})
+    backfill = client.post("/v1/events/backfills", headers=admin, json={
+        "timeframe_start": "2026-11-01T00:00:00Z", "timeframe_end": "2026-11-02T00:00:00Z"})
     return {"customer_id": customer["id"], "external_customer_id": "acme-1",
             "subscription_id": sub["id"], "plan_id": "a_yearly",
-            "external_plan_id": "a_yearly", "metric_id": "a_seats", "invoice_id": invoice["id"]}
+            "external_plan_id": "a_yearly", "metric_id": "a_seats", "invoice_id": invoice["id"],
+            "credit_note_id": credit_note_id, "event_id": "evt-a",
+            "backfill_id": backfill.json()["id"]}
+
+
+# an event as ingested, and as PUT /events/{event_id} takes its amendment
+AMENDED = {"event_name": "call", "timestamp": "2026-11-10T11:00:00Z", "properties": {}}
+
+
+def _a_credit_note(client, admin, tenant):
+    """A credit note of tenant A: another customer's 1 November invoice (November's fee in
+    advance) issued, its subscription then cancelled in October, October re-rated and
+    its correction issued."""
+    other = client.post("/v1/customers", headers=admin, json={
+        "name": "Noted", "email": "n@x.test"}).json()
+    sub = client.post("/v1/subscriptions", headers=admin, json={
+        "customer_id": other["id"], "plan_id": "starter", "start_date": "2026-10-01"}).json()
+    store = OrbStore(data_dir=str(tenant))
+    runner.bill_months(build_definitions(store), [OCTOBER], dg.DagsterInstance.ephemeral())
+    issue_month(connect(), store.lake, OCTOBER, NOW)
+    client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers=admin, json={
+        "cancel_option": "requested_date", "cancellation_date": "2026-10-16"})
+    runner.bill_months(build_definitions(store), [OCTOBER], dg.DagsterInstance.ephemeral())
+    issue_month(connect(), store.lake, OCTOBER, NOW)
+    return client.get("/v1/credit_notes", headers=admin).json()["data"][0]["id"]
 
 
 def test_a_tenant_never_sees_anothers_resources_on_any_route(tenants, client):
@@ -255,8 +282,12 @@ def test_a_tenant_never_sees_anothers_resources_on_any_route(tenants, client):
         for method in methods:
             # a body that would be valid, so that only the id can make it fail
             body = ({"cancel_option": "immediate"} if path.endswith("/cancel")
+                    else {"change_option": "immediate", "plan_id": "starter"}
+                    if path.endswith("/schedule_plan_change")
                     else {"payment_received_date": "2026-11-05"}
                     if path.endswith("/mark_paid")
+                    else AMENDED | {"customer_id": ids["customer_id"]}
+                    if re.fullmatch(r"/v1/events/[^/]+", path) and method == "PUT"
                     else {"name": "Renamed"} if method == "PUT" else None)
             theirs = client.request(method, path, headers=admin_b, json=body)
             assert (theirs.status_code, theirs.json()["type"]) == (

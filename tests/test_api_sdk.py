@@ -6,9 +6,6 @@ finds none of it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -27,10 +24,9 @@ from invoicing.issuing import issue_month
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from storage.duck import connect
-from tests.api_tenants import API_VARIABLES, create_key, make_tenants
+from tests.api_tenants import API_VARIABLES, create_key, make_tenants, serve
 from tests.api_tenants import orb as orb_cli
 from tests.scenario import OCTOBER, write_scenario
-from tests.servers import free_port, wait_until_listening
 
 
 @dataclass(frozen=True)
@@ -54,19 +50,8 @@ def server(tmp_path_factory):
         a, _ = make_tenants(tmp_path_factory.mktemp("api"))
         keys = (create_key(a, "admin"), create_key(a, "read_only"),
                 create_key(a, "billing_operator", tenant="b"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in API_VARIABLES}
-    log = a / "serve.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(a), "--port",
-             str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_until_listening(port, process, "orb serve", log.read_text)
-        yield Server(f"http://127.0.0.1:{port}/v1", *keys, a)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serve(a) as root:
+        yield Server(f"{root}/v1", *keys, a)
 
 
 def test_a_customer_journey_through_the_official_sdk(server):

@@ -376,3 +376,46 @@ def test_a_data_folder_without_a_catalog_is_named_not_a_traceback(tmp_path):
     result = run("credits", "ledger", "--customer", "c1", "--data-dir", str(tmp_path))
     assert (result.exit_code, result.output) == (
         1, f"Error: invalid catalog:\n  {tmp_path}/catalog: no *.yaml catalog files found\n")
+
+
+def test_credit_entries_by_hand_and_the_run_that_reads_them(tmp_path, monkeypatch):
+    """5 calls x 2.00 = 10.00 on the invoice dated 1 Nov. g1 10.00 from 1 Oct, less a 3.00
+    decrement on 5 Oct: it pays 7.00. g2 5.00 from 2 Oct, voided on 10 Oct, pays nothing:
+    total 10.00 - 7.00 = 3.00 (without the void g2 would pay the 3.00 too)."""
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    assert run("subscriptions", "create", "s1", "--customer", "c1", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "oct.jsonl").write_text("".join(json.dumps(
+        {"event_name": "api", "timestamp": f"2026-10-0{i}T10:00:00Z", "customer_id": "c1",
+         "idempotency_key": f"k{i}", "properties": {}}) + "\n" for i in range(1, 6)))
+    for effective, amount in (("2026-10-01", "10.00"), ("2026-10-02", "5.00")):
+        assert run("credits", "grant", "--customer", "c1", "--amount", amount, "--currency",
+                   "USD", "--effective", effective, *data).exit_code == 0
+    g1, g2 = sorted(read_grants(Lake(tmp_path)), key=lambda g: g.effective_date)
+    too_much = run("credits", "decrement", "--customer", "c1", "--amount", "16", "--currency",
+                   "USD", "--date", "2026-10-05", *data)
+    assert (too_much.exit_code, too_much.output) == (
+        1, "Error: credit ledger entry refused: amount 16.00 is more than the 15.00 the "
+           "customer's grants in effect on 2026-10-05 hold\n")
+    # g1 has no expiry and g2 neither: g1 is drawn first (earlier effective date)
+    taken = run("credits", "decrement", "--customer", "c1", "--amount", "3", "--currency",
+                "USD", "--date", "2026-10-05", "--actor", "ops", *data)
+    assert taken.exit_code == 0 and f"of {g1.grant_id} on 2026-10-05: -$3.00" in taken.output
+    assert run("credits", "void", "--customer", "c1", "--grant", g2.grant_id, "--reason",
+               "refund", "--date", "2026-10-10", *data).exit_code == 0
+    early = run("credits", "expire", "--customer", "c1", "--grant", g1.grant_id, "--expires",
+                "2026-09-30", *data)
+    assert early.exit_code == 1 and "must be after the block's effective date" in early.output
+    assert run("bill", "--period", "2026-10", *data).exit_code == 0
+    assert [r[6] for r in rows(run("invoices", "list", "--period", "2026-10",
+                                    *data).output)] == ["$3.00"]
+    ledger = json.loads(run("credits", "ledger", "--customer", "c1", "--format", "json",
+                            *data).output)
+    assert [(e["entry_date"], e["entry_type"], e["grant_id"], e["amount"],
+             e["grant_balance"]) for e in ledger] == [
+        ("2026-10-01", "grant", g1.grant_id, "10.00", "10.00"),
+        ("2026-10-02", "grant", g2.grant_id, "5.00", "5.00"),
+        ("2026-10-05", "decrement", g1.grant_id, "-3.00", "7.00"),
+        ("2026-10-10", "void", g2.grant_id, "-5.00", "0.00"),
+        ("2026-11-01", "drawdown", g1.grant_id, "-7.00", "0.00")]

@@ -13,19 +13,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from api import invoices
+from api import costs, invoices
 from api.access import Authorized, Caller, IdempotentRoute, audit, config
 from api.errors import ApiError, bad_request, not_found
 from api.pages import Cursor, Limit, page
 from api.shapes import instant
 from api.shapes import price as shaped_price
-from api.views import View
+from api.shapes import status as status_of
+from api.views import View, current_period
 from api.writes import view
 from billing import money, periods
 from billing.catalog.prices import Price
-from invoicing import documents
+from invoicing import documents, issuing
 from invoicing.document_model import DocumentStatus
+from pricing_sql.customer_rating import RatingRefused
 from storage.billing_runs import MixedBillingRun
+from storage.duck import connect
 
 router = APIRouter(prefix="/invoices", tags=["invoices"], route_class=IdempotentRoute)
 
@@ -196,6 +199,46 @@ def list_invoices(
     return page(chosen, cursor, limit, lambda s: s["id"], lambda s: s)
 
 
+@router.get("/upcoming")
+def fetch_upcoming(subscription_id: str, request: Request, caller: Authorized,
+                   ) -> dict[str, Any]:
+    """The invoice the subscription's billing period under way will end on, as the
+    billing run of its month would draft it now: computed on demand from the lake for
+    the subscription's customer (``api/costs.py``), with Orb's ``target_date``."""
+    current = costs.read_view(caller.deployment, config(request).clock())
+    sub = current.subscription(subscription_id)
+    if sub is None:
+        raise not_found("subscription", subscription_id)
+    customer = current.customer(sub.customer_id)
+    assert customer is not None
+    period = current_period(current, sub, customer)
+    if period is None:
+        raise bad_request([f"query.subscription_id: subscription {subscription_id!r} is "
+                           f"{status_of(current, sub, customer)}: no billing period is under way"])
+    catalog = costs.catalog_of(current.references, current.customers, current.subscriptions,
+                               customer.id)
+    try:
+        found, lines = costs.upcoming_drafts(caller.deployment.lake, catalog, customer.id,
+                                             costs.run_month(period[1]))
+    except RatingRefused as exc:
+        raise bad_request([f"query.subscription_id: {exc}"]) from exc
+    prices = {row["line_item_id"]: invoices.LinePrice(
+        row["subscription_id"], row["plan_id"], row["plan_version"], row["price_id"])
+        for row in lines.to_pylist()}
+    theirs = [d for d in found if any(prices[line.line_key].subscription_id == sub.id
+                                      for line in d.lines if line.line_key in prices)]
+    draft = next((d for d in theirs if d.head.invoice_date == period[1]),
+                 theirs[0] if theirs else None)
+    if draft is None:
+        raise bad_request([f"query.subscription_id: subscription {subscription_id!r} has "
+                           "nothing to invoice at the end of its billing period"])
+    own = {line.line_key: prices[line.line_key] for line in draft.lines
+           if line.line_key in prices}
+    shown = shaped(current, invoices.Invoice(draft.head.reference, draft.head, draft.lines,
+                                             "draft", None, None, {}, (), own))
+    return {**shown, "target_date": shown["invoice_date"]}
+
+
 @router.get("/{invoice_id}")
 def fetch_invoice(invoice_id: str, request: Request, caller: Authorized) -> dict[str, Any]:
     current, found = _all(request, caller)
@@ -234,3 +277,39 @@ def mark_paid(invoice_id: str, body: MarkPaid, request: Request, caller: Authori
                       *([f"external_id {body.external_id}"] if body.external_id else []),
                       *([body.notes] if body.notes else [])])
     return _change(request, caller, invoice_id, "paid", note)
+
+
+class Issue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    synchronous: bool = True  # issuing here is always synchronous
+
+
+@router.post("/{invoice_id}/issue")
+def issue_invoice(invoice_id: str, request: Request, caller: Authorized,
+                  body: Issue | None = None) -> dict[str, Any]:
+    """Issue one draft through ``orb invoices issue``'s own issuing run
+    (``invoicing.issuing.issue_month``, narrowed to this draft): the next number of its
+    series, its head and lines frozen, an 'issued' event. A draft dated later than now
+    (its period has not ended) is refused, as the CLI leaves it a draft."""
+    current, found = _all(request, caller)
+    invoice = _found(found, invoice_id)
+    before = shaped(current, invoice)
+    if invoice.status != "draft":
+        raise bad_request([f"path.invoice_id: invoice {invoice_id!r} is {invoice.status}; "
+                           "only a draft can be issued"])
+    at = config(request).clock()
+    try:
+        issued = issuing.issue_month(connect(), caller.deployment.lake,
+                                     invoice.head.billing_month, at,
+                                     references={invoice.head.reference})
+    except MixedBillingRun as exc:
+        raise ApiError(409, str(exc)) from exc
+    except issuing.IssueRefused as exc:
+        raise bad_request([f"path.invoice_id: {exc}"]) from exc
+    if not issued:
+        raise bad_request([f"path.invoice_id: invoice {invoice_id!r} is dated "
+                           f"{invoice.head.invoice_date}: it can be issued from that day on"])
+    after_view, after_found = _all(request, caller)
+    after = shaped(after_view, _found(after_found, issued[0][0]))
+    audit(request, caller, "invoice", invoice_id, before, after)
+    return after

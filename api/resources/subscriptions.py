@@ -13,17 +13,21 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.access import Authorized, IdempotentRoute, audit
+from api import costs
+from api.access import Authorized, IdempotentRoute, audit, config
 from api.errors import bad_request, not_found
 from api.pages import Cursor, Limit, page
+from api.resources.costs import ViewMode, costs_response, timeframe
+from api.shapes import instant
 from api.shapes import status as status_of
 from api.shapes import subscription as shaped
 from api.views import View, current_period
 from api.writes import apply, body_field, validated, view
 from billing import periods
 from billing.catalog import Catalog, Customer, Subscription
+from pricing_sql.customer_rating import RatingRefused
 from pricing_sql.run_catalog import plans_and_metrics
-from state import Cancel, CreateSubscription
+from state import Cancel, ChangePlan, CreateSubscription
 
 router = APIRouter(prefix="/subscriptions", tags=["subscriptions"],
                    route_class=IdempotentRoute)
@@ -86,10 +90,7 @@ def local_day(text: str, customer: Customer, field: str) -> date:
 
 
 def _one(body: SubscriptionCreate, own: str, external: str) -> str:
-    values = [v for v in (getattr(body, own), getattr(body, external)) if v is not None]
-    if len(values) != 1:
-        raise bad_request([f"body: give exactly one of {own} and {external}"])
-    return values[0]
+    return _one_of(getattr(body, own), getattr(body, external), own, external)
 
 
 def _customer(current: View, body: SubscriptionCreate) -> Customer:
@@ -223,3 +224,148 @@ def cancel_subscription(subscription_id: str, body: SubscriptionCancel, request:
     after = shaped(after_view, _found(after_view, subscription_id))
     audit(request, caller, "subscription", subscription_id, before, after)
     return after
+
+
+class PlanChange(BaseModel):
+    """Orb's schedule-plan-change body, the fields this project keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+    change_option: Literal["requested_date", "end_of_subscription_term", "immediate"]
+    change_date: str | None = None
+    plan_id: str | None = None
+    external_plan_id: str | None = None
+    plan_version_number: int | None = None
+
+
+@router.post("/{subscription_id}/schedule_plan_change")
+def schedule_plan_change(subscription_id: str, body: PlanChange, request: Request,
+                         caller: Authorized) -> dict[str, Any]:
+    """The store's effective-dated plan change (``orb subscriptions change --plan``):
+    ``immediate`` from the customer's today (billing counts whole days),
+    ``requested_date`` from ``change_date`` (a day, or an instant's local day),
+    ``end_of_subscription_term`` from the end of the billing period under way."""
+    current = view(request, caller)
+    sub = _found(current, subscription_id)
+    customer = current.customer(sub.customer_id)
+    assert customer is not None
+    plan_id = _one_of(body.plan_id, body.external_plan_id, "plan_id", "external_plan_id")
+    if (body.change_option == "requested_date") != (body.change_date is not None):
+        raise bad_request(["body.change_date: give it with change_option requested_date, "
+                           "and only then"])
+    effective: date | datetime = current.today(customer)  # immediate
+    if body.change_option == "requested_date":
+        assert body.change_date is not None
+        effective = local_day(body.change_date, customer, "change_date")
+    elif body.change_option == "end_of_subscription_term":
+        period = current_period(current, sub, customer)
+        if period is None:
+            raise bad_request([f"body.change_option: subscription {subscription_id!r} is "
+                               f"{status_of(current, sub, customer)}: it has no term under way"])
+        effective = period[1]
+    before = shaped(current, sub)
+    apply(caller, [ChangePlan(subscription_id, plan_id, caller.actor, body.plan_version_number,
+                              effective, _change_field)], plans_and_metrics(caller.deployment))
+    return _audited(request, caller, subscription_id, before)
+
+
+@router.post("/{subscription_id}/unschedule_pending_plan_changes")
+def unschedule_pending_plan_changes(subscription_id: str, request: Request,
+                                    caller: Authorized) -> dict[str, Any]:
+    """Plan changes not yet in effect are withdrawn by the store's own plan change: the
+    phase in effect today, restated from its own start (a later row wins,
+    docs/state.md), so the history keeps both."""
+    current = view(request, caller)
+    sub = _found(current, subscription_id)
+    customer = current.customer(sub.customer_id)
+    assert customer is not None
+    today = current.today(customer)
+    first, *later = sub.plan_phases
+    if not any(phase.start_date > today for phase in later):
+        raise bad_request([f"path.subscription_id: subscription {subscription_id!r} has no "
+                           "pending plan change"])
+    in_effect = next((p for p in reversed(later) if p.start_date <= today), first)
+    before = shaped(current, sub)
+    apply(caller, [ChangePlan(subscription_id, in_effect.plan_id, caller.actor,
+                              in_effect.plan_version, in_effect.start_date)],
+          plans_and_metrics(caller.deployment))
+    return _audited(request, caller, subscription_id, before)
+
+
+def _one_of(own: str | None, external: str | None, own_name: str, external_name: str) -> str:
+    values = [v for v in (own, external) if v is not None]
+    if len(values) != 1:
+        raise bad_request([f"body: give exactly one of {own_name} and {external_name}"])
+    return values[0]
+
+
+def _change_field(*field: str | int) -> str:
+    where = {"plan_id": "plan_id", "plan_version": "plan_version_number",
+             "effective": "change_date"}
+    return body_field(where.get(str(field[0]), str(field[0])) if field else "")
+
+
+def _audited(request: Request, caller: Authorized, subscription_id: str,
+             before: dict[str, Any]) -> dict[str, Any]:
+    after_view = view(request, caller)
+    after = shaped(after_view, _found(after_view, subscription_id))
+    audit(request, caller, "subscription", subscription_id, before, after)
+    return after
+
+
+@router.get("/{subscription_id}/costs")
+def subscription_costs(subscription_id: str, request: Request, caller: Authorized,
+                       timeframe_start: str | None = None, timeframe_end: str | None = None,
+                       view_mode: ViewMode = "cumulative", currency: str | None = None,
+                       ) -> dict[str, Any]:
+    current = costs.read_view(caller.deployment, config(request).clock())
+    sub = _found(current, subscription_id)
+    customer = current.customer(sub.customer_id)
+    assert customer is not None
+    return costs_response(caller, current, customer, sub, timeframe_start, timeframe_end,
+                          view_mode, currency)
+
+
+# Orb's usage parameters this server takes; grouping and dimensions are refused
+USAGE_PARAMETERS = {"timeframe_start", "timeframe_end", "granularity", "view_mode"}
+
+
+@router.get("/{subscription_id}/usage")
+def subscription_usage(subscription_id: str, request: Request, caller: Authorized,
+                       timeframe_start: str | None = None, timeframe_end: str | None = None,
+                       granularity: Literal["day"] | None = None,
+                       view_mode: ViewMode = "cumulative") -> dict[str, Any]:
+    """Each billable metric of the subscription's usage prices: over the timeframe (by
+    default the billing period under way, to the end of today), or per day
+    (``granularity=day``), cumulative from the billing period's start or each day alone
+    (``periodic``)."""
+    refused = sorted(set(request.query_params) - USAGE_PARAMETERS)
+    if refused:
+        raise bad_request([f"query.{name}: not a parameter this server takes (docs/api.md "
+                           "lists what differs from Orb)" for name in refused])
+    current = costs.read_view(caller.deployment, config(request).clock())
+    sub = _found(current, subscription_id)
+    customer = current.customer(sub.customer_id)
+    assert customer is not None
+    days = timeframe(current, customer, [sub], timeframe_start, timeframe_end)
+    if not days:
+        return {"data": []}
+    spans = ([(day, day + timedelta(days=1)) for day in days] if granularity == "day"
+             else [(days[0], days[-1] + timedelta(days=1))])
+    catalog = costs.catalog_of(current.references, current.customers, current.subscriptions,
+                               customer.id)
+    try:
+        metrics = costs.subscription_usage(caller.deployment.lake, catalog, customer, sub.id,
+                                           spans, view_mode == "cumulative")
+    except RatingRefused as exc:
+        raise bad_request([f"path.subscription_id: {exc}"]) from exc
+
+    def midnight(day: date) -> str | None:
+        return instant(periods.local_midnight(day, customer.timezone))
+
+    return {"data": [{
+        "billable_metric": {"id": metric.metric_id,
+                            "name": catalog.metric(metric.metric_id).name},
+        "view_mode": view_mode,
+        "usage": [{"quantity": f"{quantity.normalize():f}", "timeframe_start": midnight(start),
+                   "timeframe_end": midnight(end)} for start, end, quantity in metric.points],
+    } for metric in metrics]}

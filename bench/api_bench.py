@@ -1,0 +1,186 @@
+"""The API's on-demand reads under load of data: ``fetch upcoming invoice`` and ``customer
+costs`` for random customers, through Orb's SDK, against ``orb serve`` run as its own
+process over a lake of N customers and M events (docs/capacity.md#the-api).
+
+    .venv/bin/python bench/api_bench.py --customers 10000 --events 1000000
+    .venv/bin/python bench/api_bench.py --customers 10000 --events 100000000   # the target
+
+The state store and the events come from bench/close_bench.py's generator (the sample
+catalog's plans, customers shaped like the demo's), except that the events fall in the
+current month's complete days (UTC), so that they are the current billing period's:
+each request rates its customer over the period under way, as of the real clock. Prints
+p50 and p99 of each call, the machine's load average before and after, and how many of
+the event files' row groups a customer's filter can skip (Parquet statistics).
+``--cluster ROWS`` first rewrites the event files sorted by customer (the layout
+experiment). ``--dir`` keeps the data (default: a temporary folder, removed); ``--reuse``
+times a kept one again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orb
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+import close_bench  # noqa: E402  (the generator, a sibling script)
+
+from tests.servers import free_port, wait_until_listening  # noqa: E402
+
+
+def prepare(folder: Path, customers: int, events: int, now: datetime) -> None:
+    """close_bench's store and events, the events over this month's complete UTC days."""
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    close_bench.START = first
+    close_bench.DAYS = max((now - first).days, 1)
+    close_bench.NOW = now
+    prepared = close_bench.setup(folder, customers) | close_bench.land(folder, customers, events)
+    ingested = close_bench.ingest(folder)
+    print(f"  prepared: store {prepared['store_fill_s']:.1f} s, {events:,} events over "
+          f"{close_bench.DAYS} day(s) from {first:%Y-%m-%d} generated in "
+          f"{prepared['generate_s']:.1f} s, ingested in {ingested['ingest_s']:.1f} s "
+          f"({ingested['accepted']:,} accepted, {ingested['rejected']:,} rejected)")
+
+
+def cluster(folder: Path, rows_per_group: int) -> None:
+    """The layout experiment: rewrite each event file sorted by customer, in row groups
+    of ``rows_per_group`` rows (the same events, so the same answers), so that a
+    customer's filter can skip the row groups whose customer_id range misses it."""
+    import pyarrow.compute as pc
+
+    from storage.lake import Lake
+
+    started = time.perf_counter()
+    for path in Lake(folder).all_files("events"):
+        table = pq.read_table(path, partitioning=None)
+        table = table.take(pc.sort_indices(table, [("customer_id", "ascending"),
+                                                   ("timestamp", "ascending")]))
+        temporary = f"{path}.clustering"
+        pq.write_table(table, temporary, row_group_size=rows_per_group)
+        os.replace(temporary, path)
+    print(f"  clustered: event files sorted by customer, {rows_per_group:,} rows a row "
+          f"group, in {time.perf_counter() - started:.1f} s")
+
+
+def active_subscriptions(folder: Path, now: datetime) -> dict[str, str]:
+    """Customer id -> a subscription with a billing period under way (upcoming invoice
+    needs one)."""
+    from api.views import View, current_period
+    from billing.catalog import Catalog
+    from pricing_sql.run_catalog import current_catalog
+    from storage.settings import Settings
+
+    catalog = current_catalog(Settings(data_dir=str(folder)))
+    view = View(Catalog.model_construct(metrics=catalog.metrics, plans=catalog.plans,
+                                        coupons=catalog.coupons),
+                catalog.customers, catalog.subscriptions, {}, now, now)
+    customers = {c.id: c for c in catalog.customers}
+    return {s.customer_id: s.id for s in catalog.subscriptions
+            if current_period(view, s, customers[s.customer_id]) is not None}
+
+
+def skippable(folder: Path, customer_ids: list[str]) -> tuple[int, float]:
+    """The event files' row groups, and the share of them a customer's filter skips on
+    their customer_id statistics (min/max), averaged over ``customer_ids``."""
+    from storage.lake import Lake
+
+    bounds = []
+    for path in Lake(folder).all_files("events"):
+        meta = pq.ParquetFile(path).metadata
+        column = meta.schema.names.index("customer_id")
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics
+            bounds.append((stats.min, stats.max) if stats and stats.has_min_max else None)
+    skipped = [sum(1 for b in bounds if b is not None and not b[0] <= cid <= b[1]) / len(bounds)
+               for cid in customer_ids]
+    return len(bounds), statistics.fmean(skipped)
+
+
+def percentiles(seconds: list[float]) -> str:
+    ordered = sorted(seconds)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return (f"p50 {statistics.median(ordered):.3f} s, p99 {p99:.3f} s, "
+            f"max {ordered[-1]:.3f} s ({len(ordered)} calls)")
+
+
+def serve_and_time(folder: Path, requests: int, seed: int, now: datetime) -> None:
+    key = subprocess.run(
+        [sys.executable, "-m", "cli.main", "keys", "create", "--role", "read_only",
+         "--data-dir", str(folder)], check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    port = free_port()
+    log = folder / "serve.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--data-dir",
+                                   str(folder), "--port", str(port)],
+                                  stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_until_listening(port, server, "orb serve", log.read_text)
+        client = orb.Orb(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0,
+                         timeout=120)
+        active = active_subscriptions(folder, now)
+        chosen = random.Random(seed).sample(sorted(active), min(requests, len(active)))
+        groups, skipped = skippable(folder, chosen[:50])
+        print(f"  event files: {groups:,} row groups; a customer's filter skips "
+              f"{100 * skipped:.0f}% of them on their statistics")
+        client.customers.costs.list(chosen[0])  # the first request warms the process
+        load_before = os.getloadavg()
+        costs, upcoming = [], []
+        for customer_id in chosen:
+            started = time.perf_counter()
+            client.customers.costs.list(customer_id)
+            costs.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.invoices.fetch_upcoming(subscription_id=active[customer_id])
+            upcoming.append(time.perf_counter() - started)
+        load_after = os.getloadavg()
+        print(f"  customer costs (the period so far, day by day): {percentiles(costs)}")
+        print(f"  upcoming invoice:                                {percentiles(upcoming)}")
+        print(f"  load average (1, 5, 15 min) before {', '.join(f'{v:.2f}' for v in load_before)}"
+              f"; after {', '.join(f'{v:.2f}' for v in load_after)}; {os.cpu_count()} CPUs")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=200, help="customers asked, each "
+                        "for its costs and its upcoming invoice")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--dir", type=Path, help="keep the data here (default: temporary)")
+    parser.add_argument("--reuse", action="store_true", help="--dir holds a prepared lake")
+    parser.add_argument("--cluster", type=int, metavar="ROWS", help="first rewrite the event "
+                        "files sorted by customer in row groups of ROWS rows (the layout "
+                        "experiment of docs/capacity.md#the-api)")
+    args = parser.parse_args()
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="api-bench-"))
+    now = datetime.now(UTC)
+    print(f"API reads: {args.customers:,} customers, {args.events:,} events, in {folder}")
+    try:
+        if not args.reuse:
+            prepare(folder, args.customers, args.events, now)
+        if args.cluster:
+            cluster(folder, args.cluster)
+        serve_and_time(folder, args.requests, args.seed, now)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
