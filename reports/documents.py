@@ -1,5 +1,6 @@
-"""Invoice, adjustment invoice and credit note documents: HTML drafts per billing run,
-and HTML + PDF for each issued document (reports/documents/<number>.html|.pdf).
+"""Invoice, adjustment invoice and credit note documents: HTML drafts of each month's
+newest billing run, kept current in place (``reports/draft_folder.py``), and HTML + PDF
+for each issued document (reports/documents/<number>.html|.pdf).
 
 Rendering issued documents is its own step after issuing: it writes only the documents
 whose files are missing (an issued document is never rendered again), in chunks over
@@ -7,6 +8,8 @@ every core (``reports/issued_pages.py``), and can be re-run (``orb invoices rend
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -14,21 +17,26 @@ from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
+from importlib import metadata, resources
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from billing import money
 from billing.catalog import Catalog
-from invoicing import documents
+from invoicing import document_model, documents, issuing
 from invoicing.document_model import CorrectionLine, DocumentHead, DocumentLine, Draft
-from invoicing.issuing import DRAFT_TABLES, drafts, issue_month
+from invoicing.draft_fingerprints import SOURCE_TABLES, draft_fingerprints
+from invoicing.issuing import drafts, issue_month
 from pricing_sql.run_catalog import billing_catalog
+from reports import draft_folder, issued_pages, render
 from reports.issued_pages import Page, render_html, write_pages
-from storage.billing_runs import completed_runs, read_month
+from storage.billing_runs import MonthTables, completed_runs, read_month
 from storage.duck import connect
 from storage.lake import Lake
 from storage.settings import Deployment
@@ -57,17 +65,70 @@ def _grouped(sub_line_items: pa.Table) -> Breakdowns:
     return {key: list(group) for key, group in groupby(rows, key=itemgetter("line_item_id"))}
 
 
+class DraftsWritten(NamedTuple):
+    folder: Path
+    documents: int  # the month's drafts, each a file of the folder
+    rendered: int  # of them, written by this call: new or changed
+    removed: int  # files of drafts gone (issued, or no longer made)
+
+
 def render_drafts(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, issuer: str,
-                  month: date) -> tuple[Path, int]:
-    """Replace reports/invoices/<YYYY-MM>/ with one HTML file per draft, from the month's
-    newest completed billing run, breakdowns included."""
-    run = read_month(lake, month, (*DRAFT_TABLES, "sub_line_items"))
-    details = _grouped(run["sub_line_items"])
-    files = {}
-    for draft in drafts(con, lake, month, run):
-        files[f"{draft.head.reference}.html"] = render_document(draft, details, catalog, issuer)
-    folder = lake.replace_directory(lake.reports / "invoices" / month.strftime("%Y-%m"), files)
-    return folder, len(files)
+                  month: date) -> DraftsWritten:
+    """Bring reports/invoices/<YYYY-MM>/ up to the drafts of the month's newest completed
+    billing run, one HTML file each, breakdowns included: only the drafts whose content
+    changed since they were written are rendered again (``reports/draft_folder.py``)."""
+    run = read_month(lake, month, SOURCE_TABLES)
+    prints = draft_fingerprints(con, lake, run, _customers(catalog), _renderer_version(issuer))
+    references = prints["reference"].to_pylist()
+    folder = lake.reports / "invoices" / month.strftime("%Y-%m")
+    with lake.lock(f"drafts-{month:%Y-%m}"):
+        plan = draft_folder.plan(folder, dict(zip(
+            references, prints["fingerprint"].to_pylist(), strict=True)))
+        draft_folder.begin(plan)
+        if plan.changed:
+            changed = set(plan.changed)
+            invoice_ids = {invoice for reference, invoice in zip(
+                references, prints["invoice_id"].to_pylist(), strict=True)
+                if reference in changed}
+            subset = _of_invoices(run, invoice_ids)
+            details = _grouped(subset["sub_line_items"])
+            for draft in drafts(con, lake, month, subset):
+                if draft.head.reference in changed:
+                    draft_folder.write_document(folder, draft.head.reference,
+                                                render_document(draft, details, catalog, issuer))
+        draft_folder.finish(plan)
+    return DraftsWritten(folder, len(references), len(plan.changed), len(plan.gone))
+
+
+def _of_invoices(run: MonthTables, invoice_ids: set[str]) -> MonthTables:
+    """``run`` cut down to the rows of those invoices: their drafts are the same."""
+    wanted = pa.array(sorted(invoice_ids), pa.string())
+    return MonthTables(run.month, run.run_id, {
+        table: rows.filter(pc.is_in(rows["invoice_id"], value_set=wanted))
+        for table, rows in run.tables.items()})
+
+
+def _customers(catalog: Catalog) -> pa.Table:
+    """Each customer whole, as it enters its documents' fingerprints."""
+    return pa.table({"customer_id": [customer.id for customer in catalog.customers],
+                     "content": [customer.model_dump_json() for customer in catalog.customers]})
+
+
+@functools.cache
+def _renderer_version(issuer: str) -> str:
+    """What shapes a document besides its data: the issuer, the templates, the code that
+    makes drafts of the run's rows and fills and formats the templates, and the libraries
+    it formats with. Any change to them renders every draft again once."""
+    digest = hashlib.sha256(issuer.encode())
+    templates = resources.files("reports") / "templates"
+    for template in sorted(templates.iterdir(), key=lambda t: t.name):
+        digest.update(template.name.encode() + template.read_bytes())
+    digest.update((resources.files("invoicing.sql") / "document_lines.sql").read_bytes())
+    for module in (issuing, document_model, render, issued_pages, money):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    for package in ("jinja2", "babel", "markupsafe"):
+        digest.update(f"{package}=={metadata.version(package)}".encode())
+    return digest.hexdigest()
 
 
 def _pages(lake: Lake, catalog: Catalog, issuer: str,

@@ -97,24 +97,6 @@ class Lake:
                                     f"{path} (materialize the upstream asset first)")
         return pq.read_table(path, partitioning=None)
 
-    def replace_directory(self, target: Path, files: dict[str, str]) -> Path:
-        """Replace ``target`` with a folder holding exactly ``files`` (name -> text).
-
-        The new folder is written beside the old one and swapped in with renames,
-        so stale files from an earlier run never survive a re-run."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
-        fresh, stale = target.with_name(f".{target.name}.{token}"), target.with_name(
-            f".{target.name}.{token}.old")
-        fresh.mkdir()
-        for name, text in files.items():
-            (fresh / name).write_text(text, encoding="utf-8")
-        if target.exists():
-            os.replace(target, stale)
-        os.replace(fresh, target)
-        shutil.rmtree(stale, ignore_errors=True)
-        return target
-
     def all_files(self, table: str) -> list[str]:
         """Every Parquet file of a table (one per partition, or one per batch and
         partition for ``events``), as strings for DuckDB."""

@@ -33,15 +33,6 @@ def test_crash_mid_write_keeps_the_old_partition(tmp_path, monkeypatch):
     assert [p.name for p in path.parent.iterdir()] == ["data.parquet"]
 
 
-def test_replace_directory_drops_stale_files(tmp_path):
-    lake = Lake(tmp_path)
-    target = tmp_path / "reports" / "2026-10"
-    lake.replace_directory(target, {"a.html": "A", "b.html": "B"})
-    lake.replace_directory(target, {"a.html": "A2"})
-    assert {p.name: p.read_text() for p in target.iterdir()} == {"a.html": "A2"}
-    assert sorted(p.name for p in target.parent.iterdir()) == ["2026-10"]
-
-
 def test_missing_upstream_partition_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="billing_month=2026-10-01 of table 'usage'"):
         Lake(tmp_path).read_partition("usage", "billing_month", "2026-10-01")
