@@ -51,7 +51,9 @@ def line_items_match_usage(context: dg.AssetCheckExecutionContext,
                    "usage line items", ("line_item_id", "quantity", "usage"))
 
 
-@dg.asset_check(asset="usage",
+# It checks the event lake against what was billed, so it targets `events`: a run that
+# materializes `usage` (the billing job, or a launch from the UI) never runs it.
+@dg.asset_check(asset="events", additional_deps=["usage"],
                 description="Every billed month's usage, computed again from the event lake "
                 "as it is now, equals what was billed: fails when events were ingested or "
                 "amended since, naming the windows of the months to re-rate.")

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import dagster as dg
 
+from assets.billing_order import check_commit, check_start
 from assets.metadata import money_totals, table_metadata
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
@@ -34,6 +35,7 @@ from storage.duck import connect
     partitions_def=MONTHLY,
 )
 def invoices(context: dg.AssetExecutionContext, store: OrbStore):
+    check_start(context, store)  # the balances it reads are the months before's
     month, run_id = billing_month(context), billing_run_id(context)
     lake, con = store.lake, connect()
     line_items = billing_runs.read_month(lake, month, ["line_items"], run_id)["line_items"]
@@ -75,6 +77,7 @@ def billing_run(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Materi
     """The run's commit, after every table of its month (and their blocking checks):
     issuing and the readers after it take a month only whole, from its newest completed
     run (storage/billing_runs.py)."""
+    check_commit(context, store)
     run_id = billing_run_id(context)
     path = billing_runs.commit(store.lake, billing_month(context), run_id, datetime.now(UTC))
     return dg.MaterializeResult(metadata={"run_id": run_id,
@@ -83,10 +86,13 @@ def billing_run(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Materi
 
 @dg.asset(partitions_def=MONTHLY, deps=[billing_run], group_name="invoicing", kinds={"html"})
 def invoice_documents(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
-    """An HTML draft per unissued invoice and correction: `reports/invoices/<YYYY-MM>/`."""
+    """An HTML draft per unissued invoice and correction: `reports/invoices/<YYYY-MM>/`,
+    only those whose content changed rendered again."""
     month = billing_month(context)
-    folder, count = render_drafts(connect(), store.lake, store.billing_catalog(context),
-                                  store.issuer, month)
-    return dg.MaterializeResult(metadata={"documents": count,
-                                          "folder": dg.MetadataValue.path(str(folder)),
-                                          "report": dg.MetadataValue.url(folder.as_uri())})
+    written = render_drafts(connect(), store.lake, store.billing_catalog(context),
+                            store.issuer, month)
+    return dg.MaterializeResult(metadata={"documents": written.documents,
+                                          "rendered": written.rendered,
+                                          "removed": written.removed,
+                                          "folder": dg.MetadataValue.path(str(written.folder)),
+                                          "report": dg.MetadataValue.url(written.folder.as_uri())})

@@ -41,7 +41,18 @@ def billing_month(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCont
     return date.fromisoformat(context.partition_key)
 
 
+# Dagster's tags on a backfill's runs; a job backfill's also name its partition set.
+BACKFILL_TAG, PARTITION_SET_TAG = "dagster/backfill", "dagster/partition_set"
+
+
 def billing_run_id(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
     """The billing run the month's tables are stamped with (storage/billing_runs.py): the
-    Dagster run, or the run a re-execution (from failure, in the UI) continues."""
+    Dagster run, or the run a re-execution (from failure, in the UI) continues. In an
+    asset backfill it is the backfill: Dagster runs a month's `credit_ledger` only after
+    the month before's, in a later run than its `usage`, so the month's tables come from
+    several runs of it. (A job backfill's runs, tagged with their partition set, bill a
+    month in one run each.)"""
+    tags = context.run.tags
+    if BACKFILL_TAG in tags and PARTITION_SET_TAG not in tags:
+        return tags[BACKFILL_TAG]
     return context.run.root_run_id or context.run.run_id

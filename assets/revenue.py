@@ -34,12 +34,15 @@ DESCRIPTIONS = {
                         kinds={"duckdb", "parquet"}, description=DESCRIPTIONS[table])
            for table in SCHEMAS],
     partitions_def=MONTHLY,
+    # Each table is its own file: a backfill or a launch from the UI may take any of them.
+    can_subset=True,
 )
 def revenue_tables(context: dg.AssetExecutionContext, store: OrbStore):
     month = billing_month(context)
     lake = store.lake
     computed = compute_revenue(connect(), lake, store.billing_catalog(context), month)
-    for table in SCHEMAS:
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    for table in (t for t in SCHEMAS if t in selected):
         rows = computed[table]
         path = lake.write_partition(table, TABLES[table].key, month, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={

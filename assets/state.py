@@ -3,6 +3,7 @@ the state store once at the run's start and kept in the lake (docs/state.md)."""
 
 import dagster as dg
 
+from assets.billing_order import check_start
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
 from pricing_sql.run_catalog import take_snapshot
@@ -13,8 +14,10 @@ from storage.billing_runs import remove_stale_scratch
 def state_snapshot(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """The state store's customers and subscriptions as this run reads them, kept per run
     in the lake's state_* tables: every later step of the run, and a later step of the
-    same month alone, reads this snapshot, never the store. First, the scratch files of
+    same month alone, reads this snapshot, never the store. First, the month must be
+    billable now (months in order: assets/billing_order.py), and the scratch files of
     billing runs killed mid-write are removed."""
+    check_start(context, store)
     removed = remove_stale_scratch(store.lake)
     if removed:
         context.log.info(f"removed {len(removed)} scratch files left by killed runs: "

@@ -59,6 +59,10 @@ def build_definitions(store: OrbStore) -> dg.Definitions:
                    daily_checks_schedule, payments_schedule],
         sensors=[landing_sensor],
         resources={"store": store, "payment_processor": PaymentsConfig.from_env()},
+        # Every job, a launch from the UI and an asset backfill run all their steps in one
+        # process: a step costs its work, not a Python start-up that imports the project
+        # (8-11 s each under load), and the parsed catalog is reused.
+        executor=dg.in_process_executor,
     )
 
 

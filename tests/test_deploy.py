@@ -21,7 +21,7 @@ def test_instance_config_is_valid_and_limits_writers(config, tmp_path, monkeypat
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True},
             "limit": 1} in limits
     writers = {limit["value"] for limit in limits if limit["key"] == "orb/lake_writer"}
-    assert writers == {"ingest", "issue", "payments"}
+    assert writers == {"ingest", "billing", "issue", "payments"}
     assert validated["telemetry"] == {"enabled": False}
 
 
@@ -29,3 +29,10 @@ def test_production_storage_is_postgres_from_the_environment():
     storage = yaml.safe_load((ROOT / "deploy/dagster.prod.yaml").read_text())["storage"]
     db = storage["postgres"]["postgres_db"]
     assert db["password"] == {"env": "DAGSTER_PG_PASSWORD"}  # never a literal secret
+
+
+def test_the_helm_example_repeats_the_production_limits():
+    prod = yaml.safe_load((ROOT / "deploy/dagster.prod.yaml").read_text())
+    helm = yaml.safe_load((ROOT / "deploy/helm-values.yaml").read_text())
+    queue = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queue["tagConcurrencyLimits"] == prod["run_queue"]["tag_concurrency_limits"]

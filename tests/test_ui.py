@@ -1,5 +1,6 @@
-"""The Dagster UI in a real browser: the billing assets are in the graph, and a
-materialization launched from the page runs.
+"""The Dagster UI in a real browser: the billing assets are in the graph, a
+materialization launched from the page runs, and a two-month re-rating launched from
+the monthly_billing job's Partitions page runs its months in order.
 
 Starts dagster-webserver on loopback over the billed scenario, drives Debian's
 chromium through chromedriver (`make test` installs both when missing), and saves
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +20,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -121,3 +124,80 @@ def test_asset_graph_shows_billing_assets_and_launches_a_run(webserver, browser)
     browser.set_window_size(1600, 1000)
     browser.save_screenshot(str(ARTIFACTS / "dagster-ui.png"))
     assert dg.DagsterRunStatus.SUCCESS in statuses
+
+
+@pytest.fixture
+def queued_webserver(tmp_path):
+    """The webserver and a real dagster-daemon on the project's dagster.yaml (queued runs,
+    one billing run at a time), over September and October ingested, with a credit grant
+    (tests/test_backfills.py)."""
+    from tests.test_backfills import write_lake
+
+    data, home = tmp_path / "data", tmp_path / "dagster_home"
+    home.mkdir()
+    store = write_lake(data)
+    (home / "dagster.yaml").write_text((Path(__file__).parent.parent / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runner.ingest_landing(build_definitions(store), instance)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ORB_DATA_DIR": str(data),
+           "ORB_MAX_EVENT_AGE_DAYS": "36500"}
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    processes = [subprocess.Popen(command + ["-m", "pipelines.definitions"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for command in ([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1",
+                                  "-p", str(port)], [str(bin_dir / "dagster-daemon"), "run"])]
+    try:
+        wait_until_listening(port, processes[0], "dagster-webserver")
+        yield f"http://127.0.0.1:{port}", home, store
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+
+
+def test_a_two_month_backfill_from_the_job_page_runs_in_month_order(queued_webserver, browser):
+    """The recommended re-rating (docs/deploy.md): Jobs -> monthly_billing -> Partitions
+    -> Materialize… -> two months -> Launch backfill. October starts after September
+    ends and draws the 20.00 September's committed ledger left (50.00 - 30.00)."""
+    from tests.test_backfills import OCTOBER, invoice_and_ledger
+
+    url, home, store = queued_webserver
+    wait = WebDriverWait(browser, 120, ignored_exceptions=[StaleElementReferenceException])
+    browser.get(f"{url}/locations/pipelines.definitions/jobs/monthly_billing/partitions")
+    materialize = (By.XPATH, "//button[.//span[normalize-space()='Materialize…']]")
+    wait.until(ec.element_to_be_clickable(materialize))
+    _skip_welcome_dialog(browser)
+    wait.until(lambda driver: _clicked(driver, materialize))
+    # The dialog shows the last 90 days; September is older than that today.
+    wait.until(lambda driver: _clicked(
+        driver, (By.XPATH, "//*[normalize-space()='Show all partitions']")))
+    months = wait.until(ec.element_to_be_clickable((By.XPATH, "//input[@type='text']")))
+    months.send_keys("[2026-09-01...2026-10-01]", Keys.ENTER)
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[normalize-space()='2 partitions']")))
+    wait.until(lambda driver: _clicked(
+        driver, (By.XPATH, "//button[normalize-space()='Launch backfill']")))
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            records = [r for r in instance.get_run_records()
+                       if r.dagster_run.job_name == "monthly_billing"]
+            if len(records) == 2 and all(r.dagster_run.status in finished for r in records):
+                break
+            time.sleep(1)
+        sep, oct_ = sorted(records, key=lambda r: r.dagster_run.tags["dagster/partition"])
+        assert [(r.dagster_run.tags["dagster/partition"], r.dagster_run.status)
+                for r in (sep, oct_)] == [("2026-09-01", dg.DagsterRunStatus.SUCCESS),
+                                          ("2026-10-01", dg.DagsterRunStatus.SUCCESS)]
+        assert "dagster/backfill" in oct_.dagster_run.tags  # a backfill, launched from the UI
+        assert sep.end_time <= oct_.start_time
+    assert invoice_and_ledger(store, OCTOBER) == (
+        (Decimal("40.00"), Decimal("20.00"), Decimal("20.00")),
+        [("drawdown", "g1", Decimal("-20.00"))])
+    browser.get(f"{url}/runs/b/{oct_.dagster_run.tags['dagster/backfill']}?tab=runs")
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(., 'Success')]")))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1600, 1000)
+    browser.save_screenshot(str(ARTIFACTS / "dagster-backfill.png"))
