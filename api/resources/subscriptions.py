@@ -210,20 +210,13 @@ def cancel_subscription(subscription_id: str, body: SubscriptionCancel, request:
         assert body.cancellation_date is not None
         effective = local_instant(body.cancellation_date, customer, "cancellation_date")
     elif body.cancel_option == "end_of_subscription_term":
-        period = current_period(current, sub, customer)
-        if period is None:
-            raise bad_request([f"body.cancel_option: subscription {subscription_id!r} is "
-                               f"{status_of(current, sub, customer)}: it has no term under way"])
-        effective = period[1]
+        effective = _end_of_term(current, sub, customer, "cancel_option")
     before = shaped(current, sub)
     field = ("cancellation_date" if body.cancel_option == "requested_date"
              else "cancel_option")
     apply(caller, [Cancel(subscription_id, caller.actor, effective,
                           lambda *_: body_field(field))], Catalog())
-    after_view = view(request, caller)
-    after = shaped(after_view, _found(after_view, subscription_id))
-    audit(request, caller, "subscription", subscription_id, before, after)
-    return after
+    return _audited(request, caller, subscription_id, before)
 
 
 class PlanChange(BaseModel):
@@ -257,11 +250,7 @@ def schedule_plan_change(subscription_id: str, body: PlanChange, request: Reques
         assert body.change_date is not None
         effective = local_day(body.change_date, customer, "change_date")
     elif body.change_option == "end_of_subscription_term":
-        period = current_period(current, sub, customer)
-        if period is None:
-            raise bad_request([f"body.change_option: subscription {subscription_id!r} is "
-                               f"{status_of(current, sub, customer)}: it has no term under way"])
-        effective = period[1]
+        effective = _end_of_term(current, sub, customer, "change_option")
     before = shaped(current, sub)
     apply(caller, [ChangePlan(subscription_id, plan_id, caller.actor, body.plan_version_number,
                               effective, _change_field)], plans_and_metrics(caller.deployment))
@@ -302,6 +291,16 @@ def _change_field(*field: str | int) -> str:
     where = {"plan_id": "plan_id", "plan_version": "plan_version_number",
              "effective": "change_date"}
     return body_field(where.get(str(field[0]), str(field[0])) if field else "")
+
+
+def _end_of_term(current: View, sub: Subscription, customer: Customer, option: str) -> date:
+    """The end of the billing period under way: where ``end_of_subscription_term`` takes
+    effect; a subscription with none is refused, naming the body's ``option``."""
+    period = current_period(current, sub, customer)
+    if period is None:
+        raise bad_request([f"body.{option}: subscription {sub.id!r} is "
+                           f"{status_of(current, sub, customer)}: it has no term under way"])
+    return period[1]
 
 
 def _audited(request: Request, caller: Authorized, subscription_id: str,
