@@ -218,6 +218,9 @@ def test_credit_notes_through_the_official_sdk(server, tmp_path):  # noqa: F811
     assert (line.name, line.amount, line.start_time_inclusive, line.end_time_exclusive) == (
         "Calls", "40.00", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
     assert client.credit_notes.fetch("CN-000001") == note
+    # the corrected invoice lists it with the same, positive, total
+    (listed,) = client.invoices.fetch("INV-000001").credit_notes
+    assert (listed.id, listed.total) == ("CN-000001", "40.00")
     assert list(client.credit_notes.list(created_at_lt=issued_at)) == []
     with pytest.raises(orb.NotFoundError):
         client.credit_notes.fetch("CN-000404")

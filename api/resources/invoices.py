@@ -126,8 +126,9 @@ def shaped(current: View, invoice: invoices.Invoice) -> dict[str, Any]:
         "line_items": line_items,
         "hidden_line_item_count": 0,
         "credit_notes": [{
+            # what is credited, positive, as /credit_notes and Orb give it
             "id": note.head.number, "credit_note_number": note.head.number, "memo": None,
-            "reason": "re-rated", "total": cash(note.head.total), "type": "adjustment",
+            "reason": "re-rated", "total": cash(-note.head.total), "type": "adjustment",
             "voided_at": instant(note.voided_at)} for note in invoice.credit_notes],
         "eligible_to_issue_at": None if issued else midnight(head.invoice_date),
         "scheduled_issue_at": None,
