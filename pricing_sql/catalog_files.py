@@ -13,6 +13,7 @@ models are frozen, so callers can share one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -148,26 +149,32 @@ def _price_origins(fingerprint: Fingerprint, texts: tuple[str, ...]
     """(price id, field) -> (file, line of the field, ``plans[i].prices[j]`` or
     ``plans[i].versions[k].prices[j]``) for every field of every price."""
     origins = {}
+    for name, section in _sections(fingerprint, texts, "plans"):
+        for index, plan in enumerate(_items(section)):
+            plan_fields = _fields(plan)
+            lists = [(f"plans[{index}]", plan_fields.get("prices"))] + [
+                (f"plans[{index}].versions[{v}]", _fields(version).get("prices"))
+                for v, version in enumerate(_items(plan_fields.get("versions")))]
+            for where, prices in lists:
+                for p, price in enumerate(_items(prices)):
+                    price_id = _fields(price).get("id")
+                    if price_id is None:
+                        continue
+                    for key_node, _ in price.value:  # the line of the field's name
+                        origins[(price_id.value, key_node.value)] = (
+                            name, key_node.start_mark.line + 1, f"{where}.prices[{p}]")
+    return origins
+
+
+def _sections(fingerprint: Fingerprint, texts: tuple[str, ...], wanted: str
+              ) -> Iterator[tuple[str, yaml.Node]]:
+    """(file name, node) of every top-level ``wanted`` section of the catalog's files,
+    composed as nodes, which keep their lines."""
     for (name, _), text in zip(fingerprint, texts, strict=True):
         root = yaml.compose(text)
-        sections = root.value if isinstance(root, yaml.MappingNode) else []
-        for key, section in sections:
-            if key.value != "plans":
-                continue
-            for index, plan in enumerate(_items(section)):
-                plan_fields = _fields(plan)
-                lists = [(f"plans[{index}]", plan_fields.get("prices"))] + [
-                    (f"plans[{index}].versions[{v}]", _fields(version).get("prices"))
-                    for v, version in enumerate(_items(plan_fields.get("versions")))]
-                for where, prices in lists:
-                    for p, price in enumerate(_items(prices)):
-                        price_id = _fields(price).get("id")
-                        if price_id is None:
-                            continue
-                        for key_node, _ in price.value:  # the line of the field's name
-                            origins[(price_id.value, key_node.value)] = (
-                                name, key_node.start_mark.line + 1, f"{where}.prices[{p}]")
-    return origins
+        for key, section in root.value if isinstance(root, yaml.MappingNode) else []:
+            if key.value == wanted:
+                yield name, section
 
 
 def _fields(node: yaml.Node | None) -> dict[str, yaml.Node]:
@@ -183,15 +190,10 @@ def _items(node: yaml.Node | None) -> list[yaml.Node]:
 def _metric_origins(fingerprint: Fingerprint, texts: tuple[str, ...]) -> dict[str, str]:
     """Metric id -> ``file:line: metrics[i].sql`` of its SQL (the files parsed already)."""
     origins = {}
-    for (name, _), text in zip(fingerprint, texts, strict=True):
-        root = yaml.compose(text)
-        sections = root.value if isinstance(root, yaml.MappingNode) else []
-        for key, section in sections:
-            if key.value != "metrics":
-                continue
-            for index, item in enumerate(section.value):
-                fields = {field.value: value for field, value in item.value}
-                if "id" in fields:  # not when merged in with `<<:`: then the files are named
-                    line = fields.get("sql", item).start_mark.line + 1
-                    origins[fields["id"].value] = f"{name}:{line}: metrics[{index}].sql"
+    for name, section in _sections(fingerprint, texts, "metrics"):
+        for index, item in enumerate(section.value):
+            fields = {field.value: value for field, value in item.value}
+            if "id" in fields:  # not when merged in with `<<:`: then the files are named
+                line = fields.get("sql", item).start_mark.line + 1
+                origins[fields["id"].value] = f"{name}:{line}: metrics[{index}].sql"
     return origins

@@ -80,16 +80,21 @@ def _position(node: exp.Expr) -> tuple[int | None, int | None]:
     return None, None
 
 
-def parse_metric(sql: str) -> exp.Select:
-    """Parse and check a metric; raise MetricSQLError naming what is wrong and where."""
+def _statements(sql: str, what: str) -> list[exp.Expr]:
+    """``sql``'s statements; a MetricSQLError with the place when ``what`` cannot parse."""
     try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+        return [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except sqlglot.ParseError as err:
         first = err.errors[0] if err.errors else {}
-        raise MetricSQLError(f"cannot parse metric SQL: {first.get('description', err)}",
+        raise MetricSQLError(f"cannot parse {what}: {first.get('description', err)}",
                              line=first.get("line"), col=first.get("col")) from err
     except sqlglot.TokenError as err:
-        raise MetricSQLError(f"cannot parse metric SQL: {err}") from err
+        raise MetricSQLError(f"cannot parse {what}: {err}") from err
+
+
+def parse_metric(sql: str) -> exp.Select:
+    """Parse and check a metric; raise MetricSQLError naming what is wrong and where."""
+    statements = _statements(sql, "metric SQL")
     if len(statements) != 1:
         raise MetricSQLError(f"a metric is exactly one SELECT statement, found {len(statements)}")
     select = statements[0]
@@ -110,14 +115,7 @@ FILTER_NODES = (exp.Predicate, exp.Connector, exp.Not, exp.Boolean, exp.Paren)
 def parse_filter(sql: str) -> exp.Expr:
     """Parse and check a price's filter, a condition on the events (``properties.region =
     'us'``), under a metric's WHERE rules; positions are the filter's own."""
-    try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
-    except sqlglot.ParseError as err:
-        first = err.errors[0] if err.errors else {}
-        raise MetricSQLError(f"cannot parse filter: {first.get('description', err)}",
-                             line=first.get("line"), col=first.get("col")) from err
-    except sqlglot.TokenError as err:
-        raise MetricSQLError(f"cannot parse filter: {err}") from err
+    statements = _statements(sql, "filter")
     if len(statements) != 1 or not isinstance(statements[0], FILTER_NODES):
         raise MetricSQLError("a filter is one condition on the events, such as "
                              "properties.region = 'us'",

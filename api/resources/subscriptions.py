@@ -110,6 +110,15 @@ def _found(current: View, subscription_id: str) -> Subscription:
     return found
 
 
+def _found_with_customer(current: View, subscription_id: str
+                         ) -> tuple[Subscription, Customer]:
+    """The subscription and its customer (the store keeps no subscription without one)."""
+    sub = _found(current, subscription_id)
+    customer = current.customer(sub.customer_id)
+    assert customer is not None
+    return sub, customer
+
+
 @router.post("")
 def create_subscription(body: SubscriptionCreate, request: Request, caller: Authorized,
                        ) -> dict[str, Any]:
@@ -199,9 +208,7 @@ def cancel_subscription(subscription_id: str, body: SubscriptionCancel, request:
     taken at the next local midnight), ``end_of_subscription_term`` (the end of the
     billing period under way, on the plan's longest cadence)."""
     current = view(request, caller)
-    sub = _found(current, subscription_id)
-    customer = current.customer(sub.customer_id)
-    assert customer is not None
+    sub, customer = _found_with_customer(current, subscription_id)
     if (body.cancel_option == "requested_date") != (body.cancellation_date is not None):
         raise bad_request(["body.cancellation_date: give it with cancel_option "
                            "requested_date, and only then"])
@@ -238,9 +245,7 @@ def schedule_plan_change(subscription_id: str, body: PlanChange, request: Reques
     ``requested_date`` from ``change_date`` (a day, or an instant's local day),
     ``end_of_subscription_term`` from the end of the billing period under way."""
     current = view(request, caller)
-    sub = _found(current, subscription_id)
-    customer = current.customer(sub.customer_id)
-    assert customer is not None
+    sub, customer = _found_with_customer(current, subscription_id)
     plan_id = _one_of(body.plan_id, body.external_plan_id, "plan_id", "external_plan_id")
     if (body.change_option == "requested_date") != (body.change_date is not None):
         raise bad_request(["body.change_date: give it with change_option requested_date, "
@@ -264,9 +269,7 @@ def unschedule_pending_plan_changes(subscription_id: str, request: Request,
     phase in effect today, restated from its own start (a later row wins,
     docs/state.md), so the history keeps both."""
     current = view(request, caller)
-    sub = _found(current, subscription_id)
-    customer = current.customer(sub.customer_id)
-    assert customer is not None
+    sub, customer = _found_with_customer(current, subscription_id)
     today = current.today(customer)
     first, *later = sub.plan_phases
     if not any(phase.start_date > today for phase in later):
@@ -317,9 +320,7 @@ def subscription_costs(subscription_id: str, request: Request, caller: Authorize
                        view_mode: ViewMode = "cumulative", currency: str | None = None,
                        ) -> dict[str, Any]:
     current = costs.read_view(caller.deployment, config(request).clock())
-    sub = _found(current, subscription_id)
-    customer = current.customer(sub.customer_id)
-    assert customer is not None
+    sub, customer = _found_with_customer(current, subscription_id)
     return costs_response(caller, current, customer, sub, timeframe_start, timeframe_end,
                           view_mode, currency)
 
@@ -342,9 +343,7 @@ def subscription_usage(subscription_id: str, request: Request, caller: Authorize
         raise bad_request([f"query.{name}: not a parameter this server takes (docs/api.md "
                            "lists what differs from Orb)" for name in refused])
     current = costs.read_view(caller.deployment, config(request).clock())
-    sub = _found(current, subscription_id)
-    customer = current.customer(sub.customer_id)
-    assert customer is not None
+    sub, customer = _found_with_customer(current, subscription_id)
     days = timeframe(current, customer, [sub], timeframe_start, timeframe_end)
     if not days:
         return {"data": []}
