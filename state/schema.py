@@ -113,3 +113,111 @@ subscription_changes = sa.Table(
                        "'quantity')", name="subscription_change_kind"),
     sa.Index("subscription_changes_by_subscription", "subscription_id", "recorded_at"),
 )
+
+# -- what the rest of the company is told (docs/webhooks.md) ----------------------------
+
+# The outbox: one row per business event, Orb's webhook body in ``payload`` (JSON).
+# ``sequence`` is monotone (writers are serialized); ``event_id`` is the event's identity
+# and the delivery's idempotency key: an event derived from a lake fact gets an id made
+# from that fact, so writing it again after a crash adds nothing (``state/outbox.py``).
+outbox_events = sa.Table(
+    "outbox_events", metadata,
+    sa.Column("sequence", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("event_id", ID, nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("customer_id", ID),  # null: an event of no customer (a data export)
+    sa.Column("subscription_id", ID),
+    sa.Column("created_at", Instant(), nullable=False),  # when it became true
+    sa.Column("payload", sa.Text, nullable=False),
+    *_written(),
+    sa.Index("outbox_events_by_customer", "customer_id", "sequence"),
+)
+
+# Webhook endpoints: created once; every later edit (url, types, enabled) is a version.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints", metadata,
+    sa.Column("endpoint_id", ID, primary_key=True),
+    sa.Column("secret", sa.String(256), nullable=False),  # whsec_..., needed to sign
+    # the newest outbox sequence when it was created: it receives the events after it
+    sa.Column("after_sequence", sa.Integer, nullable=False),
+    *_written(),
+)
+
+webhook_endpoint_versions = sa.Table(
+    "webhook_endpoint_versions", metadata,
+    sa.Column("version_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("endpoint_id", ID, sa.ForeignKey("webhook_endpoints.endpoint_id"),
+              nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("enabled_event_types", sa.Text),  # JSON list; null: every type
+    sa.Column("payload_style", sa.String(16), nullable=False),  # Orb's: standard|expanded
+    sa.Column("signature_style", sa.String(16), nullable=False),  # standard|orb
+    *_written(),
+    sa.Index("webhook_endpoint_versions_by_endpoint", "endpoint_id", "version_id"),
+)
+
+# Every delivery attempt, kept: one row per POST (or per failure to connect).
+webhook_attempts = sa.Table(
+    "webhook_attempts", metadata,
+    sa.Column("attempt_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("endpoint_id", ID, sa.ForeignKey("webhook_endpoints.endpoint_id"),
+              nullable=False),
+    sa.Column("event_id", ID, sa.ForeignKey("outbox_events.event_id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # 1, 2, ... per endpoint and event
+    sa.Column("started_at", Instant(), nullable=False),
+    sa.Column("status_code", sa.Integer),  # null: no response
+    sa.Column("error", sa.Text),
+    # delivered | retrying (next_attempt_at set) | failed (gave up; replayable)
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("next_attempt_at", Instant()),
+    *_written(),
+    sa.Index("webhook_attempts_by_event", "endpoint_id", "event_id", "attempt"),
+)
+
+# Alerts in Orb's model: created once, enabled/disabled or re-thresholded by versions.
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("alert_id", ID, primary_key=True),
+    # usage_exceeded | cost_exceeded | credit_balance_depleted | credit_balance_dropped
+    # | credit_balance_recovered
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("customer_id", ID, sa.ForeignKey("customers.customer_id")),
+    sa.Column("subscription_id", ID, sa.ForeignKey("subscriptions.subscription_id")),
+    sa.Column("metric_id", ID),
+    sa.Column("currency", sa.String(8)),
+    *_written(),
+)
+
+alert_versions = sa.Table(
+    "alert_versions", metadata,
+    sa.Column("version_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("alert_id", ID, sa.ForeignKey("alerts.alert_id"), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("thresholds", sa.Text, nullable=False),  # JSON list of decimals as text
+    *_written(),
+    sa.Index("alert_versions_by_alert", "alert_id", "version_id"),
+)
+
+# A threshold fired in a period: once, whatever re-evaluates it (the unique key).
+alert_firings = sa.Table(
+    "alert_firings", metadata,
+    sa.Column("alert_id", ID, sa.ForeignKey("alerts.alert_id"), primary_key=True),
+    sa.Column("period_start", Instant(), primary_key=True),
+    sa.Column("threshold", sa.String(64), primary_key=True),
+    sa.Column("event_id", ID, nullable=False),
+    *_written(),
+)
+
+# A subscription's invoicing threshold (Orb's ``invoicing_threshold``): from
+# ``effective_at`` on; null removes it.
+invoicing_thresholds = sa.Table(
+    "invoicing_thresholds", metadata,
+    sa.Column("change_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("subscription_id", ID, sa.ForeignKey("subscriptions.subscription_id"),
+              nullable=False),
+    sa.Column("threshold", sa.String(64)),  # a decimal in the plan's currency, as text
+    sa.Column("effective_at", Instant(), nullable=False),
+    *_written(),
+    sa.Index("invoicing_thresholds_by_subscription", "subscription_id", "change_id"),
+)

@@ -195,7 +195,7 @@ def test_a_new_database_is_migrated_to_the_declared_schema(url):
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
         assert compare_metadata(context, state_schema.metadata) == []
     engine.dispose()
 
