@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("billing", "storage", "state", "pricing_sql", "ingestion", "invoicing", "payments",
-          "revenue", "reports", "assets", "pipelines", "cli", "api", "sample_data")
+          "revenue", "reports", "webhooks", "assets", "pipelines", "cli", "api", "sample_data")
 BIN = Path(sys.executable).parent
 
 
