@@ -35,9 +35,10 @@ class Grant:
 @dataclass(frozen=True)
 class Entry:
     """A ledger entry made by hand, written once: a ``decrement`` (``amount`` taken off the
-    grant, negative), an ``expiration_change`` (the grant expires on ``new_expiry_date``
-    from then on; ``amount`` 0) or a ``void`` (what is left of the grant is gone from
-    ``entry_date`` on; ``amount`` what was left when it was recorded)."""
+    grant, negative), an ``amendment`` (``amount`` given back to it, positive), an
+    ``expiration_change`` (the grant expires on ``new_expiry_date`` from then on;
+    ``amount`` 0) or a ``void`` (what is left of the grant is gone from ``entry_date`` on;
+    ``amount`` what was left when it was recorded)."""
 
     entry_id: str
     entry_type: str

@@ -234,7 +234,7 @@ def credits_ledger(customer_id: str, output_format: str, data_dir: Path) -> None
          right=("amount", "grant balance"))
 
 
-# what ``orb credits decrement|expire|void`` have in common: who and when
+# what ``orb credits decrement|amend|expire|void`` have in common: who and when
 ENTRY_DATE = click.option("--date", "day", callback=_day,
                           help="YYYY-MM-DD, customer's date [default: today, UTC].")
 ACTOR = click.option("--actor", help="Who makes the change [default: the OS user, else cli].")
@@ -268,6 +268,23 @@ def credits_decrement(customer_id: str, amount: Decimal, currency: str, descript
     settings = _settings(data_dir)
     _entry(settings, customer_id, day, actor, lambda on, who, now: credits.decrement(
         connect(), settings.lake, customer_id, currency, amount, on, description, who, now))
+
+
+@credits_group.command("amend")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--grant", "grant_id", required=True)
+@click.option("--amount", required=True, callback=_decimal,
+              help="Credits given back to the grant (at most what was taken from it).")
+@click.option("--description", default="")
+@ENTRY_DATE
+@ACTOR
+@DATA_DIR
+def credits_amend(customer_id: str, grant_id: str, amount: Decimal, description: str,
+                  day: date | None, actor: str | None, data_dir: Path) -> None:
+    """Give credits back to a grant: the reversal of a decrement or a drawdown on it."""
+    settings = _settings(data_dir)
+    _entry(settings, customer_id, day, actor, lambda on, who, now: [credits.amend(
+        connect(), settings.lake, customer_id, grant_id, amount, on, description, who, now)])
 
 
 @credits_group.command("expire")

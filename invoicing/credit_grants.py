@@ -3,10 +3,10 @@
 Grants are records written once (``credit_grants/grant_id=<id>``), never changed;
 ``credit_ledger/billing_month=M`` holds the run's drawdown and expiry entries
 (``billing/credits.py``); ``credit_entries/entry_id=<id>`` the entries made by hand
-(decrements, voids, expiry changes), each written once. A grant's balance before a run
-is its amount plus every entry of the runs before it and every entry by hand dated before
-the run's last invoice date (nothing, once it is voided), so grants and entries together
-explain every balance.
+(decrements, amendments, voids, expiry changes), each written once. A grant's balance
+before a run is its amount plus every entry of the runs before it and every entry by hand
+dated before the run's last invoice date (nothing, once it is voided), so grants and
+entries together explain every balance.
 A grant is checked whole before it is written: an ISO 4217 currency the customer is billed
 in, an amount of that currency (``billing.money.check_amount``), a cost basis, its dates.
 """
@@ -147,13 +147,14 @@ def _run_entries(con: duckdb.DuckDBPyConnection, lake: Lake,
 
 def _balances(grants: list[Grant], run_entries: Iterable[dict],
               entries: Iterable[Entry]) -> dict[str, Decimal]:
-    """Each grant's amount plus the runs' entries and the decrements; nothing once voided."""
+    """Each grant's amount plus the runs' entries, the decrements and the amendments;
+    nothing once voided."""
     balance = {g.grant_id: g.amount for g in grants}
     for row in run_entries:
         balance[row["grant_id"]] = balance.get(row["grant_id"], Decimal(0)) + row["amount"]
     voided = set()
     for entry in entries:
-        if entry.entry_type == "decrement":
+        if entry.entry_type in ("decrement", "amendment"):
             balance[entry.grant_id] = balance.get(entry.grant_id, Decimal(0)) + entry.amount
         elif entry.entry_type == "void":
             voided.add(entry.grant_id)
@@ -213,6 +214,33 @@ def decrement(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str, curr
                          for grant, part in allocate(amount, code, grants, balances, day)])
 
 
+def amend(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str, grant_id: str,
+          amount: Decimal, day: date, description: str, actor: str, now: datetime) -> Entry:
+    """Give ``amount`` back to a grant (Orb's amendment: the reversal of a decrement on one
+    block): at most what drawdowns and decrements took from it and earlier amendments have
+    not given back, so a grant never holds more than it was granted. Raises CreditsError."""
+    grant = _grant_of(lake, customer_id, grant_id)
+    try:
+        amount = money.check_amount(amount, grant.currency)  # positive, at the minor unit
+    except money.AmountError as exc:
+        raise CreditsError([str(exc)]) from exc
+    entries = [e for e in read_entries(lake) if e.grant_id == grant_id]
+    if any(e.entry_type == "void" for e in entries):
+        raise CreditsError([f"grant {grant_id!r} is void"])
+    taken = -sum((row["amount"] for row in _run_entries(con, lake)
+                  if row["grant_id"] == grant_id and row["entry_type"] == "drawdown"),
+                 Decimal(0))
+    taken -= sum((e.amount for e in entries if e.entry_type in ("decrement", "amendment")),
+                 Decimal(0))
+    if amount > taken:
+        raise CreditsError([f"amount: {amount} is more than the "
+                            f"{money.quantize(taken, grant.currency)} taken from grant "
+                            f"{grant_id!r} and not given back"])
+    return _write(lake, [Entry(_entry_id(), "amendment", grant_id, customer_id,
+                               grant.currency, day, amount, None, description, actor,
+                               now)])[0]
+
+
 def change_expiry(lake: Lake, customer_id: str, grant_id: str, new_expiry: date | None,
                   day: date, description: str, actor: str, now: datetime) -> Entry:
     """The grant expires on ``new_expiry`` (never: None) from now on. Raises CreditsError."""
@@ -243,7 +271,8 @@ class LedgerRow:
     balance in the currency after it."""
 
     entry_id: str
-    entry_type: str  # grant | drawdown | expiry | decrement | expiration_change | void
+    entry_type: str  # grant | drawdown | expiry | decrement | amendment | expiration_change
+    #                  | void
     grant_id: str
     currency: str
     entry_date: date

@@ -1,7 +1,7 @@
 """Credits and credit notes through Orb's official SDK against the real ``orb serve``
 (docs/api.md#credits, #credit-notes): credit blocks, the ledger with its running
-balances, increments, a decrement, an expiration change, a void, the billing runs that
-draw on them, and the credit note a re-rating issues.
+balances, increments, a decrement, an expiration change, a void, an amendment, the billing
+runs that draw on them, and the credit note a re-rating issues.
 
 Tenant ``metered``: plan "metered", 1.00 USD a call, no fee; customer acme (UTC).
   g1: 50.00 from 1 Sep 2026, expiring 2099-01-01; g2: 20.00 from 2 Sep, expiring
@@ -22,6 +22,7 @@ import dagster as dg
 import orb
 import pytest
 from orb.types.customers.credits import (
+    AmendmentLedgerEntry,
     DecrementLedgerEntry,
     ExpirationChangeLedgerEntry,
     IncrementLedgerEntry,
@@ -118,8 +119,10 @@ def test_credits_through_the_official_sdk(server, tmp_path):  # noqa: F811
             taken.credit_block.id, taken.invoice_id) == (-5.0, 40.0, 35.0, g1_id, None)
     with pytest.raises(orb.BadRequestError):  # 1000 is more than the 35 left
         ledger.create_entry("acme", entry_type="decrement", amount=1000)
-    with pytest.raises(orb.BadRequestError):  # not taken: docs/api.md
-        ledger.create_entry("acme", entry_type="amendment", amount=1, block_id=g1_id)
+    with pytest.raises(orb.BadRequestError):  # more than the 30 + 5 taken from g1
+        ledger.create_entry("acme", entry_type="amendment", amount=36, block_id=g1_id)
+    with pytest.raises(orb.BadRequestError):  # nothing was taken from g2
+        ledger.create_entry("acme", entry_type="amendment", amount=1, block_id=g2_id)
     with pytest.raises(orb.BadRequestError):
         ledger.create_entry("acme", entry_type="void", block_id="grant_404", amount=1)
     with pytest.raises(orb.BadRequestError):  # a void takes the whole block: 20, not 7
@@ -166,13 +169,25 @@ def test_credits_through_the_official_sdk(server, tmp_path):  # noqa: F811
     assert now_invoice.total == "5.00"  # 20.00 - g1's 15.00
     assert [(b.id, b.balance) for b in client.customers.credits.list(
         "acme", include_all_blocks=True)] == [(g1_id, 0.0), (g2_id, 0.0)]
+    # an amendment gives back part of what was taken from g1 (30 + 5 + 15 = 50); dated
+    # today, it sits before this month's drawdown (dated the 1st of next month) in the
+    # ledger: 15.00 left after the void, 15 + 2.5 = 17.5; g1 holds 0 + 2.5 now
+    given = ledger.create_entry("acme", entry_type="amendment", amount=2.5, block_id=g1_id,
+                                description="incident 42")
+    assert isinstance(given, AmendmentLedgerEntry)
+    assert (given.amount, given.starting_balance, given.ending_balance, given.credit_block.id,
+            given.description) == (2.5, 15.0, 17.5, g1_id, "incident 42")
+    assert [(b.id, b.balance) for b in client.customers.credits.list("acme")] == [
+        (g1_id, 2.5)]
+    with pytest.raises(orb.BadRequestError):  # 50 taken, 2.5 given back: 47.5 at most
+        ledger.create_entry("acme", entry_type="amendment", amount=47.51, block_id=g1_id)
 
     # every write audited, with the key that made it
     admin = create_key(server.data_dir, "admin", tenant="metered")
     audited = [e for e in _audit_events(server, admin)
                if e["resource"] == "credit_ledger_entry"]
     assert sorted(e["after"]["entry_type"] for e in audited) == [
-        "decrement", "expiration_change", "increment", "increment", "void"]
+        "amendment", "decrement", "expiration_change", "increment", "increment", "void"]
     assert len({e["key_id"] for e in audited}) == 1  # the operator's key, for every one
     assert {(e["key_id"] is None, e["role"], e["before"]) for e in audited} == {
         (False, "billing_operator", None)}

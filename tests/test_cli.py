@@ -419,3 +419,44 @@ def test_credit_entries_by_hand_and_the_run_that_reads_them(tmp_path, monkeypatc
         ("2026-10-05", "decrement", g1.grant_id, "-3.00", "7.00"),
         ("2026-10-10", "void", g2.grant_id, "-5.00", "0.00"),
         ("2026-11-01", "drawdown", g1.grant_id, "-7.00", "0.00")]
+
+
+def test_an_amendment_gives_back_what_a_decrement_took(tmp_path, monkeypatch):
+    """g1 10.00 from 1 Oct; a 4.00 decrement on 5 Oct leaves 6.00; an amendment of 1.50 on
+    6 Oct gives back 7.50; 2.50 more at most can be given back (4.00 - 1.50), so 3.00 is
+    refused. October: 5 calls x 2.00 = 10.00, g1 pays its 7.50: total 2.50."""
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    assert run("subscriptions", "create", "s1", "--customer", "c1", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "oct.jsonl").write_text("".join(json.dumps(
+        {"event_name": "api", "timestamp": f"2026-10-0{i}T10:00:00Z", "customer_id": "c1",
+         "idempotency_key": f"k{i}", "properties": {}}) + "\n" for i in range(1, 6)))
+    assert run("credits", "grant", "--customer", "c1", "--amount", "10.00", "--currency",
+               "USD", "--effective", "2026-10-01", *data).exit_code == 0
+    (g1,) = read_grants(Lake(tmp_path))
+    assert run("credits", "decrement", "--customer", "c1", "--amount", "4", "--currency",
+               "USD", "--date", "2026-10-05", *data).exit_code == 0
+    back = run("credits", "amend", "--customer", "c1", "--grant", g1.grant_id, "--amount",
+               "1.50", "--date", "2026-10-06", *data)
+    assert back.exit_code == 0 and f"of {g1.grant_id} on 2026-10-06: $1.50" in back.output
+    too_much = run("credits", "amend", "--customer", "c1", "--grant", g1.grant_id,
+                   "--amount", "3", *data)
+    assert (too_much.exit_code, too_much.output) == (
+        1, f"Error: credit ledger entry refused: amount: 3.00 is more than the 2.50 taken "
+           f"from grant {g1.grant_id!r} and not given back\n")
+    negative = run("credits", "amend", "--customer", "c1", "--grant", g1.grant_id,
+                   "--amount", "-1", *data)
+    assert (negative.exit_code, negative.output) == (
+        1, "Error: credit ledger entry refused: amount -1 must be a positive number\n")
+    assert run("bill", "--period", "2026-10", *data).exit_code == 0
+    assert [r[6] for r in rows(run("invoices", "list", "--period", "2026-10",
+                                    *data).output)] == ["$2.50"]
+    ledger = json.loads(run("credits", "ledger", "--customer", "c1", "--format", "json",
+                            *data).output)
+    assert [(e["entry_date"], e["entry_type"], e["amount"], e["grant_balance"])
+            for e in ledger] == [
+        ("2026-10-01", "grant", "10.00", "10.00"),
+        ("2026-10-05", "decrement", "-4.00", "6.00"),
+        ("2026-10-06", "amendment", "1.50", "7.50"),
+        ("2026-11-01", "drawdown", "-7.50", "0.00")]

@@ -5,7 +5,7 @@
 A credit block is a grant (``credit_grants``); the ledger is ``invoicing.credit_grants.
 ledger``: the grants, the billing runs' drawdowns and expiries, and the entries made by
 hand. Writes go through ``invoicing.credit_grants`` as ``orb credits grant|decrement|
-expire|void`` make them. Orb's ledger amounts and balances are JSON numbers, not strings."""
+amend|expire|void`` make them. Orb's ledger amounts and balances are JSON numbers, not strings."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ EntryType = Literal["increment", "decrement", "expiration_change", "credit_block
                     "void", "void_initiated", "amendment"]
 # this project's ledger entry types as Orb's
 ORB_TYPES = {"grant": "increment", "drawdown": "decrement", "expiry": "credit_block_expiry",
-             "decrement": "decrement", "expiration_change": "expiration_change",
-             "void": "void"}
+             "decrement": "decrement", "amendment": "amendment",
+             "expiration_change": "expiration_change", "void": "void"}
 
 
 class _Entry(BaseModel):
@@ -76,7 +76,13 @@ class Void(_Entry):
     void_reason: Literal["refund"] | None = None
 
 
-LedgerEntry = TypeAdapter(Annotated[Increment | Decrement | ExpirationChange | Void,
+class Amendment(_Entry):
+    entry_type: Literal["amendment"]
+    amount: Decimal  # given back to the block: the reversal of a decrement
+    block_id: str
+
+
+LedgerEntry = TypeAdapter(Annotated[Increment | Decrement | ExpirationChange | Void | Amendment,
                                     Field(discriminator="entry_type")])
 
 
@@ -170,7 +176,7 @@ def _credit_blocks(request: Request, caller: Caller, customer: Customer, currenc
 
 def _write(request: Request, caller: Caller, customer: Customer,
            body: dict[str, Any] | None) -> dict[str, Any]:
-    """Add a ledger entry as ``orb credits grant|decrement|expire|void`` do; audited. The
+    """Add a ledger entry as ``orb credits grant|decrement|amend|expire|void`` do; audited. The
     answer is the entry made (a decrement's last, as Orb answers)."""
     try:
         entry = LedgerEntry.validate_python(body if body is not None else {})
@@ -196,6 +202,10 @@ def _write(request: Request, caller: Caller, customer: Customer,
             made = [credits.change_expiry(lake, customer.id, entry.block_id,
                                           entry.target_expiry_date, today, description,
                                           caller.actor, now).entry_id]
+        elif isinstance(entry, Amendment):
+            _block_of(caller, customer, entry.block_id)
+            made = [credits.amend(connect(), lake, customer.id, entry.block_id, entry.amount,
+                                  today, description, caller.actor, now).entry_id]
         else:
             _whole_block(caller, customer, entry.block_id, entry.amount, "void")
             made = [credits.void(connect(), lake, customer.id, entry.block_id, today,
@@ -231,14 +241,19 @@ def _increment(caller: Caller, customer: Customer, entry: Increment, today: date
         effective, expiry, entry.description or "")
 
 
-def _whole_block(caller: Caller, customer: Customer, block_id: str, amount: Decimal | None,
-                 kind: str) -> None:
-    """An expiration change or a void of a whole block only: ``amount``, when given, must
-    be what is left of it."""
+def _block_of(caller: Caller, customer: Customer, block_id: str) -> Grant:
     grant = _blocks(caller).get(block_id)
     if grant is None or grant.customer_id != customer.id:
         raise bad_request([f"body.block_id: customer {customer.id!r} has no credit block "
                            f"{block_id!r}"])
+    return grant
+
+
+def _whole_block(caller: Caller, customer: Customer, block_id: str, amount: Decimal | None,
+                 kind: str) -> None:
+    """An expiration change or a void of a whole block only: ``amount``, when given, must
+    be what is left of it."""
+    grant = _block_of(caller, customer, block_id)
     left = credits.balances_now(connect(), caller.deployment.lake)[block_id]
     if amount is not None and amount != left:
         raise bad_request([f"body.amount: a {kind} here takes the whole block: what is left "
