@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.batches import Scope
+from pricing_sql.metrics import MetricSQLError, filter_condition
 from storage.lake import Lake
 from storage.tables import BACKFILL_BATCHES, BACKFILLS, TABLES
 
@@ -52,6 +53,9 @@ class Backfill:
     replace_existing_events: bool
     close_time: datetime
     reverted_at: datetime | None = None
+    # a condition on the events (a price filter's syntax): the events of the timeframe it
+    # replaces; None: all of them
+    deprecation_filter: str | None = None
 
     def status(self, now: datetime) -> Status:
         if self.reverted_at is not None:
@@ -98,10 +102,21 @@ def list_backfills(lake: Lake) -> list[Backfill]:
 
 def create_backfill(lake: Lake, customer_id: str | None, start: datetime, end: datetime,
                     replace_existing_events: bool, close_time: datetime | None,
-                    now: datetime, max_age: timedelta) -> Backfill:
+                    now: datetime, max_age: timedelta,
+                    deprecation_filter: str | None = None) -> Backfill:
     """A pending backfill of ``[start, end)`` for one customer (None: every customer).
     Orb's rules: at most ``MAX_TIMEFRAME`` long, closing in the future, and no overlap
-    with another pending backfill of the same customer or of every customer."""
+    with another pending backfill of the same customer or of every customer. A
+    ``deprecation_filter`` (only with ``replace_existing_events``) is checked as a
+    price's filter is: it runs as the condition of the events replaced."""
+    if deprecation_filter is not None:
+        if not replace_existing_events:
+            raise BackfillError("deprecation_filter", "applies to the events a backfill "
+                                "replaces: set replace_existing_events too")
+        try:
+            filter_condition(deprecation_filter, "e")
+        except MetricSQLError as exc:
+            raise BackfillError("deprecation_filter", str(exc)) from exc
     start, end, now = _utc(start), _utc(end), _utc(now)
     close = _utc(close_time) if close_time is not None else now + DEFAULT_CLOSE_AFTER
     if not start < end:
@@ -119,7 +134,7 @@ def create_backfill(lake: Lake, customer_id: str | None, start: datetime, end: d
     if close <= now:
         raise BackfillError("close_time", f"{close.isoformat()} is not in the future")
     backfill = Backfill(f"bf_{uuid.uuid4().hex[:16]}", now, customer_id, start, end,
-                        replace_existing_events, close)
+                        replace_existing_events, close, None, deprecation_filter)
     with lake.lock(LOCK):
         clash = next((b for b in list_backfills(lake)
                       if b.status(now) == "pending" and b.overlaps(backfill)), None)

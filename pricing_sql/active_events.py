@@ -10,7 +10,11 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
 
+from pricing_sql.metrics import DIALECT, filter_condition
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
 from storage.tables import AMENDMENTS, BACKFILL_BATCHES, BACKFILLS, BATCH_COMMITS
@@ -58,6 +62,30 @@ def register_active_events(con: duckdb.DuckDBPyConnection, lake: Lake,
 
 def active_events_sql(lake: Lake) -> str:
     """``active_events.sql``, or without its anti join while the lake has no amendment
-    (a backfill that replaces events acts as one)."""
-    return load_sql("active_events" if lake.all_files("amendments") or
-                    lake.all_files("backfills") else "active_events_unamended")
+    (a backfill that replaces events acts as one); a backfill's deprecation filter joins
+    the anti join's condition, for that backfill's row only."""
+    if not (lake.all_files("amendments") or lake.all_files("backfills")):
+        return load_sql("active_events_unamended")
+    filters = _deprecation_filters(lake)
+    if not filters:
+        return load_sql("active_events")
+    view = sqlglot.parse_one(load_sql("active_events"), dialect=DIALECT)
+    anti = next(join for join in view.find_all(exp.Join) if join.side == "" and
+                join.kind == "ANTI")
+    only = exp.or_(exp.column("deprecation_filter", table="a").is_(exp.null()), *(
+        exp.and_(exp.column("amendment_id", table="a").eq(exp.Literal.string(backfill_id)),
+                 exp.paren(filter_condition(condition, "e")))
+        for backfill_id, condition in sorted(filters.items())))
+    anti.set("on", exp.and_(anti.args["on"], exp.paren(only)))
+    return view.sql(dialect=DIALECT)
+
+
+def _deprecation_filters(lake: Lake) -> dict[str, str]:
+    """The backfills' deprecation filters, by backfill id (those with one)."""
+    files = lake.all_files("backfills")
+    if not files:
+        return {}
+    rows = pq.read_table(files, partitioning=None, schema=BACKFILLS,
+                         columns=["backfill_id", "deprecation_filter"]).to_pylist()
+    return {row["backfill_id"]: row["deprecation_filter"] for row in rows
+            if row["deprecation_filter"] is not None}

@@ -271,6 +271,24 @@ def compiled_parts(sql: str) -> tuple[exp.Expr, exp.Expr | None]:
     return select.expressions[0].unalias(), where.this if where else None
 
 
+def filter_condition(sql: str, table: str) -> exp.Expr:
+    """A checked filter (``parse_filter``) as a condition on ``table``'s events: properties
+    read as text or DECIMAL, as in a metric, and every column qualified with ``table`` so
+    that it can sit in a join's condition."""
+    def qualified(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column) and node.table == "properties":
+            return _read_property(node)
+        if isinstance(node, exp.Column):
+            return exp.column(node.name, table=table, quoted=True)
+        return node
+    # the properties' JSON reads come out of the first pass as ``properties``: qualified
+    # by the second
+    read = parse_filter(sql).copy().transform(qualified)
+    return read.transform(lambda node: exp.column("properties", table=table)
+                          if isinstance(node, exp.Column) and node.name == "properties"
+                          and not node.table else node)
+
+
 def compile_metric(metric_id: str, sql: str, source: str,
                    grouping: tuple[str, ...] = ()) -> exp.Select:
     """The metric as ``SELECT window_id, metric_id, grouping, group_values, quantity

@@ -108,6 +108,8 @@ BACKFILLS = pa.schema([
     ("replace_existing_events", pa.bool_()),
     ("close_time", INSTANT),  # when it closes (future) or closed (past)
     ("reverted_at", INSTANT),
+    # Orb's deprecation_filter: which events of the timeframe it replaces (null: all)
+    ("deprecation_filter", pa.string()),
 ])
 # Which backfill a batch was ingested into, written before the batch commits.
 BACKFILL_BATCHES = pa.schema([("batch_id", pa.string()), ("backfill_id", pa.string())])

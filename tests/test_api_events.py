@@ -249,11 +249,21 @@ def test_backfill_requests_orb_refuses(server):
         client.events.backfills.create(timeframe_start=stamp(now - timedelta(days=1)),
                                        timeframe_end=stamp(now + timedelta(days=1)))
     assert future.value.body["validation_errors"][0].startswith("body.timeframe_end: ")
-    with pytest.raises(orb.BadRequestError) as filtered:
+    with pytest.raises(orb.BadRequestError) as filtered:  # it narrows what is replaced
         client.events.backfills.create(timeframe_start=stamp(now - timedelta(days=2)),
                                        timeframe_end=stamp(now - timedelta(days=1)),
-                                       deprecation_filter="region = 'eu'")
-    assert filtered.value.body["validation_errors"][0].startswith("body.deprecation_filter")
+                                       deprecation_filter="properties.region = 'eu'")
+    assert filtered.value.body["validation_errors"] == [
+        "body.deprecation_filter: applies to the events a backfill replaces: set "
+        "replace_existing_events too"]
+    with pytest.raises(orb.BadRequestError) as query:
+        client.events.backfills.create(timeframe_start=stamp(now - timedelta(days=2)),
+                                       timeframe_end=stamp(now - timedelta(days=1)),
+                                       replace_existing_events=True,
+                                       deprecation_filter="my_udf(properties.x) = 1")
+    assert query.value.body["validation_errors"] == [
+        "body.deprecation_filter: line 1, column 1: function my_udf is not allowed in a "
+        "metric"]
     with pytest.raises(orb.NotFoundError):
         client.events.backfills.fetch("bf_404")
 
@@ -294,5 +304,34 @@ def test_a_backfill_cut_short_counts_nothing_until_closed_and_a_revert_undoes_it
     # closed: c1's two events in the timeframe are replaced by the backfill's two; c2's stays
     close_backfill(lake, backfill.backfill_id, t + timedelta(days=2, hours=2))
     assert counted(lake) == [("a", 10), ("c", 4), ("d", 20)]
+    revert_backfill(lake, backfill.backfill_id, t + timedelta(days=2, hours=3))
+    assert counted(lake) == [("a", 1), ("b", 2), ("c", 4)]
+
+
+def test_a_deprecation_filter_replaces_only_the_events_it_matches(tmp_path):
+    """c1 has a (us, 1 token) and b (eu, 2) in the timeframe, c2 has c (us, 4). A backfill
+    of c1 replacing the events where region is 'us' brings e (us, 10): once closed, a is
+    deprecated, b stays (eu), c stays (another customer): b 2, c 4, e 10."""
+    lake = Lake(tmp_path)
+    shop = catalog([], [{"id": "c1", "name": "c1"}, {"id": "c2", "name": "c2"}], [])
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    ordinary = batch(tmp_path / "ordinary.jsonl", ev("a", stamp(t), tokens=1, region="us"),
+                     ev("b", stamp(t), tokens=2, region="eu"),
+                     ev("c", stamp(t), customer="c2", tokens=4, region="us"))
+    ingest_files(connect(), lake, shop, [ordinary], t + timedelta(days=1))
+    with pytest.raises(ValueError) as unknown:  # checked as a price's filter is
+        create_backfill(lake, "c1", t - timedelta(hours=1), t + timedelta(hours=1), True,
+                        None, t + timedelta(days=2), timedelta(days=400), "region = 'us'")
+    assert str(unknown.value).startswith("deprecation_filter: line 1, column 1: unknown "
+                                         "column region")
+    backfill = create_backfill(lake, "c1", t - timedelta(hours=1), t + timedelta(hours=1),
+                               True, None, t + timedelta(days=2), timedelta(days=400),
+                               "properties.region = 'us'")
+    fixed = batch(tmp_path / "fixed.jsonl", ev("e", stamp(t), tokens=10, region="us"))
+    enroll(lake, backfill, batch_id_of(fixed))
+    ingest_files(connect(), lake, shop, [fixed], t + timedelta(days=2, hours=1),
+                 scope=backfill.scope)
+    close_backfill(lake, backfill.backfill_id, t + timedelta(days=2, hours=2))
+    assert counted(lake) == [("b", 2), ("c", 4), ("e", 10)]
     revert_backfill(lake, backfill.backfill_id, t + timedelta(days=2, hours=3))
     assert counted(lake) == [("a", 1), ("b", 2), ("c", 4)]

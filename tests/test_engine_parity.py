@@ -6,7 +6,7 @@ The rating SQL is written once (DuckDB's dialect) and transpiled to Spark with s
 
 import re
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal, localcontext
 
 import pyarrow as pa
@@ -17,6 +17,7 @@ from sqlglot import exp
 from billing.charges import billing_windows
 from billing.credits import Grant
 from ingestion.amendments import record_amendment
+from ingestion.backfills import create_backfill
 from ingestion.batches import ingest_files
 from invoicing.assembly import assemble_invoices
 from pricing_sql.engine import (
@@ -262,6 +263,11 @@ def lake(tmp_path_factory, shop):
     # An amendment deprecates Tokyo's events of Oct 20: the ANTI JOIN runs on both engines.
     record_amendment(lake, "tokyo", datetime(2026, 10, 20, tzinfo=UTC),
                      datetime(2026, 10, 21, tzinfo=UTC), "duplicate upload", LATER)
+    # A backfill replaces ny's 'us' events of Oct 1-7 with none (closed by itself a day
+    # after NOW): its deprecation filter joins the ANTI JOIN's condition on both engines.
+    create_backfill(lake, "ny", datetime(2026, 10, 1, tzinfo=UTC),
+                    datetime(2026, 10, 8, tzinfo=UTC), True, None, NOW, timedelta(days=400),
+                    "properties.region = 'us'")
     return lake
 
 
@@ -299,6 +305,12 @@ def test_usage_is_identical(usage):
     tokyo = [r for r in rows if r["window_id"].startswith("s_tokyo") and r["grouping"] == ["region"]
              and r["group_values"] == ["eu"]]
     assert tokyo and all(r["quantity"] < 10**9 for r in tokyo)
+    # ny's 'us' tokens: days 1, 5, 9, ..., 29 (day % 4 == 1), d x 37 + d / 1000 each; the
+    # backfill took days 1 and 5: 333.009 + 481.013 + 629.017 + 777.021 + 925.025
+    # + 1073.029 = 4218.114 (with them, 4440.120)
+    (ny_us,) = [r["quantity"] for r in rows if r["window_id"].startswith("s_ny")
+                and r["metric_id"] == "tokens" and r["group_values"] == ["us"]]
+    assert ny_us == Decimal("4218.114")
 
 
 @pytest.fixture(scope="module")

@@ -254,8 +254,8 @@ class NewBackfill(BaseModel):
     customer_id: str | None = None
     external_customer_id: str | None = None
     replace_existing_events: bool = False
-    # Orb's computed-property filter: not taken (null only), docs/api.md
-    deprecation_filter: None = None
+    # the events of the timeframe it replaces, in a price filter's syntax (docs/api.md)
+    deprecation_filter: str | None = None
 
 
 def _shaped_backfill(backfill: Backfill, now: datetime, counts: dict[str, int],
@@ -269,7 +269,7 @@ def _shaped_backfill(backfill: Backfill, now: datetime, counts: dict[str, int],
             "close_time": instant(backfill.close_time),
             "reverted_at": instant(backfill.reverted_at),
             "events_ingested": counts.get(backfill.backfill_id, 0),
-            "deprecation_filter": None}
+            "deprecation_filter": backfill.deprecation_filter}
 
 
 def _shown(request: Request, caller: Caller, backfill: Backfill) -> dict[str, Any]:
@@ -286,7 +286,7 @@ def create_backfill(body: NewBackfill, request: Request, caller: Authorized,
         backfill = backfills.create_backfill(
             settings.lake, customer_id, body.timeframe_start, body.timeframe_end,
             body.replace_existing_events, body.close_time, config(request).clock(),
-            timedelta(days=settings.max_event_age_days))
+            timedelta(days=settings.max_event_age_days), body.deprecation_filter)
     except BackfillError as exc:
         raise bad_request([f"body.{exc}"]) from exc
     shown = _shown(request, caller, backfill)

@@ -3,8 +3,9 @@
 -- reverted: only then do the events of its batches count, as if their batches committed
 -- at close_time, and, with replace_existing_events, it deprecates the events of its
 -- customer (or every customer) and timeframe committed before close_time, as an
--- amendment made at close_time would. Before close_time, and after a revert, it changes
--- nothing. So closing and reverting are each one record written, seen whole or not at all.
+-- amendment made at close_time would (its deprecation_filter, when set, narrowing the
+-- events it deprecates: active_events.py adds it to the anti join). Before close_time,
+-- and after a revert, it changes nothing. So closing and reverting are each one record written, seen whole or not at all.
 -- Tables: lake_batch_records     committed batch records (batch_id, committed_at)
 --         lake_amendment_records amendment records
 --         lake_backfills         backfill records
@@ -23,11 +24,11 @@ WHERE m.batch_id IS NULL OR f.backfill_id IS NOT NULL;
 
 CREATE OR REPLACE TEMP VIEW lake_amendments AS
 SELECT amendment_id, created_at, customer_id, timeframe_start, timeframe_end,
-    idempotency_key, reason
+    idempotency_key, reason, CAST(NULL AS VARCHAR) AS deprecation_filter
 FROM lake_amendment_records
 UNION ALL
 SELECT backfill_id AS amendment_id, close_time AS created_at, customer_id, timeframe_start,
     timeframe_end, CAST(NULL AS VARCHAR) AS idempotency_key,
-    'replaced by backfill ' || backfill_id AS reason
+    'replaced by backfill ' || backfill_id AS reason, deprecation_filter
 FROM reflected_backfills
 WHERE replace_existing_events;
