@@ -189,7 +189,8 @@ def main() -> None:
         con = connect()
         terms = timed(seconds, "adjustment terms (Python, charges.py)", adjustment_terms,
                       catalog, windows)
-        timed(seconds, "adjustment scopes (SQL)", assembly.adjustment_scopes, con, terms, lines)
+        timed(seconds, "adjustment scopes (SQL)", assembly.adjustment_scopes, con, terms, lines,
+              catalog, windows)
         adjustments = timed(seconds, "adjustments applied (SQL)", assembly.applied_adjustments,
                             con)
         timed(seconds, "invoice totals (SQL)", assembly.invoice_totals, con, lines, adjustments)

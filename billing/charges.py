@@ -2,8 +2,9 @@
 
 A window is part or all of one billing cycle of one subscription: the cycle cut to
 the subscription's dates, its current phase (plan and version) and the end of any
-trial. Every price of that plan version with the window's cadence and timing is
-charged for it (the pricing SQL joins the prices on). Fixed fees are billed in
+trial. Every price of that plan version with the window's cycle (N months, N days or
+once: billing/cycles.py) and timing is charged for it (the pricing SQL joins the
+prices on). Fixed fees are billed in
 advance, on the invoice dated the day the window starts; usage (and fixed fees in
 arrears) on the invoice dated the end of the cycle, or the subscription's end if it
 ends first. A customer's charges with the same invoice date and currency make one
@@ -13,22 +14,24 @@ The run for billing month M makes every invoice dated after the 1st of M up to a
 including the 1st of M+1 (the run that closes M, on the 1st of M+1): the arrears
 invoices for cycles ending at the close of M, and in-advance charges for what starts
 in that span. Fixed fees are prorated by day over a partial cycle; a usage price only
-when its config says ``prorated``.
+when its config says ``prorated``. A fixed fee whose quantity changes is charged on
+pieces of its windows instead, one per quantity (``billing/quantities.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import NamedTuple, cast
 
-from billing import money, periods
+from billing import money, periods, quantities
 from billing.catalog import Catalog, Subscription
 from billing.catalog.adjustments import Adjustment
 from billing.catalog.models import Customer, Phase, Plan, PlanVersion
-from billing.cycles import billing_periods, cycle_date
+from billing.cycles import Cycle, billing_periods, cycle_date, day_periods
 
 
 class BillingWindow(NamedTuple):
@@ -42,7 +45,7 @@ class BillingWindow(NamedTuple):
     customer_id: str
     plan_id: str
     plan_version: int
-    cadence_months: int
+    cycle: str  # the prices' cycle (billing/cycles.py Cycle.key): month:1, day:14, one_time
     in_advance: bool
     currency: str
     currency_exponent: int
@@ -52,6 +55,11 @@ class BillingWindow(NamedTuple):
     period_end: datetime
     active_days: int  # of the cycle's days: for proration
     period_days: int
+    # A piece of a fixed fee whose quantity changes (billing/quantities.py): it charges
+    # that price only, at this quantity; ``replaced``: the quantity it replaces.
+    price_id: str | None = None
+    quantity: Decimal | None = None
+    replaced: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,19 +109,38 @@ def _versions(plan: Plan, pinned: int | None) -> list[PlanVersion]:
     return [plan.version(n) for n in range(1, len(plan.versions) + 2)]
 
 
-def _billings(version: PlanVersion) -> list[tuple[int, bool]]:
-    """The (cadence in months, in advance) pairs the version's prices are billed on."""
-    return sorted({(price.cadence_months, price.in_advance) for price in version.prices})
+def _billings(version: PlanVersion) -> list[tuple[Cycle, bool]]:
+    """The (cycle, in advance) pairs the version's prices are billed on."""
+    return sorted({(price.cycle, price.in_advance) for price in version.prices})
 
 
 # Many subscriptions share a start, cycle day and time zone: compute those once.
-_periods = cache(lambda *args: tuple(billing_periods(*args)))
+_month_periods = cache(lambda *args: tuple(billing_periods(*args)))
+_day_periods = cache(lambda *args: tuple(day_periods(*args)))
 _local_period = cache(periods.local_date_period)
+
+
+def _periods(cycle: Cycle, starts_on: date, cycle_day: int, phase_start: date,
+             phase_end: date | None, first: date, through: date, billable_from: date,
+             adds: bool) -> tuple[tuple[date, date], ...]:
+    """The cycles of ``cycle`` over the phase that the run may bill. A one-time fee's is
+    the first billable day of the phase that ``adds`` it (a phase on another plan than
+    the one before it)."""
+    if cycle.unit == "month":
+        return _month_periods(starts_on, cycle_day, cycle.duration, phase_start, phase_end,
+                              first, through)
+    if cycle.unit == "day":  # counted from the subscription's start, cycle day aside
+        return _day_periods(starts_on, cycle.duration, phase_start, phase_end, first,
+                            through)
+    day = max(phase_start, billable_from)
+    if not adds or (phase_end is not None and day >= phase_end):
+        return ()
+    return ((day, day + timedelta(days=1)),)
 
 
 def _subscription_windows(sub: Subscription, month: date, customers: dict[str, Customer],
                           plans: dict[str, Plan],
-                          billings: dict[tuple[str, int], list[tuple[int, bool]]],
+                          billings: dict[tuple[str, int], list[tuple[Cycle, bool]]],
                           versions: dict[tuple[str, int | None], list[PlanVersion]],
                           ) -> list[BillingWindow]:
     """``billings``: each (plan id, version)'s ``_billings``; ``versions``: each (plan id,
@@ -125,12 +152,14 @@ def _subscription_windows(sub: Subscription, month: date, customers: dict[str, C
     starts_on, cycle_day = phases[0].start_date, sub.cycle_day
     billable_from = sub.trial_end_date or starts_on
     windows = []
+    previous_plan = None
     for phase, phase_start, phase_end in _phase_spans(sub, phases):
         plan = plans[phase.plan_id]
+        adds, previous_plan = plan.id != previous_plan, plan.id
         for version in versions[plan.id, phase.plan_version]:
-            for months, in_advance in billings[plan.id, version.version]:
-                for begin, after in _periods(starts_on, cycle_day, months, phase_start,
-                                             phase_end, first, through):
+            for cycle, in_advance in billings[plan.id, version.version]:
+                for begin, after in _periods(cycle, starts_on, cycle_day, phase_start,
+                                             phase_end, first, through, billable_from, adds):
                     start = max(begin, phase_start, billable_from)
                     end = min(after, phase_end or after)
                     # An unpinned phase bills each window at the version in effect when
@@ -139,10 +168,11 @@ def _subscription_windows(sub: Subscription, month: date, customers: dict[str, C
                                         and plan.version_on(start).version != version.version):
                         continue
                     invoice_date = start if in_advance else min(after, sub.end_date or after)
-                    if not first < invoice_date <= through:  # in_run, inline: called a lot
+                    in_run = first < invoice_date <= through  # inline: called a lot
+                    if not in_run and not sub.fixed_fee_quantities:
                         continue
                     window = _local_period(start, end, customer.timezone)
-                    windows.append(BillingWindow(
+                    charged = BillingWindow(
                         invoice_id=invoice_id(customer.id, invoice_date, plan.currency),
                         invoice_date=invoice_date,
                         billing_month=first,
@@ -151,7 +181,7 @@ def _subscription_windows(sub: Subscription, month: date, customers: dict[str, C
                         customer_id=customer.id,
                         plan_id=plan.id,
                         plan_version=version.version,
-                        cadence_months=months,
+                        cycle=cycle.key,
                         in_advance=in_advance,
                         currency=plan.currency,
                         currency_exponent=exponent(plan.currency),
@@ -161,8 +191,43 @@ def _subscription_windows(sub: Subscription, month: date, customers: dict[str, C
                         period_end=window.end,
                         active_days=(end - start).days,
                         period_days=(after - begin).days,
-                    ))
+                    )
+                    if sub.fixed_fee_quantities:
+                        windows += _quantity_windows(charged, sub, version, in_run, first,
+                                                     through, customer.timezone)
+                    else:
+                        windows.append(charged)
     return windows
+
+
+def _quantity_windows(charged: BillingWindow, sub: Subscription, version: PlanVersion,
+                      in_run: bool, first: date, through: date,
+                      timezone: str) -> list[BillingWindow]:
+    """``charged`` (when the run makes its invoice) and the pieces of each of its fixed
+    fees whose quantity changes that the run's invoices charge; the pricing SQL charges
+    such a fee on its pieces only. A piece of an in-advance fee may be invoiced in a later
+    run than its window (a change mid-period)."""
+    schedule = sub.fixed_fee_quantities
+    made = [charged] if in_run else []
+    for price in version.prices:
+        if (price.fixed_price_quantity is None or price.cycle.key != charged.cycle
+                or price.in_advance != charged.in_advance
+                or not quantities.scheduled(schedule, price.id)):
+            continue
+        for piece in quantities.pieces(schedule, price.id, price.fixed_price_quantity,
+                                       charged.service_start, charged.service_end,
+                                       charged.in_advance, charged.invoice_date):
+            if not first < piece.invoice_date <= through:
+                continue
+            period = _local_period(piece.start, piece.end, timezone)
+            made.append(charged._replace(
+                invoice_id=invoice_id(charged.customer_id, piece.invoice_date,
+                                      charged.currency),
+                invoice_date=piece.invoice_date, service_start=piece.start,
+                service_end=piece.end, period_start=period.start, period_end=period.end,
+                active_days=(piece.end - piece.start).days, price_id=price.id,
+                quantity=piece.quantity, replaced=piece.replaced))
+    return made
 
 
 def billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]:
@@ -184,7 +249,7 @@ def _billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]
     plans = {p.id: p for p in catalog.plans}
     rows = [w for sub in catalog.subscriptions
             for w in _subscription_windows(sub, month, customers, plans, billings, versions)]
-    return tuple(sorted(rows, key=lambda w: (w.invoice_id, w.window_id, w.cadence_months,
+    return tuple(sorted(rows, key=lambda w: (w.invoice_id, w.window_id, w.cycle,
                                              w.in_advance)))
 
 

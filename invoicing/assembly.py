@@ -27,14 +27,16 @@ from billing.charges import (
 )
 from billing.credits import Grant
 from invoicing.sql import load_sql
+from invoicing.usage_discounts import usage_discount_lines
 from storage.tables import AMOUNT
 from storage.tables import CREDIT_LEDGER as LEDGER
 from storage.tables import INVOICE_ADJUSTMENTS as ADJUSTMENTS
 
 # An adjustment's amount or fraction, to 18 places (a third off: "0.333333333333333333").
 PARAMETER = pa.decimal128(38, 18)
-PARAMETERS = {"amount_discount": "amount_discount", "percentage_discount": "percentage_discount",
-              "minimum": "minimum_amount", "maximum": "maximum_amount"}
+PARAMETERS = {"usage_discount": "usage_discount", "amount_discount": "amount_discount",
+              "percentage_discount": "percentage_discount", "minimum": "minimum_amount",
+              "maximum": "maximum_amount"}
 TERMS = pa.schema([("customer_id", pa.string()), ("net_terms", pa.int32())])
 BALANCES = pa.schema([
     ("grant_id", pa.string()),
@@ -70,8 +72,8 @@ TERMS_SCHEMA = pa.schema([
 
 
 def terms_table(terms: list[AdjustmentTerm]) -> pa.Table:
-    """The adjustment terms with each adjustment's type and parameter: its amount, or
-    its fraction for a percentage discount."""
+    """The adjustment terms with each adjustment's type and parameter: its amount, its
+    fraction for a percentage discount, its units for a usage discount."""
     parameters: dict[int, Decimal] = {}  # many terms share one adjustment (a plan's)
     for t in terms:
         if id(t.adjustment) not in parameters:
@@ -93,11 +95,15 @@ def terms_table(terms: list[AdjustmentTerm]) -> pa.Table:
 
 
 def adjustment_scopes(con: duckdb.DuckDBPyConnection, terms: list[AdjustmentTerm],
-                      line_items: pa.Table) -> None:
+                      line_items: pa.Table, catalog: Catalog,
+                      windows: Sequence[BillingWindow]) -> None:
     """The temp table ``adjustment_scopes``: each adjustment on each invoice with the
-    lines it covers (adjustment_scopes.sql)."""
+    lines it covers (adjustment_scopes.sql), a usage discount with what it takes off
+    them (``usage_discounts.py``, pricing lines of ``windows`` again)."""
     con.register("adjustment_terms", terms_table(terms))
     con.register("line_items", line_items)
+    con.execute(load_sql("adjustment_lines"))
+    con.register("usage_discount_lines", usage_discount_lines(con, catalog, windows))
     con.execute(load_sql("adjustment_scopes"))
 
 
@@ -113,8 +119,17 @@ def invoice_adjustments(con: duckdb.DuckDBPyConnection, catalog: Catalog,
     terms = adjustment_terms(catalog, windows)
     if not terms:
         return ADJUSTMENTS.empty_table()
-    adjustment_scopes(con, terms, line_items)
+    adjustment_scopes(con, terms, line_items, catalog, windows)
     return applied_adjustments(con)
+
+
+def previously_invoiced(con: duckdb.DuckDBPyConnection, line_items: pa.Table) -> pa.Table:
+    """What the period's threshold invoices among ``line_items`` billed, taken off the
+    next invoice of the period line by line (threshold_deductions.sql; docs/invoicing.md
+    #threshold-invoices): after every other adjustment, none of whose bases it changes.
+    Registers ``line_items``."""
+    con.register("line_items", line_items)
+    return con.sql(load_sql("threshold_deductions")).to_arrow_table().cast(ADJUSTMENTS)
 
 
 def invoice_totals(con: duckdb.DuckDBPyConnection, line_items: pa.Table,
@@ -123,6 +138,25 @@ def invoice_totals(con: duckdb.DuckDBPyConnection, line_items: pa.Table,
     con.register("line_items", line_items)
     con.register("invoice_adjustments", adjustments)
     con.execute(load_sql("invoice_totals"))
+
+
+def totals_by_key(con: duckdb.DuckDBPyConnection, terms: list[AdjustmentTerm],
+                  line_items: pa.Table, catalog: Catalog,
+                  windows: Sequence[BillingWindow]) -> dict[str, Decimal]:
+    """Each invoice's total before credits (subtotal + adjustments), summed by the key
+    after the last ``@`` of its id: an on-demand rating (the API's costs, the alerts)
+    names its invoices ``<invoice>@<key>``, one key per period or day it rates."""
+    adjustments = ADJUSTMENTS.empty_table()
+    if terms:
+        adjustment_scopes(con, terms, line_items, catalog, windows)
+        adjustments = applied_adjustments(con)
+    invoice_totals(con, line_items, adjustments)
+    totals: dict[str, Decimal] = {}
+    for invoice_id, subtotal, adjusted in con.sql(
+            "SELECT invoice_id, subtotal, adjustments FROM invoice_totals").fetchall():
+        key = invoice_id.rsplit("@", 1)[1]
+        totals[key] = totals.get(key, Decimal(0)) + subtotal + adjusted
+    return totals
 
 
 def draw_credits(con: duckdb.DuckDBPyConnection, month: date, grants: list[Grant],
@@ -163,8 +197,9 @@ def assemble_invoices(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: d
                       issued_credits: dict[str, Decimal]) -> Invoiced:
     """Invoices of the run for ``month``. ``balances``: each grant's balance before this
     run; ``issued_credits``: credits on invoices already issued, which stay as issued."""
-    adjustments = invoice_adjustments(con, catalog, billing_windows(catalog, month),
-                                      line_items)
+    adjustments = pa.concat_tables([
+        invoice_adjustments(con, catalog, billing_windows(catalog, month), line_items),
+        previously_invoiced(con, line_items)])
     invoice_totals(con, line_items, adjustments)
     ledger = draw_credits(con, month, grants, balances, issued_credits)
     return Invoiced(invoice_heads(con, catalog), adjustments, ledger)

@@ -24,7 +24,7 @@ import yaml
 from billing.catalog import Catalog, CatalogError, parse_catalog
 from pricing_sql.metric_trial import trial_problems
 from pricing_sql.metrics import MetricSQLError, metric_problems
-from pricing_sql.price_usage import price_usages
+from pricing_sql.price_usage import price_dimensions, price_usages
 
 # (file name, SHA-256 of its bytes) for each file, in name order
 Fingerprint = tuple[tuple[str, str], ...]
@@ -110,7 +110,7 @@ def _price_usage_problems(catalog: Catalog, failing_metrics: set[str],
     for price in priced:
         try:
             usages[price.id] = price_usages(price, catalog.metric(
-                str(price.billable_metric_id)).sql)
+                str(price.billable_metric_id)).sql, price_dimensions(catalog, price))
         except MetricSQLError as exc:
             reasons[price.id] = str(exc)
     runs = sorted({item for own in usages.values() for item in own.items()})

@@ -30,7 +30,7 @@ BILLING_WINDOWS = pa.schema([
     ("customer_id", pa.string()),
     ("plan_id", pa.string()),
     ("plan_version", pa.int32()),
-    ("cadence_months", pa.int32()),
+    ("cycle", pa.string()),  # billing/cycles.py Cycle.key: month:3, day:14, one_time
     ("in_advance", pa.bool_()),
     ("currency", pa.string()),
     ("currency_exponent", pa.int32()),
@@ -40,12 +40,17 @@ BILLING_WINDOWS = pa.schema([
     ("period_end", INSTANT),
     ("active_days", pa.int32()),
     ("period_days", pa.int32()),
+    # a fixed fee's piece at a quantity of its own (billing/quantities.py), else NULL
+    ("price_id", pa.string()),
+    ("quantity", QUANTITY),
+    ("replaced", pa.bool_()),
 ])
 
 PLAN_PRICES = pa.schema([
     ("plan_id", pa.string()),
     ("plan_version", pa.int32()),
-    ("cadence_months", pa.int32()),
+    ("cadence_months", pa.int32()),  # revenue's months per cycle
+    ("cycle", pa.string()),  # what billing windows join on
     ("in_advance", pa.bool_()),
     ("prorate", pa.bool_()),
     ("price_id", pa.string()),
@@ -135,6 +140,7 @@ def plan_prices_table(catalog: Catalog) -> pa.Table:
             "plan_id": plan.id,
             "plan_version": version.version,
             "cadence_months": price.cadence_months,
+            "cycle": price.cycle.key,
             "in_advance": price.in_advance,
             # fixed fees always prorate over a partial cycle; usage when configured to
             "prorate": price.fixed_price_quantity is not None or price.program().prorate,

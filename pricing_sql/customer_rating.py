@@ -50,6 +50,7 @@ def customer_catalog(catalog: Catalog, customer_id: str) -> Catalog:
     that customer's only."""
     return Catalog.model_construct(
         metrics=catalog.metrics, plans=catalog.plans, coupons=catalog.coupons,
+        dimensional_price_groups=catalog.dimensional_price_groups,
         customers=[c for c in catalog.customers if c.id == customer_id],
         subscriptions=[s for s in catalog.subscriptions if s.customer_id == customer_id])
 

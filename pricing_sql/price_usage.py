@@ -1,4 +1,5 @@
-"""The usages a price is rated on besides its metric's own: the usage of its ``filter``,
+"""The usages a price is rated on besides its metric's own: the usage of its ``filter``
+and of its dimension values (a dimensional price group's, ``billing/catalog/price_groups.py``),
 and, where a tier caps each event's fee (``per_unit_maximum``), the volume and the count
 of the events over the cap.
 
@@ -10,10 +11,14 @@ carry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
+from sqlglot import exp
+
+from billing.catalog import Catalog
 from billing.catalog.prices import Price, ProgramTier
-from pricing_sql.metrics import filtered_metric, over_cap_metrics
+from pricing_sql.metrics import DIALECT, filtered_metric, over_cap_metrics, parse_filter
 
 
 def over_cap_ids(usage_id: str, tier: ProgramTier) -> tuple[str, str]:
@@ -24,13 +29,37 @@ def over_cap_ids(usage_id: str, tier: ProgramTier) -> tuple[str, str]:
     return f"{label}: volume", f"{label}: count"
 
 
-def price_usages(price: Price, metric_sql: str) -> dict[str, str]:
+def price_dimensions(catalog: Catalog, price: Price) -> tuple[str, ...]:
+    """The event properties a dimensional price's values are for (none for another)."""
+    config = price.dimensional_price_configuration
+    if config is None:
+        return ()
+    return tuple(catalog.dimensional_price_group(config.group_ref).dimensions)
+
+
+def _usage_filter(price: Price, dimensions: Sequence[str]) -> str | None:
+    """The price's filter and its dimension values (``properties.<dimension> = '<value>'``
+    each, built as a syntax tree) as one condition, or None."""
+    conditions: list[exp.Expr] = [parse_filter(price.filter)] if price.filter else []
+    config = price.dimensional_price_configuration
+    if config is not None:
+        conditions += [exp.EQ(this=exp.column(dimension, table="properties"),
+                              expression=exp.Literal.string(value))
+                       for dimension, value in zip(dimensions, config.dimension_values,
+                                                   strict=True)]
+    return exp.and_(*conditions).sql(dialect=DIALECT) if conditions else None
+
+
+def price_usages(price: Price, metric_sql: str, dimensions: Sequence[str] = ()
+                 ) -> dict[str, str]:
     """Usage key -> SQL of each usage ``price`` needs beyond its metric's; raises
-    ``MetricSQLError`` when its filter or its metric cannot give them."""
+    ``MetricSQLError`` when its filter or its metric cannot give them. ``dimensions``:
+    a dimensional price's group's (``price_dimensions``)."""
     usages = {}
     sql = metric_sql
-    if price.filter is not None:
-        sql = filtered_metric(metric_sql, price.filter)
+    condition = _usage_filter(price, dimensions)
+    if condition is not None:
+        sql = filtered_metric(metric_sql, condition)
         usages[str(price.usage_metric_id)] = sql
     for tier in price.invoice_program().tiers:
         if tier.per_unit_maximum is not None:

@@ -41,7 +41,7 @@ from pricing_sql.isolation import (
     rate_apart,
 )
 from pricing_sql.metrics import compile_usage_query, numeric_properties
-from pricing_sql.price_usage import price_usages
+from pricing_sql.price_usage import price_dimensions, price_usages
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
 from storage.tables import RATING_EXCLUSIONS, USAGE
@@ -62,11 +62,12 @@ class _UsageWindow(TypedDict):
 
 
 def usage_windows(windows: Sequence[BillingWindow]) -> pa.Table:
-    """The distinct windows billed in arrears, where usage is counted."""
+    """The distinct windows billed in arrears, where usage is counted (a fixed fee's
+    piece, ``price_id`` set, counts none)."""
     rows: dict[str, _UsageWindow] = {
         w.window_id: {"window_id": w.window_id, "customer_id": w.customer_id,
                       "period_start": w.period_start, "period_end": w.period_end}
-        for w in windows if not w.in_advance}
+        for w in windows if not w.in_advance and w.price_id is None}
     return pa.Table.from_pylist(sorted(rows.values(), key=lambda r: r["window_id"]),
                                 schema=WINDOWS)
 
@@ -166,7 +167,8 @@ def usage_metrics(catalog: Catalog) -> dict[str, str]:
     for plan in catalog.plans:
         for price in plan.all_prices():
             if price.billable_metric_id:
-                metrics |= price_usages(price, catalog.metric(price.billable_metric_id).sql)
+                metrics |= price_usages(price, catalog.metric(price.billable_metric_id).sql,
+                                        price_dimensions(catalog, price))
     return metrics
 
 
@@ -201,16 +203,21 @@ def price_line_items(con: duckdb.DuckDBPyConnection | Engine, catalog: Catalog, 
     return price_windows(con, catalog, billing_windows(catalog, month), usage, excluded)
 
 
+def register_catalog(engine: Engine, catalog: Catalog) -> None:
+    """The catalog tables rate_usage.sql joins the windows and usage to."""
+    engine.register("plan_prices", plan_prices_table(catalog))
+    engine.register("price_terms", price_terms_table(catalog))
+    engine.register("price_tiers", price_tiers_table(catalog))
+    engine.register("price_cells", price_cells_table(catalog))
+
+
 def price_windows(con: duckdb.DuckDBPyConnection | Engine, catalog: Catalog,
                   billed: Sequence[BillingWindow], usage: pa.Table,
                   excluded: Collection[str] = ()) -> PricedLines:
     """``price_line_items`` of the ``billed`` windows."""
     engine = as_engine(con)
     windows = [w for w in billed if w.customer_id not in excluded]
-    engine.register("plan_prices", plan_prices_table(catalog))
-    engine.register("price_terms", price_terms_table(catalog))
-    engine.register("price_tiers", price_tiers_table(catalog))
-    engine.register("price_cells", price_cells_table(catalog))
+    register_catalog(engine, catalog)
     engine.register("usage", usage)
 
     def rate(customers: list[str] | None) -> PricedLines:

@@ -95,10 +95,12 @@ def _catalog(plans: Catalog, tables: dict[str, pa.Table]) -> Catalog:
     # when written): constructed, not validated again, which would re-run each
     # subscription's checks (2 s at 100,000 customers).
     return Catalog.model_construct(
-        metrics=plans.metrics, plans=plans.plans, coupons=plans.coupons,
+        metrics=plans.metrics, plans=plans.plans, coupons=plans.coupons, seller=plans.seller,
+        dimensional_price_groups=plans.dimensional_price_groups,
         customers=lake_snapshot.customers(tables["customers"]),
         subscriptions=lake_snapshot.subscriptions(tables["subscriptions"],
-                                                  tables["subscription_phases"]))
+                                                  tables["subscription_phases"],
+                                                  tables["subscription_changes"]))
 
 
 def _keep(cache: dict[Key, tuple[Catalog, Catalog]], key: Key,

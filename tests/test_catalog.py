@@ -162,3 +162,44 @@ def test_a_bad_catalog_fails_every_time_not_only_the_first(tmp_path):
     folder = write(tmp_path, metrics=METRICS, plans=PLAN.replace('"0.10"', "0.10"))
     for _ in range(2):
         assert problems(folder)
+
+
+SELLER = """\
+seller:
+  name: Example Cloud, Inc.
+  address: {line1: 500 Howard St, city: San Francisco, state: CA, postal_code: "94105",
+            country: US}
+  tax_id: {country: US, type: us_ein, value: 12-3456789}
+  payment_instructions: |
+    Wire to First Bank
+    Account 000123
+  pay_link: https://pay.example.test/{number}
+"""
+
+
+def test_the_seller_section_names_who_issues_the_documents(tmp_path):
+    catalog = load_catalog(write(tmp_path, metrics=METRICS, plans=PLAN, seller=SELLER))
+    seller = catalog.seller
+    assert seller is not None
+    assert seller.address is not None and seller.address.lines() == [
+        "500 Howard St", "San Francisco, CA 94105", "United States"]
+    assert seller.payment_instructions == "Wire to First Bank\nAccount 000123\n"
+    assert seller.pay_url("INV-000012") == "https://pay.example.test/INV-000012"
+    other = tmp_path / "other"
+    other.mkdir()
+    assert load_catalog(write(other, metrics=METRICS)).seller is None
+
+
+def test_a_bad_seller_or_a_second_one_is_refused_with_its_place(tmp_path):
+    bad = SELLER.replace("country: US}", "country: XX}").replace("{number}", "{invoice_id}")
+    write(tmp_path, metrics=METRICS, plans=PLAN, seller=bad)
+    seller = "seller.yaml"
+    assert problems(tmp_path) == [
+        f"{seller}:4: seller.address.country: Value error, country must be an ISO 3166-1 "
+        "alpha-2 code such as US or FR, got 'XX'",
+        f"{seller}:9: seller.pay_link: Value error, pay_link may only hold {{number}}, the "
+        "invoice's number; got ['invoice_id']"]
+    write(tmp_path, seller=SELLER, more=SELLER)  # files are read in name order
+    assert problems(tmp_path) == [
+        f"{seller}:2: seller: a second seller (the first is at more.yaml:2: "
+        "seller)"]

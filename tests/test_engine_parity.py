@@ -14,6 +14,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from billing.catalog import Catalog
 from billing.charges import billing_windows
 from billing.credits import Grant
 from ingestion.amendments import record_amendment
@@ -438,3 +439,44 @@ def test_engine_from_env(monkeypatch):
     assert engine_from_env().name == "duckdb"
     with pytest.raises(ValueError, match="ORB_ENGINE"):
         engine_from_env("presto")
+
+
+def test_day_cycles_one_time_fees_and_dimensional_prices_are_identical(spark, lake):
+    weekly = {"cadence": "custom",
+              "billing_cycle_configuration": {"duration": 7, "duration_unit": "day"}}
+    fortnightly = {"cadence": "custom",
+                   "billing_cycle_configuration": {"duration": 14, "duration_unit": "day"}}
+    prices = [
+        {**unit("weekly_tokens", "0.001", metric="tokens"), **weekly},
+        {**unit("us_tokens", "0.002", metric="tokens"), "dimensional_price_configuration": {
+            "dimension_values": ["us"], "dimensional_price_group_id": "by_region"}},
+        {**unit("eu_large", "0.003", metric="tokens"), **fortnightly,
+         "dimensional_price_configuration": {"dimension_values": ["eu", "large"],
+                                             "dimensional_price_group_id": "by_model"}},
+        {**unit("setup", "500.00", fixed_quantity=1), "cadence": "one_time"},
+        {**unit("platform", "300.00", fixed_quantity=1), "cadence": "custom",
+         "billing_cycle_configuration": {"duration": 2, "duration_unit": "month"}}]
+    cycles = Catalog.model_validate({
+        "metrics": [{"id": m, "name": m, "sql": sql} for m, sql in METRICS.items()],
+        "dimensional_price_groups": [
+            {"id": "by_region", "name": "r", "billable_metric_id": "tokens",
+             "dimensions": ["region"]},
+            {"id": "by_model", "name": "m", "billable_metric_id": "tokens",
+             "dimensions": ["region", "model"]}],
+        "plans": [{"id": "cycles", "name": "cycles", "currency": "USD", "prices": prices}],
+        "customers": [{"id": c, "name": c, "timezone": tz} for c, tz, _, _ in CUSTOMERS],
+        "subscriptions": [{"id": f"s_{c}", "customer_id": c, "plan_id": "cycles",
+                           "start_date": start} for c, _, _, start in CUSTOMERS]})
+    duck_usage = compute_usage(DuckDBEngine(), lake, cycles, OCTOBER).usage
+    assert_same(duck_usage, compute_usage(spark, lake, cycles, OCTOBER).usage)
+    duck = price_line_items(DuckDBEngine(), cycles, OCTOBER, duck_usage)
+    assert_same(duck.line_items, price_line_items(spark, cycles, OCTOBER, duck_usage).line_items)
+    lines = duck.line_items.to_pylist()
+    # ny's weekly windows from Jan 1 (Oct 1 is 39 weeks on) that end in October
+    assert sorted(line["service_start"] for line in lines
+                  if line["customer_id"] == "ny" and line["price_id"] == "weekly_tokens") == [
+        date(2026, 10, 1), date(2026, 10, 8), date(2026, 10, 15), date(2026, 10, 22)]
+    # the one-time fee only for the subscriptions that start in October
+    assert sorted((line["customer_id"], line["invoice_date"]) for line in lines
+                  if line["price_id"] == "setup") == [
+        ("kuwait", date(2026, 10, 7)), ("tokyo", date(2026, 10, 15))]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from click.testing import CliRunner
 from orb.types.plan import Plan as OrbPlan
 
+from billing.catalog.models import Plan
 from billing.catalog.orb_import import PLACEHOLDER_SQL, convert
 from cli.catalog import catalog
 from pricing_sql.catalog_files import load_checked_catalog
@@ -148,7 +149,7 @@ def test_a_single_plan_and_loose_prices_import(tmp_path):
 def test_refused_fields_are_listed_with_paths_and_nothing_is_written(tmp_path):
     converted = orb_price("credits", "unit", {"unit_amount": "1.00"}, conversion_rate=1.5)
     one_time = orb_price("setup", "unit", {"unit_amount": "99.00"}, metric=None,
-                         cadence="one_time", fixed_price_quantity=1.0)
+                         cadence="fortnightly", fixed_price_quantity=1.0)
     newer = {**UNIT, "id": "calls2", "brand_new_field": 1}
     bad = orb_plan("bad", [UNIT, converted, one_time, newer],
                    plan_phases=[{"id": "ph", "order": 1}])
@@ -162,12 +163,26 @@ def test_refused_fields_are_listed_with_paths_and_nothing_is_written(tmp_path):
         "page0.json: data[1].prices[1].conversion_rate: refused: a conversion rate on a "
         "price in the plan's currency USD: a converted price's currency is its custom "
         "pricing unit",
-        "page0.json: data[1].prices[2].cadence: refused: cadence 'one_time' is not "
-        "supported; the cadences are monthly, quarterly, semi_annual, annual",
+        "page0.json: data[1].prices[2].cadence: refused: cadence 'fortnightly' is not "
+        "one of Orb's",
         "page0.json: data[1].prices[3].brand_new_field: refused: not a field of Orb's API "
         "this import knows; refused rather than lose a billing term",
     ]
     assert "4 field(s) refused: nothing written" in result.output
+
+
+def test_one_time_and_custom_cadences_are_imported_with_their_cycle():
+    setup = orb_price("setup", "unit", {"unit_amount": "500.00"}, metric=None,
+                      cadence="one_time", fixed_price_quantity=1.0)
+    fortnight = {"duration": 14, "duration_unit": "day"}
+    biweekly = orb_price("calls", "unit", {"unit_amount": "0.10"}, cadence="custom",
+                         cycle=fortnight, invoicing_cycle_configuration=fortnight)
+    out = convert([("plans.json", {"data": [orb_plan("p", [setup, biweekly])]})])
+    assert out.refused == []
+    (plan,) = out.plans
+    one, custom = Plan.model_validate(plan).prices
+    assert (one.cadence, one.cycle.key, one.in_advance) == ("one_time", "one_time", True)
+    assert (custom.cadence, custom.cycle.key) == ("custom", "day:14")
 
 
 def test_catalog_rules_are_refused_at_the_orb_path():

@@ -175,7 +175,9 @@ class Scope:
     source: str
     adjustment_id: str
     adjustment_type: str
-    parameter: Decimal  # the amount, or the fraction of a percentage discount
+    # the amount, the fraction of a percentage discount, or what a usage discount took off
+    # its lines (priced again: invoicing/usage_discounts.py), rounded and not above zero
+    parameter: Decimal
     currency: str
     currency_exponent: int
     line_item_ids: tuple[str, ...]
@@ -192,7 +194,9 @@ def apply_adjustments(scopes: list[Scope]) -> list[dict]:
         own = set(scope.line_item_ids)
         base = scope.lines_amount + sum(
             (a["amount"] for a in applied if set(a["line_item_ids"]) <= own), ZERO)
-        if scope.adjustment_type == "amount_discount":
+        if scope.adjustment_type == "usage_discount":
+            amount = scope.parameter
+        elif scope.adjustment_type == "amount_discount":
             amount = -min(scope.parameter, max(base, ZERO))
         elif scope.adjustment_type == "percentage_discount":
             amount = -money.quantize(base * scope.parameter, scope.currency)
@@ -242,6 +246,7 @@ def invoices_with_adjustments(draw: st.DrawFn):
                                   | st.decimals(min_value=Decimal("1e-18"), max_value=1,
                                                 places=18))
                              if kind == "percentage_discount" else
+                             -minor(currency, draw, 10_000) if kind == "usage_discount" else
                              draw(st.decimals(min_value=Decimal("0.0001"), max_value=2000,
                                               places=4)))
                 scopes.append(Scope(f"i{n}", subscription, source, adjustment_id, kind,

@@ -2,8 +2,10 @@
 
 Pure: it takes each file's name and text (``pricing_sql/catalog_files.py`` reads the
 folder). Every file may hold any of the top-level lists
-``metrics``, ``plans``, ``customers``, ``subscriptions`` and ``coupons``; the lists are
-concatenated, ids must be unique, and every reference must resolve.
+``metrics``, ``plans``, ``customers``, ``subscriptions``, ``coupons`` and
+``dimensional_price_groups``; the lists are
+concatenated, ids must be unique, and every reference must resolve. One file may hold
+``seller``, a mapping: who issues the documents.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from billing.catalog.adjustments import ADJUSTMENT_TYPES, Coupon
+from billing.catalog.adjustments import ADJUSTMENT_TYPES, Coupon, usage_discount_problems
 from billing.catalog.models import (
     MODEL_TYPES,
     Catalog,
@@ -24,9 +26,12 @@ from billing.catalog.models import (
     PlanVersion,
     Subscription,
 )
+from billing.catalog.parties import Seller
+from billing.catalog.price_groups import DimensionalPriceGroup
+from billing.catalog.prices import Price
 
 # What a catalog's sections list.
-Item = Metric | Plan | Customer | Subscription | Coupon
+Item = Metric | Plan | Customer | Subscription | Coupon | DimensionalPriceGroup
 
 SECTIONS: dict[str, type[Item]] = {
     "metrics": Metric,
@@ -34,7 +39,9 @@ SECTIONS: dict[str, type[Item]] = {
     "customers": Customer,
     "subscriptions": Subscription,
     "coupons": Coupon,
+    "dimensional_price_groups": DimensionalPriceGroup,
 }
+SELLER = "seller"  # the one section that is a mapping, not a list
 
 
 class CatalogError(ValueError):
@@ -55,7 +62,8 @@ class _Item:
 
     def where(self, *field: str | int) -> str:
         line = _line_of(self.node, field)
-        path = self.section + f"[{self.index}]" + "".join(
+        index = "" if self.section == SELLER else f"[{self.index}]"
+        path = self.section + index + "".join(
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in field
         )
         return f"{self.file}:{line}: {path}"
@@ -90,6 +98,9 @@ def _read(name: str, text: str) -> list[_Item]:
     items, problems = [], []
     for key, node in root.value:
         section = key.value
+        if section == SELLER:
+            items.append(_Item(section, 0, name, node, data[section]))
+            continue
         if section not in SECTIONS:
             problems.append(f"{name}:{key.start_mark.line + 1}: unknown section {section!r}")
             continue
@@ -117,7 +128,18 @@ def parse_catalog(files: Iterable[tuple[str, str]], known: Catalog | None = None
     # Ids of items that failed validation still count as defined, so one bad plan
     # is reported once, not again by every subscription on it.
     invalid: set[tuple[str, str]] = set()
+    seller: tuple[Seller, _Item] | None = None
     for item in items:
+        if item.section == SELLER:
+            if seller is not None:
+                problems.append(f"{item.where()}: a second seller (the first is at "
+                                f"{seller[1].where()})")
+                continue
+            try:
+                seller = (Seller.model_validate(item.value), item)
+            except ValidationError as exc:
+                problems += [f"{item.where(*err['loc'])}: {err['msg']}" for err in exc.errors()]
+            continue
         try:
             obj = TypeAdapter(SECTIONS[item.section]).validate_python(item.value)
         except ValidationError as exc:
@@ -135,7 +157,7 @@ def parse_catalog(files: Iterable[tuple[str, str]], known: Catalog | None = None
         origin[key] = item
         parsed[item.section].append(obj)
 
-    catalog = Catalog.model_validate(parsed)
+    catalog = Catalog.model_validate({**parsed, "seller": seller[0] if seller else None})
     problems += _reference_problems(catalog, origin, invalid, known or Catalog())
     if problems:
         raise CatalogError(problems)
@@ -156,7 +178,11 @@ def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
     metric_ids = known("metrics", catalog.metrics, elsewhere.metrics)
     plan_ids = known("plans", catalog.plans, elsewhere.plans)
     customer_ids = known("customers", catalog.customers, elsewhere.customers)
-    problems = []
+    problems = _group_problems(catalog, origin, metric_ids)
+    groups = {ref: group for group in (*elsewhere.dimensional_price_groups,
+                                       *catalog.dimensional_price_groups)
+              for ref in (group.id, group.external_dimensional_price_group_id and
+                          f"external:{group.external_dimensional_price_group_id}") if ref}
     price_origin: dict[str, str] = {}
     for plan in catalog.plans:
         item = origin[("plans", plan.id)]
@@ -167,6 +193,8 @@ def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
                 if price.billable_metric_id and price.billable_metric_id not in metric_ids:
                     problems.append(f"{item.where(*where, 'prices', index, 'billable_metric_id')}"
                                     f": unknown metric {price.billable_metric_id!r}")
+                problems += [f"{item.where(*where, 'prices', index, *field)}: {problem}"
+                             for field, problem in _dimensional_problems(price, groups)]
                 if price.id in price_origin:
                     problems.append(f"{item.where(*where, 'prices', index, 'id')}: duplicate "
                                     f"price id {price.id!r} (also in plan "
@@ -189,13 +217,59 @@ def _reference_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
     return problems
 
 
+def _group_problems(catalog: Catalog, origin: dict[tuple[str, str], _Item],
+                    metric_ids: set[str]) -> list[str]:
+    problems: list[str] = []
+    external_ids: dict[str, str] = {}
+    for group in catalog.dimensional_price_groups:
+        item = origin[("dimensional_price_groups", group.id)]
+        if group.billable_metric_id not in metric_ids:
+            problems.append(f"{item.where('billable_metric_id')}: unknown metric "
+                            f"{group.billable_metric_id!r}")
+        external = group.external_dimensional_price_group_id
+        if external is not None and external in external_ids:
+            problems.append(f"{item.where('external_dimensional_price_group_id')}: "
+                            f"{external!r} is already the external id of group "
+                            f"{external_ids[external]!r}")
+        elif external is not None:
+            external_ids[external] = group.id
+    return problems
+
+
+def _dimensional_problems(price: Price, groups: dict[str, DimensionalPriceGroup]
+                          ) -> list[tuple[tuple[str, ...], str]]:
+    """(field, problem) of a price's dimensional_price_configuration: the group exists,
+    is on the price's metric, and has as many dimensions as the price gives values."""
+    config = price.dimensional_price_configuration
+    if config is None:
+        return []
+    field = "dimensional_price_configuration"
+    group = groups.get(config.group_ref)
+    if group is None:
+        named = (("dimensional_price_group_id", config.dimensional_price_group_id)
+                 if config.dimensional_price_group_id is not None else
+                 ("external_dimensional_price_group_id",
+                  config.external_dimensional_price_group_id))
+        return [((field, named[0]), f"unknown dimensional price group {named[1]!r}")]
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if group.billable_metric_id != price.billable_metric_id:
+        problems.append(((field,), f"group {group.id!r} is on metric "
+                         f"{group.billable_metric_id!r}, the price on "
+                         f"{price.billable_metric_id!r}"))
+    if len(config.dimension_values) != len(group.dimensions):
+        problems.append(((field, "dimension_values"),
+                         f"{len(config.dimension_values)} value(s) for group {group.id!r}'s "
+                         f"{len(group.dimensions)} dimension(s) {group.dimensions}"))
+    return problems
+
+
 def _subscription_problems(sub: Subscription, item: _Item, plans: dict[str, Plan],
                            customer_ids: set[str], plan_ids: set[str],
                            coupon_ids: set[str]) -> list[str]:
     problems = []
     if sub.customer_id not in customer_ids:
         problems.append(f"{item.where('customer_id')}: unknown customer {sub.customer_id!r}")
-    plan_prices: set[str] = set()
+    plan_prices: list[Price] = []
     for index, phase in enumerate(sub.plan_phases):
         where = ("phases", index) if sub.phases else ()
         if phase.plan_id not in plan_ids:
@@ -207,7 +281,7 @@ def _subscription_problems(sub: Subscription, item: _Item, plans: dict[str, Plan
         if phase.plan_version is not None and phase.plan_version > len(plan.versions) + 1:
             problems.append(f"{item.where(*where, 'plan_version')}: plan {plan.id!r} has no "
                             f"version {phase.plan_version}")
-        plan_prices |= {price.id for price in plan.all_prices()}
+        plan_prices += plan.all_prices()
     for index, redemption in enumerate(sub.coupons):
         if redemption.coupon_id not in coupon_ids:
             problems.append(f"{item.where('coupons', index, 'coupon_id')}: unknown coupon "
@@ -215,14 +289,18 @@ def _subscription_problems(sub: Subscription, item: _Item, plans: dict[str, Plan
     return problems + adjustment_price_problems(sub, plan_prices, item.where)
 
 
-def adjustment_price_problems(sub: Subscription, plan_prices: set[str],
+def adjustment_price_problems(sub: Subscription, plan_prices: Sequence[Price],
                               where: Callable[..., str]) -> list[str]:
     """The subscription's adjustments that name prices none of its plans has (unchecked
-    while no plan is known); ``where(*field)`` names the place, as in every message."""
+    while no plan is known), and usage discounts on prices they cannot reduce;
+    ``where(*field)`` names the place, as in every message."""
     problems = []
+    ids = {price.id for price in plan_prices}
     for index, adjustment in enumerate(sub.adjustments):
-        unknown = set(adjustment.applies_to_price_ids or ()) - plan_prices
-        if unknown and plan_prices:
+        unknown = set(adjustment.applies_to_price_ids or ()) - ids
+        if unknown and ids:
             problems.append(f"{where('adjustments', index, 'applies_to_price_ids')}: "
                             f"prices {sorted(unknown)} are not on the subscription's plans")
+        problems += [f"{where('adjustments', index)}: {problem}"
+                     for problem in usage_discount_problems(adjustment, plan_prices)]
     return problems

@@ -58,7 +58,9 @@ _PLAN_REFUSED = {
 _PRICE_REFUSED = {
     "credit_allocation": "credit allocations on a price are not supported; grant credits "
                          "with `orb credits grant`",
-    "dimensional_price_configuration": "dimensional price groups are not supported",
+    "dimensional_price_configuration": "dimensional price groups are not imported (a plan "
+                                       "does not carry its groups): add the group to the "
+                                       "catalog's dimensional_price_groups by hand",
     "license_type": "license types are not supported",
     "plan_phase_order": "plan phases are not supported",
     "composite_price_filters": "composite price filters apply only to composite prices",
@@ -74,7 +76,7 @@ _LEGACY = ("discount", "minimum", "maximum", "minimum_amount", "maximum_amount")
 _DISCOUNT_TYPES = {"percentage": "percentage_discount", "amount": "amount_discount"}
 Term = tuple[str, Decimal]  # an adjustment's type and amount
 
-_ADJUSTMENT_AMOUNTS = {"amount_discount": "amount_discount",
+_ADJUSTMENT_AMOUNTS = {"usage_discount": "usage_discount", "amount_discount": "amount_discount",
                        "percentage_discount": "percentage_discount",
                        "minimum": "minimum_amount", "maximum": "maximum_amount"}
 
@@ -240,11 +242,11 @@ class _Converter:
         own = {_term(a) for a in adjustments if not a.get("is_invoice_level")
                and price.get("id") in _list(a.get("applies_to_price_ids"))}
         self.legacy(path, price, own, "plan adjustment on this price")
-        cadence = self.cadence(path, price)
         out: dict[str, JSON] = {"id": price.get("id"), "name": price.get("name"),
-                                "model_type": model_type}
-        if cadence is not None and cadence != "monthly":
-            out["cadence"] = cadence
+                                "model_type": model_type, **(self.cadence(path, price) or {})}
+        invoicing = price.get("invoicing_cycle_configuration")
+        if price.get("cadence") == "custom" and invoicing is not None:
+            out["invoicing_cycle_configuration"] = _plain(invoicing)  # the catalog checks it
         metric = price.get("billable_metric")
         if isinstance(metric, dict):
             out["billable_metric_id"] = metric.get("id")
@@ -274,20 +276,25 @@ class _Converter:
         out[config] = _plain(price.get(config))
         return out
 
-    def cadence(self, path: str, price: dict[str, JSON]) -> str | None:
+    def cadence(self, path: str, price: dict[str, JSON]) -> dict[str, JSON] | None:
+        """The price's cadence fields as the catalog takes them (none for monthly)."""
         cadence = price.get("cadence", "monthly")
-        if cadence not in CADENCE_MONTHS:
-            self.note(f"{path}.cadence", f"cadence {cadence!r} is not supported; the "
-                      f"cadences are {', '.join(CADENCE_MONTHS)}", True)
+        if cadence not in (*CADENCE_MONTHS, "one_time", "custom"):
+            self.note(f"{path}.cadence", f"cadence {cadence!r} is not one of Orb's", True)
             return None
+        cycle = price.get("billing_cycle_configuration")
+        if cadence == "one_time":  # billed once: Orb's cycle says nothing more
+            return {"cadence": "one_time"}
+        if cadence == "custom":
+            return {"cadence": "custom", "billing_cycle_configuration": _plain(cycle)}
         months = CADENCE_MONTHS[str(cadence)]
         for key in ("billing_cycle_configuration", "invoicing_cycle_configuration"):
             cycle = price.get(key)
             if cycle is not None and cycle != {"duration": months, "duration_unit": "month"}:
                 self.note(f"{path}.{key}", f"a cycle of {cycle} is not the {cadence} "
-                          f"cadence's ({months} month(s)); custom cycles are not supported",
-                          True)
-        return str(cadence)
+                          f"cadence's ({months} month(s)); only cadence custom has a cycle "
+                          "of its own, invoiced once per cycle", True)
+        return {} if cadence == "monthly" else {"cadence": str(cadence)}
 
     def adjustment(self, path: str, adj: JSON) -> dict[str, JSON] | None:
         if not isinstance(adj, dict):

@@ -49,6 +49,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 
 from billing.catalog.conversion import ConversionRate, ConversionRateConfig, converted
 from billing.catalog.fields import DecimalString, Identifier, Strict, decimal_string
+from billing.cycles import ONE_TIME, Cycle
 
 RATE_PLACES = 12  # unit rates are DECIMAL(38, 12) in SQL
 QUANTITY_PLACES = 9  # quantities and tier bounds are DECIMAL(38, 9)
@@ -385,9 +386,10 @@ def _no_per_unit_maximum(value: object) -> object:
     if value is not None:
         raise ValueError(
             "per_unit_maximum is not supported on tiered_bps: an event's volume can fall in "
-            "two tiers, and Orb does not say which part of it a tier's cap applies to; use "
-            "bulk_bps, or cap it in the metric, e.g. SELECT sum(least(properties.amount * "
-            "0.0125, 11)) FROM events, with a unit price of '1'")
+            "two tiers, and Orb does not say which part of it a tier's cap applies to (its "
+            "current API, the orb-billing SDK 4.90.0, has no tiered_bps model left to say "
+            "it); use bulk_bps, or cap it in the metric, e.g. SELECT "
+            "sum(least(properties.amount * 0.0125, 11)) FROM events, with a unit price of '1'")
     return value
 
 
@@ -987,10 +989,51 @@ class CompositeFilter(Strict):
 CADENCE_MONTHS = {"monthly": 1, "quarterly": 3, "semi_annual": 6, "annual": 12}
 
 
+class CycleConfiguration(Strict):
+    """Orb's ``billing_cycle_configuration`` / ``invoicing_cycle_configuration``."""
+
+    duration: Annotated[int, Field(ge=1, le=3660)]
+    duration_unit: Literal["day", "month"]
+
+
+def _cycle_of(config: CycleConfiguration) -> Cycle:
+    return Cycle(config.duration_unit, config.duration)
+
+
+class DimensionalPriceConfiguration(Strict):
+    """Orb's: the price rates only its group's metric's events whose dimensions (the
+    group's event properties, in order) equal ``dimension_values``."""
+
+    dimension_values: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    dimensional_price_group_id: Identifier | None = None
+    external_dimensional_price_group_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _one_group(self) -> DimensionalPriceConfiguration:
+        if (self.dimensional_price_group_id is None) == (
+                self.external_dimensional_price_group_id is None):
+            raise ValueError("give exactly one of dimensional_price_group_id or "
+                             "external_dimensional_price_group_id")
+        return self
+
+    @property
+    def group_ref(self) -> str:
+        """The group as named: ``id`` or ``external:<external id>``."""
+        if self.dimensional_price_group_id is not None:
+            return self.dimensional_price_group_id
+        return f"external:{self.external_dimensional_price_group_id}"
+
+
 class PriceBase(Strict):
     id: Identifier
     name: str
-    cadence: Literal["monthly", "quarterly", "semi_annual", "annual"] = "monthly"
+    cadence: Literal["one_time", "monthly", "quarterly", "semi_annual", "annual",
+                     "custom"] = "monthly"
+    # Orb's: the cycle of a custom cadence, N days or N months (billing/cycles.py)
+    billing_cycle_configuration: CycleConfiguration | None = None
+    # Orb's: invoices within each billing cycle; only one per cycle is supported
+    invoicing_cycle_configuration: CycleConfiguration | None = None
+    dimensional_price_configuration: DimensionalPriceConfiguration | None = None
     billable_metric_id: Identifier | None = None
     fixed_price_quantity: Annotated[Quantity, Field(gt=0)] | None = None
     # Orb's default: fixed fees in advance, usage in arrears (usage can only be counted after).
@@ -1009,6 +1052,37 @@ class PriceBase(Strict):
         # Every price model declares it as its own Literal: the union's discriminator.
         model_type: str
     COMPOSITE: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _cycle(self) -> PriceBase:
+        given = self.billing_cycle_configuration
+        if self.cadence == "custom" and given is None:
+            raise ValueError("a custom cadence needs billing_cycle_configuration "
+                             "{duration, duration_unit}")
+        if self.cadence == "one_time" and given is not None:
+            raise ValueError("a one_time price is billed once: it takes no "
+                             "billing_cycle_configuration")
+        if self.cadence in CADENCE_MONTHS and given is not None and (
+                given.duration_unit, given.duration) != ("month", CADENCE_MONTHS[self.cadence]):
+            raise ValueError(f"billing_cycle_configuration {given.duration} "
+                             f"{given.duration_unit}(s) is not the {self.cadence} cadence; "
+                             "use cadence custom for a cycle of its own")
+        if self.cadence == "one_time" and self.billable_metric_id is not None:
+            raise ValueError("a one_time price is a fixed fee: usage is counted over a "
+                             "billing period, and a one-time charge has none")
+        invoicing = self.invoicing_cycle_configuration
+        if invoicing is not None and self.cycle != _cycle_of(invoicing):
+            raise ValueError("invoicing_cycle_configuration other than the billing cycle is "
+                             "not supported: each billing cycle is invoiced once, at its "
+                             "start (in advance) or end (in arrears)")
+        return self
+
+    @model_validator(mode="after")
+    def _dimensional(self) -> PriceBase:
+        if self.dimensional_price_configuration is not None and self.billable_metric_id is None:
+            raise ValueError("a dimensional_price_configuration selects a usage price's "
+                             "events: a fixed fee has none")
+        return self
 
     @model_validator(mode="after")
     def _usage_or_fixed(self) -> PriceBase:
@@ -1057,19 +1131,37 @@ class PriceBase(Strict):
 
     @property
     def usage_metric_id(self) -> str | None:
-        """The usage this price is rated on: its metric's, or with a filter its own, keyed
-        ``<metric id> WHERE <filter>`` in the usage table."""
-        if self.billable_metric_id is None or self.filter is None:
-            return self.billable_metric_id
-        return f"{self.billable_metric_id} WHERE {self.filter.strip()}"
+        """The usage this price is rated on: its metric's, or with a filter or dimension
+        values its own, keyed ``<metric id> WHERE <filter> IN <group> ('us')`` in the
+        usage table."""
+        if self.billable_metric_id is None:
+            return None
+        key = self.billable_metric_id
+        if self.filter is not None:
+            key += f" WHERE {self.filter.strip()}"
+        if (dimensional := self.dimensional_price_configuration) is not None:
+            values = ", ".join(repr(value) for value in dimensional.dimension_values)
+            key += f" IN {dimensional.group_ref} ({values})"
+        return key
 
     @property
     def in_advance(self) -> bool:
         return self.fixed_price_quantity is not None and self.billed_in_advance is not False
 
     @property
+    def cycle(self) -> Cycle:
+        """The cycle the price is billed on: its cadence's, or its own."""
+        if self.cadence == "one_time":
+            return ONE_TIME
+        if self.billing_cycle_configuration is not None:
+            return _cycle_of(self.billing_cycle_configuration)
+        return Cycle("month", CADENCE_MONTHS[self.cadence])
+
+    @property
     def cadence_months(self) -> int:
-        return CADENCE_MONTHS[self.cadence]
+        """Months per cycle, what revenue divides by to make a month's worth; a day cycle
+        and a one-time fee count as one month (docs/pricing.md#billing-cycles)."""
+        return self.cycle.duration if self.cycle.unit == "month" else 1
 
     def program(self) -> Program:
         raise NotImplementedError

@@ -4,11 +4,13 @@
 --                            type and amount or fraction, the lines it covers and their
 --                            rounded sum
 --
--- On each invoice adjustments apply in Orb's order: amount discounts, percentage
--- discounts, minimums, maximums, then by id (then source and lines). Each works on the
--- sum of its lines plus the earlier adjustments whose lines all lie within its own (its
--- base), and is rounded once, when made, to the currency's minor unit half away from
--- zero (Python's ROUND_HALF_UP; round() on DECIMAL):
+-- On each invoice adjustments apply in Orb's order: usage discounts, amount discounts,
+-- percentage discounts, minimums, maximums, then by id (then source and lines). Each
+-- works on the sum of its lines plus the earlier adjustments whose lines all lie within
+-- its own (its base), and is rounded once, when made, to the currency's minor unit half
+-- away from zero (Python's ROUND_HALF_UP; round() on DECIMAL):
+--   usage discount       its parameter: what pricing its lines again at their reduced
+--                        quantities took off them, already rounded (adjustment_scopes.sql)
 --   amount discount      -min(amount, base), never below zero
 --   percentage discount  -round(base * fraction)
 --   minimum              +(minimum - base) when the base is below it (a true-up), else 0
@@ -25,7 +27,8 @@ ordered AS (
         row_number() OVER (
             PARTITION BY invoice_id
             ORDER BY
-                list_position(['amount_discount', 'percentage_discount', 'minimum', 'maximum'],
+                list_position(['usage_discount', 'amount_discount', 'percentage_discount',
+                               'minimum', 'maximum'],
                               adjustment_type),
                 adjustment_id,
                 source,
@@ -91,6 +94,7 @@ made (invoice_id, steps, bases, amounts) USING KEY (invoice_id) AS (
             currency_exponent,
             base,
             CASE adjustment_type
+                WHEN 'usage_discount' THEN CAST(parameter AS DECIMAL(38, 22))
                 WHEN 'amount_discount' THEN CAST(
                     -least(parameter, greatest(CAST(base AS DECIMAL(38, 18)), 0))
                     AS DECIMAL(38, 22))

@@ -84,18 +84,25 @@ metered_minimums AS (
     GROUP BY line_item_id, metered_minimum,
         CASE WHEN array_length(group_values) > 0 THEN group_values[1] END
 ),
+-- A replaced quantity's line (the quantity an in-advance fixed fee was invoiced at,
+-- billing/quantities.py) is subtracted from the line it replaces: that line charges the
+-- difference, price(new) - price(old), and is prorated and rounded once.
 priced AS (
     SELECT
-        line_item_id,
-        CAST(sum(usage_quantity) AS DECIMAL(38, 9)) AS quantity,
-        CAST(sum(amount) AS DECIMAL(38, 21)) AS precise_amount,
-        CAST(sum(scaled_amount) AS DECIMAL(38, 21)) AS scaled_amount
+        coalesce(r.replaces, t.line_item_id) AS line_item_id,
+        CAST(sum(CASE WHEN r.replaces IS NULL THEN t.usage_quantity ELSE -t.usage_quantity END)
+             AS DECIMAL(38, 9)) AS quantity,
+        CAST(sum(CASE WHEN r.replaces IS NULL THEN t.amount ELSE -t.amount END)
+             AS DECIMAL(38, 21)) AS precise_amount,
+        CAST(sum(t.scaled_amount) AS DECIMAL(38, 21)) AS scaled_amount
     FROM (
         SELECT line_item_id, usage_quantity, amount, scaled_amount FROM minimums
         UNION ALL
         SELECT line_item_id, usage_quantity, amount, scaled_amount FROM metered_minimums
-    ) AS group_totals
-    GROUP BY line_item_id
+    ) AS t
+    LEFT JOIN (SELECT line_item_id, replaces FROM lines WHERE replaces IS NOT NULL) AS r
+        ON r.line_item_id = t.line_item_id
+    GROUP BY coalesce(r.replaces, t.line_item_id)
 ),
 -- A composite line is first rated as its minimum (0 without one), so that the minimum is
 -- rounded, and prorated, exactly as any amount is; the composite is applied at the end.

@@ -3,8 +3,9 @@
 -- `rated_tiers`, which line_items.sql and line_item_details.sql read; a row of a spend
 -- discount's own (`discount`) is a group of its own.
 -- Tables: billing_windows      each subscription's service windows on the run's invoices
---                              (billing/charges.py): plan version, cadence, timing
---         plan_prices          each price of each plan version, with its cadence, timing
+--                              (billing/charges.py): plan version, cycle, timing; a
+--                              fixed fee's pieces at quantities of their own
+--         plan_prices          each price of each plan version, with its cycle, timing
 --                              (in advance or arrears), proration, model and metric
 --         price_terms          each price's program: scheme, grouping, package, allocations,
 --                              group maximum, largest group only, usage filter, rate
@@ -31,13 +32,17 @@ CREATE OR REPLACE TEMP TABLE lines AS
 SELECT
     -- CAST(date AS VARCHAR) is ISO 8601 on every engine; strftime is DuckDB's own
     w.subscription_id || ':' || pp.price_id || ':'
-        || replace(CAST(w.service_start AS VARCHAR), '-', '') AS line_item_id,
+        || replace(CAST(w.service_start AS VARCHAR), '-', '')
+        || CASE WHEN w.replaced THEN ':replaced' ELSE '' END AS line_item_id,
+    -- a replaced quantity's line is subtracted from the line it names (line_items.sql)
+    CASE WHEN w.replaced THEN w.subscription_id || ':' || pp.price_id || ':'
+        || replace(CAST(w.service_start AS VARCHAR), '-', '') END AS replaces,
     w.invoice_id, w.invoice_date, w.billing_month, w.window_id, w.subscription_id,
-    w.customer_id, w.plan_id, w.plan_version, w.cadence_months, w.in_advance, w.currency,
+    w.customer_id, w.plan_id, w.plan_version, w.cycle, w.in_advance, w.currency,
     w.currency_exponent, w.service_start, w.service_end, w.period_start, w.period_end,
     w.active_days, w.period_days,
     pp.prorate, pp.price_id, pp.price_name, pp.model_type, pp.billable_metric_id,
-    pp.fixed_quantity, pp.invoice_grouping_key,
+    coalesce(w.quantity, pp.fixed_quantity) AS fixed_quantity, pp.invoice_grouping_key,
     pt.usage_metric_id, pt.scheme, pt.grouping, pt.package_size, pt.allocation,
     pt.matrix_allocation,
     pt.allocation_per_group, pt.group_maximum, pt.max_group, pt.filter_values,
@@ -48,9 +53,16 @@ FROM billing_windows AS w
 JOIN plan_prices AS pp
     ON pp.plan_id = w.plan_id
     AND pp.plan_version = w.plan_version
-    AND pp.cadence_months = w.cadence_months
+    AND pp.cycle = w.cycle
     AND pp.in_advance = w.in_advance
-JOIN price_terms AS pt ON pt.price_id = pp.price_id;
+    AND (w.price_id IS NULL OR pp.price_id = w.price_id)
+-- a fixed fee whose quantity changes is charged on its pieces only (billing/quantities.py)
+LEFT JOIN (
+    SELECT DISTINCT window_id, price_id FROM billing_windows WHERE price_id IS NOT NULL
+) AS pieces
+    ON w.price_id IS NULL AND pieces.window_id = w.window_id AND pieces.price_id = pp.price_id
+JOIN price_terms AS pt ON pt.price_id = pp.price_id
+WHERE pieces.price_id IS NULL;
 
 CREATE OR REPLACE TEMP TABLE rated_tiers AS
 WITH
