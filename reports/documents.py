@@ -28,13 +28,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing import money
-from billing.catalog import Catalog
+from billing.catalog import Catalog, parties
+from billing.catalog.parties import Seller
 from invoicing import document_model, documents, issuing
-from invoicing.document_model import CorrectionLine, DocumentHead, DocumentLine, Draft
+from invoicing.document_model import (
+    CorrectionLine,
+    DocumentHead,
+    DocumentLine,
+    DocumentStatus,
+    Draft,
+)
 from invoicing.draft_fingerprints import SOURCE_TABLES, draft_fingerprints
 from invoicing.issuing import drafts, issue_month
 from pricing_sql.run_catalog import billing_catalog
-from reports import draft_folder, issued_pages, render
+from reports import document_view, draft_folder, issued_pages, render
 from reports.issued_pages import Page, render_html, write_pages
 from storage.billing_runs import MonthTables, completed_runs, read_month
 from storage.duck import connect
@@ -49,10 +56,15 @@ TASKS_PER_WORKER = 40  # then it is replaced, so WeasyPrint's caches (~13 kB a p
 Breakdowns = Mapping[str, list[dict[str, Any]]]
 
 
+def seller_of(catalog: Catalog, issuer: str) -> Seller:
+    """The catalog folder's seller, else one named by ``ORB_ISSUER`` alone."""
+    return catalog.seller or Seller(name=issuer)
+
+
 def render_document(draft: Draft, breakdowns: Breakdowns, catalog: Catalog, issuer: str,
                     number: str | None = None, issued_on: date | None = None) -> str:
     return render_html(draft, breakdowns, catalog.customer(draft.head.customer_id),
-                       issuer, number, issued_on)
+                       seller_of(catalog, issuer), number, issued_on)
 
 
 def _breakdowns(lake: Lake, month: date) -> Breakdowns:
@@ -78,7 +90,8 @@ def render_drafts(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, 
     billing run, one HTML file each, breakdowns included: only the drafts whose content
     changed since they were written are rendered again (``reports/draft_folder.py``)."""
     run = read_month(lake, month, SOURCE_TABLES)
-    prints = draft_fingerprints(con, lake, run, _customers(catalog), _renderer_version(issuer))
+    prints = draft_fingerprints(con, lake, run, _customers(catalog), _renderer_version(
+        seller_of(catalog, issuer).model_dump_json()))
     references = prints["reference"].to_pylist()
     folder = lake.reports / "invoices" / month.strftime("%Y-%m")
     with lake.lock(f"drafts-{month:%Y-%m}"):
@@ -115,27 +128,30 @@ def _customers(catalog: Catalog) -> pa.Table:
 
 
 @functools.cache
-def _renderer_version(issuer: str) -> str:
-    """What shapes a document besides its data: the issuer, the templates, the code that
-    makes drafts of the run's rows and fills and formats the templates, and the libraries
-    it formats with. Any change to them renders every draft again once."""
-    digest = hashlib.sha256(issuer.encode())
+def _renderer_version(seller: str) -> str:
+    """What shapes a document besides its data: the seller (as JSON), the templates, the
+    code that makes drafts of the run's rows and fills and formats the templates, and the
+    libraries it formats with. Any change to them renders every draft again once."""
+    digest = hashlib.sha256(seller.encode())
     templates = resources.files("reports") / "templates"
     for template in sorted(templates.iterdir(), key=lambda t: t.name):
         digest.update(template.name.encode() + template.read_bytes())
     digest.update((resources.files("invoicing.sql") / "document_lines.sql").read_bytes())
-    for module in (issuing, document_model, render, issued_pages, money):
+    for module in (issuing, document_model, render, issued_pages, document_view, parties,
+                   money):
         digest.update(Path(str(module.__file__)).read_bytes())
     for package in ("jinja2", "babel", "markupsafe"):
         digest.update(f"{package}=={metadata.version(package)}".encode())
     return digest.hexdigest()
 
 
-def _pages(lake: Lake, catalog: Catalog, issuer: str,
-           docs: list[tuple[str, Draft, date]]) -> list[Page]:
+def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draft, date]],
+           statuses: Mapping[str, DocumentStatus] | None = None) -> list[Page]:
     """The pages of those ``(number, draft, issued on)`` whose HTML or PDF is missing,
-    each with the breakdowns of its own lines from its run's ``sub_line_items``. The
-    folder is listed once, never per document."""
+    each with the breakdowns of its own lines from its run's ``sub_line_items`` and its
+    status (in ``statuses``, else issued). The folder is listed once, never per
+    document."""
+    seller = seller_of(catalog, issuer)
     folder = lake.reports / "documents"
     folder.mkdir(parents=True, exist_ok=True)
     present = {entry.name for entry in os.scandir(folder)}
@@ -153,7 +169,8 @@ def _pages(lake: Lake, catalog: Catalog, issuer: str,
         pages.append(Page(folder, number, draft,
                           {line.line_key: details[month][line.line_key] for line in draft.lines
                            if line.line_key in details[month]},
-                          catalog.customer(draft.head.customer_id), issuer, issued_on, html))
+                          catalog.customer(draft.head.customer_id), seller, issued_on, html,
+                          (statuses or {}).get(number, "issued")))
     return pages
 
 
@@ -228,7 +245,8 @@ def render_issued(lake: Lake, catalog: Catalog, issuer: str, month: date | None 
             continue
         todo.append((head.number, Draft(DocumentHead.from_row(head.to_row()),
                                         tuple(draft_lines)), head.issued_at.date()))
-    pages = _pages(lake, catalog, issuer, todo)
+    pages = _pages(lake, catalog, issuer, todo,
+                   documents.statuses(connect(), lake, [number for number, _, _ in todo]))
     _write_pages(pages)
     return folder, len(pages)
 

@@ -23,7 +23,9 @@ from markupsafe import Markup
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 
 from billing.catalog.models import Customer
-from invoicing.document_model import DocumentType, Draft
+from billing.catalog.parties import Seller
+from invoicing.document_model import DocumentStatus, DocumentType, Draft
+from reports.document_view import document_view
 from reports.render import environment
 from storage.lake import write_atomically
 
@@ -41,9 +43,10 @@ class Page:
     draft: Draft
     breakdowns: dict[str, list[dict[str, Any]]]  # its lines' rows of sub_line_items
     customer: Customer
-    issuer: str
+    seller: Seller
     issued_on: date | None
     html: str | None = None
+    status: DocumentStatus = "issued"  # its latest event when rendered
 
 
 @functools.cache
@@ -54,12 +57,16 @@ def stylesheet() -> str:
 
 
 def render_html(draft: Draft, breakdowns: Mapping[str, list[dict[str, Any]]], customer: Customer,
-                issuer: str, number: str | None = None, issued_on: date | None = None) -> str:
+                seller: Seller, number: str | None = None, issued_on: date | None = None,
+                status: DocumentStatus = "issued") -> str:
+    """A draft without ``number``; an issued document in its ``status``."""
     head = draft.head
+    shown: DocumentStatus | None = status if number else None
     return environment().get_template("document.html.j2").render(
-        doc=head, lines=draft.lines, breakdowns=breakdowns, customer=customer, issuer=issuer,
+        doc=head, lines=draft.lines, breakdowns=breakdowns, customer=customer, seller=seller,
         title=TITLES[head.document_type], number=number, issued_on=issued_on,
-        status="issued" if number else "draft", stylesheet=Markup(stylesheet()))
+        status=shown or "draft", stylesheet=Markup(stylesheet()),
+        **document_view(head, customer, seller, number, shown).context())
 
 
 @functools.cache
@@ -109,8 +116,8 @@ def write_pages(pages: list[Page]) -> int:
     for page in pages:
         html = page.html
         if html is None:
-            html = render_html(page.draft, page.breakdowns, page.customer, page.issuer,
-                               page.number, page.issued_on)
+            html = render_html(page.draft, page.breakdowns, page.customer, page.seller,
+                               page.number, page.issued_on, page.status)
             write_atomically(page.folder / f"{page.number}.html",
                              functools.partial(_write_text, html))
         write_atomically(page.folder / f"{page.number}.pdf",

@@ -30,6 +30,17 @@ PLAN_ZONES = {
     "enterprise_eur": ["Europe/Berlin", "Europe/Paris", "Europe/Madrid"],
     "growth_jpy": ["Asia/Tokyo"],
 }
+# A billing address by time zone (city, state, postal code, ISO country); UTC: none given.
+ZONE_ADDRESSES = {
+    "America/New_York": ("New York", "NY", "10004", "US"),
+    "America/Chicago": ("Chicago", "IL", "60601", "US"),
+    "America/Los_Angeles": ("Los Angeles", "CA", "90012", "US"),
+    "Europe/London": ("London", None, "EC2A 4NE", "GB"),
+    "Europe/Berlin": ("Berlin", None, "10115", "DE"),
+    "Europe/Paris": ("Paris", None, "75004", "FR"),
+    "Europe/Madrid": ("Madrid", None, "28013", "ES"),
+    "Asia/Tokyo": ("Tokyo", None, "100-0005", "JP"),
+}
 EVENT_MIX = {"api_request": 0.58, "completion": 0.30, "seat_active": 0.10, "storage_snapshot": 0.02}
 ENDPOINTS = ["/v1/chat", "/v1/embeddings", "/v1/files", "/v1/moderations"]
 RESENT_SHARE = 0.005
@@ -41,7 +52,7 @@ BAD_EVENTS = 200
 def write_catalog(folder: Path) -> None:
     """Copy the sample plans, metrics and coupons: the catalog folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.yaml", "plans.yaml", "coupons.yaml"):
+    for name in ("metrics.yaml", "plans.yaml", "coupons.yaml", "seller.yaml"):
         source = resources.files("sample_data").joinpath("catalog", name)
         with resources.as_file(source) as path:
             shutil.copyfile(path, folder / name)
@@ -62,11 +73,21 @@ def write_customers(path: Path, customers: int, first_month: date, seed: int) ->
             "name": f"Customer {index:04d}",
             "email": f"billing+{index:04d}@example.com",
             "timezone": zone,
+            **_address(index, zone),
         })
         subs.append(_subscription(index, customer_id, str(plan_id), first_month))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump({"customers": rows, "subscriptions": subs}, handle, sort_keys=False)
+
+
+def _address(index: int, zone: str) -> dict[str, object]:
+    if zone not in ZONE_ADDRESSES:
+        return {}
+    city, state, postal_code, country = ZONE_ADDRESSES[zone]
+    address = {"line1": f"{index} Market Street", "city": city, "state": state,
+               "postal_code": postal_code, "country": country}
+    return {"billing_address": {k: v for k, v in address.items() if v is not None}}
 
 
 def _subscription(index: int, customer_id: str, plan_id: str,

@@ -20,10 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from babel.numbers import format_currency, format_decimal
 
+from billing.catalog import Catalog
 from invoicing.issuing import issue_month
 from pipelines import runner
 from reports import draft_folder
 from reports.render import environment
+from state import StateStore, UpdateCustomer
 from storage.duck import connect
 from storage.lake import SCRATCH_NAME
 from tests.killed_render import render
@@ -65,6 +67,24 @@ def test_an_unchanged_draft_is_kept_and_a_changed_one_rewritten(billed):
     written = render(store.lake.root, store.issuer)
     assert (written.documents, written.rendered, written.removed) == (3, 0, 0)
     assert _files(folder) == after
+
+
+def test_a_customers_new_billing_address_rewrites_only_its_drafts(billed):
+    store, defs, instance = billed
+    folder = _folder(store)
+    before = _files(folder)
+    with StateStore.open(store.state_store_url) as state:
+        state.apply([UpdateCustomer("ny", {"billing_address": {
+            "line1": "1 Broadway", "city": "New York", "state": "NY", "postal_code": "10004",
+            "country": "US"}, "tax_id": {"country": "US", "type": "us_ein",
+                                         "value": "98-7654321"}}, "test")], Catalog())
+    runner.bill_months(defs, [OCTOBER], instance)  # a new snapshot holds the address
+    after = _files(folder)
+    assert after[TOKYO_15] == before[TOKYO_15] and after[TOKYO_1] == before[TOKYO_1]
+    assert after[NY][0] != before[NY][0]
+    html = (folder / f"{NY}.html").read_text()
+    assert "1 Broadway<br>" in html and "New York, NY 10004<br>" in html
+    assert "EIN 98-7654321<br>" in html and '<body class="letter">' in html
 
 
 def test_an_issued_invoices_draft_is_removed(billed):

@@ -1,20 +1,26 @@
-"""Issued documents as HTML and PDF: every line and total on the page, and PDFs laid out
-with the cut-down user-agent stylesheet byte for byte those of WeasyPrint's own."""
+"""Issued documents as HTML and PDF: every line and total on the page, the parties with
+their addresses and tax ids, the due-date banner and how to pay, page x of y, Letter or
+A4 by the buyer's country, and PDFs laid out with the cut-down user-agent stylesheet
+byte for byte those of WeasyPrint's own."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
 import weasyprint
 
 from billing.catalog.models import Customer
+from billing.catalog.parties import Address, Seller
 from invoicing.document_model import CorrectionLine, DocumentHead, DocumentLine, Draft
 from reports import issued_pages
 from reports.issued_pages import Page, render_html, write_pages
+from tests.pdf_pages import page_sizes, page_texts
 
 CUSTOMER = Customer(id="acme", name="Acme Corp", email="ap@acme.test",
                     timezone="America/New_York")
+ISSUER = Seller(name="Example Cloud, Inc.")  # ORB_ISSUER's name alone, as before
 INVOICE = Draft(DocumentHead(
     document_type="invoice", invoice_id="acme-20261101-USD", correction_id=None,
     corrects=None, customer_id="acme", currency="USD", billing_month=date(2026, 10, 1),
@@ -43,10 +49,27 @@ CREDIT_NOTE = Draft(DocumentHead(
                    billed=Decimal("100.00"), computed=Decimal("60.00")),))
 
 
+SELLER = Seller.model_validate({
+    "name": "Example Cloud, Inc.",
+    "address": {"line1": "500 Howard St", "line2": "Suite 300", "city": "San Francisco",
+                "state": "CA", "postal_code": "94105", "country": "US"},
+    "tax_id": {"country": "US", "type": "us_ein", "value": "12-3456789"},
+    "email": "billing@example.test",
+    "payment_instructions": "Wire to First Bank\nAccount 000123, routing 021000021",
+    "pay_link": "https://pay.example.test/{number}"})
+AMERICAN = CUSTOMER.model_copy(update={"billing_address": Address(
+    line1="1 Broadway", city="New York", state="NY", postal_code="10004", country="US")})
+FRENCH = Customer.model_validate({
+    "id": "bonjour", "name": "Bonjour SAS", "timezone": "Europe/Paris",
+    "billing_address": {"line1": "8 rue de Rivoli", "postal_code": "75004", "city": "Paris",
+                        "country": "FR"},
+    "tax_id": {"country": "FR", "type": "eu_vat", "value": "FR40303265045"}})
+
+
 def test_a_document_shows_every_line_and_total():
-    html = render_html(INVOICE, TIERS, CUSTOMER, "Example Cloud, Inc.", "INV-000007",
+    html = render_html(INVOICE, TIERS, CUSTOMER, ISSUER, "INV-000007",
                        date(2026, 11, 2))
-    for text in ("INV-000007", "acme-20261101-USD", "Acme Corp", "ap@acme.test",
+    for text in ("INV-000007", "Acme Corp", "ap@acme.test",
                  "Example Cloud, Inc.", "Dates in America/New_York", "Currency: USD",
                  "<td>API calls by endpoint, per thousand</td>",
                  "<td>Oct 1, 2026 – Oct 31, 2026</td>", "<td>Nov 1, 2026 – Nov 30, 2026</td>",
@@ -61,9 +84,8 @@ def test_a_document_shows_every_line_and_total():
 def test_pdfs_with_the_cut_down_user_agent_stylesheet_are_weasyprints():
     assert "_ua_stylesheets" in vars(weasyprint.HTML)  # the hook it replaces exists
     fonts = weasyprint.text.fonts.FontConfiguration()
-    for draft in (INVOICE, CREDIT_NOTE):
-        html = render_html(draft, TIERS, CUSTOMER, "Example Cloud, Inc.", "N-1",
-                           date(2026, 11, 2))
+    for draft, customer in ((INVOICE, FRENCH), (CREDIT_NOTE, AMERICAN), (INVOICE, AMERICAN)):
+        html = render_html(draft, TIERS, customer, SELLER, "N-1", date(2026, 11, 2))
         assert issued_pages._pdf(html) == weasyprint.HTML(string=html).write_pdf(
             font_config=fonts)
 
@@ -71,12 +93,96 @@ def test_pdfs_with_the_cut_down_user_agent_stylesheet_are_weasyprints():
 def test_pages_are_written_once_each(tmp_path):
     old = "<!doctype html><html><body><p>Laid out as issued, with its own style</p></body></html>"
     written = write_pages([
-        Page(tmp_path, "INV-000001", INVOICE, TIERS, CUSTOMER, "Example Cloud, Inc.",
-             date(2026, 11, 2)),
-        Page(tmp_path, "INV-000002", INVOICE, TIERS, CUSTOMER, "Example Cloud, Inc.",
-             date(2026, 11, 2), html=old)])  # its HTML exists: only the PDF is missing
+        Page(tmp_path, "INV-000001", INVOICE, TIERS, CUSTOMER, ISSUER, date(2026, 11, 2)),
+        Page(tmp_path, "INV-000002", INVOICE, TIERS, CUSTOMER, ISSUER, date(2026, 11, 2),
+             html=old)])  # its HTML exists: only the PDF is missing
     assert written == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "INV-000001.html", "INV-000001.pdf", "INV-000002.pdf"]
     assert "INV-000001" in (tmp_path / "INV-000001.html").read_text()
     assert (tmp_path / "INV-000002.pdf").read_bytes() == issued_pages._pdf(old)
+
+
+def test_a_us_customers_pdf_is_letter_and_a_french_customers_a4():
+    # Letter is 8.5 x 11 in = 612 x 792 pt; A4 is 210 x 297 mm = 595.28 x 841.89 pt
+    for customer, size in ((AMERICAN, (612, 792)), (FRENCH, (595.275591, 841.889764)),
+                           (CUSTOMER, (595.275591, 841.889764))):  # no address: A4
+        html = render_html(INVOICE, TIERS, customer, SELLER, "INV-000007", date(2026, 11, 2))
+        assert page_sizes(issued_pages._pdf(html)) == [size], customer.name
+
+
+def test_the_parties_the_number_the_banner_and_how_to_pay_are_on_the_page():
+    html = render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007", date(2026, 11, 2))
+    shown = [
+        "Invoice", "INV-000007", "Due 1 December 2026",  # due_date 2026-12-01
+        "From", "Example Cloud, Inc.", "500 Howard St", "Suite 300",
+        "San Francisco, CA 94105", "United States", "EIN 12-3456789", "billing@example.test",
+        "Bill to", "Bonjour SAS", "8 rue de Rivoli", "Paris 75004", "France",
+        "VAT FR40303265045",
+        "Invoice date: Nov 1, 2026 · Issued: Nov 2, 2026 · Due: Dec 1, 2026",
+        "How to pay", "https://pay.example.test/INV-000007", "Wire to First Bank",
+        "Account 000123, routing 021000021", "$1,234,534.00"]
+    for text in shown:
+        assert text in html, text
+    pages = page_texts(html)
+    on_page = " ".join(" ".join(page) for page in pages)
+    for text in shown:
+        assert text in on_page, text
+    assert pages[0][-2:] == ["INV-000007", "Page 1 of 1"]  # the footer: number, page x of y
+    # the ids billing keeps for itself are nowhere on it
+    for internal in ("acme-20261101-USD", "bonjour", "Customer "):
+        assert internal not in html, internal
+        assert internal not in on_page, internal
+
+
+def test_a_two_page_invoice_is_numbered_page_1_of_2_and_2_of_2():
+    lines = tuple(DocumentLine(f"li_{n}", "line", f"Charge {n}", Decimal(1), date(2026, 10, 1),
+                               date(2026, 11, 1), Decimal("1.00")) for n in range(30))
+    head = replace(INVOICE.head, subtotal=Decimal("30.00"), adjustments=Decimal(0),
+                   credits_applied=Decimal(0), total=Decimal("30.00"))
+    html = render_html(Draft(head, lines), {}, AMERICAN, SELLER, "INV-000008", date(2026, 11, 2))
+    pages = page_texts(html)
+    assert [page[-2:] for page in pages] == [["INV-000008", "Page 1 of 2"],
+                                             ["INV-000008", "Page 2 of 2"]]
+    assert "Charge 0" in pages[0] and "Charge 29" in pages[1]
+    assert page_sizes(issued_pages._pdf(html)) == [(612, 792), (612, 792)]
+
+
+def test_rates_keep_the_precision_they_were_given_in():
+    # the lake keeps unit amounts as DECIMAL(38, 12): 0.000120000000 is the 0.00012 given;
+    # 250,000 x 0.00012 = 30.00. A rate of 2.5 shows at least the cent: $2.50
+    lines = (DocumentLine("li_tokens", "line", "Tokens", Decimal(250000), date(2026, 10, 1),
+                          date(2026, 11, 1), Decimal("30.00")),
+             DocumentLine("li_seats", "line", "Seats", Decimal(4), date(2026, 10, 1),
+                          date(2026, 11, 1), Decimal("10.00")))
+    subs = {"li_tokens": [{"group_values": [], "first_unit": None, "last_unit": None,
+                           "quantity": Decimal(250000), "unit_amount": Decimal("0.000120000000"),
+                           "amount": Decimal("30")}],
+            "li_seats": [{"group_values": [], "first_unit": None, "last_unit": None,
+                          "quantity": Decimal(4), "unit_amount": Decimal("2.500000000000"),
+                          "amount": Decimal("10")}]}
+    head = replace(INVOICE.head, subtotal=Decimal("40.00"), adjustments=Decimal(0),
+                   credits_applied=Decimal(0), total=Decimal("40.00"))
+    html = render_html(Draft(head, lines), subs, FRENCH, SELLER, "INV-000009",
+                       date(2026, 11, 2))
+    assert '<td class="num">$0.00012</td>' in html
+    assert '<td class="num">$2.50</td>' in html
+    on_page = page_texts(html)[0]
+    assert "$0.00012" in on_page and "$2.50" in on_page
+
+
+def test_the_banner_follows_the_status_and_a_draft_has_no_number():
+    paid = render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007", date(2026, 11, 2), "paid")
+    void = render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007", date(2026, 11, 2), "void")
+    assert '<p class="banner paid">Paid</p>' in paid
+    assert '<p class="banner void">Void</p>' in void
+    for html in (paid, void):  # nothing left to pay
+        assert "Due 1 December 2026" not in html and "How to pay" not in html
+    credit = render_html(CREDIT_NOTE, TIERS, FRENCH, SELLER, "CN-000001", date(2026, 11, 2))
+    assert 'class="banner' not in credit and "How to pay" not in credit
+    draft = render_html(INVOICE, TIERS, FRENCH, SELLER)
+    assert '<span class="badge">DRAFT</span>' in draft
+    # a draft is for review before issuing: its reference, no number and no pay link yet
+    assert "Draft of acme-20261101-USD: numbered when issued" in draft
+    assert "Due 1 December 2026" in draft and "pay.example.test" not in draft
+    assert "Wire to First Bank" in draft

@@ -7,14 +7,16 @@ Prices (``billing/catalog/prices.py``) follow the shape of Orb's public API:
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, TypedDict, get_args
+from typing import Annotated, TypedDict, cast, get_args
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from billing import money, periods
-from billing.catalog.adjustments import Adjustment, Coupon
+from billing.catalog.adjustments import Adjustment, Coupon, usage_discount_problems
 from billing.catalog.fields import Identifier, Strict
-from billing.catalog.prices import PRICE_MODELS, Price
+from billing.catalog.parties import Address, Seller, TaxId
+from billing.catalog.price_groups import DimensionalPriceGroup
+from billing.catalog.prices import PRICE_MODELS, Price, Quantity
 
 MODEL_TYPES = frozenset(tag for m in PRICE_MODELS
                         for tag in get_args(m.model_fields["model_type"].annotation))
@@ -81,6 +83,8 @@ class Plan(Strict):
                 if unknown:
                     raise ValueError(f"adjustment {adjustment.id!r} applies to prices "
                                      f"{sorted(unknown)} not in the same plan version")
+                if problems := usage_discount_problems(adjustment, version.prices):
+                    raise ValueError("; ".join(problems))
         return self
 
     # Version 1 as a PlanVersion, built once: billing asks for it per subscription.
@@ -116,6 +120,10 @@ class Customer(Strict):
     timezone: str = "UTC"
     # Days from an invoice's date to its due date.
     net_terms: Annotated[int, Field(ge=0)] = 30
+    # Orb's shapes; the billing address and tax id are printed on the documents.
+    billing_address: Address | None = None
+    shipping_address: Address | None = None
+    tax_id: TaxId | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -135,6 +143,16 @@ class Phase(Strict):
 class CouponRedemption(Strict):
     coupon_id: Identifier
     redeemed_on: date | None = None  # defaults to the subscription's start
+
+
+class FixedFeeQuantity(Strict):
+    """A fixed fee's quantity from ``start_date`` on (Orb's fixed_fee_quantity_schedule):
+    for the price ``price_id``, or for every fixed fee of the subscription when None.
+    Before a price's first one, the price's own ``fixed_price_quantity``."""
+
+    price_id: Identifier | None = None
+    start_date: date
+    quantity: Quantity
 
 
 class Subscription(Strict):
@@ -158,6 +176,8 @@ class Subscription(Strict):
     align_billing_with_subscription_start_date: bool = False
     coupons: list[CouponRedemption] = []
     adjustments: list[Adjustment] = []
+    # in the order recorded, later ones correcting earlier ones (billing/quantities.py)
+    fixed_fee_quantities: list[FixedFeeQuantity] = []
 
     @model_validator(mode="after")
     def _ordered(self) -> Subscription:
@@ -213,6 +233,9 @@ class Catalog(Strict):
     customers: list[Customer] = []
     subscriptions: list[Subscription] = []
     coupons: list[Coupon] = []
+    dimensional_price_groups: list[DimensionalPriceGroup] = []
+    # Who issues the documents (one, in any file of the folder); None: ORB_ISSUER's name.
+    seller: Seller | None = None
 
     # Lookups by id, built once: invoicing looks up every invoice's customer.
     _by_id: _Lookups = PrivateAttr()
@@ -241,3 +264,14 @@ class Catalog(Strict):
 
     def coupon(self, coupon_id: str) -> Coupon:
         return self._by_id["coupons"][coupon_id]
+
+    def dimensional_price_group(self, ref: str) -> DimensionalPriceGroup:
+        """The group a price names: its id, or ``external:<external id>``
+        (``DimensionalPriceConfiguration.group_ref``)."""
+        key = ("dimensional_price_groups", None)
+        if key not in self._derived:
+            groups = self.dimensional_price_groups
+            self._derived[key] = {g.id: g for g in groups} | {
+                f"external:{g.external_dimensional_price_group_id}": g for g in groups
+                if g.external_dimensional_price_group_id is not None}
+        return cast(dict[str, DimensionalPriceGroup], self._derived[key])[ref]
