@@ -15,6 +15,7 @@ from api import errors
 from api.access import ApiConfig, authorize
 from api.limits import BodyLimits
 from api.resources import (
+    alerts,
     audit,
     catalog,
     costs,
@@ -23,7 +24,9 @@ from api.resources import (
     customers,
     events,
     invoices,
+    price_groups,
     subscriptions,
+    webhook_endpoints,
 )
 from storage.settings import Settings
 
@@ -44,7 +47,7 @@ def create_app(api: ApiConfig) -> FastAPI:
     errors.document(app)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses=errors.RESPONSES)
     for module in (customers, subscriptions, catalog, invoices, audit, events, costs,
-                   credits, credit_notes):
+                   credits, credit_notes, alerts, price_groups, webhook_endpoints):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(BodyLimits, seconds=Settings.from_env().ingest_body_timeout)

@@ -21,7 +21,7 @@ from api.views import View
 from billing import periods
 from billing.catalog import Catalog, Customer, Subscription
 from billing.charges import BillingWindow, adjustment_terms, billing_windows
-from invoicing.assembly import adjustment_scopes, applied_adjustments, invoice_totals
+from invoicing.assembly import totals_by_key
 from invoicing.document_model import Draft
 from invoicing.issuing import computed_drafts, invoice_run
 from pricing_sql.customer_rating import customer_catalog, rate_customer, rate_usage, renamed
@@ -29,7 +29,6 @@ from pricing_sql.run_catalog import current_catalog
 from storage.duck import connect
 from storage.lake import Lake
 from storage.settings import Settings
-from storage.tables import INVOICE_ADJUSTMENTS
 
 MAX_DAYS = 366  # days one request may ask for: each is rated
 
@@ -47,8 +46,9 @@ def read_view(deployment: Settings, now: datetime) -> View:
     store per request (seconds at 10,000 customers)."""
     catalog = current_catalog(deployment)
     files = [path.stat().st_mtime for path in Path(deployment.catalog_path).glob("*.y*ml")]
-    return View(Catalog.model_construct(metrics=catalog.metrics, plans=catalog.plans,
-                                        coupons=catalog.coupons),
+    return View(Catalog.model_construct(
+                    metrics=catalog.metrics, plans=catalog.plans, coupons=catalog.coupons,
+                    dimensional_price_groups=catalog.dimensional_price_groups),
                 catalog.customers, catalog.subscriptions, {},
                 datetime.fromtimestamp(max(files, default=0), UTC), now)
 
@@ -58,14 +58,15 @@ def catalog_of(references: Catalog, customers: Sequence[Customer],
     """The catalog's plans, metrics and coupons with one customer and its subscriptions."""
     return customer_catalog(Catalog.model_construct(
         metrics=references.metrics, plans=references.plans, coupons=references.coupons,
+        dimensional_price_groups=references.dimensional_price_groups,
         customers=list(customers), subscriptions=list(subscriptions)), customer_id)
 
 
 def windows_over(catalog: Catalog, first: date, end: date) -> list[BillingWindow]:
     """The windows of ``catalog`` whose service days meet ``[first, end)``, from every
     run that can bill one (a window is invoiced at its start or its cycle's end)."""
-    longest = max((p.cadence_months for plan in catalog.plans for p in plan.all_prices()),
-                  default=1)
+    longest = max((p.cycle.months_spanned for plan in catalog.plans
+                   for p in plan.all_prices()), default=1)
     month = periods.add_months(run_month(first), -longest)
     last = periods.add_months(run_month(end), longest)
     found: list[BillingWindow] = []
@@ -129,15 +130,7 @@ def cumulative_costs(lake: Lake, catalog: Catalog, customer: Customer, days: Seq
         return []
     con = connect()
     lines = rate_customer(lake, catalog, customer.id, chosen, con).line_items
-    adjustments = INVOICE_ADJUSTMENTS.empty_table()
-    if terms:
-        adjustment_scopes(con, terms, lines)
-        adjustments = applied_adjustments(con)
-    invoice_totals(con, lines, adjustments)
-    totals: defaultdict[str, Decimal] = defaultdict(Decimal)
-    for invoice_id, subtotal, adjusted in con.sql(
-            "SELECT invoice_id, subtotal, adjustments FROM invoice_totals").fetchall():
-        totals[invoice_id.rsplit("@", 1)[1]] += subtotal + adjusted
+    totals = totals_by_key(con, terms, lines, catalog, chosen)
     prices: defaultdict[str, dict[str, PriceCost]] = defaultdict(dict)
     for row in lines.select(["invoice_id", "price_id", "plan_id", "plan_version", "currency",
                              "quantity", "amount"]).to_pylist():
@@ -150,7 +143,7 @@ def cumulative_costs(lake: Lake, catalog: Catalog, customer: Customer, days: Seq
             amount + (before.subtotal if before else 0))
     return [CostPoint(start, end, tuple(prices[key].values()),
                       sum((p.subtotal for p in prices[key].values()), Decimal(0)),
-                      totals[key])
+                      totals.get(key, Decimal(0)))
             for key, (start, end) in starts.items()]
 
 

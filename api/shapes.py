@@ -9,12 +9,17 @@ given as the UTC instant of their local midnight, as Orb gives ``start_date``.""
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
+from api.adjustments import plan_phase_adjustment
 from api.views import View, current_period, plan_on
-from billing import periods
+from billing import money, periods, quantities
 from billing.catalog import Customer, Subscription
 from billing.catalog.models import Metric, Plan
+from billing.catalog.price_groups import DimensionalPriceGroup
 from billing.catalog.prices import Price
 
 
@@ -24,6 +29,11 @@ def instant(value: datetime | None) -> str | None:
 
 def _midnight(day: date | None, customer: Customer) -> str | None:
     return None if day is None else instant(periods.local_midnight(day, customer.timezone))
+
+
+def party(value: BaseModel | None) -> dict[str, Any] | None:
+    """Orb's Address (every key, null when not given) or CustomerTaxID."""
+    return None if value is None else value.model_dump(mode="json")
 
 
 def customer(view: View, c: Customer) -> dict[str, Any]:
@@ -41,8 +51,8 @@ def customer(view: View, c: Customer) -> dict[str, Any]:
         "additional_emails": [],
         "auto_collection": False,
         "auto_issuance": None,
-        "billing_address": None,
-        "shipping_address": None,
+        "billing_address": party(c.billing_address),
+        "shipping_address": party(c.shipping_address),
         "email_delivery": False,
         "exempt_from_automated_tax": None,
         "hierarchy": {"children": [], "parent": None},
@@ -50,7 +60,7 @@ def customer(view: View, c: Customer) -> dict[str, Any]:
         "payment_provider": None,
         "payment_provider_id": None,
         "portal_url": None,
-        "tax_id": None,
+        "tax_id": party(c.tax_id),
         "accounting_sync_configuration": None,
         "reporting_configuration": None,
     }
@@ -81,7 +91,10 @@ def price(view: View, p: Price, currency: str) -> dict[str, Any]:
     return {
         **own,
         "billable_metric": {"id": p.billable_metric_id} if usage else None,
-        "billing_cycle_configuration": {"duration": p.cadence_months, "duration_unit": "month"},
+        # a one-time fee's cycle is the one day it is billed for (docs/api.md)
+        "billing_cycle_configuration": {"duration": p.cycle.duration,
+                                        "duration_unit": "day" if p.cycle.unit == "once"
+                                        else p.cycle.unit},
         "billing_mode": "in_advance" if p.in_advance else "in_arrear",
         "created_at": instant(view.catalog_changed_at),
         # a price in a custom pricing unit (credits) is in that unit, converted to the
@@ -100,10 +113,34 @@ def price(view: View, p: Price, currency: str) -> dict[str, Any]:
         "minimum": None,
         "minimum_amount": None,
         "credit_allocation": None,
-        "invoicing_cycle_configuration": None,
-        "dimensional_price_configuration": None,
+        "invoicing_cycle_configuration": own.get("invoicing_cycle_configuration"),
+        "dimensional_price_configuration": _dimensional(view, p),
         "composite_price_filters": None,
     }
+
+
+def _dimensional(view: View, p: Price) -> dict[str, Any] | None:
+    """Orb's DimensionalPriceConfiguration: the values and the group's own id (a price
+    may name the group by its external id)."""
+    config = p.dimensional_price_configuration
+    if config is None:
+        return None
+    group = view.references.dimensional_price_group(config.group_ref)
+    return {"dimension_values": list(config.dimension_values),
+            "dimensional_price_group_id": group.id}
+
+
+def dimensional_price_group(view: View, group: DimensionalPriceGroup) -> dict[str, Any]:
+    """Orb's DimensionalPriceGroup; ``price_count``: the catalog's prices in it."""
+    refs = {group.id} | ({f"external:{group.external_dimensional_price_group_id}"}
+                         if group.external_dimensional_price_group_id else set())
+    prices = {price.id for plan in view.references.plans for price in plan.all_prices()
+              if price.dimensional_price_configuration is not None
+              and price.dimensional_price_configuration.group_ref in refs}
+    return {"id": group.id, "billable_metric_id": group.billable_metric_id,
+            "dimensions": list(group.dimensions),
+            "external_dimensional_price_group_id": group.external_dimensional_price_group_id,
+            "metadata": dict(group.metadata), "name": group.name, "price_count": len(prices)}
 
 
 def plan(view: View, p: Plan, on: date, version: int | None = None) -> dict[str, Any]:
@@ -123,11 +160,7 @@ def plan(view: View, p: Plan, on: date, version: int | None = None) -> dict[str,
         "status": "active",
         "version": number,
         "prices": [price(view, each, p.currency) for each in terms.prices],
-        "adjustments": [{**a.model_dump(mode="json"), "applies_to_price_ids":
-                         a.applies_to_price_ids or [], "filters": [],
-                         "is_invoice_level": a.applies_to_price_ids is None,
-                         "plan_phase_order": None, "reason": None,
-                         "replaces_adjustment_id": None} for a in terms.adjustments],
+        "adjustments": [plan_phase_adjustment(a) for a in terms.adjustments],
         "product": {"id": p.id, "name": p.name, "created_at": created},
         "trial_config": {"trial_period": None, "trial_period_unit": "days"},
         "metadata": {},
@@ -151,6 +184,31 @@ def status(view: View, sub: Subscription, c: Customer) -> str:
     if sub.end_date is not None and today >= sub.end_date:
         return "ended"
     return "active"
+
+
+def _fixed_fee_schedule(view: View, sub: Subscription, c: Customer) -> list[dict[str, Any]]:
+    """Each fixed fee with quantity changes, its quantity from the subscription's start
+    (a change for every fixed fee, without a price, listed under each)."""
+    schedule = sub.fixed_fee_quantities
+    fees = {p.id: p for phase in sub.plan_phases
+            for p in view.references.plan(phase.plan_id).all_prices()
+            if p.fixed_price_quantity is not None and quantities.scheduled(schedule, p.id)}
+    return [{"price_id": fee.id, "quantity": float(quantity),
+             "start_date": _midnight(start, c), "end_date": _midnight(end, c)}
+            for fee in fees.values()
+            for start, end, quantity in quantities.intervals(
+                schedule, fee.id, fee.fixed_price_quantity or Decimal(0), sub.starts_on,
+                sub.end_date)]
+
+
+def _threshold(view: View, sub: Subscription) -> str | None:
+    """The invoicing threshold in effect, in the currency's minor unit, as Orb's text."""
+    amount = view.invoicing_thresholds.get(sub.id)
+    if amount is None:
+        return None
+    plan = view.plan(sub.plan_phases[0].plan_id)
+    shown = amount if plan is None else money.quantize(amount, plan.currency)
+    return str(shown if shown == amount else amount)  # finer than the minor unit: as set
 
 
 def subscription(view: View, sub: Subscription) -> dict[str, Any]:
@@ -182,15 +240,19 @@ def subscription(view: View, sub: Subscription) -> dict[str, Any]:
             "end_date": None},
         "metadata": {},
         "active_plan_phase_order": None,
-        "adjustment_intervals": [],
+        # the subscription's own adjustments, for as long as it runs
+        "adjustment_intervals": [
+            {"id": a.id, "adjustment": plan_phase_adjustment(a),
+             "applies_to_price_interval_ids": [], "start_date": _midnight(sub.starts_on, c),
+             "end_date": _midnight(sub.end_date, c)} for a in sub.adjustments],
         "discount_intervals": [],
-        "fixed_fee_quantity_schedule": [],
+        "fixed_fee_quantity_schedule": _fixed_fee_schedule(view, sub, c),
         "maximum_intervals": [],
         "minimum_intervals": [],
         "price_intervals": [],
         "auto_collection": None,
         "auto_issuance": None,
         "default_invoice_memo": None,
-        "invoicing_threshold": None,
+        "invoicing_threshold": _threshold(view, sub),
         "pending_subscription_change": None,
     }

@@ -5,8 +5,9 @@ it was created."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from billing import periods
@@ -15,6 +16,7 @@ from billing.catalog.models import Plan
 from billing.cycles import billing_periods
 from pricing_sql.run_catalog import plans_and_metrics
 from state import StateStore, lake_snapshot
+from state.thresholds import in_effect, read_rows
 from storage.settings import Settings
 
 
@@ -26,6 +28,8 @@ class View:
     created_at: dict[tuple[str, str], datetime]  # ("customer" | "subscription", id)
     catalog_changed_at: datetime  # the catalog folder's newest file: plans' created_at
     now: datetime
+    # each subscription's invoicing threshold in effect now (state/thresholds.py)
+    invoicing_thresholds: dict[str, Decimal] = field(default_factory=dict)
 
     def customer(self, customer_id: str) -> Customer | None:
         return next((c for c in self.customers if c.id == customer_id), None)
@@ -48,6 +52,7 @@ def read(deployment: Settings, now: datetime) -> View:
     references = plans_and_metrics(deployment)
     with StateStore.open(deployment.state_store_url) as store:
         tables = store.snapshot().tables()
+        thresholds = in_effect(read_rows(store.engine), now)
     created = {("customer", row["customer_id"]): row["created_at"]
                for row in tables["customers"].select(["customer_id", "created_at"]).to_pylist()}
     created |= {("subscription", row["subscription_id"]): row["created_at"]
@@ -57,8 +62,9 @@ def read(deployment: Settings, now: datetime) -> View:
     changed = datetime.fromtimestamp(max(files, default=0), UTC)
     return View(references, lake_snapshot.customers(tables["customers"]),
                 lake_snapshot.subscriptions(tables["subscriptions"],
-                                            tables["subscription_phases"]),
-                created, changed, now)
+                                            tables["subscription_phases"],
+                                            tables["subscription_changes"]),
+                created, changed, now, thresholds)
 
 
 def current_period(view: View, sub: Subscription, customer: Customer

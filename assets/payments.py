@@ -11,6 +11,7 @@ import dagster as dg
 
 from assets.resources import OrbStore, PaymentsConfig
 from payments.run import run_payments
+from webhooks.publish import after_lake_write
 
 
 @dg.asset(group_name="payments", kinds={"parquet"})
@@ -21,6 +22,7 @@ def payments(context: dg.AssetExecutionContext, store: OrbStore,
     processor = payment_processor.build(store)
     summary = run_payments(store.lake, processor, datetime.now(UTC), store.current_catalog(),
                            payment_processor.key_prefix)
+    after_lake_write(store, datetime.now(UTC))  # payment_succeeded, _failed (webhooks)
     for number, at in summary.retry_scheduled.items():
         context.log.info(f"{number}: payment failed, retry scheduled at {at:%Y-%m-%d %H:%M} UTC")
     for number, detail in summary.flagged.items():

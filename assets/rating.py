@@ -8,6 +8,7 @@ import pyarrow as pa
 from assets.metadata import table_metadata
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
+from invoicing.thresholds import with_threshold_lines
 from pricing_sql.engine import engine_from_env
 from pricing_sql.isolation import customers_of, usage_step
 from pricing_sql.rating import compute_usage, price_line_items, pricing_exclusions
@@ -52,8 +53,11 @@ def price(context: dg.AssetExecutionContext, store: OrbStore):
     if priced.usage is not None:
         billing_runs.write(store.lake, "usage", month, run_id, priced.usage)
     report = _report(context, month, failed)
-    for table in ("line_items", "sub_line_items"):
-        rows = getattr(priced, table)
+    # the month's issued threshold invoices, recomputed (docs/invoicing.md#threshold-invoices)
+    priced_tables = dict(zip(("line_items", "sub_line_items"), with_threshold_lines(
+        store.lake, catalog, month, priced.line_items, priced.sub_line_items,
+        customers_of(left_out) | set(priced.failures)), strict=True))
+    for table, rows in priced_tables.items():
         path = billing_runs.write(store.lake, table, month, run_id, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
             **table_metadata(table, rows, path), **report})

@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from assets.resources import OrbStore
+from assets.thresholds import run_thresholds
 from billing import money
 from billing.catalog import CatalogError
 from billing.credits import CreditsError
@@ -26,10 +27,12 @@ from pipelines import runner
 from pipelines.definitions import build_definitions
 from pricing_sql.run_catalog import current_catalog
 from reports.documents import issue_and_render, render_issued
+from state.lake_snapshot import SnapshotMissing
 from storage.billing_runs import RUNS, MixedBillingRun
 from storage.duck import connect
 from storage.lake import Lake
 from storage.settings import Settings
+from webhooks.publish import after_lake_write
 
 
 def _settings(data_dir: Path) -> Settings:
@@ -124,6 +127,7 @@ def invoices_issue(period: date, customers: tuple[str, ...], data_dir: Path) -> 
         issued, folder = issue_and_render(_settings(data_dir), period, set(customers) or None)
     except (MixedBillingRun, IssueRefused) as exc:
         raise click.ClickException(str(exc)) from exc
+    after_lake_write(_settings(data_dir), datetime.now(UTC))  # invoice.issued (webhooks)
     for number, draft in issued:
         head = draft.head
         console.print(f"{number}  {head.document_type:<18} {head.reference:<28} "
@@ -142,12 +146,53 @@ def invoices_render(period: date | None, data_dir: Path) -> None:
     console.print(f"Rendered {count} documents into {folder}")
 
 
+def _as_of(_ctx: click.Context, _param: click.Parameter, value: str | None,
+           ) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.ClickException(f"--as-of: expected an ISO 8601 instant, got {value!r}"
+                                   ) from exc
+    if instant.tzinfo is None:
+        raise click.ClickException(f"--as-of: {value!r} needs a UTC offset, e.g. {value}Z")
+    return instant
+
+
+@invoices.command("threshold-run")
+@period_option(help="Billing month whose open periods are evaluated, YYYY-MM "
+               "[default: --as-of's month].")
+@click.option("--as-of", callback=_as_of, help="Evaluate at this ISO 8601 instant: usage "
+              "up to the customer's midnight that starts its day [default: now].")
+@DATA_DIR
+def invoices_threshold_run(period: date | None, as_of: datetime | None,
+                           data_dir: Path) -> None:
+    """Issue the threshold invoices due: each subscription whose open period's usage not
+    yet invoiced reaches its invoicing threshold (docs/invoicing.md#threshold-invoices)."""
+    settings = _settings(data_dir)
+    at = as_of or datetime.now(UTC)
+    month = period or at.date().replace(day=1)
+    try:
+        issued = run_thresholds(settings, month, at)
+    except SnapshotMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    for item in issued:
+        head = item.draft.head
+        console.print(f"{item.number}  {head.invoice_id:<40} {head.invoice_date}  "
+                      f"{_money(head.total, head.currency)}")
+    console.print(f"Issued {len(issued)} threshold invoices"
+                  + (f"; bill {month:%Y-%m} again (`orb bill --period {month:%Y-%m}`) for its "
+                     "final drafts to take them off" if issued else ""))
+
+
 def _set_status(number: str, status: DocumentStatus, note: str, data_dir: Path) -> None:
     try:
         documents.change_status(_settings(data_dir).lake, number, status,
                                 datetime.now(UTC), note)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    after_lake_write(_settings(data_dir), datetime.now(UTC))  # its webhook event
     console.print(f"{number} is now {status}")
 
 

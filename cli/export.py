@@ -5,6 +5,7 @@ incrementally (docs/exports.md)."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -15,7 +16,9 @@ from cli.output import console
 from storage.exports import lake_export as exports
 from storage.exports.ddl import DIALECTS
 from storage.lake import Lake
+from storage.settings import Settings
 from storage.tables import PUBLISHED_TABLES
+from webhooks.publish import export_succeeded
 
 
 def _tables(_ctx, _param, value: str | None) -> tuple[str, ...]:
@@ -82,9 +85,13 @@ def export(ctx: click.Context, url: str | None, kind: str, catalog_uri: str | No
 
 def _export(lake: Lake, url: str, tables: tuple[str, ...]) -> None:
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     with console.status(f"Exporting to {url}..."):
         result = exports.export(lake, url, tables)
     manifest = result.manifest
+    if not result.unchanged:  # data_exports.transfer_success (webhooks)
+        export_succeeded(Settings.from_env(lake.root).state_store_url, manifest, url,
+                         started_at, datetime.now(UTC))
     table = Table(title=f"Export {manifest['export_id']}")
     for column in ("table", "key", "files", "rows", "size"):
         table.add_column(column, no_wrap=True,

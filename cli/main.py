@@ -13,6 +13,8 @@ DISTRIBUTION = "orb-on-duckdb"
 
 # name -> ("module:attribute", short help): a one-line summary of its docstring.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "alerts": ("cli.alerts:alerts",
+               "Usage, cost and credit-balance alerts: thresholds that fire outbox events."),
     "amend": ("cli.commands:amend",
               "Deprecate past events and optionally ingest replacements."),
     "audit": ("cli.serve:audit", "The API's audit trail, newest last."),
@@ -35,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state": ("cli.state:state_group", "The state store as a whole."),
     "subscriptions": ("cli.state:subscriptions", "Subscriptions in the state store."),
     "tenants": ("cli.serve:tenants", "Tenants: each its own deployment."),
+    "webhooks": ("cli.webhooks:webhooks",
+                 "Webhook endpoints, delivery of the outbox's events, replays."),
 }
 
 

@@ -6,7 +6,7 @@ anything is wrong, and the error names the argument or the file's line or row.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -37,6 +37,7 @@ from state import (
 )
 from state.imports import read_files
 from state.operations import Where, parse_effective
+from state.thresholds import parse_threshold, set_threshold
 from storage.settings import Settings
 
 ACTOR = click.option("--actor", help="Who makes the change, for the history "
@@ -95,7 +96,7 @@ def _where(options: Mapping[str, str], default: str) -> Where:
 
 
 @contextmanager
-def _store(data_dir: Path) -> Iterator[StateStore]:
+def state_store(data_dir: Path) -> Iterator[StateStore]:
     """The store the settings name; a refused write or an unreachable database is an
     error message, not a traceback."""
     url = Settings.from_env(data_dir).state_store_url
@@ -115,7 +116,7 @@ def _store(data_dir: Path) -> Iterator[StateStore]:
         store.close()
 
 
-def _references(data_dir: Path) -> Catalog:
+def catalog_references(data_dir: Path) -> Catalog:
     """The catalog folder's plans and coupons, which subscriptions may name."""
     try:
         return load_catalog(Settings.from_env(data_dir).catalog_path)
@@ -125,8 +126,8 @@ def _references(data_dir: Path) -> Catalog:
 
 def import_files(data_dir: Path, files: Sequence[Path]) -> Written:
     """Import customers and subscriptions from ``files`` in one transaction."""
-    references = _references(data_dir)
-    with _store(data_dir) as store:
+    references = catalog_references(data_dir)
+    with state_store(data_dir) as store:
         return store.apply(read_files(list(files), references, store.customer_ids()),
                            references)
 
@@ -149,7 +150,8 @@ def _written(written: Written, what: str, actor: str) -> None:
 
 CUSTOMER_OPTIONS = {"id": "CUSTOMER_ID", "name": "--name", "email": "--email",
                     "timezone": "--timezone", "external_customer_id": "--external-id",
-                    "net_terms": "--net-terms"}
+                    "net_terms": "--net-terms", "billing_address": "--billing-address",
+                    "shipping_address": "--shipping-address", "tax_id": "--tax-id"}
 
 
 @click.group()
@@ -159,13 +161,49 @@ def customers() -> None:
 
 
 def _customer_fields(name: str | None, email: str | None, timezone: str | None,
-                     external_id: str | None, net_terms: int | None) -> dict[str, object]:
-    """The fields given; an empty --email or --external-id clears it."""
+                     external_id: str | None, net_terms: int | None,
+                     parties: dict[str, object]) -> dict[str, object]:
+    """The fields given; an empty --email, --external-id or address or tax id clears it."""
     given = {"name": name, "email": email, "timezone": timezone,
-             "external_customer_id": external_id, "net_terms": net_terms}
-    return {field: (None if value == "" and field in ("email", "external_customer_id")
-                    else value)
+             "external_customer_id": external_id, "net_terms": net_terms, **parties}
+    return {field: (None if value == "" and field not in ("name", "timezone") else value)
             for field, value in given.items() if value is not None}
+
+
+def _json_object(_ctx: click.Context, param: click.Parameter,
+                 value: str | None) -> dict[str, object] | str | None:
+    """A JSON object, or @FILE holding one; "" (to clear) as it is."""
+    if not value:
+        return value
+    try:
+        found = json.loads(Path(value[1:]).read_text() if value.startswith("@") else value)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise _bad(param, str(exc)) from exc
+    if not isinstance(found, dict):
+        raise _bad(param, f"expected a JSON object, got {value!r}")
+    return found
+
+
+def _parties(billing_address: object, shipping_address: object,
+             tax_id: object) -> dict[str, object]:
+    return {"billing_address": billing_address, "shipping_address": shipping_address,
+            "tax_id": tax_id}
+
+
+def _party_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Orb's customer fields, as JSON objects in Orb's shape."""
+    for option in reversed((
+            click.option("--billing-address", callback=_json_object,
+                         help='Orb\'s Address as JSON (or @FILE): {"line1", "line2", "city", '
+                              '"state", "postal_code", "country"}, country ISO 3166 alpha-2; '
+                              "printed on invoices. An empty value clears it."),
+            click.option("--shipping-address", callback=_json_object,
+                         help="Like --billing-address; kept, not printed."),
+            click.option("--tax-id", callback=_json_object,
+                         help='Orb\'s tax id as JSON: {"country": "FR", "type": "eu_vat", '
+                              '"value": "FR12345678901"}. An empty value clears it.'))):
+        command = option(command)
+    return command
 
 
 @customers.command("add")
@@ -175,20 +213,23 @@ def _customer_fields(name: str | None, email: str | None, timezone: str | None,
 @click.option("--timezone", help="IANA time zone [default: UTC].")
 @click.option("--external-id", help="The id your systems send events with.")
 @click.option("--net-terms", type=int, help="Days from invoice to due date [default: 30].")
+@_party_options
 @EFFECTIVE
 @ACTOR
 @DATA_DIR
 def customers_add(customer_id: str, name: str, email: str | None, timezone: str | None,
-                  external_id: str | None, net_terms: int | None,
+                  external_id: str | None, net_terms: int | None, billing_address: object,
+                  shipping_address: object, tax_id: object,
                   effective: date | datetime | None, actor: str | None,
                   data_dir: Path) -> None:
     """Add a customer."""
     actor = actor or default_actor()
     where = _where(CUSTOMER_OPTIONS, "CUSTOMER_ID")
     customer = _validated(Customer, {"id": customer_id, **_customer_fields(
-        name, email, timezone, external_id, net_terms)}, where)
+        name, email, timezone, external_id, net_terms,
+        _parties(billing_address, shipping_address, tax_id))}, where)
     assert isinstance(customer, Customer)
-    with _store(data_dir) as store:
+    with state_store(data_dir) as store:
         written = store.apply([AddCustomer(customer, actor, effective, where)], Catalog())
     _written(written, f"customer {customer_id}", actor)
 
@@ -200,21 +241,25 @@ def customers_add(customer_id: str, name: str, email: str | None, timezone: str 
 @click.option("--timezone")
 @click.option("--external-id", help="An empty value clears it.")
 @click.option("--net-terms", type=int)
+@_party_options
 @EFFECTIVE
 @ACTOR
 @DATA_DIR
 def customers_update(customer_id: str, name: str | None, email: str | None,
                      timezone: str | None, external_id: str | None, net_terms: int | None,
+                     billing_address: object, shipping_address: object, tax_id: object,
                      effective: date | datetime | None, actor: str | None,
                      data_dir: Path) -> None:
     """Record a new version of a customer: the fields given, from --effective on."""
-    values = _customer_fields(name, email, timezone, external_id, net_terms)
+    values = _customer_fields(name, email, timezone, external_id, net_terms,
+                              _parties(billing_address, shipping_address, tax_id))
     if not values:
         raise click.UsageError("give at least one of --name, --email, --timezone, "
-                               "--external-id, --net-terms")
+                               "--external-id, --net-terms, --billing-address, "
+                               "--shipping-address, --tax-id")
     actor = actor or default_actor()
     where = _where(CUSTOMER_OPTIONS, "CUSTOMER_ID")
-    with _store(data_dir) as store:
+    with state_store(data_dir) as store:
         written = store.apply([UpdateCustomer(customer_id, values, actor, effective, where)],
                               Catalog())
     _written(written, f"a new version of customer {customer_id} ({', '.join(values)})", actor)
@@ -227,7 +272,7 @@ def customers_update(customer_id: str, name: str | None, email: str | None,
 def customers_list(as_recorded_at: datetime | None, output_format: str,
                    data_dir: Path) -> None:
     """Customers as known now (or at --as-recorded-at), with their newest version."""
-    with _store(data_dir) as store:
+    with state_store(data_dir) as store:
         rows = store.snapshot(as_recorded_at).customers_table().to_pylist()
     emit(output_format, f"Customers ({len(rows)})",
          ("customer_id", "name", "external_customer_id", "email", "timezone", "net_terms",
@@ -298,6 +343,16 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dat
         raise _bad(_param, f"expected YYYY-MM-DD, got {value!r}") from exc
 
 
+def _threshold(_ctx: click.Context, _param: click.Parameter,
+               value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return parse_threshold(value, _param.opts[0])
+    except StateError as exc:
+        raise click.ClickException("; ".join(exc.problems)) from exc
+
+
 @subscriptions.command("create")
 @click.argument("subscription_id")
 @click.option("--customer", "customer_id", required=True)
@@ -312,12 +367,16 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dat
               help="Bill on the start date's day of the month.")
 @click.option("--coupon", "coupons", multiple=True, help="A coupon id. Repeatable.")
 @ADJUSTMENT
+@click.option("--invoicing-threshold", callback=_threshold,
+              help="Invoice the period's usage as soon as what is not yet invoiced reaches "
+                   "this amount, in the plan's currency (Orb's invoicing_threshold).")
 @ACTOR
 @DATA_DIR
 def subscriptions_create(subscription_id: str, customer_id: str, plan_id: str, start: date,
                          plan_version: int | None, trial_end: date | None, end: date | None,
                          billing_cycle_day: int | None, align_with_start: bool,
                          coupons: tuple[str, ...], adjustments: list[Adjustment],
+                         invoicing_threshold: Decimal | None,
                          actor: str | None, data_dir: Path) -> None:
     """Create a subscription: a customer on a plan from a start date."""
     actor = actor or default_actor()
@@ -330,10 +389,37 @@ def subscriptions_create(subscription_id: str, customer_id: str, plan_id: str, s
         "coupons": [{"coupon_id": c} for c in coupons], "adjustments": adjustments}
     sub = _validated(Subscription, {k: v for k, v in values.items() if v is not None}, where)
     assert isinstance(sub, Subscription)
-    references = _references(data_dir)
-    with _store(data_dir) as store:
+    references = catalog_references(data_dir)
+    with state_store(data_dir) as store:
         written = store.apply([CreateSubscription(sub, actor, where)], references)
+        if invoicing_threshold is not None:
+            set_threshold(store.engine, subscription_id, invoicing_threshold, actor,
+                          from_start=True)
     _written(written, f"subscription {subscription_id} ({written.changes} rows)", actor)
+
+
+@subscriptions.command("set-threshold")
+@click.argument("subscription_id")
+@click.argument("amount", metavar="AMOUNT|none")
+@EFFECTIVE
+@ACTOR
+@DATA_DIR
+def subscriptions_set_threshold(subscription_id: str, amount: str,
+                                effective: date | datetime | None, actor: str | None,
+                                data_dir: Path) -> None:
+    """Set the subscription's invoicing threshold from --effective on (`none` removes
+    it): a threshold invoice is issued mid-period as soon as the period's usage not yet
+    invoiced reaches it (docs/invoicing.md#threshold-invoices)."""
+    actor = actor or default_actor()
+    try:
+        threshold = None if amount.lower() == "none" else parse_threshold(amount, "AMOUNT")
+    except StateError as exc:
+        raise click.ClickException("; ".join(exc.problems)) from exc
+    with state_store(data_dir) as store:
+        row = set_threshold(store.engine, subscription_id, threshold, actor, effective)
+    shown = "removed" if threshold is None else f"{threshold}"
+    console.print(f"Invoicing threshold of {subscription_id}: {shown}, effective "
+                  f"{row.effective_at.isoformat()} (recorded by {actor})")
 
 
 @subscriptions.command("change")
@@ -342,9 +428,10 @@ def subscriptions_create(subscription_id: str, customer_id: str, plan_id: str, s
 @click.option("--plan-version", type=int, help="With --plan: pin a version.")
 @click.option("--coupon", "coupon_id", help="Redeem this coupon from --effective on.")
 @ADJUSTMENT
-@click.option("--quantity", help="A quantity from --effective on (recorded; rating does "
-              "not read it yet).")
-@click.option("--price", "price_id", help="With --quantity: the price it is for.")
+@click.option("--quantity", help="A fixed fee's quantity from --effective on (as "
+              "set-quantity).")
+@click.option("--price", "price_id", help="With --quantity: the fixed fee it is for "
+              "[default: every fixed fee of the subscription].")
 @EFFECTIVE
 @ACTOR
 @DATA_DIR
@@ -373,17 +460,45 @@ def subscriptions_change(subscription_id: str, plan_id: str | None, plan_version
     operations += [AddAdjustment(subscription_id, adjustment, actor, effective, where)
                    for adjustment in adjustments]
     if quantity is not None:
-        try:
-            amount = Decimal(quantity)
-        except InvalidOperation as exc:
-            raise click.ClickException(f"--quantity: expected a number, got {quantity!r}"
-                                       ) from exc
-        operations.append(SetQuantity(subscription_id, amount, actor, price_id, effective,
-                                      where))
-    references = _references(data_dir)
-    with _store(data_dir) as store:
+        operations.append(SetQuantity(subscription_id, _quantity(quantity), actor, price_id,
+                                      effective, where))
+    references = catalog_references(data_dir)
+    with state_store(data_dir) as store:
         written = store.apply(operations, references)
     _written(written, f"{written.changes} change(s) to subscription {subscription_id}", actor)
+
+
+def _quantity(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:
+        raise click.ClickException(f"--quantity: expected a number, got {text!r}") from exc
+
+
+@subscriptions.command("set-quantity")
+@click.argument("subscription_id")
+@click.option("--price", "price_id", required=True, help="The fixed fee (a price with "
+              "fixed_price_quantity) of the subscription's plan.")
+@click.option("--quantity", required=True, help="Its quantity from --effective on: 0 or "
+              "more, at most 9 decimal places.")
+@EFFECTIVE
+@ACTOR
+@DATA_DIR
+def subscriptions_set_quantity(subscription_id: str, price_id: str, quantity: str,
+                               effective: date | datetime | None, actor: str | None,
+                               data_dir: Path) -> None:
+    """Change a fixed fee's quantity from --effective on (Orb's update_fixed_fee_quantity).
+    Billed in arrears, each quantity is charged for its days; billed in advance, the
+    period's fee stands and the difference for the rest of the period is charged on an
+    invoice dated --effective (an increase) or credited on the next one (a decrease)."""
+    actor = actor or default_actor()
+    where = _where(SUBSCRIPTION_OPTIONS, "--effective")
+    references = catalog_references(data_dir)
+    with state_store(data_dir) as store:
+        written = store.apply([SetQuantity(subscription_id, _quantity(quantity), actor,
+                                           price_id, effective, where)], references)
+    _written(written, f"quantity {quantity} of {price_id} on subscription {subscription_id}, "
+             f"effective {effective or written.recorded_at.isoformat()}", actor)
 
 
 @subscriptions.command("cancel")
@@ -397,7 +512,7 @@ def subscriptions_cancel(subscription_id: str, effective: date | datetime | None
     again moves the end."""
     actor = actor or default_actor()
     where = _where(SUBSCRIPTION_OPTIONS, "--effective")
-    with _store(data_dir) as store:
+    with state_store(data_dir) as store:
         written = store.apply([Cancel(subscription_id, actor, effective, where)], Catalog())
     _written(written, f"the cancellation of {subscription_id}, effective "
              f"{effective or written.recorded_at.isoformat()}", actor)
@@ -411,7 +526,7 @@ def subscriptions_cancel(subscription_id: str, effective: date | datetime | None
 def subscriptions_list(customer_id: str | None, as_recorded_at: datetime | None,
                        output_format: str, data_dir: Path) -> None:
     """Subscriptions as known now (or at --as-recorded-at), with their phases."""
-    with _store(data_dir) as store:
+    with state_store(data_dir) as store:
         snapshot = store.snapshot(as_recorded_at)
         subs = snapshot.subscriptions_table().to_pylist()
         phases = snapshot.phases_table().to_pylist()

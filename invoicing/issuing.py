@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from billing.catalog import Catalog
 from invoicing import credit_grants as credits
-from invoicing import documents
+from invoicing import documents, thresholds
 from invoicing.assembly import Invoiced, assemble_invoices
 from invoicing.checks import total_failures
 from invoicing.document_model import (
@@ -191,6 +191,12 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
     on the rows read (``IssueRefused``)."""
     with lake.lock("issue"):
         run = read_month(lake, month, DRAFT_TABLES)
+        if stale := thresholds.missing_from(lake, month, run["invoices"]):
+            raise IssueRefused(
+                f"threshold invoices {', '.join(stale)} were issued after the newest "
+                f"completed billing run of {month:%Y-%m}, whose final invoices do not take "
+                f"them off yet; nothing was issued: re-run the month with "
+                f"`orb bill --period {month:%Y-%m}`")
         failures = total_failures(run)
         if failures:
             raise IssueRefused(

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from invoicing.issuing import compute_corrections, invoice_run, register_issued
+from invoicing.thresholds import with_threshold_lines
 from pricing_sql.rating import compute_usage, price_line_items
 from pricing_sql.run_catalog import current_catalog
 from storage.duck import connect
@@ -49,8 +50,11 @@ def preview(deployment: Deployment, month: date) -> list[Difference]:
     catalog = current_catalog(deployment)
     rated = compute_usage(con, lake, catalog, month)
     priced = price_line_items(con, catalog, month, rated.usage, rated.excluded)
-    invoiced = invoice_run(con, lake, catalog, month, priced.line_items)
-    corrections = compute_corrections(con, lake, month, priced.line_items,
+    line_items, _ = with_threshold_lines(lake, catalog, month, priced.line_items,
+                                         priced.sub_line_items,
+                                         rated.excluded | set(priced.failures))
+    invoiced = invoice_run(con, lake, catalog, month, line_items)
+    corrections = compute_corrections(con, lake, month, line_items,
                                       invoiced.adjustments,
                                       rated.excluded | set(priced.failures)).to_pylist()
     after = {row["invoice_id"]: row for row in invoiced.invoices.to_pylist()}

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.alerts import batch_alerts
 from assets.events import materializations
 from assets.resources import OrbStore
 from ingestion.batches import ingest_files
@@ -16,7 +17,8 @@ class IngestConfig(dg.Config):
 
 
 @dg.op(description="Ingest batches from the landing folder (or the given files).")
-def ingest(context: dg.OpExecutionContext, config: IngestConfig, store: OrbStore) -> None:
+def ingest(context: dg.OpExecutionContext, config: IngestConfig, store: OrbStore) -> list[str]:
+    """The ids of the batches ingested (for their alerts)."""
     lake = store.lake
     files = [Path(f) for f in config.files] or lake.landing_files()
     results = ingest_files(connect(), lake, store.current_catalog(), files, datetime.now(UTC),
@@ -27,13 +29,14 @@ def ingest(context: dg.OpExecutionContext, config: IngestConfig, store: OrbStore
                          f"{result.late} late")
     for report in materializations(results):
         context.log_event(report)
+    return [r.batch_id for r in results if r.status == "ingested"]
 
 
 # dagster.yaml's run queue lets one run with this tag execute at a time.
 @dg.job(description="Ingest new event batches into the lake.",
         tags={"orb/lake_writer": "ingest"})
 def ingest_events():
-    ingest()
+    batch_alerts(ingest())
 
 
 @dg.sensor(job=ingest_events, minimum_interval_seconds=30,

@@ -2,12 +2,13 @@
 ``orb invoices issue`` does from the shell. An op job, not an asset: issued documents
 are records that no re-materialization may rewrite."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
 from assets.resources import OrbStore
 from reports.documents import issue_and_render
+from webhooks.publish import after_lake_write
 
 
 class IssueConfig(dg.Config):
@@ -20,6 +21,7 @@ class IssueConfig(dg.Config):
 def issue(context: dg.OpExecutionContext, config: IssueConfig, store: OrbStore) -> None:
     issued, folder = issue_and_render(store, date.fromisoformat(f"{config.month}-01"),
                                       set(config.customers) or None)
+    after_lake_write(store, datetime.now(UTC))  # invoice.issued (webhooks)
     for number, draft in issued:
         head = draft.head
         context.log.info(f"{number}: {head.document_type} {head.reference} {head.total} "

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from billing.catalog.loader import adjustment_price_problems
 from billing.catalog.models import Catalog, Plan, Subscription
+from billing.catalog.prices import Price
 from state.operations import Where
 
 
@@ -33,9 +34,26 @@ class References:
             return f"{where(*at, 'coupon_id')}: unknown coupon {coupon_id!r}"
         return None
 
-    def price_ids(self, plan_ids: Iterable[str]) -> set[str]:
+    def prices(self, plan_ids: Iterable[str]) -> list[Price]:
         plans = [self.plans[p] for p in plan_ids if p in self.plans]
-        return {price.id for plan in plans for price in Plan.all_prices(plan)}
+        return [price for plan in plans for price in Plan.all_prices(plan)]
+
+    def price_ids(self, plan_ids: Iterable[str]) -> set[str]:
+        return {price.id for price in self.prices(plan_ids)}
+
+    def fixed_fee_problem(self, price_id: str | None, plan_ids: Iterable[str], where: Where,
+                          *at: str | int) -> str | None:
+        """A quantity is for a fixed fee of the subscription's plans (None: all of them)."""
+        prices = {price.id: price for price in self.prices(plan_ids)}
+        if price_id is None or not prices:
+            return None
+        if price_id not in prices:
+            return (f"{where(*at, 'price_id')}: price {price_id!r} is not on the "
+                    "subscription's plans")
+        if prices[price_id].fixed_price_quantity is None:
+            return (f"{where(*at, 'price_id')}: price {price_id!r} is not a fixed fee (it has "
+                    "no fixed_price_quantity)")
+        return None
 
     def subscription_problems(self, sub: Subscription, where: Where) -> list[str]:
         problems = []
@@ -46,5 +64,9 @@ class References:
         for index, redemption in enumerate(sub.coupons):
             if problem := self.coupon_problem(redemption.coupon_id, where, "coupons", index):
                 problems.append(problem)
-        prices = self.price_ids(phase.plan_id for phase in sub.plan_phases)
-        return problems + adjustment_price_problems(sub, prices, where)
+        plan_ids = [phase.plan_id for phase in sub.plan_phases]
+        for index, change in enumerate(sub.fixed_fee_quantities):
+            if problem := self.fixed_fee_problem(change.price_id, plan_ids, where,
+                                                 "fixed_fee_quantities", index):
+                problems.append(problem)
+        return problems + adjustment_price_problems(sub, self.prices(plan_ids), where)

@@ -11,7 +11,8 @@ order they were recorded (docs/state.md#how-history-adds-up):
   or after it are dropped, except the first;
 - ``coupon`` adds a redemption; ``adjustment`` an adjustment, part of the subscription
   once it is in effect at the instant asked for, or from the start;
-- ``quantity`` is kept for the lake; the models have no quantity yet.
+- ``quantity`` sets a fixed fee's quantity from its day on, kept in the order recorded
+  (``billing/quantities.py`` reads a later one as correcting earlier ones).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from billing import periods
 from billing.catalog.adjustments import Adjustment
 from billing.catalog.models import Customer, Subscription
 
-CUSTOMER_FIELDS = ("name", "external_customer_id", "email", "timezone", "net_terms")
+CUSTOMER_FIELDS = ("name", "external_customer_id", "email", "timezone", "net_terms",
+                   "billing_address", "shipping_address", "tax_id")
+# Kept as JSON text in Orb's shape (an Address, a CustomerTaxID), like adjustments.
+JSON_FIELDS = frozenset({"billing_address", "shipping_address", "tax_id"})
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 ADJUSTMENT = TypeAdapter(Adjustment)
 
@@ -44,6 +48,9 @@ class CustomerVersion(NamedTuple):
     email: str | None
     timezone: str | None
     net_terms: int | None
+    billing_address: str | None  # JSON
+    shipping_address: str | None  # JSON
+    tax_id: str | None  # JSON
     effective_at: datetime
     recorded_at: datetime
     actor: str
@@ -94,6 +101,7 @@ class SubscriptionState:
     end_date: date | None = None
     coupons: list[tuple[str, date | None]] = field(default_factory=list)
     adjustments: list[str] = field(default_factory=list)  # JSON
+    quantities: list[tuple[str | None, date, Decimal]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The subscription in the catalog's shape: ``plan_id`` and ``start_date`` for one
@@ -119,6 +127,10 @@ class SubscriptionState:
                                for c, on in self.coupons]
         if self.adjustments:
             data["adjustments"] = [json.loads(a) for a in self.adjustments]
+        if self.quantities:
+            data["fixed_fee_quantities"] = [
+                {"price_id": price_id, "start_date": day, "quantity": quantity}
+                for price_id, day, quantity in self.quantities]
         return data
 
     def model(self) -> Subscription:
@@ -144,11 +156,29 @@ def customer_at(versions: Sequence[CustomerVersion],
 
 
 def customer_fields(version: CustomerVersion) -> dict[str, Any]:
+    """The fields as stored: addresses and tax ids as JSON text."""
     return {name: getattr(version, name) for name in CUSTOMER_FIELDS}
 
 
+def customer_values(version: CustomerVersion) -> dict[str, Any]:
+    """The fields as the catalog model takes them: JSON text parsed."""
+    return {name: json.loads(value) if name in JSON_FIELDS and value is not None else value
+            for name, value in customer_fields(version).items()}
+
+
+def stored_value(name: str, value: Any) -> Any:
+    """A customer model's field as the store keeps it."""
+    if name in JSON_FIELDS and value is not None:
+        return json.dumps(value.model_dump(mode="json", exclude_none=True), sort_keys=True)
+    return value
+
+
+def stored_fields(customer: Customer) -> dict[str, Any]:
+    return {name: stored_value(name, getattr(customer, name)) for name in CUSTOMER_FIELDS}
+
+
 def customer_model(version: CustomerVersion) -> Customer:
-    return Customer.model_validate({"id": version.customer_id} | customer_fields(version))
+    return Customer.model_validate({"id": version.customer_id} | customer_values(version))
 
 
 def subscription_state(subscription_id: str, customer_id: str, changes: Sequence[Change],
@@ -182,7 +212,10 @@ def subscription_state(subscription_id: str, customer_id: str, changes: Sequence
             assert change.adjustment is not None
             if change.effective_at <= adjustments_until:
                 state.adjustments.append(change.adjustment)
-        elif kind != "quantity":
+        elif kind == "quantity":
+            assert change.quantity is not None
+            state.quantities.append((change.price_id, change.effective_date, change.quantity))
+        else:
             raise ValueError(f"subscription {subscription_id!r}: a second {kind!r} row")
     return state
 

@@ -37,12 +37,13 @@ from state.operations import (
 
 YAML_SECTIONS = ("customers", "subscriptions")
 CUSTOMER_COLUMNS = ("id", "name", "external_customer_id", "email", "timezone", "net_terms",
-                    "effective_at")
+                    "billing_address", "shipping_address", "tax_id", "effective_at")
 SUBSCRIPTION_COLUMNS = ("id", "customer_id", "plan_id", "plan_version", "start_date",
                         "phases", "end_date", "trial_end_date", "billing_cycle_day",
                         "align_billing_with_subscription_start_date", "coupons",
                         "adjustments")
 JSON_COLUMNS = ("phases", "coupons", "adjustments")
+CUSTOMER_JSON_COLUMNS = ("billing_address", "shipping_address", "tax_id")
 Model = TypeVar("Model", Customer, Subscription)
 # libyaml's composer when PyYAML has it (five times faster); lines are the same
 COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -201,6 +202,9 @@ def _row_where(path: Path, number: int) -> Where:
 
 def _customer_operation(path: Path, values: dict[str, Any], where: Where) -> Operation:
     effective = _effective(values.pop("effective_at", None), where)
+    for name in CUSTOMER_JSON_COLUMNS:
+        if isinstance(value := values.get(name), str):
+            values[name] = _json(name, value, where)
     customer = _validated(Customer, values, where)
     return AddCustomer(customer, actor_of(path), effective, where, existing_ok=True)
 

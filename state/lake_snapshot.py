@@ -12,6 +12,7 @@ the catalog models billing reads (``pricing_sql/run_catalog.py``).
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -23,16 +24,27 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, TypeAdapter
 
 from billing.catalog.adjustments import Adjustment
-from billing.catalog.models import CouponRedemption, Customer, Phase, Subscription
+from billing.catalog.models import (
+    CouponRedemption,
+    Customer,
+    FixedFeeQuantity,
+    Phase,
+    Subscription,
+)
+from billing.catalog.parties import Address, TaxId
+from state import thresholds
 from state.lake_tables import SCHEMAS
 from state.store import StateStore
 from storage.lake import Lake
 from storage.tables import BILLING_MONTH, STATE_SNAPSHOTS, TABLES
 
 SNAPSHOTS = "state_snapshots"
+THRESHOLDS = "state_invoicing_thresholds"
 Model = TypeVar("Model", bound=BaseModel)
 ADJUSTMENTS = TypeAdapter(list[Adjustment])
 REDEMPTIONS = TypeAdapter(list[CouponRedemption])
+PARTIES: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("billing_address", Address), ("shipping_address", Address), ("tax_id", TaxId))
 
 
 def lake_table(name: str) -> str:
@@ -62,6 +74,9 @@ def take(store: StateStore, lake: Lake, month: date, run_id: str) -> LakeSnapsho
     tables = {name: _with_id(table, snapshot_id) for name, table in snapshot.tables().items()}
     for name, table in tables.items():
         _write(lake, lake_table(name), month, snapshot_id, table)
+    # the thresholds as they stand, for the run's threshold invoices (state/thresholds.py)
+    _write(lake, THRESHOLDS, month, snapshot_id,
+           _with_id(thresholds.rows_table(thresholds.read_rows(store.engine)), snapshot_id))
     _write(lake, SNAPSHOTS, month, snapshot_id, pa.Table.from_pylist([{
         "snapshot_id": snapshot_id, "run_id": run_id, "taken_at": taken_at,
         "as_recorded_at": snapshot.as_recorded_at, "as_of": snapshot.as_of,
@@ -95,6 +110,16 @@ def read(lake: Lake, month: date, snapshot_id: str) -> LakeSnapshot:
     return LakeSnapshot(snapshot_id, month, head["run_id"], head["taken_at"], tables)
 
 
+def invoicing_thresholds(lake: Lake, month: date, snapshot_id: str,
+                         ) -> list[thresholds.ThresholdRow]:
+    """The invoicing-threshold rows a committed snapshot kept; none for a snapshot taken
+    before thresholds were kept."""
+    path = _path(lake, THRESHOLDS, month, snapshot_id)
+    if not os.path.exists(path):
+        return []
+    return thresholds.from_table(pq.read_table(path, partitioning=None))
+
+
 # The store checks every row when it is written (``state/checks.py``) and the snapshot is
 # this module's own file, so the models are built without validating them again:
 # pydantic's ``model_construct`` takes 9 us a model, ``_built`` 1.4 us, and 100,000
@@ -115,13 +140,29 @@ def _built(model: type[Model], values: dict[str, Any]) -> Model:
 def customers(table: pa.Table) -> list[Customer]:
     names = ("id", "name", "external_customer_id", "email", "timezone", "net_terms")
     columns = [table["customer_id"].to_pylist()] + [table[n].to_pylist() for n in names[1:]]
-    return [_built(Customer, dict(zip(names, values, strict=True)))
-            for values in zip(*columns, strict=True)]
+    # few customers have them: parsed only where set; a snapshot kept before they
+    # existed has none
+    parties = [[None if text is None else model.model_validate_json(text)
+                for text in table[name].to_pylist()] if name in table.column_names
+               else [None] * table.num_rows for name, model in PARTIES]
+    return [_built(Customer, dict(zip(names, values, strict=True))
+                   | {name: party[index] for (name, _), party in zip(PARTIES, parties,
+                                                                      strict=True)})
+            for index, values in enumerate(zip(*columns, strict=True))]
 
 
-def subscriptions(table: pa.Table, phases: pa.Table) -> list[Subscription]:
+def subscriptions(table: pa.Table, phases: pa.Table,
+                  changes: pa.Table | None = None) -> list[Subscription]:
     """The catalog's shape of each row, as ``state.history.SubscriptionState.as_dict``
-    gives it: ``plan_id`` and ``start_date`` for one phase, ``phases`` for more."""
+    gives it: ``plan_id`` and ``start_date`` for one phase, ``phases`` for more; with
+    ``changes`` (the snapshot's, in the order recorded), fixed-fee quantities."""
+    schedules: dict[str, list[FixedFeeQuantity]] = {}
+    if changes is not None:
+        rows = changes.filter(pc.equal(changes["kind"], "quantity"))
+        for sub_id, price_id, day, quantity in zip(*(rows[c].to_pylist() for c in (
+                "subscription_id", "price_id", "effective_date", "quantity")), strict=True):
+            schedules.setdefault(sub_id, []).append(_built(FixedFeeQuantity, {
+                "price_id": price_id, "start_date": day, "quantity": quantity}))
     by_subscription: dict[str, list[tuple[str, date, int | None]]] = {}
     for sub_id, *phase in zip(*(phases[c].to_pylist() for c in (
             "subscription_id", "plan_id", "start_date", "plan_version")), strict=True):
@@ -146,7 +187,8 @@ def subscriptions(table: pa.Table, phases: pa.Table) -> list[Subscription]:
             "end_date": end, "trial_end_date": trial_end, "billing_cycle_day": cycle_day,
             "align_billing_with_subscription_start_date": bool(align),
             "coupons": REDEMPTIONS.validate_json(coupons) if coupons else [],
-            "adjustments": ADJUSTMENTS.validate_json(adjustments) if adjustments else []}))
+            "adjustments": ADJUSTMENTS.validate_json(adjustments) if adjustments else [],
+            "fixed_fee_quantities": schedules.get(sub_id, [])}))
     return models
 
 

@@ -127,8 +127,9 @@ class AddAdjustment:
 
 @dataclass(frozen=True)
 class SetQuantity:
-    """A quantity (seats, a fixed fee's units) from ``effective`` on, for one price or
-    the whole subscription. Recorded for the lake; rating does not read it yet."""
+    """A fixed fee's quantity (seats) from ``effective`` on, for one fixed fee of the
+    subscription's plans or (``price_id`` None) every one; billed as
+    ``billing/quantities.py`` says."""
 
     subscription_id: str
     quantity: Decimal

@@ -66,6 +66,10 @@ customer_versions = sa.Table(
     sa.Column("email", sa.Text),
     sa.Column("timezone", sa.String(64)),
     sa.Column("net_terms", sa.Integer),
+    # Orb's Address and CustomerTaxID as JSON text (migration 0003)
+    sa.Column("billing_address", sa.Text),
+    sa.Column("shipping_address", sa.Text),
+    sa.Column("tax_id", sa.Text),
     sa.Column("effective_at", Instant(), nullable=False),
     *_written(),
     sa.Index("customer_versions_by_customer", "customer_id", "recorded_at"),
@@ -175,6 +179,19 @@ webhook_attempts = sa.Table(
     sa.Index("webhook_attempts_by_event", "endpoint_id", "event_id", "attempt"),
 )
 
+# A dispatcher's claim on one endpoint's events of one customer (``lane``; "" for events
+# of no customer) until ``lease_until``: two dispatchers never post the same lane at once,
+# so a customer's events reach an endpoint in sequence. Updated in place: a lease, not
+# history.
+webhook_claims = sa.Table(
+    "webhook_claims", metadata,
+    sa.Column("endpoint_id", ID, sa.ForeignKey("webhook_endpoints.endpoint_id"),
+              primary_key=True),
+    sa.Column("lane", ID, primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("lease_until", Instant(), nullable=False),
+)
+
 # Alerts in Orb's model: created once, enabled/disabled or re-thresholded by versions.
 alerts = sa.Table(
     "alerts", metadata,
@@ -200,13 +217,20 @@ alert_versions = sa.Table(
 )
 
 # A threshold fired in a period: once, whatever re-evaluates it (the unique key).
+# usage/cost: ``period_start`` is the billing period's start, every row is "fired".
+# Credit balances have no period: ``period_start`` is when the threshold was armed (the
+# alert's creation, or the "cleared" row that re-armed it), and a "cleared" row (no
+# event) records the balance leaving the alert, which re-arms it (state/alerts.py).
 alert_firings = sa.Table(
     "alert_firings", metadata,
     sa.Column("alert_id", ID, sa.ForeignKey("alerts.alert_id"), primary_key=True),
     sa.Column("period_start", Instant(), primary_key=True),
     sa.Column("threshold", sa.String(64), primary_key=True),
-    sa.Column("event_id", ID, nullable=False),
+    sa.Column("kind", sa.String(16), primary_key=True),  # fired | cleared
+    sa.Column("value", sa.String(64), nullable=False),  # the value evaluated, a decimal
+    sa.Column("event_id", ID),  # the outbox event told (null: cleared)
     *_written(),
+    sa.CheckConstraint("kind IN ('fired', 'cleared')", name="alert_firing_kind"),
 )
 
 # A subscription's invoicing threshold (Orb's ``invoicing_threshold``): from

@@ -21,9 +21,10 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from billing.catalog.models import Catalog
-from state import rows, schema
+from state import outbox, rows, schema
 from state.checks import References
 from state.database import create_engine, reading, upgrade, writing
+from state.events import written_events
 from state.operations import Operation
 from state.snapshot import Snapshot
 from state.writes import Batch, touched_ids
@@ -83,7 +84,7 @@ class StateStore:
             for op in operations:
                 batch.add(op)
             new = batch.finish()
-            return Written(
+            written = Written(
                 recorded_at,
                 rows.insert(connection, schema.customers, new.customers),
                 rows.insert(connection, schema.customer_versions,
@@ -91,6 +92,11 @@ class StateStore:
                 rows.insert(connection, schema.subscriptions, new.subscriptions),
                 rows.insert(connection, schema.subscription_changes,
                             map(rows.change_row, new.changes)))
+            # what the write makes true is told in the same transaction (docs/webhooks.md)
+            outbox.append(connection, written_events(
+                (row["customer_id"] for row in new.customers), new.versions, new.changes,
+                batch.rows), recorded_at, operations[0].actor if operations else "")
+            return written
 
     def _recorded_at(self, connection: sa.Connection) -> datetime:
         """The clock's instant, moved after the newest row if the clock is behind it, so

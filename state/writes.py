@@ -15,12 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from billing import periods
-from billing.catalog.adjustments import ADJUSTMENT_TYPES
+from billing.catalog.adjustments import ADJUSTMENT_TYPES, usage_discount_problems
 from billing.catalog.models import Customer, Subscription
 from state.checks import References
 from state.errors import StateError
 from state.history import (
-    CUSTOMER_FIELDS,
     FAR_FUTURE,
     Change,
     CustomerVersion,
@@ -28,7 +27,10 @@ from state.history import (
     adjustment_json,
     customer_at,
     customer_fields,
+    customer_values,
     local_day,
+    stored_fields,
+    stored_value,
     subscription_state,
 )
 from state.operations import (
@@ -115,6 +117,7 @@ class Batch:
     # -- customers ---------------------------------------------------------------------
 
     def _current(self, customer_id: str) -> dict[str, Any]:
+        """The customer's fields as stored (addresses as JSON text)."""
         return customer_fields(customer_at(self.rows.versions[customer_id], FAR_FUTURE)[0])
 
     def _add_customer(self, op: AddCustomer) -> None:
@@ -128,8 +131,8 @@ class Batch:
                                      "exists (orb customers update changes it)")
                 return
             current = self._current(customer.id)
-            changed = {name: getattr(customer, name) for name in CUSTOMER_FIELDS
-                       if getattr(customer, name) != current.get(name)}
+            changed = {name: value for name, value in stored_fields(customer).items()
+                       if value != current.get(name)}
             if changed:
                 self._version(customer.id, changed, op.effective, customer.timezone, op.actor,
                               op.where)
@@ -138,8 +141,7 @@ class Batch:
             self.new.customers.append({"customer_id": customer.id,
                                        "recorded_at": self.recorded_at, "actor": op.actor})
             self.rows.versions[customer.id] = []
-            self._version(customer.id, {name: getattr(customer, name)
-                                        for name in CUSTOMER_FIELDS},
+            self._version(customer.id, stored_fields(customer),
                           op.effective, customer.timezone, op.actor, op.where)
 
     def _update_customer(self, op: UpdateCustomer) -> None:
@@ -149,13 +151,15 @@ class Batch:
         if not op.values:
             self.problems.append(f"{op.where()}: nothing to change")
             return
+        current = customer_at(self.rows.versions[op.customer_id], FAR_FUTURE)[0]
         try:
             merged = Customer.model_validate(
-                {"id": op.customer_id} | self._current(op.customer_id) | dict(op.values))
+                {"id": op.customer_id} | customer_values(current) | dict(op.values))
         except ValidationError as exc:
             self.problems += _validation_problems(exc, op.where)
             return
-        self._version(op.customer_id, {name: getattr(merged, name) for name in op.values},
+        self._version(op.customer_id, {name: stored_value(name, getattr(merged, name))
+                                       for name in op.values},
                       op.effective, merged.timezone, op.actor, op.where)
 
     def _version(self, customer_id: str, values: dict[str, Any], effective: Effective,
@@ -170,7 +174,8 @@ class Batch:
             self.owners.setdefault(external_id, set()).add(customer_id)
         version = CustomerVersion(
             customer_id, tuple(values), values.get("name"), external_id, values.get("email"),
-            values.get("timezone"), values.get("net_terms"),
+            values.get("timezone"), values.get("net_terms"), values.get("billing_address"),
+            values.get("shipping_address"), values.get("tax_id"),
             self._instant(effective, timezone), self.recorded_at, actor)
         self.rows.versions[customer_id].append(version)
         self.new.versions.append(version)
@@ -262,6 +267,9 @@ class Batch:
             if unknown and prices:
                 problems.append(f"{where('adjustment', 'applies_to_price_ids')}: prices "
                                 f"{sorted(unknown)} are not on the subscription's plans")
+            problems += [f"{where('adjustment')}: {problem}" for problem in
+                         usage_discount_problems(op.adjustment, self.references.prices(
+                             phase.plan_id for phase in current.phases))]
         else:
             kind = "quantity"
             values = {"quantity": op.quantity, "price_id": op.price_id}
@@ -271,9 +279,8 @@ class Batch:
             elif -int(op.quantity.as_tuple().exponent) > 9:
                 problems.append(f"{where('quantity')}: at most 9 decimal places, got "
                                 f"{op.quantity}")
-            if op.price_id is not None and op.price_id not in prices:
-                problems.append(f"{where('price_id')}: price {op.price_id!r} is not on the "
-                                "subscription's plans")
+            problems.append(self.references.fixed_fee_problem(
+                op.price_id, (phase.plan_id for phase in current.phases), where))
         if found := [problem for problem in problems if problem]:
             self.problems += found
             return
@@ -304,6 +311,8 @@ def subscription_rows(sub: Subscription, timezone: str, recorded_at: datetime,
                  redeemed_on=coupon.redeemed_on) for coupon in sub.coupons]
     rows += [row("adjustment", start, adjustment=adjustment_json(adjustment))
              for adjustment in sub.adjustments]
+    rows += [row("quantity", change.start_date, price_id=change.price_id,
+                 quantity=change.quantity) for change in sub.fixed_fee_quantities]
     if sub.end_date is not None:
         rows.append(row("cancel", sub.end_date))
     return rows

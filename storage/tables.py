@@ -282,6 +282,23 @@ DOCUMENT_EVENTS = pa.schema([
     ("note", pa.string()),
 ])
 
+# A threshold invoice issued mid-period (invoicing/thresholds.py): the usage of one
+# subscription's open period on ``final_invoice_id`` up to ``cutoff``, one file per
+# invoice, written before it is issued (only those with an issued document count).
+THRESHOLD_INVOICES = pa.schema([
+    ("invoice_id", pa.string()),  # <final_invoice_id>~<subscription_id>~T<sequence>
+    ("final_invoice_id", pa.string()),
+    ("subscription_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("sequence", pa.int32()),  # 1, 2, ... within the period
+    ("invoice_date", pa.date32()),
+    ("cutoff", INSTANT),  # usage before this instant is on it
+    ("threshold", AMOUNT),
+    ("evaluated_amount", AMOUNT),  # usage not yet invoiced when it was evaluated
+    ("recorded_at", INSTANT),
+])
+
 # -- payments --------------------------------------------------------------------------
 
 PAYMENT_ATTEMPTS = pa.schema([
@@ -300,6 +317,21 @@ PAYMENT_ATTEMPTS = pa.schema([
     ("currency", pa.string()),
     ("detail", pa.string()),  # why it failed or was flagged
     ("next_retry_at", INSTANT),  # failed and retryable
+])
+
+# -- webhooks (docs/webhooks.md) -------------------------------------------------------
+
+# The state store's outbox, mirrored by the dispatcher: one file per mirror run, in a
+# partition named by the first sequence it holds.
+WEBHOOK_EVENTS = pa.schema([
+    ("sequence", pa.int64()),
+    ("event_id", pa.string()),
+    ("type", pa.string()),
+    ("customer_id", pa.string()),
+    ("subscription_id", pa.string()),
+    ("created_at", INSTANT),
+    ("payload", pa.string()),  # Orb's webhook body, JSON
+    ("recorded_at", INSTANT),
 ])
 
 # -- revenue (docs/revenue.md) ---------------------------------------------------------
@@ -366,6 +398,10 @@ STATE_CUSTOMERS = pa.schema([
     ("email", pa.string()),
     ("timezone", pa.string()),
     ("net_terms", pa.int32()),
+    # Orb's Address and CustomerTaxID, as JSON text
+    ("billing_address", pa.string()),
+    ("shipping_address", pa.string()),
+    ("tax_id", pa.string()),
     ("created_at", INSTANT),
     ("effective_at", INSTANT),
     ("recorded_at", INSTANT),
@@ -382,6 +418,9 @@ STATE_CUSTOMER_VERSIONS = pa.schema([
     ("email", pa.string()),
     ("timezone", pa.string()),
     ("net_terms", pa.int32()),
+    ("billing_address", pa.string()),
+    ("shipping_address", pa.string()),
+    ("tax_id", pa.string()),
     ("effective_at", INSTANT),
     ("recorded_at", INSTANT),
     ("actor", pa.string()),
@@ -437,6 +476,18 @@ STATE_SUBSCRIPTION_CHANGES = pa.schema([
     ("quantity", QUANTITY),
 ])
 
+# Every invoicing-threshold row known at the snapshot's instant (state/thresholds.py):
+# a subscription's threshold from ``effective_at`` on, null where a row removes it.
+STATE_INVOICING_THRESHOLDS = pa.schema([
+    SNAPSHOT_ID,
+    ("change_id", pa.int64()),
+    ("subscription_id", pa.string()),
+    ("threshold", AMOUNT),
+    ("effective_at", INSTANT),
+    ("recorded_at", INSTANT),
+    ("actor", pa.string()),
+])
+
 # -- billing runs (storage/billing_runs.py) ----------------------------------------------
 
 RUN_ID = pa.field("run_id", pa.string())  # the billing run that wrote the row's partition
@@ -486,6 +537,8 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "each subscription's plans over time, per snapshot"),
     Table("state_subscription_changes", STATE_SUBSCRIPTION_CHANGES, BILLING_MONTH, True,
           "every subscription change a snapshot knew"),
+    Table("state_invoicing_thresholds", STATE_INVOICING_THRESHOLDS, BILLING_MONTH, True,
+          "every invoicing-threshold row a snapshot knew"),
     Table("usage", _by_run(USAGE), BILLING_MONTH, True, "each metric per usage window"),
     Table("line_items", _by_run(LINE_ITEMS), BILLING_MONTH, True,
           "every charge, priced and rounded"),
@@ -512,8 +565,12 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "their frozen lines, one file per issuing run"),
     Table("document_events", DOCUMENT_EVENTS, ISSUE_RUN, True,
           "issued / paid / void: a run's 'issued' events in one file, then one per change"),
+    Table("threshold_invoices", THRESHOLD_INVOICES, BILLING_MONTH, True,
+          "threshold invoices issued mid-period: whose, up to when, one file each"),
     Table("payment_attempts", PAYMENT_ATTEMPTS, "record_id", True,
           "payment intents and outcomes, written once"),
+    Table("webhook_events", WEBHOOK_EVENTS, "first_sequence", True,
+          "the outbox's business events (webhooks), mirrored from the state store"),
     Table("mrr", MRR, BILLING_MONTH, True),
     Table("mrr_movements", MRR_MOVEMENTS, BILLING_MONTH, True),
     Table("cohort_retention", COHORT_RETENTION, BILLING_MONTH, True),

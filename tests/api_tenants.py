@@ -31,6 +31,9 @@ TENANT_A = {
         {"id": "a_yearly", "name": "Yearly", "currency": "EUR", "prices": [
             {**unit("yearly_fee", "1200.00", fixed_quantity=1), "cadence": "annual"}]},
     ],
+    "dimensional_price_groups": [
+        {"id": "a_by_team", "name": "Seats by team", "billable_metric_id": "a_seats",
+         "dimensions": ["team"], "external_dimensional_price_group_id": "a_team_ext"}],
 }
 # the same plan id with another price: each tenant reads its own catalog
 TENANT_B = {"metrics": [CALLS], "plans": [

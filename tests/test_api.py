@@ -238,11 +238,18 @@ def _a_ids(client, admin, tenant):
         "idempotency_key": "evt-a", "customer_id": customer["id"]}]})
     backfill = client.post("/v1/events/backfills", headers=admin, json={
         "timeframe_start": "2026-11-01T00:00:00Z", "timeframe_end": "2026-11-02T00:00:00Z"})
-    return {"customer_id": customer["id"], "external_customer_id": "acme-1",
+    alert = client.post(f"/v1/alerts/customer_id/{customer['id']}", headers=admin, json={
+        "currency": "USD", "type": "credit_balance_depleted"}).json()
+    endpoint = client.post("/v1/webhook_endpoints", headers=admin, json={
+        "url": "http://127.0.0.1:9/hooks"}).json()
+    return {"alert_id": alert["id"], "webhook_endpoint_id": endpoint["id"], "alert_configuration_id": alert["id"],
+            "customer_id": customer["id"], "external_customer_id": "acme-1",
             "subscription_id": sub["id"], "plan_id": "a_yearly",
             "external_plan_id": "a_yearly", "metric_id": "a_seats", "invoice_id": invoice["id"],
             "credit_note_id": credit_note_id, "event_id": "evt-a",
-            "backfill_id": backfill.json()["id"]}
+            "backfill_id": backfill.json()["id"],
+            "dimensional_price_group_id": "a_by_team",
+            "external_dimensional_price_group_id": "a_team_ext"}
 
 
 # an event as ingested, and as PUT /events/{event_id} takes its amendment
@@ -286,6 +293,8 @@ def test_a_tenant_never_sees_anothers_resources_on_any_route(tenants, client):
                     if path.endswith("/schedule_plan_change")
                     else {"payment_received_date": "2026-11-05"}
                     if path.endswith("/mark_paid")
+                    else {"price_id": "starter_platform", "quantity": 2}
+                    if path.endswith("/update_fixed_fee_quantity")
                     else AMENDED | {"customer_id": ids["customer_id"]}
                     if re.fullmatch(r"/v1/events/[^/]+", path) and method == "PUT"
                     else {"name": "Renamed"} if method == "PUT" else None)

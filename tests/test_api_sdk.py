@@ -16,7 +16,7 @@ import dagster as dg
 import orb
 import pytest
 from orb.types import BillableMetric, Customer, MutatedSubscription, Plan, Subscription
-from orb.types.shared import Invoice
+from orb.types.shared import Address, CustomerTaxID, Invoice
 from orb.types.shared.price import TieredPrice, UnitPrice
 
 from assets.resources import OrbStore
@@ -110,6 +110,30 @@ def test_a_customer_journey_through_the_official_sdk(server):
     # Berlin's 1 January (UTC+1) begins at 23:00 UTC on 31 December
     assert cancelled.end_date == datetime(2026, 12, 31, 23, tzinfo=UTC)
     assert client.subscriptions.fetch(sub.id).end_date == datetime(2026, 12, 31, 23, tzinfo=UTC)
+
+
+def test_addresses_and_tax_ids_through_the_sdk(server):
+    client = server.client(server.admin)
+    created = client.customers.create(
+        email="compta@bonjour.test", name="Bonjour SAS", timezone="Europe/Paris",
+        billing_address={"line1": "8 rue de Rivoli", "city": "Paris", "postal_code": "75004",
+                         "country": "FR"},
+        tax_id={"country": "FR", "type": "eu_vat", "value": "FR40303265045"})
+    assert created.billing_address == Address(line1="8 rue de Rivoli", line2=None,
+                                              city="Paris", state=None, postal_code="75004",
+                                              country="FR")
+    assert created.tax_id == CustomerTaxID(country="FR", type="eu_vat", value="FR40303265045")
+    assert created.shipping_address is None
+    updated = client.customers.update(created.id, tax_id=None,
+                                      shipping_address={"line1": "1 quai", "country": "FR"})
+    assert updated.tax_id is None and updated.billing_address == created.billing_address
+    assert (updated.shipping_address.line1, updated.shipping_address.country) == ("1 quai", "FR")
+    assert client.customers.fetch(created.id) == updated
+    with pytest.raises(orb.RequestValidationError) as invalid:
+        client.customers.update(created.id, billing_address={"country": "France"})
+    assert invalid.value.detail.startswith(
+        "body.billing_address.country: Value error, country must be an ISO 3166-1 alpha-2 "
+        "code such as US or FR, got 'France'")
 
 
 def test_errors_arrive_as_the_sdks_typed_exceptions(server):
@@ -209,3 +233,33 @@ def test_invoices_through_the_sdk(server, billed_key):
         client.invoices.fetch("INV-000404")
     with pytest.raises(orb.ResourceNotFound):  # another tenant's invoice
         server.client(server.admin).invoices.fetch("INV-000001")
+
+
+def test_a_fixed_fee_quantity_through_the_sdk(server):
+    client = server.client(server.admin)
+    customer = client.customers.create(email="seats@x.test", name="Seats", timezone="UTC")
+    sub = client.subscriptions.create(customer_id=customer.id, plan_id="starter",
+                                      start_date="2026-10-01")
+    assert sub.fixed_fee_quantity_schedule == []
+    changed = client.subscriptions.update_fixed_fee_quantity(
+        sub.id, price_id="starter_platform", quantity=3, effective_date="2026-10-11")
+    assert isinstance(changed, MutatedSubscription)
+    # 1 from the start (the catalog's fixed_price_quantity), 3 from Oct 11 on (UTC)
+    assert [(e.price_id, e.quantity, e.start_date, e.end_date)
+            for e in changed.fixed_fee_quantity_schedule] == [
+        ("starter_platform", 1, datetime(2026, 10, 1, tzinfo=UTC),
+         datetime(2026, 10, 11, tzinfo=UTC)),
+        ("starter_platform", 3, datetime(2026, 10, 11, tzinfo=UTC), None)]
+    assert client.subscriptions.fetch(sub.id).fixed_fee_quantity_schedule == (
+        changed.fixed_fee_quantity_schedule)
+    with pytest.raises(orb.RequestValidationError) as usage_price:
+        client.subscriptions.update_fixed_fee_quantity(sub.id, price_id="starter_calls",
+                                                       quantity=2, change_option="immediate")
+    assert usage_price.value.detail == (
+        "body.price_id: price 'starter_calls' is not a fixed fee (it has no "
+        "fixed_price_quantity)")
+    with pytest.raises(orb.RequestValidationError) as backdated:
+        client.subscriptions.update_fixed_fee_quantity(
+            sub.id, price_id="starter_platform", quantity=2, effective_date="2020-01-01",
+            allow_invoice_credit_or_void=False)
+    assert backdated.value.detail.startswith("body.effective_date: 2020-01-01 is before today")

@@ -21,7 +21,7 @@ def test_instance_config_is_valid_and_limits_writers(config, tmp_path, monkeypat
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True},
             "limit": 1} in limits
     writers = {limit["value"] for limit in limits if limit["key"] == "orb/lake_writer"}
-    assert writers == {"ingest", "billing", "issue", "payments"}
+    assert writers == {"ingest", "billing", "issue", "payments", "webhooks"}
     assert validated["telemetry"] == {"enabled": False}
 
 

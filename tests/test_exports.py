@@ -25,6 +25,7 @@ from invoicing.credit_grants import record_grant
 from invoicing.issuing import issue_month
 from pipelines import runner
 from pipelines.definitions import build_definitions
+from state import StateStore
 from storage.duck import connect
 from storage.exports import lake_export as exports
 from storage.exports.ddl import DIALECTS, UnsupportedType, create_table
@@ -32,6 +33,7 @@ from storage.lake import Lake
 from storage.tables import INTERNAL_TABLES, PUBLISHED_TABLES, TABLES
 from tests.scenario import CATALOG, write_scenario
 from tests.servers import BUCKET
+from webhooks import mirror, runs
 
 OCTOBER = date(2026, 10, 1)
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -52,6 +54,10 @@ def lake(tmp_path_factory) -> Lake:
     issue_month(connect(), store.lake, OCTOBER, NOW)
     record_amendment(store.lake, "tokyo", datetime(2026, 10, 31, 15, tzinfo=UTC),
                      datetime(2026, 11, 1, tzinfo=UTC), "sent twice", NOW, "tk-november")
+    # the outbox's events (the customers', the issued invoices') mirrored: webhook_events
+    with StateStore.open(store.state_store_url) as state:
+        runs.catch_up(store.lake, state.engine, lambda: NOW)
+        mirror.mirror(store.lake, state.engine)
     return store.lake
 
 

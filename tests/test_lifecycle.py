@@ -25,7 +25,8 @@ from invoicing.issuing import compute_corrections, drafts, issue_month
 from invoicing.rerate import preview
 from pipelines import runner
 from pipelines.definitions import build_definitions
-from reports.documents import issue_and_render
+from pricing_sql.run_catalog import current_catalog
+from reports.documents import issue_and_render, render_issued
 from state import Cancel, StateStore
 from storage.duck import connect
 from storage.lake import Lake
@@ -33,6 +34,7 @@ from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
 from tests.batches import batch, calls
 from tests.catalogs import write_data_dir
 from tests.invoicing import basic, bill
+from tests.pdf_pages import page_sizes
 
 OCTOBER = date(2026, 10, 1)
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -247,3 +249,42 @@ def test_rendering_writes_only_missing_documents(pipeline):
     assert (folder / f"{number}.html").read_bytes() == html  # the same document, again
     assert (folder / f"{number}.pdf").read_bytes()[:5] == b"%PDF-"
     assert render_issued(store.lake, catalog, store.issuer, OCTOBER) == (folder, 0)
+
+
+def test_an_issued_invoice_shows_the_seller_and_buyer_and_its_status(tmp_path):
+    """The catalog folder's seller and the customer's billing address and tax id on the
+    issued document; a US buyer's PDF is Letter; rendered again once paid, it says so."""
+    write_data_dir(tmp_path, CATALOG | {
+        "seller": {"name": "Example Cloud, Inc.",
+                   "address": {"line1": "500 Howard St", "city": "San Francisco",
+                               "state": "CA", "postal_code": "94105", "country": "US"},
+                   "tax_id": {"country": "US", "type": "us_ein", "value": "12-3456789"},
+                   "pay_link": "https://pay.example.test/{number}"},
+        "customers": [{"id": "acme", "name": "Acme", "net_terms": 15,
+                       "billing_address": {"line1": "1 Broadway", "city": "New York",
+                                           "state": "NY", "postal_code": "10004",
+                                           "country": "US"},
+                       "tax_id": {"country": "US", "type": "us_ein", "value": "98-7654321"}}]})
+    (tmp_path / "landing").mkdir()
+    batch(tmp_path / "landing" / "october.jsonl", *calls("a", 100, 10))
+    store = OrbStore(data_dir=str(tmp_path), max_event_age_days=36500)
+    runner.bill_months(build_definitions(store), [OCTOBER], dg.DagsterInstance.ephemeral())
+    ((number, _),), folder = issue_and_render(store, OCTOBER)
+    html = (folder / f"{number}.html").read_text()
+    for text in ("INV-000001", "500 Howard St", "San Francisco, CA 94105", "EIN 12-3456789",
+                 "1 Broadway", "New York, NY 10004", "EIN 98-7654321",
+                 "Due 16 November 2026",  # invoice date Nov 1 + net 15
+                 "https://pay.example.test/INV-000001", "$100.00"):
+        assert text in html, text
+    assert "acme-20261101-USD" not in html
+    pdf = (folder / f"{number}.pdf").read_bytes()
+    assert page_sizes(pdf) == [(612, 792)]  # Letter, in points
+
+    documents.change_status(store.lake, number, "paid", NOW)
+    for suffix in (".html", ".pdf"):
+        (folder / f"{number}{suffix}").unlink()
+    assert render_issued(store.lake, current_catalog(store), store.issuer, OCTOBER) == (
+        folder, 1)
+    again = (folder / f"{number}.html").read_text()
+    assert '<p class="banner paid">Paid</p>' in again
+    assert "Due 16 November 2026" not in again and "pay.example.test" not in again

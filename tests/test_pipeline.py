@@ -141,8 +141,8 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     assert second_run != first_run
     assert billing_runs.completed_runs(store.lake, OCTOBER) == [second_run, first_run]
     first, second = snapshots()
-    # the second run's snapshot (6 tables) and commit
-    assert len(fingerprint()) == len(before) + 7
+    # the second run's snapshot (7 tables: 6 and its invoicing thresholds) and commit
+    assert len(fingerprint()) == len(before) + 8
     content = [pq.read_table(store.lake.table_dir("state_subscriptions") / path.parent.name
                              / path.name).drop_columns(["snapshot_id"])
                for path in (first, second)]
@@ -152,10 +152,10 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     runner.bill_months(defs, [OCTOBER], instance)
     assert outputs(fingerprint()) == outputs(before)
     # 8 event days (Oct 1, 5, 6, 10, 14, 20, 31, Nov 1), 2 quarantine and 2 batch
-    # records, the state snapshot (6 tables), usage, rating exclusions, line items, sub
+    # records, the state snapshot (7 tables), usage, rating exclusions, line items, sub
     # line items, invoices, adjustments, credit ledger, corrections, the run's commit and
     # 7 revenue tables (the key index is numpy arrays, not Parquet)
-    assert len(before) == 34
+    assert len(before) == 35
 
 
 def test_unsafe_metric_sql_stops_billing_before_anything_runs(tmp_path):

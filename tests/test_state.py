@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 from billing.catalog import Customer, Subscription, parse_catalog
 from billing.catalog.adjustments import Adjustment
 from billing.catalog.models import CouponRedemption, Phase
+from billing.catalog.parties import Address, TaxId
 from cli.main import main
 from pricing_sql.catalog_files import load_catalog
 from state import (
@@ -154,8 +155,10 @@ def url(request, tmp_path):
     yield url
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP TABLE IF EXISTS subscription_changes, subscriptions, "
-                                   "customer_versions, customers, alembic_version CASCADE")
+        # every table the migrations make (0002 added the outbox's and others)
+        names = [table.name for table in state_schema.metadata.sorted_tables]
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(names)}, "
+                                   "alembic_version CASCADE")
     engine.dispose()
 
 
@@ -195,7 +198,7 @@ def test_a_new_database_is_migrated_to_the_declared_schema(url):
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0002"
+        assert context.get_current_revision() == "0003"
         assert compare_metadata(context, state_schema.metadata) == []
     engine.dispose()
 
@@ -207,7 +210,7 @@ def test_alembic_upgrade_head_from_the_command_line(url, tmp_path):
     assert result.returncode == 0, result.stderr
     current = subprocess.run([str(BIN / "alembic"), "current"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
-    assert current.stdout.strip() == "0001 (head)"
+    assert current.stdout.strip() == "0003 (head)"
 
 
 # -- history ---------------------------------------------------------------------------
@@ -335,12 +338,14 @@ def test_customer_edits_are_versions_in_effect_field_by_field(store, clock):
     assert snapshot.customers_table().to_pylist() == [
         {"customer_id": "c1", "name": "Acme GmbH", "external_customer_id": None,
          "email": "ap@acme.test", "timezone": "UTC", "net_terms": 30,
+         "billing_address": None, "shipping_address": None, "tax_id": None,
          "created_at": at("2026-10-01T08:00:00+00:00"),
          "effective_at": at("2026-11-01T00:00:00+00:00"),
          "recorded_at": at("2026-10-05T00:00:00+00:00"), "actor": "bob"}]
     assert [(v["version_id"], v["fields"], v["name"], v["email"], v["effective_at"])
             for v in snapshot.customer_versions_table().to_pylist()] == [
-        (1, ["name", "external_customer_id", "email", "timezone", "net_terms"], "Acme",
+        (1, ["name", "external_customer_id", "email", "timezone", "net_terms",
+             "billing_address", "shipping_address", "tax_id"], "Acme",
          "billing@acme.test", at("2026-10-01T08:00:00+00:00")),
         (2, ["name"], "Acme GmbH", None, at("2026-11-01T00:00:00+00:00")),
         (3, ["email"], None, "ap@acme.test", at("2026-10-15T00:00:00+00:00"))]
@@ -467,9 +472,16 @@ def subscriptions_from_tables(snapshot: Snapshot) -> list[Subscription]:
         phases.setdefault(phase["subscription_id"], []).append(
             {"plan_id": phase["plan_id"], "start_date": phase["start_date"]}
             | ({"plan_version": phase["plan_version"]} if phase["plan_version"] else {}))
+    quantities: dict[str, list[dict]] = {}  # the quantity rows, in the order recorded
+    for change in snapshot.changes_table().to_pylist():
+        if change["kind"] == "quantity":
+            quantities.setdefault(change["subscription_id"], []).append(
+                {"price_id": change["price_id"], "start_date": change["effective_date"],
+                 "quantity": change["quantity"]})
     found = []
     for row in snapshot.subscriptions_table().to_pylist():
         sub = {"id": row["subscription_id"], "customer_id": row["customer_id"],
+               "fixed_fee_quantities": quantities.get(row["subscription_id"], []),
                "end_date": row["end_date"], "trial_end_date": row["trial_end_date"],
                "billing_cycle_day": row["billing_cycle_day"],
                "align_billing_with_subscription_start_date":
@@ -711,3 +723,91 @@ def test_the_cli_imports_everything_or_nothing(url, tmp_path, monkeypatch):
                                     "subscriptions, 9 subscription rows\n")
     assert [row[0] for row in rows(orb("subscriptions", "list", "--customer", "c1",
                                        *data).output)] == ["s1", "s4"]
+
+
+# -- addresses and tax ids (Orb's customer fields) --------------------------------------
+
+AUSTIN = {"line1": "1 Congress Ave", "city": "Austin", "state": "TX", "postal_code": "78701",
+          "country": "US"}
+EIN = {"country": "US", "type": "us_ein", "value": "12-3456789"}
+
+
+def test_addresses_and_tax_ids_are_customer_versions_kept_in_the_lake(store, clock, tmp_path):
+    store.apply([AddCustomer(Customer.model_validate(
+        {"id": "c1", "name": "Acme", "billing_address": AUSTIN, "tax_id": EIN}), "ana")],
+        REFERENCES)
+    clock.set("2026-10-05T00:00:00+00:00")
+    store.apply([UpdateCustomer("c1", {"tax_id": None, "shipping_address": {
+        "line1": "9 Dock Rd", "country": "US"}}, "bob")], REFERENCES)
+
+    snapshot = store.snapshot()
+    [customer] = snapshot.customers()
+    assert customer.billing_address == Address(**AUSTIN)
+    assert customer.shipping_address == Address(line1="9 Dock Rd", country="US")
+    assert customer.tax_id is None  # cleared by the second version
+    # kept as Orb's JSON, keys sorted, fields not given left out
+    row = snapshot.customers_table().to_pylist()[0]
+    assert (row["billing_address"], row["shipping_address"], row["tax_id"]) == (
+        '{"city": "Austin", "country": "US", "line1": "1 Congress Ave", "postal_code": '
+        '"78701", "state": "TX"}', '{"country": "US", "line1": "9 Dock Rd"}', None)
+    first, second = snapshot.customer_versions_table().to_pylist()
+    assert first["tax_id"] == '{"country": "US", "type": "us_ein", "value": "12-3456789"}'
+    assert (second["fields"], second["tax_id"]) == (["tax_id", "shipping_address"], None)
+    # as it was before the edit
+    [before] = store.snapshot(at("2026-10-01T08:00:00+00:00")).customers()
+    assert before.tax_id == TaxId(**EIN) and before.shipping_address is None
+
+    lake = Lake(tmp_path / "data")
+    kept = lake_snapshot.take(store, lake, date(2026, 10, 1), "run-1")
+    read = lake_snapshot.read(lake, date(2026, 10, 1), kept.snapshot_id)
+    assert lake_snapshot.customers(read.tables["customers"]) == [customer]
+
+
+def test_a_bad_country_or_tax_id_is_refused_with_its_place(store, tmp_path):
+    store.apply([acme()], REFERENCES)
+    assert problems(lambda: store.apply([UpdateCustomer("c1", {
+        "billing_address": {"city": "Austin", "country": "USA"},
+        "tax_id": {"country": "FR", "type": "us_ein", "value": "1"}}, "bob")],
+        REFERENCES)) == [
+        "billing_address.country: Value error, country must be an ISO 3166-1 alpha-2 code "
+        "such as US or FR, got 'USA'",
+        "tax_id: Value error, tax_id.type 'us_ein' is not a tax id of country 'FR'"]
+    customers = tmp_path / "customers.csv"
+    customers.write_text('id,name,billing_address,tax_id\n'
+                         'c2,Beta,"{""country"": ""FR"", ""city"": ""Paris""}",'
+                         '"{""country"": ""FR"", ""type"": ""eu_vat"", ""value"": ""FR1""}"\n'
+                         'c3,Gamma,{not json},\n')
+    assert problems(lambda: read_files([customers], REFERENCES, [])) == [
+        f"{customers}:row 2: billing_address: not valid JSON: Expecting property name "
+        "enclosed in double quotes: line 1 column 2 (char 1)"]
+    customers.write_text(customers.read_text().splitlines()[0] + "\n"
+                         + customers.read_text().splitlines()[1] + "\n")
+    store.apply(read_files([customers], REFERENCES, []), REFERENCES)
+    beta = store.snapshot().customers()[1]
+    assert beta.billing_address == Address(city="Paris", country="FR")
+    assert beta.tax_id == TaxId(country="FR", type="eu_vat", value="FR1")
+
+
+def test_the_cli_takes_addresses_and_tax_ids_as_orbs_json(url, tmp_path, monkeypatch):
+    monkeypatch.setenv("ORB_STATE_URL", url)
+    catalog_folder(tmp_path / "catalog", **{"c.yaml": CATALOG_YAML})
+    data = ("--data-dir", str(tmp_path))
+    address = tmp_path / "address.json"
+    address.write_text(json.dumps(AUSTIN))
+    added = orb("customers", "add", "c1", "--name", "Acme", "--billing-address", f"@{address}",
+                "--tax-id", json.dumps(EIN), *data)
+    assert added.exit_code == 0, added.output
+    cleared = orb("customers", "update", "c1", "--tax-id", "", *data)
+    assert cleared.exit_code == 0, cleared.output
+    assert "(tax_id)" in cleared.output
+    with StateStore.open(url) as store:
+        [customer] = store.snapshot().customers()
+    assert (customer.billing_address, customer.tax_id) == (Address(**AUSTIN), None)
+    refused = orb("customers", "update", "c1", "--billing-address", '{"country": "us"}',
+                  "--tax-id", "[1]", *data)
+    assert (refused.exit_code, refused.output) == (
+        1, "Error: --tax-id: expected a JSON object, got '[1]'\n")
+    refused = orb("customers", "update", "c1", "--billing-address", '{"country": "us"}', *data)
+    assert (refused.exit_code, refused.output) == (1, (
+        "Error: nothing was written:\n  --billing-address: Value error, country must be an "
+        "ISO 3166-1 alpha-2 code such as US or FR, got 'us'\n"))

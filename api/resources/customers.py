@@ -33,10 +33,15 @@ class CustomerCreate(BaseModel):
     external_customer_id: str | None = None
     timezone: str | None = None
     net_terms: int | None = None  # this project's: days from invoice to due date
+    # Orb's AddressInput and CustomerTaxID, checked by the customer model
+    billing_address: dict[str, Any] | None = None
+    shipping_address: dict[str, Any] | None = None
+    tax_id: dict[str, Any] | None = None
 
 
 class CustomerUpdate(BaseModel):
-    """A field sent as null is cleared (email, external_customer_id), one left out kept."""
+    """A field sent as null is cleared (email, external_customer_id, the addresses and the
+    tax id), one left out kept."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
@@ -44,9 +49,12 @@ class CustomerUpdate(BaseModel):
     external_customer_id: str | None = None
     timezone: str | None = None
     net_terms: int | None = None
+    billing_address: dict[str, Any] | None = None
+    shipping_address: dict[str, Any] | None = None
+    tax_id: dict[str, Any] | None = None
 
 
-CLEARABLE = ("email", "external_customer_id")
+CLEARABLE = ("email", "external_customer_id", "billing_address", "shipping_address", "tax_id")
 
 
 def _found(current: View, customer_id: str) -> Customer:

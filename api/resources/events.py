@@ -20,6 +20,7 @@ import dagster as dg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from api.access import Authorized, Caller, IdempotentRoute, audit, config
 from api.errors import bad_request, error_body, not_found
@@ -33,6 +34,7 @@ from ingestion.amendments import FoundEvent, record_amendment, search_events, ti
 from ingestion.backfills import Backfill, BackfillError
 from ingestion.event_requests import GRACE_PERIOD, IngestEvent, IngestRequest, ingest_request
 from pipelines import runner
+from webhooks.alerts import after_batches
 
 router = APIRouter(tags=["events"], route_class=IdempotentRoute)
 log = logging.getLogger(__name__)
@@ -103,15 +105,19 @@ def ingest(body: IngestRequest, request: Request, caller: Authorized, debug: boo
             "validation_failed": done.validation_failed})
     answer = done.body(debug)
     headers = {"X-Orb-Batch-Id": result.batch_id}
+    # the batch's alerts, evaluated after the answer is sent (docs/webhooks.md#alerts); a
+    # backfill's events count only once it closes
+    after = (BackgroundTask(after_batches, settings, [result.batch_id], now)
+             if result.status == "ingested" and backfill_id is None else None)
     if not done.validation_failed:
-        return JSONResponse(answer, headers=headers)
+        return JSONResponse(answer, headers=headers, background=after)
     # Orb answers 200 only when nothing failed validation. The events that passed are
     # ingested all the same, and re-sending the request is harmless.
     failed = len(done.validation_failed)
     return JSONResponse({**error_body(400, f"{failed} of {len(body.events)} events failed "
                                       "validation and were quarantined; the others were "
                                       "ingested (or already had been)"), **answer},
-                        status_code=400, headers=headers)
+                        status_code=400, headers=headers, background=after)
 
 
 # -- search, amend, deprecate ----------------------------------------------------------

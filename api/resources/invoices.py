@@ -17,7 +17,7 @@ from api import costs, invoices
 from api.access import Authorized, Caller, IdempotentRoute, audit, config
 from api.errors import ApiError, bad_request, not_found
 from api.pages import Cursor, Limit, page
-from api.shapes import instant
+from api.shapes import instant, party
 from api.shapes import price as shaped_price
 from api.shapes import status as status_of
 from api.views import View, current_period
@@ -29,6 +29,7 @@ from invoicing.document_model import DocumentStatus
 from pricing_sql.customer_rating import RatingRefused
 from storage.billing_runs import MixedBillingRun
 from storage.duck import connect
+from webhooks.publish import after_lake_write
 
 router = APIRouter(prefix="/invoices", tags=["invoices"], route_class=IdempotentRoute)
 
@@ -138,8 +139,12 @@ def shaped(current: View, invoice: invoices.Invoice) -> dict[str, Any]:
                             "previously_attempted_at": None},
         "customer_balance_transactions": [], "payment_attempts": [], "discounts": [],
         "discount": None, "maximum": None, "maximum_amount": None, "minimum": None,
-        "minimum_amount": None, "billing_address": None, "shipping_address": None,
-        "customer_tax_id": None, "memo": None, "metadata": {}, "hosted_invoice_url": None,
+        "minimum_amount": None,
+        # the customer's as it is now (Orb's are the invoice's own, kept when issued)
+        "billing_address": party(customer.billing_address) if customer else None,
+        "shipping_address": party(customer.shipping_address) if customer else None,
+        "customer_tax_id": party(customer.tax_id) if customer else None,
+        "memo": None, "metadata": {}, "hosted_invoice_url": None,
         "invoice_pdf": None, "issue_failed_at": None, "payment_failed_at": None,
         "payment_received_at": None, "payment_started_at": None, "sync_failed_at": None,
     }
@@ -259,6 +264,7 @@ def _change(request: Request, caller: Caller, invoice_id: str, status: DocumentS
                                 config(request).clock(), note)
     except ValueError as exc:
         raise bad_request([f"path.invoice_id: {exc}"]) from exc
+    after_lake_write(caller.deployment, config(request).clock())  # its webhook event
     after_view, after_found = _all(request, caller)
     after = shaped(after_view, _found(after_found, invoice_id))
     audit(request, caller, "invoice", invoice_id, before, after)
@@ -310,6 +316,7 @@ def issue_invoice(invoice_id: str, request: Request, caller: Authorized,
     if not issued:
         raise bad_request([f"path.invoice_id: invoice {invoice_id!r} is dated "
                            f"{invoice.head.invoice_date}: it can be issued from that day on"])
+    after_lake_write(caller.deployment, at)  # invoice.issued (webhooks)
     after_view, after_found = _all(request, caller)
     after = shaped(after_view, _found(after_found, issued[0][0]))
     audit(request, caller, "invoice", invoice_id, before, after)

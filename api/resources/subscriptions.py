@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import costs
 from api.access import Authorized, IdempotentRoute, audit, config
+from api.adjustments import AddAdjustment, subscription_adjustment
 from api.errors import bad_request, not_found
 from api.pages import Cursor, Limit, page
 from api.resources.costs import ViewMode, costs_response, timeframe
@@ -27,7 +29,8 @@ from billing import periods
 from billing.catalog import Catalog, Customer, Subscription
 from pricing_sql.customer_rating import RatingRefused
 from pricing_sql.run_catalog import plans_and_metrics
-from state import Cancel, ChangePlan, CreateSubscription
+from state import Cancel, ChangePlan, CreateSubscription, SetQuantity, StateError, StateStore
+from state.thresholds import parse_threshold, set_threshold
 
 router = APIRouter(prefix="/subscriptions", tags=["subscriptions"],
                    route_class=IdempotentRoute)
@@ -57,6 +60,21 @@ class SubscriptionCreate(BaseModel):
     align_billing_with_subscription_start_date: bool = False
     billing_cycle_anchor_configuration: AnchorConfiguration | None = None
     coupon_redemption_code: str | None = None
+    add_adjustments: list[AddAdjustment] | None = None
+    invoicing_threshold: str | None = None
+
+
+# Orb's update-subscription fields this server keeps (null removes the threshold)
+UPDATE_FIELDS = {"invoicing_threshold"}
+
+
+def _parsed_threshold(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        return parse_threshold(text, "body.invoicing_threshold")
+    except StateError as exc:
+        raise bad_request(exc.problems) from exc
 
 
 class SubscriptionCancel(BaseModel):
@@ -138,10 +156,16 @@ def create_subscription(body: SubscriptionCreate, request: Request, caller: Auth
         "align_billing_with_subscription_start_date":
             body.align_billing_with_subscription_start_date,
         "coupons": [{"coupon_id": body.coupon_redemption_code}]
-        if body.coupon_redemption_code else []}
+        if body.coupon_redemption_code else [],
+        "adjustments": [subscription_adjustment(added, index)
+                        for index, added in enumerate(body.add_adjustments or [])]}
     new = validated(Subscription, {k: v for k, v in values.items() if v is not None})
+    threshold = _parsed_threshold(body.invoicing_threshold)
     apply(caller, [CreateSubscription(new, caller.actor, _subscription_field)],
           plans_and_metrics(caller.deployment))
+    if threshold is not None:
+        with StateStore.open(caller.deployment.state_store_url) as store:
+            set_threshold(store.engine, new.id, threshold, caller.actor, from_start=True)
     after_view = view(request, caller)
     after = shaped(after_view, _found(after_view, new.id))
     audit(request, caller, "subscription", new.id, None, after)
@@ -155,6 +179,8 @@ ORB_FIELDS = {"plan_version": "plan_version_number", "trial_end_date": "trial_du
 
 
 def _subscription_field(*field: str | int) -> str:
+    if field[:1] == ("adjustments",):  # add_adjustments[i].adjustment, as the request has it
+        return body_field("add_adjustments", *field[1:2], "adjustment", *field[2:])
     if field and str(field[0]) in ORB_FIELDS:
         return body_field(ORB_FIELDS[str(field[0])])
     return body_field(*field)
@@ -198,6 +224,29 @@ def fetch_subscription(subscription_id: str, request: Request, caller: Authorize
                       ) -> dict[str, Any]:
     current = view(request, caller)
     return shaped(current, _found(current, subscription_id))
+
+
+@router.put("/{subscription_id}")
+def update_subscription(subscription_id: str, request: Request, caller: Authorized,
+                        body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Orb's update: ``invoicing_threshold`` from now on (null removes it); a body
+    without it changes nothing. The body is checked once the subscription is found, so
+    another tenant's id is a 404 whatever the body."""
+    current = view(request, caller)
+    before = shaped(current, _found(current, subscription_id))
+    if unknown := sorted(set(body) - UPDATE_FIELDS):
+        raise bad_request([f"body.{name}: not a field this server takes (docs/api.md "
+                           "lists what differs from Orb)" for name in unknown])
+    if "invoicing_threshold" in body:
+        value = body["invoicing_threshold"]
+        if value is not None and not isinstance(value, str | int | float):
+            raise bad_request([f"body.invoicing_threshold: expected a decimal string, "
+                               f"got {value!r}"])
+        threshold = _parsed_threshold(None if value is None else str(value))
+        with StateStore.open(caller.deployment.state_store_url) as store:
+            set_threshold(store.engine, subscription_id, threshold, caller.actor,
+                          current.now)
+    return _audited(request, caller, subscription_id, before)
 
 
 @router.post("/{subscription_id}/cancel")
@@ -260,6 +309,54 @@ def schedule_plan_change(subscription_id: str, body: PlanChange, request: Reques
     apply(caller, [ChangePlan(subscription_id, plan_id, caller.actor, body.plan_version_number,
                               effective, _change_field)], plans_and_metrics(caller.deployment))
     return _audited(request, caller, subscription_id, before)
+
+
+class FixedFeeQuantityUpdate(BaseModel):
+    """Orb's update-fixed-fee-quantity body."""
+
+    model_config = ConfigDict(extra="forbid")
+    price_id: str
+    quantity: Decimal
+    allow_invoice_credit_or_void: bool | None = None
+    change_option: Literal["immediate", "upcoming_invoice", "effective_date"] | None = None
+    effective_date: str | None = None
+
+
+@router.post("/{subscription_id}/update_fixed_fee_quantity")
+def update_fixed_fee_quantity(subscription_id: str, body: FixedFeeQuantityUpdate,
+                              request: Request, caller: Authorized) -> dict[str, Any]:
+    """The store's effective-dated quantity (``orb subscriptions set-quantity``), billed
+    as docs/invoicing.md#fixed-fee-quantity-changes says: ``effective_date`` (a day, or
+    an instant's local day; the default option when given), ``immediate`` from the
+    customer's today, ``upcoming_invoice`` from the end of the billing period under way.
+    ``allow_invoice_credit_or_void: false`` refuses a change dated before today, the
+    one kind that can correct an invoice already issued when its month is re-rated."""
+    current = view(request, caller)
+    sub, customer = _found_with_customer(current, subscription_id)
+    option = body.change_option or ("effective_date" if body.effective_date else "immediate")
+    if (option == "effective_date") != (body.effective_date is not None):
+        raise bad_request(["body.effective_date: give it with change_option effective_date "
+                           "(the default when it is given), and only then"])
+    today = current.today(customer)
+    effective = today  # immediate
+    if body.effective_date is not None:
+        effective = local_day(body.effective_date, customer, "effective_date")
+    elif option == "upcoming_invoice":
+        effective = _end_of_term(current, sub, customer, "change_option")
+    if body.allow_invoice_credit_or_void is False and effective < today:
+        raise bad_request([f"body.effective_date: {effective} is before today ({today}): "
+                           "re-rating its month may credit an issued invoice, which "
+                           "allow_invoice_credit_or_void false forbids"])
+    before = shaped(current, sub)
+    apply(caller, [SetQuantity(subscription_id, body.quantity, caller.actor, body.price_id,
+                               effective, _quantity_field)],
+          plans_and_metrics(caller.deployment))
+    return _audited(request, caller, subscription_id, before)
+
+
+def _quantity_field(*field: str | int) -> str:
+    return body_field({"effective": "effective_date"}.get(str(field[0]), str(field[0]))
+                      if field else "")
 
 
 @router.post("/{subscription_id}/unschedule_pending_plan_changes")

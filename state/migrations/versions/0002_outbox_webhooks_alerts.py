@@ -76,6 +76,14 @@ def upgrade() -> None:
     op.create_index("webhook_attempts_by_event", "webhook_attempts",
                     ["endpoint_id", "event_id", "attempt"])
     op.create_table(
+        "webhook_claims",
+        sa.Column("endpoint_id", ID, sa.ForeignKey("webhook_endpoints.endpoint_id"),
+                  primary_key=True),
+        sa.Column("lane", ID, primary_key=True),
+        sa.Column("holder", sa.String(64), nullable=False),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "alerts",
         sa.Column("alert_id", ID, primary_key=True),
         sa.Column("type", sa.String(32), nullable=False),
@@ -100,8 +108,11 @@ def upgrade() -> None:
         sa.Column("alert_id", ID, sa.ForeignKey("alerts.alert_id"), primary_key=True),
         sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("threshold", sa.String(64), primary_key=True),
-        sa.Column("event_id", ID, nullable=False),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("value", sa.String(64), nullable=False),
+        sa.Column("event_id", ID),
         *_written(),
+        sa.CheckConstraint("kind IN ('fired', 'cleared')", name="alert_firing_kind"),
     )
     op.create_table(
         "invoicing_thresholds",
@@ -121,6 +132,7 @@ def downgrade() -> None:
                   'alert_firings',
                   'alert_versions',
                   'alerts',
+                  'webhook_claims',
                   'webhook_attempts',
                   'webhook_endpoint_versions',
                   'webhook_endpoints',
