@@ -242,7 +242,8 @@ def _a_ids(client, admin, tenant):
         "currency": "USD", "type": "credit_balance_depleted"}).json()
     endpoint = client.post("/v1/webhook_endpoints", headers=admin, json={
         "url": "http://127.0.0.1:9/hooks"}).json()
-    return {"alert_id": alert["id"], "webhook_endpoint_id": endpoint["id"], "alert_configuration_id": alert["id"],
+    return {"alert_id": alert["id"], "webhook_endpoint_id": endpoint["id"],
+            "alert_configuration_id": alert["id"],
             "customer_id": customer["id"], "external_customer_id": "acme-1",
             "subscription_id": sub["id"], "plan_id": "a_yearly",
             "external_plan_id": "a_yearly", "metric_id": "a_seats", "invoice_id": invoice["id"],
