@@ -123,9 +123,7 @@ def through_the_api(folder: Path, count: int) -> None:
     /v1/ingest`` of 10 calls for each of their customers to ``orb serve`` (its own
     process): the time from the answer to the last of their events in the outbox, which
     the request's background task appends after answering."""
-    import subprocess
 
-    import orb
     import sqlalchemy as sa
 
     from pricing_sql.run_catalog import current_catalog
@@ -133,7 +131,6 @@ def through_the_api(folder: Path, count: int) -> None:
     from state import alerts as stored
     from state.database import reading
     from storage.settings import Settings
-    from tests.servers import free_port, wait_until_listening
     from webhooks.alert_values import subscription_periods
 
     settings = Settings(data_dir=str(folder))
@@ -149,16 +146,6 @@ def through_the_api(folder: Path, count: int) -> None:
         for alert in chosen:
             usage = invoices[(alert.subscription_id, None)].usage[METRIC]
             stored.change(store.engine, alert.alert_id, "bench", now, thresholds=[usage + 5])
-    key = subprocess.run(
-        [sys.executable, "-m", "cli.main", "keys", "create", "--role", "billing_operator",
-         "--data-dir", str(folder)], check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
-    port = free_port()
-    log = folder / "serve.log"
-    with open(log, "wb") as output:
-        server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--data-dir",
-                                   str(folder), "--port", str(port)],
-                                  stdout=output, stderr=subprocess.STDOUT)
 
     def told() -> int:
         with StateStore.open(settings.state_store_url) as store, \
@@ -167,10 +154,7 @@ def through_the_api(folder: Path, count: int) -> None:
             return con.execute(sa.select(sa.func.count()).where(
                 t.c.type == "subscription.usage_exceeded")).scalar() or 0
 
-    try:
-        wait_until_listening(port, server, "orb serve", log.read_text)
-        client = orb.Orb(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0,
-                         timeout=120)
+    with api_bench.served(folder, "billing_operator") as client:
         at = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
         quiet = next(c for c in sorted(customers) if c not in alerted)
         client.events.ingest(events=[{  # the first request warms the process
@@ -189,9 +173,6 @@ def through_the_api(folder: Path, count: int) -> None:
         print(f"  POST /v1/ingest of {len(events)} calls for {len(chosen)} alerted customers: "
               f"answered in {answered - started:.2f} s; {told() - before} alert events in "
               f"the outbox {seen - answered:.2f} s after the answer")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

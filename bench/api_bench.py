@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -115,9 +117,12 @@ def percentiles(seconds: list[float]) -> str:
             f"max {ordered[-1]:.3f} s ({len(ordered)} calls)")
 
 
-def serve_and_time(folder: Path, requests: int, seed: int, now: datetime) -> None:
+@contextmanager
+def served(folder: Path, role: str) -> Iterator[orb.Orb]:
+    """``orb serve`` on ``folder`` in its own process, and Orb's SDK on it with a new key
+    of ``role``; the server is stopped when the block ends."""
     key = subprocess.run(
-        [sys.executable, "-m", "cli.main", "keys", "create", "--role", "read_only",
+        [sys.executable, "-m", "cli.main", "keys", "create", "--role", role,
          "--data-dir", str(folder)], check=True, capture_output=True, text=True,
     ).stdout.strip().splitlines()[-1]
     port = free_port()
@@ -128,8 +133,15 @@ def serve_and_time(folder: Path, requests: int, seed: int, now: datetime) -> Non
                                   stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_until_listening(port, server, "orb serve", log.read_text)
-        client = orb.Orb(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0,
-                         timeout=120)
+        yield orb.Orb(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0,
+                      timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def serve_and_time(folder: Path, requests: int, seed: int, now: datetime) -> None:
+    with served(folder, "read_only") as client:
         active = active_subscriptions(folder, now)
         chosen = random.Random(seed).sample(sorted(active), min(requests, len(active)))
         groups, skipped = skippable(folder, chosen[:50])
@@ -150,9 +162,6 @@ def serve_and_time(folder: Path, requests: int, seed: int, now: datetime) -> Non
         print(f"  upcoming invoice:                                {percentiles(upcoming)}")
         print(f"  load average (1, 5, 15 min) before {', '.join(f'{v:.2f}' for v in load_before)}"
               f"; after {', '.join(f'{v:.2f}' for v in load_after)}; {os.cpu_count()} CPUs")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

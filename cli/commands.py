@@ -24,7 +24,14 @@ from assets.events import day_materializations, materializations
 from assets.resources import OrbStore
 from billing import money, periods
 from billing.catalog import CatalogError
-from cli.options import DATA_DIR, FORMAT, data_dir_option, existing_data_dir, period_option
+from cli.options import (
+    DATA_DIR,
+    FORMAT,
+    data_dir_option,
+    existing_data_dir,
+    iso_instant,
+    period_option,
+)
 from cli.output import console, emit
 from cli.state import import_files
 from cli.summary import print_summary, summarize
@@ -191,23 +198,11 @@ def quarantine_replay(batch_ids: tuple[str, ...], data_dir: Path) -> None:
     _print_batches(results)
 
 
-def _instant(_ctx, _param, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected an ISO 8601 instant, got {value!r}") from exc
-    if instant.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. {value}Z")
-    return instant
-
-
 @click.command()
 @click.option("--customer", "customer_id", help="The customer whose events to amend.")
 @click.option("--all-customers", is_flag=True, help="Amend every customer's events.")
-@click.option("--start", required=True, callback=_instant, help="Inclusive, ISO 8601.")
-@click.option("--end", required=True, callback=_instant, help="Exclusive, ISO 8601.")
+@click.option("--start", required=True, callback=iso_instant, help="Inclusive, ISO 8601.")
+@click.option("--end", required=True, callback=iso_instant, help="Exclusive, ISO 8601.")
 @click.option("--event", "idempotency_key", help="Only the event with this idempotency key.")
 @click.option("--reason", required=True, help="Why, for the audit trail.")
 @click.option("--replace-with", "replacement", type=click.Path(exists=True, dir_okay=False,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import getpass
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,3 +98,17 @@ def existing_data_dir(data_dir: Path) -> Path:
             f"no data folder at {data_dir}: give --data-dir or set {DATA_DIR_VARIABLE} to a "
             "folder that holds a lake")
     return data_dir
+
+
+def iso_instant(_ctx: click.Context | None, _param: click.Parameter | None,
+                value: str | None) -> datetime | None:
+    """A click callback: an ISO 8601 instant with its UTC offset (none: None)."""
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected an ISO 8601 instant, got {value!r}") from exc
+    if instant.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. {value}Z")
+    return instant

@@ -9,25 +9,12 @@ from typing import Any
 
 import click
 
-from cli.options import DATA_DIR, FORMAT, default_actor, existing_data_dir
+from cli.options import DATA_DIR, FORMAT, default_actor, existing_data_dir, iso_instant
 from cli.output import console, emit
 from cli.state import state_store
 from storage.settings import Settings
 from webhooks import endpoints, log, runs
 from webhooks.dispatch import DeliveryOptions, Replay, Summary, deliver
-
-
-def _instant(_ctx: click.Context | None, _param: click.Parameter | None,
-             value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected an ISO 8601 instant, got {value!r}") from exc
-    if instant.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. {value}Z")
-    return instant.astimezone(UTC)
 
 
 def _endpoint_error(exc: endpoints.EndpointError | endpoints.UnknownEndpoint
@@ -182,9 +169,9 @@ def _held(summary: Summary) -> str:
 
 
 @webhooks.command("replay")
-@click.option("--since", required=True, callback=_instant,
+@click.option("--since", required=True, callback=iso_instant,
               help="Events created at or after this instant (ISO 8601 with offset).")
-@click.option("--until", callback=_instant, help="... and before this one.")
+@click.option("--until", callback=iso_instant, help="... and before this one.")
 @click.option("--endpoint", "endpoint_id", help="Only to this endpoint.")
 @TIMEOUT
 @CONCURRENCY
@@ -207,8 +194,8 @@ def replay_command(since: datetime, until: datetime | None, endpoint_id: str | N
 
 
 @webhooks.command("events")
-@click.option("--since", callback=_instant, help="Created at or after (ISO 8601).")
-@click.option("--until", callback=_instant, help="Created before (ISO 8601).")
+@click.option("--since", callback=iso_instant, help="Created at or after (ISO 8601).")
+@click.option("--until", callback=iso_instant, help="Created before (ISO 8601).")
 @click.option("--type", "event_type", type=click.Choice(endpoints.EVENT_TYPES))
 @FORMAT
 @DATA_DIR

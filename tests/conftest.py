@@ -9,6 +9,7 @@ from assets.resources import OrbStore
 from pipelines import runner
 from pipelines.definitions import build_definitions
 from tests import servers
+from tests.postgres import PostgresServer
 from tests.scenario import OCTOBER, write_scenario
 
 
@@ -44,3 +45,15 @@ def s3(s3_server, monkeypatch):
                         "ORB_S3_ENDPOINT_URL": s3_server}.items():
         monkeypatch.setenv(name, value)
     return s3_server
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the tests' own on loopback, for the state store's tests on
+    both backends (each module makes its own databases on it)."""
+    try:
+        server = PostgresServer().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()

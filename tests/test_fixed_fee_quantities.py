@@ -26,6 +26,7 @@ from state import (
 from storage.duck import connect
 from storage.settings import Settings
 from tests.catalogs import model, unit
+from tests.clocks import Clock
 from tests.invoicing import bill, shop, totals, usage_table
 
 OCTOBER, NOVEMBER = date(2026, 10, 1), date(2026, 11, 1)
@@ -154,14 +155,6 @@ plans:
       - {id: calls, name: Calls, billable_metric_id: calls, model_type: unit,
          unit_config: {unit_amount: "0.10"}}
 """
-
-
-class Clock:
-    def __init__(self, now: str):
-        self.now = datetime.fromisoformat(now)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

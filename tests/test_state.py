@@ -47,7 +47,7 @@ from state import schema as state_schema
 from state.imports import read_files
 from state.snapshot import Snapshot
 from storage.lake import Lake
-from tests.postgres import PostgresServer
+from tests.clocks import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -114,30 +114,7 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-class Clock:
-    """The instant the store records writes at, set by each test."""
-
-    def __init__(self, now: str):
-        self.now = at(now)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, now: str) -> None:
-        self.now = at(now)
-
-
 # -- the two backends ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    try:
-        server = PostgresServer().start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

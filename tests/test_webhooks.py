@@ -41,7 +41,7 @@ from state.errors import StateError
 from state.events import due_events
 from state.outbox import OutboxEvent, derived_event_id
 from storage.lake import Lake
-from tests.postgres import PostgresServer
+from tests.clocks import Clock
 from tests.servers import free_port
 from tests.webhook_receiver import Receiver
 from webhooks import dispatch, endpoints, lake_facts, mirror, runs
@@ -67,24 +67,6 @@ plans:
 T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime = T0):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        server = PostgresServer().start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
     if request.param == "sqlite":
@@ -97,7 +79,7 @@ def url(request, tmp_path):
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
