@@ -1,7 +1,8 @@
 """Dispatch throughput: N outbox events over C customers posted, signed, to a receiver on
 loopback (uvicorn in its own process, answering 204), in one dispatcher pass; prints
 events/s. The outbox is filled before the clock starts; the pass includes reading the
-plan, claiming lanes, signing, posting and recording every attempt.
+plan, claiming lanes, signing, posting and recording every attempt. Then it times what
+the sensor pays on each tick once all of that history is delivered (`due_lanes`).
 
     .venv/bin/python bench/webhooks_bench.py [--events 100000] [--customers 10000]
         [--concurrency 8] [--signature-style standard|orb] [--url URL]
@@ -89,10 +90,16 @@ def main() -> None:
                 summary = dispatch.deliver(store.engine, options=dispatch.DeliveryOptions(
                     concurrency=args.concurrency))
                 seconds = time.perf_counter() - began
+                # What the sensor pays on every tick once the history is delivered.
+                began = time.perf_counter()
+                idle_due = dispatch.due_lanes(store.engine)
+                idle = time.perf_counter() - began
         received = int(urllib.request.urlopen(f"http://127.0.0.1:{port}/").read())
     finally:
         server.terminate()
         server.wait()
+    print(f"then, nothing left to post: a check for due lanes over that history took "
+          f"{idle:.3f} s ({idle_due} due)")
     assert summary.delivered == received == args.events, (summary, received)
     print(f"{args.events:,} events over {args.customers:,} customers, "
           f"{args.signature_style} signatures, concurrency {args.concurrency}: "

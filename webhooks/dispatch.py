@@ -1,8 +1,9 @@
 """Posting the outbox's events to the webhook endpoints (docs/webhooks.md#delivery).
 
 A pass reads, for every enabled endpoint, the events it receives (after its
-``after_sequence``, of its types) and the last attempt of each, and splits them into
-lanes: one endpoint's events of one customer, in sequence. A lane's events are posted
+``after_sequence``, of its types) that it has not settled (delivered, or failed for
+good) and the last attempt of each, and splits them into lanes: one endpoint's events
+of one customer, in sequence. A lane's events are posted
 one after the other; the lane stops at the first that is not delivered, and a later pass
 takes it up when that one's retry is due, so a customer's events reach an endpoint in
 order. An event that has failed for good (3 days of retries) no longer holds its lane.
@@ -40,6 +41,9 @@ from webhooks import endpoints, retries, signing
 Clock = Callable[[], datetime]
 Lane = tuple[str, str]  # (endpoint id, customer id; "" for an event of no customer)
 ACTOR = "webhooks-dispatcher"
+# An event an endpoint has got, or has failed for good: never posted to it again but by a
+# replay.
+SETTLED = ("delivered", "failed")
 
 
 def utc_now() -> datetime:
@@ -141,7 +145,10 @@ def _plan(engine: sa.Engine, now: datetime, replay: Replay | None
             if not targets:
                 raise endpoints.UnknownEndpoint(replay.endpoint_id)
         lanes = _lanes(connection, targets, replay)
-        lasts = {e.id: _last_attempts(connection, e.id) for e in targets}
+        waiting: defaultdict[str, list[str]] = defaultdict(list)
+        for (endpoint_id, _), routed in lanes.items():
+            waiting[endpoint_id] += [r.event_id for r in routed]
+        lasts = {e.id: _last_attempts(connection, e.id, waiting[e.id]) for e in targets}
     due = [(lane, routed) for lane, routed in lanes.items()
            if _todo(routed, lasts[lane[0]], now, replay is not None)]
     due.sort(key=lambda item: item[1][0].sequence)  # the oldest waiting first
@@ -161,39 +168,45 @@ def _client(client: httpx.Client | None, options: DeliveryOptions) -> Iterator[h
 
 def _lanes(connection: sa.Connection, targets: list[endpoints.Endpoint],
            replay: Replay | None) -> dict[Lane, list[Routed]]:
-    """Each endpoint's events, by customer, in sequence."""
-    if not targets:
-        return {}
-    table = schema.outbox_events
-    query = (sa.select(table.c.sequence, table.c.event_id, table.c.type, table.c.customer_id)
-             .where(table.c.sequence > min(e.after_sequence for e in targets))
-             .order_by(table.c.sequence))
-    if replay is not None:
-        query = query.where(table.c.created_at >= replay.since)
-        if replay.until is not None:
-            query = query.where(table.c.created_at < replay.until)
+    """Each endpoint's events still to settle, by customer, in sequence: a pass reads
+    only the events an endpoint has neither delivered nor given up on (the database
+    leaves the rest out through ``webhook_attempts_by_event``), so the sensor's check
+    costs what is waiting, not the outbox's whole history. A replay reads its range
+    whole."""
+    outbox, attempts = schema.outbox_events, schema.webhook_attempts
     lanes: defaultdict[Lane, list[Routed]] = defaultdict(list)
-    for row in connection.execute(query):
-        for endpoint in targets:
-            if row.sequence > endpoint.after_sequence and endpoint.receives(row.type):
+    for endpoint in targets:
+        query = (sa.select(outbox.c.sequence, outbox.c.event_id, outbox.c.type,
+                           outbox.c.customer_id)
+                 .where(outbox.c.sequence > endpoint.after_sequence)
+                 .order_by(outbox.c.sequence))
+        if replay is None:
+            settled = (sa.select(attempts.c.attempt_id)
+                       .where(attempts.c.endpoint_id == endpoint.id,
+                              attempts.c.event_id == outbox.c.event_id,
+                              attempts.c.outcome.in_(SETTLED)))
+            query = query.where(~sa.exists(settled))
+        else:
+            query = query.where(outbox.c.created_at >= replay.since)
+            if replay.until is not None:
+                query = query.where(outbox.c.created_at < replay.until)
+        for row in connection.execute(query):
+            if endpoint.receives(row.type):
                 lanes[(endpoint.id, row.customer_id or "")].append(
                     Routed(row.sequence, row.event_id))
     return lanes
 
 
 def _last_attempts(connection: sa.Connection, endpoint_id: str,
-                   event_ids: Sequence[str] | None = None) -> dict[str, Last]:
+                   event_ids: Sequence[str]) -> dict[str, Last]:
     table = schema.webhook_attempts
     query = (sa.select(table.c.event_id, table.c.attempt, table.c.outcome,
                        table.c.next_attempt_at, table.c.started_at)
              .where(table.c.endpoint_id == endpoint_id).order_by(table.c.attempt))
     found: list[sa.Row[Any]] = []
-    if event_ids is None:
-        found = list(connection.execute(query))
-    else:
-        for start in range(0, len(event_ids), 500):
-            found += connection.execute(
-                query.where(table.c.event_id.in_(event_ids[start:start + 500])))
+    for start in range(0, len(event_ids), 500):
+        found += connection.execute(
+            query.where(table.c.event_id.in_(event_ids[start:start + 500])))
     last: dict[str, Last] = {}
     for row in found:
         first = last[row.event_id].first_at if row.event_id in last else row.started_at
