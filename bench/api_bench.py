@@ -10,15 +10,17 @@ catalog's plans, customers shaped like the demo's), except that the events fall 
 current month's complete days (UTC), so that they are the current billing period's:
 each request rates its customer over the period under way, as of the real clock. Prints
 p50 and p99 of each call, the machine's load average before and after, and how many of
-the event files' row groups a customer's filter can skip (Parquet statistics).
-``--cluster ROWS`` first rewrites the event files sorted by customer (the layout
-experiment). ``--dir`` keeps the data (default: a temporary folder, removed); ``--reuse``
-times a kept one again.
+the event files' row groups DuckDB reads for one customer (its profile): the lake
+is the product's, as ingestion writes it (each batch's day files clustered by customer,
+docs/lake.md#events-clustered-by-customer); to compare with another layout, prepare it
+with another commit's code (``PYTHONPATH``). ``--dir`` keeps the data (default: a
+temporary folder, removed); ``--reuse`` times a kept one again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -33,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,14 +44,19 @@ import close_bench  # noqa: E402  (the generator, a sibling script)
 
 from tests.servers import free_port, wait_until_listening  # noqa: E402
 
+BATCH_EVENTS = 5_000_000
 
-def prepare(folder: Path, customers: int, events: int, now: datetime) -> None:
-    """close_bench's store and events, the events over this month's complete UTC days."""
+
+def prepare(folder: Path, customers: int, events: int, now: datetime,
+            batch_events: int = BATCH_EVENTS) -> None:
+    """close_bench's store and events, the events over this month's complete UTC days,
+    landed in files of at most ``batch_events`` events (each ingested as one batch)."""
     first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     close_bench.START = first
     close_bench.DAYS = max((now - first).days, 1)
     close_bench.NOW = now
     prepared = close_bench.setup(folder, customers) | close_bench.land(folder, customers, events)
+    split_landing(folder / "landing", batch_events)
     ingested = close_bench.ingest(folder)
     print(f"  prepared: store {prepared['store_fill_s']:.1f} s, {events:,} events over "
           f"{close_bench.DAYS} day(s) from {first:%Y-%m-%d} generated in "
@@ -56,24 +64,17 @@ def prepare(folder: Path, customers: int, events: int, now: datetime) -> None:
           f"({ingested['accepted']:,} accepted, {ingested['rejected']:,} rejected)")
 
 
-def cluster(folder: Path, rows_per_group: int) -> None:
-    """The layout experiment: rewrite each event file sorted by customer, in row groups
-    of ``rows_per_group`` rows (the same events, so the same answers), so that a
-    customer's filter can skip the row groups whose customer_id range misses it."""
-    import pyarrow.compute as pc
-
-    from storage.lake import Lake
-
-    started = time.perf_counter()
-    for path in Lake(folder).all_files("events"):
-        table = pq.read_table(path, partitioning=None)
-        table = table.take(pc.sort_indices(table, [("customer_id", "ascending"),
-                                                   ("timestamp", "ascending")]))
-        temporary = f"{path}.clustering"
-        pq.write_table(table, temporary, row_group_size=rows_per_group)
-        os.replace(temporary, path)
-    print(f"  clustered: event files sorted by customer, {rows_per_group:,} rows a row "
-          f"group, in {time.perf_counter() - started:.1f} s")
+def split_landing(landing: Path, batch_events: int) -> None:
+    """Cut each landed day file into files of at most ``batch_events`` events, read a
+    slice at a time (a 33M-event day is not one batch's worth of memory)."""
+    for path in sorted(landing.glob("*.parquet")):
+        source = pq.ParquetFile(path)
+        if source.metadata.num_rows <= batch_events:
+            continue
+        for part, rows in enumerate(source.iter_batches(batch_size=batch_events)):
+            pq.write_table(pa.Table.from_batches([rows]), path.with_name(
+                f"{path.stem}-{part:03d}.parquet"))
+        path.unlink()
 
 
 def active_subscriptions(folder: Path, now: datetime) -> dict[str, str]:
@@ -93,21 +94,30 @@ def active_subscriptions(folder: Path, now: datetime) -> dict[str, str]:
             if current_period(view, s, customers[s.customer_id]) is not None}
 
 
-def skippable(folder: Path, customer_ids: list[str]) -> tuple[int, float]:
-    """The event files' row groups, and the share of them a customer's filter skips on
-    their customer_id statistics (min/max), averaged over ``customer_ids``."""
+def scanned_row_groups(folder: Path, customer_ids: list[str]) -> tuple[int, float]:
+    """The event files' row groups, and the share of them DuckDB reads for a customer's
+    events through the API's engine (its detailed profile's count), averaged over
+    ``customer_ids``."""
+    from pricing_sql.customer_rating import CustomerEngine
     from storage.lake import Lake
 
-    bounds = []
-    for path in Lake(folder).all_files("events"):
-        meta = pq.ParquetFile(path).metadata
-        column = meta.schema.names.index("customer_id")
-        for group in range(meta.num_row_groups):
-            stats = meta.row_group(group).column(column).statistics
-            bounds.append((stats.min, stats.max) if stats and stats.has_min_max else None)
-    skipped = [sum(1 for b in bounds if b is not None and not b[0] <= cid <= b[1]) / len(bounds)
-               for cid in customer_ids]
-    return len(bounds), statistics.fmean(skipped)
+    lake, profile = Lake(folder), folder / "scan-profile.json"
+    files = lake.all_files("events")
+    shares, total = [], 0
+    for customer_id in customer_ids:
+        engine = CustomerEngine(customer_id)
+        engine.register_active_events(lake, files)
+        engine.con.execute("SET enable_profiling = 'json'")
+        engine.con.execute("SET profiling_mode = 'detailed'")
+        engine.con.execute("SET profiling_output = $path", {"path": str(profile)})
+        engine.con.sql("SELECT sum(source_row) FROM lake_events").fetchall()
+        engine.con.execute("SET enable_profiling = 'no_output'")
+        nodes = json.loads(profile.read_text())["operator"]
+        while nodes and nodes[0].get("name") != "PARQUET_SCAN":
+            nodes = [child for node in nodes for child in node.get("children", [])]
+        total = nodes[0]["total_row_groups_to_scan"]
+        shares.append(nodes[0]["row_groups_scanned"] / total)
+    return total, statistics.fmean(shares)
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -144,9 +154,9 @@ def serve_and_time(folder: Path, requests: int, seed: int, now: datetime) -> Non
     with served(folder, "read_only") as client:
         active = active_subscriptions(folder, now)
         chosen = random.Random(seed).sample(sorted(active), min(requests, len(active)))
-        groups, skipped = skippable(folder, chosen[:50])
-        print(f"  event files: {groups:,} row groups; a customer's filter skips "
-              f"{100 * skipped:.0f}% of them on their statistics")
+        groups, read = scanned_row_groups(folder, chosen[:20])
+        print(f"  event files: {groups:,} row groups; DuckDB reads {100 * read:.1f}% of "
+              f"them for a customer's events (its profile, 20 customers)")
         client.customers.costs.list(chosen[0])  # the first request warms the process
         load_before = os.getloadavg()
         costs, upcoming = [], []
@@ -173,18 +183,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--dir", type=Path, help="keep the data here (default: temporary)")
     parser.add_argument("--reuse", action="store_true", help="--dir holds a prepared lake")
-    parser.add_argument("--cluster", type=int, metavar="ROWS", help="first rewrite the event "
-                        "files sorted by customer in row groups of ROWS rows (the layout "
-                        "experiment of docs/capacity.md#the-api)")
+    parser.add_argument("--batch-events", type=int, default=BATCH_EVENTS, help="land the "
+                        "events in files (batches) of at most this many")
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="api-bench-"))
     now = datetime.now(UTC)
     print(f"API reads: {args.customers:,} customers, {args.events:,} events, in {folder}")
     try:
         if not args.reuse:
-            prepare(folder, args.customers, args.events, now)
-        if args.cluster:
-            cluster(folder, args.cluster)
+            prepare(folder, args.customers, args.events, now, args.batch_events)
         serve_and_time(folder, args.requests, args.seed, now)
     finally:
         if args.dir is None:

@@ -13,8 +13,9 @@
 --             $scope_start, $scope_end, $scope_customer  a backfill's timeframe [start, end)
 --                                 and customer (ingestion/backfills.py); null: no bound
 -- Result: one row per raw event, reject_reason NULL for events to keep: those first
--- (ingestion/batches.py takes them as a slice), in the order they are written (timestamp,
--- then row: the same batch always gives the same files), then the rejected ones. With
+-- (ingestion/batches.py takes them as a slice), in timestamp then row order (each day's
+-- file is then clustered by customer, ingestion/event_files.py: the same batch always
+-- gives the same files), then the rejected ones. With
 -- key_hash, the hash() of customer and key (ingestion/key_index.py). A rejected event
 -- keeps its file and fields as sent, packed in one JSON text, raw (batch_rejects.sql
 -- unpacks it); a clean event has them parsed, and a batch is one file, which
