@@ -5,18 +5,25 @@ are enforced (docs/api.md).
 key to its tenant's deployment (``storage.settings.Settings``, the tenant's own data
 folder: state store, catalog and lake) and refuses a write to a read-only key. Handlers
 get only that deployment, so another tenant's ids do not exist for them: 404, not 403.
+
+``owned`` runs next on every route (declared once too): each id in the request's path
+must name a resource of the caller's tenant, found by the finder its resource module
+registered for that path parameter (``path_id``), else Orb's 404 before the body is
+checked. ``uncovered`` names a route's path parameter no finder is registered for: the app
+refuses to start with one, so a new route is checked without code of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
 
 from api.errors import ApiError
 from api.registry import DEFAULT_TENANT, Clock, Registry, Role, StoredResponse, utc_now
@@ -85,6 +92,44 @@ def authorize(request: Request) -> Caller:
 
 
 Authorized = Annotated[Caller, Depends(authorize)]
+
+# A finder returns the resource a path id names in the caller's tenant, or raises Orb's
+# 404 (``errors.not_found``); one per path parameter name, registered by its resource.
+Finder = Callable[[Request, Caller, str], object]
+FINDERS: dict[str, Finder] = {}
+
+
+def path_id(parameter: str) -> Callable[[Finder], Finder]:
+    """Register the finder of the path parameter ``parameter`` (one per name)."""
+    def register(finder: Finder) -> Finder:
+        assert parameter not in FINDERS, f"two finders for path parameter {parameter!r}"
+        FINDERS[parameter] = finder
+        return finder
+    return register
+
+
+def owned(request: Request, caller: Authorized) -> None:
+    """The tenant check: every id in the path is the caller's tenant's, else a 404 (never
+    a 403 that would tell the id exists). FastAPI runs it before it validates the body.
+    What each finder found is kept on the request for the handler (``found``)."""
+    request.state.found = {parameter: FINDERS[parameter](request, caller, value)
+                           for parameter, value in request.path_params.items()}
+
+
+def found(request: Request, parameter: str) -> Any:
+    """The resource the path parameter ``parameter`` names, as ``owned`` found it."""
+    return request.state.found[parameter]
+
+
+def uncovered(routes: Iterable[BaseRoute]) -> dict[str, set[str]]:
+    """Each route path whose parameters include one with no finder: those parameters."""
+    missing: dict[str, set[str]] = {}
+    for route in routes:
+        if isinstance(route, APIRoute):
+            names = set(route.param_convertors) - set(FINDERS)
+            if names:
+                missing[route.path] = names
+    return missing
 
 
 def admin(caller: Authorized) -> Caller:

@@ -1,9 +1,9 @@
 """The Orb-compatible API (docs/api.md): FastAPI under ``/v1``, in Orb's shapes, so that
 Orb's official SDKs can drive it with ``base_url`` pointed here.
 
-Every route depends on ``access.authorize`` (declared here, once): the key, its role and
-its tenant's deployment. Errors are Orb's (``api/errors.py``); the OpenAPI document is
-``/v1/openapi.json``."""
+Every route depends on ``access.authorize`` and ``access.owned`` (declared here, once):
+the key, its role and its tenant's deployment, and every path id that tenant's. Errors are
+Orb's (``api/errors.py``); the OpenAPI document is ``/v1/openapi.json``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import os
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from api import errors
-from api.access import ApiConfig, authorize
+from api import errors, stripe_webhooks
+from api.access import ApiConfig, authorize, owned, uncovered
 from api.limits import BodyLimits
 from api.resources import (
     alerts,
     audit,
+    balance_transactions,
     catalog,
     costs,
     credit_notes,
@@ -25,7 +26,9 @@ from api.resources import (
     events,
     invoices,
     price_groups,
+    subscription_changes,
     subscriptions,
+    top_ups,
     webhook_endpoints,
 )
 from storage.settings import Settings
@@ -45,11 +48,16 @@ def create_app(api: ApiConfig) -> FastAPI:
     app.state.api = api
     errors.install(app)
     errors.document(app)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses=errors.RESPONSES)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize), Depends(owned)],
+                   responses=errors.RESPONSES)
     for module in (customers, subscriptions, catalog, invoices, audit, events, costs,
-                   credits, credit_notes, alerts, price_groups, webhook_endpoints):
+                   credits, credit_notes, alerts, price_groups, webhook_endpoints,
+                   balance_transactions, top_ups, subscription_changes):
         v1.include_router(module.router)
     app.include_router(v1)
+    app.include_router(stripe_webhooks.router)  # signed by Stripe, not by API keys
+    if missing := uncovered(app.routes):
+        raise RuntimeError(f"path parameters without a finder (api.access.path_id): {missing}")
     app.add_middleware(BodyLimits, seconds=Settings.from_env().ingest_body_timeout)
     return app
 

@@ -254,5 +254,6 @@ def subscription(view: View, sub: Subscription) -> dict[str, Any]:
         "auto_issuance": None,
         "default_invoice_memo": None,
         "invoicing_threshold": _threshold(view, sub),
-        "pending_subscription_change": None,
+        "pending_subscription_change": {"id": view.pending_changes[sub.id]}
+        if sub.id in view.pending_changes else None,
     }

@@ -31,9 +31,9 @@ def _result(rows: list[tuple], what: str, columns: tuple[str, ...]) -> dg.AssetC
 
 
 @dg.asset_check(asset="invoices", blocking=True, partitions_def=MONTHLY,
-                additional_deps=["line_items", "invoice_adjustments"],
+                additional_deps=["line_items", "invoice_adjustments", "invoice_taxes"],
                 description="Subtotal = sum of rounded lines; total = subtotal + adjustments "
-                "- credits; no negative invoice.")
+                "- credits + tax; no negative invoice.")
 def invoice_totals_add_up(context: dg.AssetCheckExecutionContext,
                           store: OrbStore) -> dg.AssetCheckResult:
     return _result(invoice_total_failures(store.lake, billing_month(context),

@@ -25,6 +25,10 @@ from storage.duck import connect
         dg.AssetSpec("invoice_adjustments", deps=["line_items"], partitions_def=MONTHLY,
                      group_name="invoicing", kinds={"parquet"},
                      description="Each discount, minimum and maximum applied, in order."),
+        dg.AssetSpec("invoice_taxes", deps=["line_items"], partitions_def=MONTHLY,
+                     group_name="invoicing", kinds={"parquet"},
+                     description="Tax lines, after adjustments and credits: per taxable "
+                     "line or per invoice, with rate, jurisdiction and reason."),
         # Balances carry over from the month before, so a backfill runs months in order.
         dg.AssetSpec("credit_ledger", partitions_def=MONTHLY, group_name="invoicing",
                      kinds={"parquet"}, deps=["line_items", dg.AssetDep(
@@ -42,7 +46,8 @@ def invoices(context: dg.AssetExecutionContext, store: OrbStore):
     invoiced = invoice_run(con, lake, store.billing_catalog(context), month, line_items)
     for table, rows in (("invoices", invoiced.invoices),
                         ("invoice_adjustments", invoiced.adjustments),
-                        ("credit_ledger", invoiced.ledger)):
+                        ("credit_ledger", invoiced.ledger),
+                        ("invoice_taxes", invoiced.taxes)):
         path = billing_runs.write(lake, table, month, run_id, rows)
         yield dg.MaterializeResult(asset_key=table, metadata={
             **table_metadata(table, rows, path),
@@ -50,7 +55,7 @@ def invoices(context: dg.AssetExecutionContext, store: OrbStore):
                if table == "invoices" else {})})
 
 
-@dg.asset(partitions_def=MONTHLY, deps=["invoices", "invoice_adjustments"],
+@dg.asset(partitions_def=MONTHLY, deps=["invoices", "invoice_adjustments", "invoice_taxes"],
           group_name="invoicing", kinds={"duckdb", "parquet"})
 def invoice_corrections(context: dg.AssetExecutionContext,
                         store: OrbStore) -> dg.MaterializeResult:
@@ -59,10 +64,12 @@ def invoice_corrections(context: dg.AssetExecutionContext,
     month, run_id = billing_month(context), billing_run_id(context)
     lake = store.lake
     run = billing_runs.read_month(
-        lake, month, ["line_items", "invoice_adjustments", "rating_exclusions"], run_id)
+        lake, month, ["line_items", "invoice_adjustments", "invoice_taxes",
+                      "rating_exclusions"], run_id)
     rows = compute_corrections(connect(), lake, month, run["line_items"],
                                run["invoice_adjustments"],
-                               set(run["rating_exclusions"].column("customer_id").to_pylist()))
+                               set(run["rating_exclusions"].column("customer_id").to_pylist()),
+                               run["invoice_taxes"])
     path = billing_runs.write(lake, "invoice_corrections", month, run_id, rows)
     net = sum((r["amount"] for r in rows.to_pylist()), Decimal(0))
     return dg.MaterializeResult(metadata={
@@ -72,7 +79,7 @@ def invoice_corrections(context: dg.AssetExecutionContext,
 
 @dg.asset(partitions_def=MONTHLY, group_name="invoicing", kinds={"parquet"},
           deps=["usage", "line_items", "sub_line_items", "invoices", "invoice_adjustments",
-                "credit_ledger", invoice_corrections])
+                "credit_ledger", "invoice_taxes", invoice_corrections])
 def billing_run(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """The run's commit, after every table of its month (and their blocking checks):
     issuing and the readers after it take a month only whole, from its newest completed

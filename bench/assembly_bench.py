@@ -40,6 +40,7 @@ from billing.catalog import Catalog
 from billing.charges import adjustment_terms, billing_windows
 from billing.credits import Grant
 from invoicing import assembly
+from invoicing.taxes.provider import invoice_taxes
 from pricing_sql.rating import price_line_items, usage_windows
 from storage.duck import connect
 from storage.tables import USAGE as USAGE_SCHEMA
@@ -196,6 +197,7 @@ def main() -> None:
         timed(seconds, "invoice totals (SQL)", assembly.invoice_totals, con, lines, adjustments)
         ledger = timed(seconds, "credit drawdown (SQL)", assembly.draw_credits, con, MONTH,
                        grants, balances, {})
+        timed(seconds, "taxes", invoice_taxes, con, catalog)
         invoices = timed(seconds, "invoices (SQL)", assembly.invoice_heads, con, catalog)
         whole = timed(seconds, "assemble_invoices end to end", assembly.assemble_invoices,
                       connect(), catalog, MONTH, lines, grants, balances, {})

@@ -16,8 +16,10 @@ from billing import money
 from billing.catalog import CatalogError
 from billing.credits import CreditsError
 from billing.credits import Entry as CreditEntry
+from cli.documents import invoices_auto_issue, invoices_create, invoices_issue_one_off
 from cli.options import DATA_DIR, FORMAT, default_actor, existing_data_dir, period_option
 from cli.output import console, emit
+from cli.top_ups import top_up_group
 from invoicing import credit_grants as credits
 from invoicing import documents
 from invoicing.document_model import DocumentStatus
@@ -214,6 +216,12 @@ def invoices_void(number: str, reason: str, data_dir: Path) -> None:
     _set_status(number, "void", reason, data_dir)
 
 
+# Documents made by hand: one-off invoices and auto-issue (cli/documents.py).
+invoices.add_command(invoices_create)
+invoices.add_command(invoices_issue_one_off)
+invoices.add_command(invoices_auto_issue)
+
+
 @click.group("credits")
 def credits_group() -> None:
     """Prepaid credit grants and the credit ledger."""
@@ -397,3 +405,6 @@ def rerate(period: tuple[date, ...], dry_run: bool, data_dir: Path) -> None:
             runner.bill_month(build_definitions(OrbStore.of(settings)), month, runner.instance())
             console.print(f"{month:%Y-%m} re-rated: drafts replaced; corrections are drafts "
                           f"until `orb invoices issue --period {month:%Y-%m}`")
+
+
+credits_group.add_command(top_up_group)  # orb credits top-up ... (cli/top_ups.py)

@@ -1,10 +1,12 @@
-"""Assemble a billing run's invoices: priced lines, then adjustments, then prepaid credits.
+"""Assemble a billing run's invoices: priced lines, then adjustments, then prepaid credits,
+then taxes.
 
 Every step is set-based SQL over all of the run's invoices at once (``invoicing/sql/``):
 the adjustments each invoice takes, in Orb's order (``applied_adjustments.sql``), its
-totals, and the prepaid credits drawn from each customer's grants
-(``credit_drawdown.sql``). Python only hands over the adjustment terms, the grants and
-their balances as tables. The rules are in docs/invoicing.md.
+totals, the prepaid credits drawn from each customer's grants
+(``credit_drawdown.sql``), and the tax on what is left (``invoicing/taxes/``). Python
+only hands over the adjustment terms, the grants and their balances as tables. The rules
+are in docs/invoicing.md.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from billing.charges import (
 )
 from billing.credits import Grant
 from invoicing.sql import load_sql
+from invoicing.taxes.provider import TaxProvider, invoice_taxes
 from invoicing.usage_discounts import usage_discount_lines
 from storage.tables import AMOUNT
 from storage.tables import CREDIT_LEDGER as LEDGER
@@ -54,6 +57,7 @@ class Invoiced:
     invoices: pa.Table
     adjustments: pa.Table
     ledger: pa.Table  # this run's credit ledger entries
+    taxes: pa.Table  # invoice_taxes: the run's tax lines
 
 
 TERMS_SCHEMA = pa.schema([
@@ -184,7 +188,8 @@ def draw_credits(con: duckdb.DuckDBPyConnection, month: date, grants: list[Grant
 
 
 def invoice_heads(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
-    """The invoices, from ``invoice_totals`` and ``credit_entries`` (invoices.sql)."""
+    """The invoices, from ``invoice_totals``, ``credit_entries`` and ``invoice_taxes``
+    (invoices.sql)."""
     con.register("customer_terms", pa.Table.from_pylist(
         [{"customer_id": c.id, "net_terms": c.net_terms} for c in catalog.customers],
         schema=TERMS))
@@ -194,12 +199,15 @@ def invoice_heads(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
 def assemble_invoices(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: date,
                       line_items: pa.Table, grants: list[Grant],
                       balances: dict[str, Decimal],
-                      issued_credits: dict[str, Decimal]) -> Invoiced:
+                      issued_credits: dict[str, Decimal],
+                      tax_provider: TaxProvider | None = None) -> Invoiced:
     """Invoices of the run for ``month``. ``balances``: each grant's balance before this
-    run; ``issued_credits``: credits on invoices already issued, which stay as issued."""
+    run; ``issued_credits``: credits on invoices already issued, which stay as issued;
+    ``tax_provider``: instead of the catalog's (``invoicing/taxes/provider.py``)."""
     adjustments = pa.concat_tables([
         invoice_adjustments(con, catalog, billing_windows(catalog, month), line_items),
         previously_invoiced(con, line_items)])
     invoice_totals(con, line_items, adjustments)
     ledger = draw_credits(con, month, grants, balances, issued_credits)
-    return Invoiced(invoice_heads(con, catalog), adjustments, ledger)
+    taxes = invoice_taxes(con, catalog, tax_provider)  # after credits: Orb's order
+    return Invoiced(invoice_heads(con, catalog), adjustments, ledger, taxes)

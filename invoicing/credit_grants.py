@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
@@ -24,10 +25,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from billing import money
-from billing.catalog import Catalog
+from billing import money, periods
+from billing.catalog import Catalog, Customer
 from billing.charges import run_span
 from billing.credits import CreditsError, Entry, Grant, allocate, with_expiry_changes
+from storage.duck import connect
 from storage.lake import Lake
 from storage.tables import CREDIT_ENTRIES as ENTRIES
 from storage.tables import CREDIT_GRANTS as GRANTS
@@ -72,7 +74,7 @@ def record_grant(lake: Lake, catalog: Catalog, customer_id: str, currency: str,
             money.check_magnitude(amount)
     except money.AmountError as exc:
         problems.append(str(exc))
-    problems += _cost_basis_problems(cost_basis)
+    problems += cost_basis_problems(cost_basis)
     if expiry_date is not None and expiry_date <= effective_date:
         problems.append(f"expiry {expiry_date} must be after effective date {effective_date}")
     grant = Grant(grant_id or f"grant_{uuid.uuid4().hex[:12]}", customer_id, code, amount,
@@ -94,7 +96,7 @@ def customer_currencies(catalog: Catalog, customer_id: str) -> set[str]:
             for phase in s.plan_phases if phase.plan_id in plans}
 
 
-def _cost_basis_problems(cost_basis: Decimal) -> list[str]:
+def cost_basis_problems(cost_basis: Decimal) -> list[str]:
     """The cost basis must be a number the column's DECIMAL(p, s) holds, not negative."""
     kind = GRANTS.field("cost_basis").type
     assert isinstance(kind, pa.Decimal128Type)
@@ -333,3 +335,26 @@ def ledger(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> list
 def ledger_view(con: duckdb.DuckDBPyConnection, lake: Lake, customer_id: str) -> list[dict]:
     """``ledger`` as records, for the CLI."""
     return [asdict(row) for row in ledger(con, lake, customer_id)]
+
+
+def balances_in_effect(lake: Lake, wanted: Collection[tuple[str, str]],
+                       customers: Mapping[str, Customer], now: datetime
+                       ) -> dict[tuple[str, str], Decimal]:
+    """Each wanted (customer, currency)'s prepaid balance now: its grants in effect on the
+    customer's today (``effective_date <= today < expiry_date``), after every entry
+    recorded. What credit-balance alerts and top-ups compare."""
+    if not wanted:
+        return {}
+    with closing(connect()) as con:
+        left = balances_now(con, lake)
+    totals: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for grant in read_grants(lake):
+        customer = customers.get(grant.customer_id)
+        if (grant.customer_id, grant.currency) not in wanted or customer is None:
+            continue
+        today = now.astimezone(periods.zone(customer.timezone)).date()
+        if grant.effective_date <= today and (grant.expiry_date is None
+                                              or today < grant.expiry_date):
+            totals[(grant.customer_id, grant.currency)] += left.get(grant.grant_id,
+                                                                    Decimal(0))
+    return dict(totals)

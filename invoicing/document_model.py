@@ -9,7 +9,7 @@ instead of a run. The fields are the columns of ``issued_documents`` and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, Self
@@ -17,7 +17,9 @@ from typing import Any, Literal, Self
 DocumentType = Literal["invoice", "adjustment_invoice", "credit_note"]
 # An issued document's status is its latest event; a draft has none until it is issued.
 DocumentStatus = Literal["issued", "paid", "void"]
-LineKind = Literal["line", "adjustment"]
+# "tax": a tax line added to the total; "included_tax": the tax inclusive prices hold,
+# shown and corrected but not added (docs/invoicing.md#taxes).
+LineKind = Literal["line", "adjustment", "tax", "included_tax"]
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
@@ -49,7 +51,10 @@ class DocumentHead:
     subtotal: Decimal
     adjustments: Decimal
     credits_applied: Decimal
-    total: Decimal
+    total: Decimal  # subtotal + adjustments - credits_applied + tax
+    # Tax added to the total (exclusive tax). Keyword-only, 0 by default: documents
+    # issued before taxes have none, and their issued_documents rows no such column.
+    tax: Decimal = field(default=Decimal(0), kw_only=True)
 
     @property
     def reference(self) -> str:
@@ -58,8 +63,10 @@ class DocumentHead:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Self:
-        """The head in a row with (at least) these columns, e.g. a row of issued_documents."""
-        return cls(**{name: row[name] for name in _names(cls)})
+        """The head in a row with (at least) these columns, e.g. a row of issued_documents;
+        ``tax`` missing or null is 0."""
+        values: dict[str, Any] = {name: row[name] for name in _names(cls) if name != "tax"}
+        return cls(**values, tax=row.get("tax") or Decimal(0))
 
     def to_row(self) -> dict[str, Any]:
         """Its columns by name: an issued_documents row when issued."""
@@ -112,9 +119,27 @@ class CorrectionLine(DocumentLine):
 
 
 @dataclass(frozen=True)
+class DocumentDetails:
+    """What a document prints besides its amounts, fixed when it is issued (a row of
+    ``document_details``): its memo, a manual credit note's reason (Orb's), and the
+    custom fields (the invoice's metadata at issue, e.g. a PO number), key order kept."""
+
+    memo: str | None = None
+    reason: str | None = None
+    custom_fields: tuple[tuple[str, str], ...] = ()
+
+
+NO_DETAILS = DocumentDetails()
+# A manual credit note's reason (Orb's request value) as Orb's CreditNote and the page say it.
+REASON_LABELS = {"duplicate": "Duplicate", "fraudulent": "Fraudulent",
+                 "order_change": "Order change", "product_unsatisfactory": "Product unsatisfactory"}
+
+
+@dataclass(frozen=True)
 class Draft:
-    """A document waiting to be issued: a computed invoice, or a correction of an
-    issued one."""
+    """A document waiting to be issued: a computed invoice, a correction of an issued
+    one, a manual credit note or a one-off invoice."""
 
     head: DocumentHead
     lines: tuple[DocumentLine, ...]
+    details: DocumentDetails = NO_DETAILS

@@ -7,6 +7,7 @@ issue lock. One issuing run writes three files, each once and never replaced, in
 this order::
 
     issued_lines/issue_run=<R>/data.parquet        every line of every document
+    document_details/issue_run=<R>/data.parquet    memos, reasons, custom fields (if any)
     document_events/issue_run=<R>/issued.parquet   their 'issued' events
     issued_documents/issue_run=<R>/data.parquet    their heads: the run's commit
 
@@ -43,8 +44,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from invoicing.document_model import DocumentStatus, DocumentType, Draft, IssuedHead
+from invoicing import balance
+from invoicing.document_model import (
+    NO_DETAILS,
+    DocumentDetails,
+    DocumentStatus,
+    DocumentType,
+    Draft,
+    IssuedHead,
+)
 from storage.lake import PARTITION_FILE, Lake
+from storage.tables import DOCUMENT_DETAILS as DETAILS
 from storage.tables import DOCUMENT_EVENTS as EVENTS
 from storage.tables import ISSUED_DOCUMENTS as HEADS
 from storage.tables import ISSUED_LINES as LINES
@@ -99,7 +109,7 @@ def committed_files(lake: Lake, table: str) -> list[str]:
     """Every file of ``issued_documents``, ``issued_lines`` or ``document_events`` that
     belongs to a committed issuing run."""
     runs = _committed_runs(lake)
-    if table == "document_events":
+    if table in ("document_events", "document_details"):
         return [str(p) for run in runs
                 for p in sorted((lake.table_dir(table) / f"{RUN_KEY}={run}").glob("*.parquet"))]
     files = [lake.table_dir(table) / f"{RUN_KEY}={run}" / PARTITION_FILE for run in runs]
@@ -131,6 +141,21 @@ def issued_documents(lake: Lake) -> list[IssuedHead]:
 
 def issued_lines(lake: Lake, numbers: list[str]) -> pa.Table:
     return _read(lake, "issued_lines", LINES, numbers)
+
+
+def _details_row(number: str, details: DocumentDetails) -> dict[str, object]:
+    return {"number": number, "memo": details.memo, "reason": details.reason,
+            "custom_field_names": [name for name, _ in details.custom_fields],
+            "custom_field_values": [value for _, value in details.custom_fields]}
+
+
+def issued_details(lake: Lake, numbers: list[str] | None = None) -> dict[str, DocumentDetails]:
+    """What those documents (default: all) print besides their amounts, as fixed at
+    issue; a document without any is absent (``NO_DETAILS``)."""
+    return {row["number"]: DocumentDetails(
+        row["memo"], row["reason"],
+        tuple(zip(row["custom_field_names"], row["custom_field_values"], strict=True)))
+        for row in _read(lake, "document_details", DETAILS, numbers).to_pylist()}
 
 
 def statuses(con: duckdb.DuckDBPyConnection, lake: Lake,
@@ -195,7 +220,7 @@ def _discard_uncommitted(lake: Lake) -> None:
     """Delete what a crashed issuing run wrote before its heads: never read, and its
     numbers are handed out again. The caller holds ``lake.lock("issue")``."""
     committed = set(_run_folders(lake)[0])
-    for table in ("issued_lines", "document_events"):
+    for table in ("issued_lines", "document_details", "document_events"):
         folder = lake.table_dir(table)
         if folder.is_dir():
             for path in folder.glob(f"{RUN_KEY}=*"):
@@ -224,13 +249,23 @@ def issue_all(lake: Lake, due: list[Draft], at: datetime) -> list[tuple[str, Dra
     for table, name, schema, rows in (
             ("issued_lines", PARTITION_FILE, LINES,
              [line.to_row(number) for number, draft in issued for line in draft.lines]),
+            ("document_details", PARTITION_FILE, DETAILS,
+             [_details_row(number, draft.details) for number, draft in issued
+              if draft.details != NO_DETAILS]),
             ("document_events", ISSUED_EVENTS, EVENTS,
              [_event(1, number, "issued", at) for number, _ in issued]),
             ("issued_documents", PARTITION_FILE, HEADS,  # the commit: written last
              [draft.head.issued(number, at).to_row() for number, draft in issued])):
         if (lake.table_dir(table) / f"{RUN_KEY}={run}" / name).exists():
             raise RuntimeError(f"{table} of issuing run {run} already exists")
+        if table == "document_details" and not rows:
+            continue  # most runs print nothing besides amounts
         lake.write_file(table, RUN_KEY, run, name, pa.Table.from_pylist(rows, schema=schema))
+    heads = [draft.head.issued(number, at) for number, draft in issued]
+    corrected = {h.corrects for h in heads if h.corrects}
+    status = {number: latest[1] for number, latest in
+              _latest(lake, _runs_of(lake, corrected)).items()} if corrected else {}
+    balance.apply_on_issue(lake, heads, status, at)  # after the commit: see its docstring
     return issued
 
 
@@ -259,6 +294,9 @@ def change_statuses(lake: Lake, changes: Sequence[StatusChange], at: datetime) -
         for run, events in sorted(rows.items()):
             lake.write_file("document_events", RUN_KEY, run, name,
                             pa.Table.from_pylist(events, schema=EVENTS))
+    voided = [change.number for change in changes if change.status == "void"]
+    if voided:  # the balance they used goes back to their customers (Orb's)
+        balance.return_from_voiding(lake, voided, at)
 
 
 def change_status(lake: Lake, number: str, status: DocumentStatus, at: datetime,

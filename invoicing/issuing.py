@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 
 from billing.catalog import Catalog
 from invoicing import credit_grants as credits
-from invoicing import documents, thresholds
+from invoicing import documents, invoice_metadata, thresholds
 from invoicing.assembly import Invoiced, assemble_invoices
 from invoicing.checks import total_failures
 from invoicing.document_model import (
@@ -37,9 +38,11 @@ from invoicing.sql import load_sql
 from storage.billing_runs import MonthTables, read_month
 from storage.lake import Lake
 from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
+from storage.tables import INVOICE_TAXES
 
 # What a month's drafts are made of, read together from one billing run.
-DRAFT_TABLES = ("invoices", "line_items", "invoice_adjustments", "invoice_corrections")
+DRAFT_TABLES = ("invoices", "line_items", "invoice_adjustments", "invoice_taxes",
+                "invoice_corrections")
 
 
 class IssueRefused(RuntimeError):
@@ -81,30 +84,35 @@ def invoice_run(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, mo
 
 
 def document_lines(con: duckdb.DuckDBPyConnection, line_items: pa.Table,
-                   adjustments: pa.Table) -> pa.Table:
+                   adjustments: pa.Table, taxes: pa.Table | None = None) -> pa.Table:
+    """document_lines.sql: line items, adjustments and a tax line per rate (``taxes``:
+    the run's ``invoice_taxes``; none when omitted)."""
     con.register("line_items", line_items)
     con.register("invoice_adjustments", adjustments)
+    con.register("invoice_taxes", INVOICE_TAXES.empty_table() if taxes is None else taxes)
     return con.sql(load_sql("document_lines")).to_arrow_table()
 
 
 def compute_corrections(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
                         line_items: pa.Table, adjustments: pa.Table,
-                        excluded: Collection[str]) -> pa.Table:
+                        excluded: Collection[str], taxes: pa.Table | None = None) -> pa.Table:
     """Correction lines for the run's issued invoices, each with its correction's id
     (``<invoice id>~<n>``, n counting the invoice's corrections) and type. The issued
     invoices of ``excluded`` customers (left out of the run because rating them raised:
     ``rating_exclusions``) are not corrected: the run says nothing about them, and a
-    credit note reversing them would be wrong."""
+    credit note reversing them would be wrong. ``taxes``: the run's tax lines, corrected
+    like any line (the difference of each rate's tax)."""
     register_issued(con, lake, month)
     con.register("excluded_customers", pa.table({"customer_id": pa.array(
         sorted(excluded), pa.string())}))
-    con.register("computed_lines", document_lines(con, line_items, adjustments))
+    con.register("computed_lines", document_lines(con, line_items, adjustments, taxes))
     rows = con.sql(load_sql("corrections"), params={"month": month}).to_arrow_table().to_pylist()
     issued_before = dict(con.sql("SELECT invoice_id, count(*) FROM issued_heads "
                                  "WHERE document_type <> 'invoice' GROUP BY ALL").fetchall())
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for row in rows:
-        totals[row["invoice_id"]] += row["amount"]
+        if row["kind"] != "included_tax":  # in the lines' amounts already
+            totals[row["invoice_id"]] += row["amount"]
     for row in rows:
         invoice = row["invoice_id"]
         row["correction_id"] = f"{invoice}~{issued_before.get(invoice, 0) + 1}"
@@ -126,7 +134,7 @@ def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
     live = {h["invoice_id"] for h in issued
             if h["status"] != "void" and h["document_type"] == "invoice"}
     invoices = computed_drafts(con, run["invoices"], run["line_items"],
-                               run["invoice_adjustments"])
+                               run["invoice_adjustments"], run["invoice_taxes"])
     result = [draft for draft in invoices if draft.head.invoice_id not in live]
     return result + _correction_drafts(
         run, {h["number"]: IssuedHead.from_row(h) for h in issued},
@@ -134,11 +142,11 @@ def drafts(con: duckdb.DuckDBPyConnection, lake: Lake, month: date,
 
 
 def computed_drafts(con: duckdb.DuckDBPyConnection, invoices: pa.Table, line_items: pa.Table,
-                    adjustments: pa.Table) -> list[Draft]:
+                    adjustments: pa.Table, taxes: pa.Table | None = None) -> list[Draft]:
     """The computed ``invoices`` as drafts, with their lines: a run's, or one customer's
     computed on demand (the API's upcoming invoice)."""
     lines: defaultdict[str, list[DocumentLine]] = defaultdict(list)
-    for row in document_lines(con, line_items, adjustments).to_pylist():
+    for row in document_lines(con, line_items, adjustments, taxes).to_pylist():
         lines[row["invoice_id"]].append(DocumentLine.from_row(row))
     return [Draft(head, tuple(lines[head.invoice_id]))
             for head in map(_invoice_head, invoices.to_pylist())]
@@ -169,7 +177,8 @@ def _correction_drafts(run: MonthTables, originals: dict[str, IssuedHead],
             customer_id=original.customer_id, currency=original.currency,
             billing_month=month, invoice_date=original.invoice_date, due_date=due,
             subtotal=_total(lines, "line"), adjustments=_total(lines, "adjustment"),
-            credits_applied=Decimal(0), total=_total(lines, "line", "adjustment")), lines))
+            credits_applied=Decimal(0), tax=_total(lines, "tax"),
+            total=_total(lines, "line", "adjustment", "tax")), lines))
     return result
 
 
@@ -207,4 +216,12 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
                if draft.head.invoice_date <= at.date()
                and (customers is None or draft.head.customer_id in customers)
                and (references is None or draft.head.reference in references)]
-        return documents.issue_all(lake, due, at)
+        return documents.issue_all(lake, with_custom_fields(lake, due), at)
+
+
+def with_custom_fields(lake: Lake, due: list[Draft]) -> list[Draft]:
+    """The drafts with what they print as custom fields: their metadata now, frozen
+    with them when issued (``invoicing/invoice_metadata.py``)."""
+    fields = invoice_metadata.custom_fields(lake, {d.head.reference for d in due})
+    return [replace(d, details=replace(d.details, custom_fields=fields[d.head.reference]))
+            if d.head.reference in fields else d for d in due]

@@ -56,7 +56,8 @@ def preview(deployment: Deployment, month: date) -> list[Difference]:
     invoiced = invoice_run(con, lake, catalog, month, line_items)
     corrections = compute_corrections(con, lake, month, line_items,
                                       invoiced.adjustments,
-                                      rated.excluded | set(priced.failures)).to_pylist()
+                                      rated.excluded | set(priced.failures),
+                                      invoiced.taxes).to_pylist()
     after = {row["invoice_id"]: row for row in invoiced.invoices.to_pylist()}
     drafts_file = lake.partition_file("invoices", "billing_month", month)
     before = ({row["invoice_id"]: row for row in
@@ -65,7 +66,8 @@ def preview(deployment: Deployment, month: date) -> list[Difference]:
     register_issued(con, lake, month)
     issued = {row["invoice_id"]: row for row in con.sql(
         "SELECT h.invoice_id, any_value(h.customer_id) AS customer_id, "
-        "any_value(h.currency) AS currency, sum(h.subtotal + h.adjustments) AS billed "
+        "any_value(h.currency) AS currency, "
+        "sum(h.subtotal + h.adjustments + coalesce(h.tax, 0)) AS billed "
         "FROM issued_heads AS h JOIN document_status USING (number) "
         "WHERE status <> 'void' GROUP BY h.invoice_id").to_arrow_table().to_pylist()}
     corrected: defaultdict[str, Decimal] = defaultdict(Decimal)

@@ -44,7 +44,7 @@ from state.outbox import OutboxEvent, derived_event_id
 from state.thresholds import ThresholdRow, in_effect
 from storage.duck import connect
 from storage.lake import Lake
-from storage.tables import BILLING_MONTH, THRESHOLD_INVOICES
+from storage.tables import BILLING_MONTH, INVOICE_TAXES, THRESHOLD_INVOICES
 
 TABLE = "threshold_invoices"
 EXCEEDED = "subscription.invoicing_threshold_exceeded"
@@ -238,6 +238,7 @@ def evaluate(lake: Lake, catalog: Catalog, month: date, threshold_rows: list[Thr
         return []
     con = connect()
     con.register("invoice_adjustments", previously_invoiced(con, lines.line_items))
+    con.register("invoice_taxes", INVOICE_TAXES.empty_table())  # not taxed: see the docs
     shown = con.sql(load_sql("document_lines")).to_arrow_table().to_pylist()
     net_terms = {c.id: c.net_terms for c in catalog.customers}
     due = []

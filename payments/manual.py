@@ -1,15 +1,16 @@
 """The manual processor, the embedded default: payments received by other means (bank
-transfers, cheques) and recorded in a CSV file, one payment per invoice.
+transfers, cheques) and recorded in a CSV file, one payment per line.
 
     invoice_number,amount,currency,paid_at,reference
     INV-000001,100.00,USD,2026-11-20T10:00:00Z,wire 7781
     INV-000002,15000,JPY,2026-11-21,bank ref 99
 
-``amount`` is the invoice's total exactly, as a decimal with at most the currency's
-digits (no partial payments); ``currency`` an ISO 4217 code in any case (``usd`` is
+``amount`` is a decimal above zero with at most the currency's digits: an invoice may
+be paid in several lines (partial payments), and what is paid over its amount due goes to
+the customer's balance; ``currency`` an ISO 4217 code in any case (``usd`` is
 ``USD``), the invoice's; ``paid_at`` an ISO 8601 date or instant (UTC when it has no
 offset). The file is checked in one pass, each line on its own and against the issued
-invoices (unknown, void, another currency, another amount), and every problem is reported
+invoices (unknown, void, another currency), and every problem is reported
 at once, naming the file and line; nothing is recorded from a file with problems. A
 missing file means no payments yet.
 """
@@ -29,8 +30,10 @@ from payments.processor import (
     InvoiceToCollect,
     Outcome,
     PaymentProcessor,
+    ReceivedPayment,
     RemoteState,
 )
+from payments.received import line_id
 
 COLUMNS = ("invoice_number", "amount", "currency", "paid_at", "reference")
 
@@ -52,15 +55,22 @@ class RecordedPayment:
     reference: str
     line: int
 
+    @property
+    def payment_id(self) -> str:
+        """The line's id: the same line kept in the file is the same payment."""
+        return line_id(self.invoice_number, self.amount, self.currency, self.paid_at,
+                       self.reference)
+
 
 def read_payments(path: Path, invoices: Mapping[str, InvoiceToCollect]
-                  ) -> dict[str, RecordedPayment]:
-    """The file's payments by invoice number, each line checked on its own and against
-    ``invoices`` (by number); raises PaymentFileError listing every problem of every line."""
+                  ) -> dict[str, list[RecordedPayment]]:
+    """The file's payments by invoice number, in line order, each line checked on its own
+    and against ``invoices`` (by number); raises PaymentFileError listing every problem of
+    every line."""
     if not path.exists():
         return {}
     problems: list[str] = []
-    payments: dict[str, RecordedPayment] = {}
+    payments: dict[str, list[RecordedPayment]] = {}
     first_line: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -71,15 +81,15 @@ def read_payments(path: Path, invoices: Mapping[str, InvoiceToCollect]
         for row in reader:
             line = reader.line_num
             payment, found = _check(row, line, invoices)
-            number = (row.get("invoice_number") or "").strip()
-            if number in first_line:
-                found.append(f"{number} is already on line {first_line[number]} (one "
-                             "payment per invoice)")
-            elif number:
-                first_line[number] = line
+            if payment is not None:
+                if payment.payment_id in first_line:
+                    found.append(f"the same payment as line {first_line[payment.payment_id]}"
+                                 " (give each payment its own reference)")
+                else:
+                    first_line[payment.payment_id] = line
             problems += [f"{path}:{line}: {problem}" for problem in found]
             if payment is not None and not found:
-                payments[number] = payment
+                payments.setdefault(payment.invoice_number, []).append(payment)
     if problems:
         raise PaymentFileError(problems)
     return payments
@@ -120,12 +130,8 @@ def _check(row: dict, line: int, invoices: Mapping[str, InvoiceToCollect]
         elif invoice.status == "void":
             problems.append(f"{number} is void: a payment for a void invoice is refused")
         elif currency is not None and currency != invoice.currency:
-            problems.append(f"{number} is {invoice.amount} {invoice.currency}, the payment is "
-                            f"in {currency} (a payment must be in the invoice's currency)")
-        elif currency is not None and amount is not None and amount != invoice.amount:
-            problems.append(f"{number} is {invoice.amount} {invoice.currency}, the payment is "
-                            f"{amount} {currency} (partial payments and over-payments are "
-                            "not supported)")
+            problems.append(f"{number} is in {invoice.currency}, the payment is in "
+                            f"{currency} (a payment must be in the invoice's currency)")
     if problems or currency is None or amount is None or paid_at is None:
         return None, problems
     return RecordedPayment(number, amount, currency, paid_at, values["reference"], line), []
@@ -152,24 +158,29 @@ def _instant(text: str) -> datetime:
 
 
 class ManualProcessor(PaymentProcessor):
-    """Payments recorded in a file; collecting only looks them up, so nothing is
-    recorded for an invoice until its payment appears in the file."""
+    """Payments recorded in a file; the run records each line once (``received``), so
+    nothing is recorded for an invoice until a payment for it appears in the file."""
 
     name = "manual"
     side_effects = False
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._payments: dict[str, RecordedPayment] | None = None
+        self._payments: dict[str, list[RecordedPayment]] | None = None
 
     def begin_run(self, invoices: list[InvoiceToCollect]) -> None:
         """Read the file and check every payment against its invoice (read_payments)."""
         self._payments = read_payments(self.path, {i.number: i for i in invoices})
 
-    def _payment(self, number: str) -> RecordedPayment | None:
+    def _lines(self, number: str) -> list[RecordedPayment]:
         if self._payments is None:
             raise RuntimeError("begin_run must be called before collecting")
-        return self._payments.get(number)
+        return self._payments.get(number, [])
+
+    def received(self, invoice: InvoiceToCollect) -> list[ReceivedPayment]:
+        return [ReceivedPayment(p.payment_id, p.amount, p.currency, p.paid_at,
+                                p.reference or f"{self.path.name}:{p.line}")
+                for p in self._lines(invoice.number)]
 
     def sync_customer(self, customer: CustomerToSync, key: str) -> str:
         return customer.customer_id
@@ -178,16 +189,9 @@ class ManualProcessor(PaymentProcessor):
         return invoice.number
 
     def collect(self, invoice: InvoiceToCollect, invoice_ref: str, key: str) -> Outcome:
-        payment = self._payment(invoice.number)
-        if payment is None:
-            return Outcome("pending", detail="no payment recorded")
-        return Outcome("paid", reference=payment.reference or f"{self.path.name}:{payment.line}",
-                       amount=payment.amount, currency=payment.currency,
-                       paid_at=payment.paid_at)
+        return Outcome("pending", detail="payments come from the file (received)")
 
     def fetch_state(self, invoice: InvoiceToCollect, invoice_ref: str) -> RemoteState:
-        payment = self._payment(invoice.number)
-        if payment is None:
-            return RemoteState("open", Decimal(0), invoice.currency)
-        return RemoteState("paid", payment.amount, payment.currency, payment.reference,
-                           payment.paid_at)
+        lines = self._lines(invoice.number)
+        paid = sum((p.amount for p in lines), Decimal(0))
+        return RemoteState("paid" if lines else "open", paid, invoice.currency)

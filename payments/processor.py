@@ -80,6 +80,27 @@ class RemoteState:
     paid_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ReceivedPayment:
+    """A payment made outside the processor's calls (a bank transfer in the payments
+    file): ``payment_id`` names it for good, so reading it again records nothing new."""
+
+    payment_id: str
+    amount: Decimal
+    currency: str
+    paid_at: datetime
+    reference: str
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund the processor made: its id (``re_…``), amount and currency."""
+
+    reference: str
+    amount: Decimal
+    currency: str
+
+
 class PaymentProcessor(abc.ABC):
     """A payment gateway. Subclasses set ``name`` and implement the four calls.
 
@@ -111,6 +132,17 @@ class PaymentProcessor(abc.ABC):
     @abc.abstractmethod
     def fetch_state(self, invoice: InvoiceToCollect, invoice_ref: str) -> RemoteState:
         """The processor's view of the invoice (read only)."""
+
+    def received(self, invoice: InvoiceToCollect) -> list[ReceivedPayment]:
+        """A processor without side effects: the payments made for ``invoice``, in order
+        (the run records each once and collects nothing)."""
+        raise NotImplementedError(f"{self.name} collects payments itself")
+
+    def refund(self, number: str, payment_ref: str, amount: Decimal, currency: str,
+               key: str) -> Refund:
+        """Give back ``amount`` of the payment ``payment_ref`` (what ``collect`` returned);
+        idempotent by ``key``. The manual processor only records refunds made elsewhere."""
+        raise NotImplementedError(f"{self.name} cannot refund")
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:

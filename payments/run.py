@@ -22,16 +22,18 @@ before, the next one finds the payments in the ledger and records them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billing.catalog import Catalog
 from billing.money import quantize
-from invoicing import documents
+from invoicing import amounts_due, documents
 from invoicing.document_model import DocumentStatus, DocumentType
+from payments import notice_records, received
 from payments.ledger import Ledger
 from payments.processor import (
     CustomerToSync,
@@ -60,6 +62,7 @@ class RunSummary:
     waiting: dict[str, datetime] = field(default_factory=dict)  # retry not due yet
     exhausted: list[str] = field(default_factory=list)  # failed, no retry left
     pending: list[str] = field(default_factory=list)  # nothing to collect yet
+    partly_paid: list[str] = field(default_factory=list)  # payments below the amount due
     reconciled: list[str] = field(default_factory=list)  # paid found by reconciliation
     flagged: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # repeated on the next run
@@ -69,13 +72,40 @@ def idempotency_key(prefix: str, subject: str, step: str, attempt: int) -> str:
     return f"{prefix}:{subject}:{step}:{attempt}"
 
 
-def payable_invoices(lake: Lake, status: Mapping[str, DocumentStatus]
+def retry_applies(attempt: int, outcome: Mapping | None) -> bool:
+    """Whether a collection attempt's failure may be retried: it had a retry scheduled,
+    or it was the schedule's last (a past-due notice may announce one more). A failure
+    that cannot be retried (the processor's invoice is void) is not."""
+    return (outcome is not None and outcome["status"] == "failed"
+            and (outcome["next_retry_at"] is not None or attempt >= MAX_ATTEMPTS))
+
+
+def next_retry(attempt: int, outcome: Mapping | None,
+               announced: Sequence[datetime]) -> datetime | None:
+    """When a failed attempt is retried: at its scheduled time or at a retry a past-due
+    notice announced after it failed, whichever is first (payments/dunning.py); None:
+    not retried."""
+    if outcome is None or not retry_applies(attempt, outcome):
+        return None
+    times = [outcome["next_retry_at"], *(t for t in announced if t > outcome["recorded_at"])]
+    return min((t for t in times if t is not None), default=None)
+
+
+def payable_invoices(lake: Lake, status: Mapping[str, DocumentStatus],
+                     known: dict[str, received.Known] | None = None
                      ) -> list[InvoiceToCollect]:
-    """Every issued invoice and adjustment invoice with something to pay, any status."""
+    """Every issued invoice and adjustment invoice with something to pay, any status;
+    ``amount``: what remains to collect on an open one (its amount due less what was
+    paid: invoicing/amounts_due.py), the amount due on a paid or void one."""
     heads = documents.issued_documents(lake)
-    return [InvoiceToCollect(h.number, h.customer_id, h.currency,
-                             _in_minor_units(h.total, h.currency), h.invoice_date, h.due_date,
-                             status[h.number])
+    amounts = amounts_due.read_amounts_due(lake, heads, status)
+    if known is not None:  # for settling the run's payments without reading them again
+        known.update((h.number, received.Known(h, status[h.number], amounts[h.number]))
+                     for h in heads if h.number in amounts)
+    return [InvoiceToCollect(h.number, h.customer_id, h.currency, _in_minor_units(
+                amounts[h.number].remaining if status[h.number] == "issued"
+                else amounts[h.number].amount_due, h.currency),
+                h.invoice_date, h.due_date, status[h.number])
             for h in sorted(heads, key=lambda h: h.number)
             if h.document_type in PAYABLE and h.total > 0]
 
@@ -102,18 +132,26 @@ class _Run:
         self.catalog, self.prefix = catalog, key_prefix
         self.con = connect()
         self.ledger = Ledger.read(lake, processor.name)
+        self.announced = notice_records.requested_retries(lake)  # by dunning notices
         self.summary = RunSummary()
         self.paid: list[documents.StatusChange] = []
+        self.known: dict[str, received.Known] = {}  # each invoice as read at the start
 
     def run(self) -> RunSummary:
-        invoices = payable_invoices(self.lake, documents.statuses(self.con, self.lake))
+        invoices = payable_invoices(self.lake, documents.statuses(self.con, self.lake),
+                                    self.known)
         self.processor.begin_run(invoices)
         try:
             for invoice in invoices:
                 if invoice.status != "issued":
                     continue  # paid or void
                 try:
-                    self._invoice(invoice)
+                    if invoice.amount == 0:  # the balance, credit notes or payments cover it
+                        self._settled(invoice)
+                    elif not self.processor.side_effects:
+                        self._received(invoice)
+                    else:
+                        self._invoice(invoice)
                 except PaymentError as exc:
                     log.warning("%s: %s", invoice.number, exc)
                     self.summary.errors[invoice.number] = str(exc)
@@ -126,8 +164,8 @@ class _Run:
         last = attempts[max(attempts)] if attempts else None
         if last and last.outcome and last.outcome["status"] == "paid":
             # the run stopped between the payment record and the status: finish it
-            self._mark_paid(invoice, last.outcome["reference"], last.outcome["recorded_at"],
-                            self.processor.name)
+            self._payment(invoice, last.outcome["reference"], last.outcome["amount"],
+                          last.outcome["recorded_at"])
             return
         if self.processor.side_effects:
             customer = self._step(f"customer:{invoice.customer_id}", "customer",
@@ -143,8 +181,9 @@ class _Run:
         elif last.outcome is None:
             attempt = max(attempts)  # a crash after the call: same attempt, same key
         else:
-            retry_at = last.outcome["next_retry_at"]
-            if last.outcome["status"] != "failed" or retry_at is None:
+            retry_at = next_retry(max(attempts), last.outcome,
+                                  self.announced.get(invoice.number, ()))
+            if retry_at is None:
                 self.summary.exhausted.append(invoice.number)
                 self._reconcile(invoice, invoice_ref)
                 return
@@ -174,8 +213,8 @@ class _Run:
             return
         if outcome.status == "paid":
             self._record(invoice, "collect", attempt, key, "paid", outcome)
-            self._mark_paid(invoice, outcome.reference, outcome.paid_at or self.now,
-                            self.processor.name)
+            self._payment(invoice, outcome.reference, invoice.amount,
+                          outcome.paid_at or self.now)
             return
         retry_at = (self.now + RETRY_DELAYS[attempt - 1]
                     if outcome.retryable and attempt < MAX_ATTEMPTS else None)
@@ -199,8 +238,13 @@ class _Run:
                               status="paid", reference=state.reference,
                               amount=state.amount_paid, currency=state.currency,
                               detail="paid on the processor's side")
-            self._mark_paid(invoice, state.reference, state.paid_at or self.now,
-                            f"reconciled: {self.processor.name}")
+            settled = self._settle(invoice, state.amount_paid, state.currency,
+                                   state.paid_at or self.now, state.reference,
+                                   f"{self.processor.name}:{state.reference or invoice_ref}",
+                                   "reconcile")
+            if settled.amounts.remaining == 0:
+                self._mark_paid(invoice, state.reference, state.paid_at or self.now,
+                                f"reconciled: {self.processor.name}")
             self.summary.reconciled.append(invoice.number)
             return
         detail = (f"{self.processor.name} shows {state.amount_paid} {state.currency} paid, "
@@ -238,6 +282,54 @@ class _Run:
         self.ledger.write(invoice.number, step, attempt, "outcome", self.now, key, status,
                           outcome.reference, outcome.amount, invoice.currency,
                           detail or outcome.detail, retry_at)
+
+    def _settled(self, invoice: InvoiceToCollect) -> None:
+        """Nothing remains to pay: paid, by its last payment (a run that stopped before
+        the status, a webhook), else by the balance or credit notes ("settled")."""
+        paid = [m for m in received.movements(self.lake, invoice.number) if m.kind == "payment"]
+        if paid:
+            self._mark_paid(invoice, paid[-1].reference, paid[-1].paid_at, paid[-1].processor)
+        else:
+            self._mark_paid(invoice, "", self.now, "settled")
+
+    def _received(self, invoice: InvoiceToCollect) -> None:
+        """A processor without side effects (payments made elsewhere): record each of its
+        payments for the invoice once; paid when they reach the amount due."""
+        found = self.processor.received(invoice)
+        if not found:
+            self.summary.pending.append(invoice.number)
+            return
+        for payment in found:
+            settled = self._settle(invoice, payment.amount, payment.currency, payment.paid_at,
+                                   payment.reference, payment.payment_id, "run")
+            if settled.amounts.remaining == 0:
+                self._mark_paid(invoice, payment.reference, payment.paid_at,
+                                self.processor.name)
+                return
+        self.summary.partly_paid.append(invoice.number)
+
+    def _payment(self, invoice: InvoiceToCollect, reference: str, amount: Decimal,
+                 paid_at: datetime) -> None:
+        """Record a collected payment once (id ``<processor>:<reference>``, the same id a
+        webhook of the processor gives it) and mark the invoice paid if it is."""
+        settled = self._settle(invoice, amount, invoice.currency, paid_at, reference,
+                               f"{self.processor.name}:{reference}", "run")
+        if settled.amounts.remaining == 0:
+            self._mark_paid(invoice, reference, paid_at, self.processor.name)
+
+    def _settle(self, invoice: InvoiceToCollect, amount: Decimal, currency: str,
+                paid_at: datetime, reference: str, payment_id: str, source: str
+                ) -> received.Settled:
+        """Record one payment once and settle the invoice from what the run read at its
+        start (kept up to date here): no read of the payments per payment. The run's
+        paid statuses are written at its end."""
+        known = self.known.get(invoice.number)
+        settled = received.record_payment(
+            self.lake, invoice.number, amount, currency, paid_at, self.now,
+            self.processor.name, reference, payment_id, source, mark_paid=False, known=known)
+        if known is not None:
+            self.known[invoice.number] = dataclasses.replace(known, amounts=settled.amounts)
+        return settled
 
     def _mark_paid(self, invoice: InvoiceToCollect, reference: str, at: datetime,
                    source: str) -> None:

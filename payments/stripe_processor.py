@@ -33,6 +33,7 @@ from payments.processor import (
     Outcome,
     PaymentError,
     PaymentProcessor,
+    Refund,
     RemoteState,
     RemoteStatus,
     from_minor_units,
@@ -136,6 +137,21 @@ class StripeProcessor(PaymentProcessor):
         return RemoteState(STATES.get(remote.status, "open"),
                            from_minor_units(remote.amount_paid, currency), currency,
                            remote.id, _paid_at(remote))
+
+    def refund(self, number: str, payment_ref: str, amount: Decimal, currency: str,
+               key: str) -> Refund:
+        """Refund ``amount`` of the payment of Stripe invoice ``payment_ref`` through its
+        payment intent (``refunds.create``, idempotent by ``key``)."""
+        remote = self._retrieve(payment_ref)
+        intent = getattr(remote, "payment_intent", None)
+        if not isinstance(intent, str) or not intent:
+            raise PaymentError(f"Stripe invoice {payment_ref} of {number} has no payment "
+                               "intent to refund")
+        created = self._call("create refund", lambda: self.api.refunds.create(params={
+            "payment_intent": intent, "amount": to_minor_units(amount, currency),
+            "metadata": {"orb_invoice_number": number}}, options={"idempotency_key": key}))
+        code = created.currency.upper()
+        return Refund(created.id, from_minor_units(created.amount, code), code)
 
     # -- the parts a Stripe-compatible server may need changed (see tests/test_stripe.py)
 

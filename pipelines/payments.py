@@ -23,3 +23,23 @@ payments_schedule = dg.ScheduleDefinition(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
+
+dunning_job = dg.define_asset_job(
+    "send_dunning_notices",
+    selection=dg.AssetSelection.assets("dunning_notices"),
+    description="Send the reminders and past-due notices now due (mail over SMTP); a "
+    "past-due notice brings the invoice's payment retry forward.",
+    # the payments slot: notices and collections one at a time, each reading the other's
+    # records (a notice announces a retry from the payment attempts; collection reads it)
+    tags={"orb/lake_writer": "payments"},
+)
+
+# An hour before collect_payments_daily, so that the retry a past-due notice announces
+# runs the same morning. Starts stopped, like the other schedules.
+dunning_schedule = dg.ScheduleDefinition(
+    name="dunning_daily",
+    job=dunning_job,
+    cron_schedule="0 5 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)

@@ -96,6 +96,7 @@ def _catalog(plans: Catalog, tables: dict[str, pa.Table]) -> Catalog:
     # subscription's checks (2 s at 100,000 customers).
     return Catalog.model_construct(
         metrics=plans.metrics, plans=plans.plans, coupons=plans.coupons, seller=plans.seller,
+        taxes=plans.taxes,
         dimensional_price_groups=plans.dimensional_price_groups,
         customers=lake_snapshot.customers(tables["customers"]),
         subscriptions=lake_snapshot.subscriptions(tables["subscriptions"],

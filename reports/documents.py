@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from importlib import metadata, resources
 from itertools import groupby
 from operator import itemgetter
@@ -30,8 +31,9 @@ import pyarrow.compute as pc
 from billing import money
 from billing.catalog import Catalog, parties
 from billing.catalog.parties import Seller
-from invoicing import document_model, documents, issuing
+from invoicing import balance, document_model, documents, issuing
 from invoicing.document_model import (
+    NO_DETAILS,
     CorrectionLine,
     DocumentHead,
     DocumentLine,
@@ -40,7 +42,7 @@ from invoicing.document_model import (
 )
 from invoicing.draft_fingerprints import SOURCE_TABLES, draft_fingerprints
 from invoicing.issuing import drafts, issue_month
-from pricing_sql.run_catalog import billing_catalog
+from pricing_sql.run_catalog import billing_catalog, current_catalog
 from reports import document_view, draft_folder, issued_pages, render
 from reports.issued_pages import Page, render_html, write_pages
 from storage.billing_runs import MonthTables, completed_runs, read_month
@@ -155,6 +157,7 @@ def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draf
     folder = lake.reports / "documents"
     folder.mkdir(parents=True, exist_ok=True)
     present = {entry.name for entry in os.scandir(folder)}
+    applied = balance.applied_to(balance.read(lake))  # at issue: before the first render
     details: dict[date, Breakdowns] = {}
     pages = []
     for number, draft, issued_on in docs:
@@ -170,7 +173,8 @@ def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draf
                           {line.line_key: details[month][line.line_key] for line in draft.lines
                            if line.line_key in details[month]},
                           catalog.customer(draft.head.customer_id), seller, issued_on, html,
-                          (statuses or {}).get(number, "issued")))
+                          (statuses or {}).get(number, "issued"),
+                          applied.get(number, Decimal(0))))
     return pages
 
 
@@ -219,6 +223,7 @@ def render_issued(lake: Lake, catalog: Catalog, issuer: str, month: date | None 
     lines: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in documents.issued_lines(lake, [head.number for head in heads]).to_pylist():
         lines[row["number"]].append(row)
+    printed = documents.issued_details(lake, [head.number for head in heads])
     corrections: dict[date, dict[tuple[str, str], dict[str, Any]]] = {}
     todo = []
     for head in heads:
@@ -244,7 +249,9 @@ def render_issued(lake: Lake, catalog: Catalog, issuer: str, month: date | None 
                         "was issued, so its billed and computed amounts are gone", head.number)
             continue
         todo.append((head.number, Draft(DocumentHead.from_row(head.to_row()),
-                                        tuple(draft_lines)), head.issued_at.date()))
+                                        tuple(draft_lines),
+                                        printed.get(head.number, NO_DETAILS)),
+                     head.issued_at.date()))
     pages = _pages(lake, catalog, issuer, todo,
                    documents.statuses(connect(), lake, [number for number, _, _ in todo]))
     _write_pages(pages)
@@ -264,3 +271,13 @@ def issue_and_render(deployment: Deployment, month: date, customers: set[str] | 
     folder = write_issued(lake, catalog, deployment.issuer, month, issued, now.date())
     render_issued(lake, catalog, deployment.issuer, month)
     return issued, folder
+
+
+def render_months(deployment: Deployment, months: set[date]) -> int:
+    """Render the documents of those billing months whose files are missing (those
+    issued outside ``issue_and_render``: auto-issued, credit notes and one-off invoices
+    made by hand), with the customers as the store holds them now, as ``orb invoices
+    render`` does (a one-off invoice's customer may be newer than its month's run)."""
+    catalog = current_catalog(deployment)
+    return sum(render_issued(deployment.lake, catalog, deployment.issuer, month)[1]
+               for month in sorted(months))

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyp
 
 from billing.catalog.models import Customer
 from billing.catalog.parties import Seller
-from invoicing.document_model import DocumentStatus, DocumentType, Draft
+from invoicing.document_model import REASON_LABELS, DocumentStatus, DocumentType, Draft
 from reports.document_view import document_view
 from reports.render import environment
 from storage.lake import write_atomically
@@ -47,6 +48,7 @@ class Page:
     issued_on: date | None
     html: str | None = None
     status: DocumentStatus = "issued"  # its latest event when rendered
+    balance_applied: Decimal = Decimal(0)  # the customer balance applied at issue
 
 
 @functools.cache
@@ -58,14 +60,17 @@ def stylesheet() -> str:
 
 def render_html(draft: Draft, breakdowns: Mapping[str, list[dict[str, Any]]], customer: Customer,
                 seller: Seller, number: str | None = None, issued_on: date | None = None,
-                status: DocumentStatus = "issued") -> str:
-    """A draft without ``number``; an issued document in its ``status``."""
+                status: DocumentStatus = "issued", balance_applied: Decimal = Decimal(0)) -> str:
+    """A draft without ``number``; an issued document in its ``status``, with the
+    customer balance applied to it at issue (its amount due is the total less it)."""
     head = draft.head
     shown: DocumentStatus | None = status if number else None
     return environment().get_template("document.html.j2").render(
         doc=head, lines=draft.lines, breakdowns=breakdowns, customer=customer, seller=seller,
         title=TITLES[head.document_type], number=number, issued_on=issued_on,
-        status=shown or "draft", stylesheet=Markup(stylesheet()),
+        status=shown or "draft", stylesheet=Markup(stylesheet()), details=draft.details,
+        reason=REASON_LABELS.get(draft.details.reason or "", draft.details.reason),
+        balance_applied=balance_applied,
         **document_view(head, customer, seller, number, shown).context())
 
 
@@ -117,7 +122,8 @@ def write_pages(pages: list[Page]) -> int:
         html = page.html
         if html is None:
             html = render_html(page.draft, page.breakdowns, page.customer, page.seller,
-                               page.number, page.issued_on, page.status)
+                               page.number, page.issued_on, page.status,
+                               page.balance_applied)
             write_atomically(page.folder / f"{page.number}.html",
                              functools.partial(_write_text, html))
         write_atomically(page.folder / f"{page.number}.pdf",

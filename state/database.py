@@ -7,6 +7,7 @@ a transaction-scoped advisory lock, so a write's checks and its rows see the sam
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,11 +92,18 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
+def _head() -> str | None:
+    """The newest migration: read from the migrations folder once per process (it is the
+    code's; reading it costs more than the query that compares the database to it)."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def upgrade(engine: sa.Engine) -> None:
     """Bring the database to the newest migration (a new SQLite file or an empty
     PostgreSQL database gets every table); nothing to do when it is there already."""
     config = alembic_config()
-    head = ScriptDirectory.from_config(config).get_current_head()
+    head = _head()
     with reading(engine) as connection:
         if MigrationContext.configure(connection).get_current_revision() == head:
             return

@@ -74,6 +74,8 @@ customer_versions = sa.Table(
     *_written(),
     sa.Index("customer_versions_by_customer", "customer_id", "recorded_at"),
     sa.Index("customer_versions_by_external_id", "external_customer_id"),
+    # the newest row's instant (StateStore.last_recorded_at), per request of the API
+    sa.Index("customer_versions_by_recorded_at", "recorded_at"),
 )
 
 subscriptions = sa.Table(
@@ -116,6 +118,7 @@ subscription_changes = sa.Table(
     sa.CheckConstraint("kind IN ('create', 'plan', 'cancel', 'coupon', 'adjustment', "
                        "'quantity')", name="subscription_change_kind"),
     sa.Index("subscription_changes_by_subscription", "subscription_id", "recorded_at"),
+    sa.Index("subscription_changes_by_recorded_at", "recorded_at"),
 )
 
 # -- what the rest of the company is told (docs/webhooks.md) ----------------------------
@@ -244,4 +247,85 @@ invoicing_thresholds = sa.Table(
     sa.Column("effective_at", Instant(), nullable=False),
     *_written(),
     sa.Index("invoicing_thresholds_by_subscription", "subscription_id", "change_id"),
+)
+
+# Credit top-ups (Orb's ``customers.credits.top_ups``): one configuration per row, never
+# changed; a new one for the same customer and currency replaces the active one, and a
+# delete ends one, each by a row of ``credit_top_up_ends`` (state/top_ups.py).
+credit_top_ups = sa.Table(
+    "credit_top_ups", metadata,
+    sa.Column("top_up_id", ID, primary_key=True),
+    sa.Column("customer_id", ID, sa.ForeignKey("customers.customer_id"), nullable=False),
+    sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("amount", sa.String(64), nullable=False),  # decimals as text, as thresholds
+    sa.Column("threshold", sa.String(64), nullable=False),
+    sa.Column("per_unit_cost_basis", sa.String(64), nullable=False),
+    sa.Column("invoice_settings", sa.Text, nullable=False),  # Orb's shape, as JSON text
+    sa.Column("active_from", Instant(), nullable=False),
+    sa.Column("expires_after", sa.Integer),
+    sa.Column("expires_after_unit", sa.String(8)),  # day | month
+    *_written(),
+    sa.Index("credit_top_ups_by_customer", "customer_id", "currency"),
+)
+
+credit_top_up_ends = sa.Table(
+    "credit_top_up_ends", metadata,
+    sa.Column("top_up_id", ID, sa.ForeignKey("credit_top_ups.top_up_id"), primary_key=True),
+    sa.Column("reason", sa.String(16), nullable=False),  # deleted | replaced
+    *_written(),
+)
+
+# Each evaluation that changes a top-up's state: "fired" (the balance at or below the
+# threshold: ``grant_id`` granted, the purchase invoiced) disarms it, "cleared" (the
+# balance above it again) re-arms it. (top_up_id, sequence) is unique, so two
+# evaluations at once cannot both fire the same crossing.
+credit_top_up_triggers = sa.Table(
+    "credit_top_up_triggers", metadata,
+    sa.Column("top_up_id", ID, sa.ForeignKey("credit_top_ups.top_up_id"), primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # fired | cleared
+    sa.Column("balance", sa.String(64), nullable=False),  # the balance evaluated
+    sa.Column("grant_id", ID),  # fired: the credit grant it makes
+    sa.Column("purchase_amount", sa.String(64)),  # fired: amount × per_unit_cost_basis
+    *_written(),
+    sa.CheckConstraint("kind IN ('fired', 'cleared')", name="credit_top_up_trigger_kind"),
+)
+
+# The purchase invoice of a fired top-up (invoicing/one_off.py's), once made.
+credit_top_up_invoices = sa.Table(
+    "credit_top_up_invoices", metadata,
+    sa.Column("top_up_id", ID, primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("invoice_id", ID, nullable=False),
+    *_written(),
+    sa.ForeignKeyConstraint(["top_up_id", "sequence"], ["credit_top_up_triggers.top_up_id",
+                                                        "credit_top_up_triggers.sequence"]),
+)
+
+# Orb's pending subscription changes (``Create-Pending-Subscription-Change: true``): a
+# subscription create or plan change held, as its request, until applied or cancelled
+# (one row of ``subscription_change_outcomes``); applying makes the same state write an
+# immediate request makes (api/pending_changes.py).
+pending_subscription_changes = sa.Table(
+    "pending_subscription_changes", metadata,
+    sa.Column("change_id", ID, primary_key=True),
+    sa.Column("change_type", sa.String(32), nullable=False),  # create_subscription | ...
+    sa.Column("subscription_id", ID, nullable=False),  # a create's is the id it will have
+    sa.Column("customer_id", ID, sa.ForeignKey("customers.customer_id"), nullable=False),
+    sa.Column("request", sa.Text, nullable=False),  # the request's body, JSON
+    sa.Column("expiration_time", Instant(), nullable=False),
+    *_written(),
+    sa.Index("pending_subscription_changes_by_subscription", "subscription_id"),
+)
+
+subscription_change_outcomes = sa.Table(
+    "subscription_change_outcomes", metadata,
+    sa.Column("change_id", ID, sa.ForeignKey("pending_subscription_changes.change_id"),
+              primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # applied | cancelled
+    sa.Column("description", sa.Text),
+    sa.Column("previously_collected_amount", sa.String(64)),
+    *_written(),
+    sa.CheckConstraint("status IN ('applied', 'cancelled')",
+                       name="subscription_change_status"),
 )

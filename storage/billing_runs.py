@@ -32,7 +32,10 @@ from storage.tables import BILLING_RUNS, RUN_ID, TABLES
 
 # The month tables a billing run writes, in the order it writes them.
 RUN_TABLES = ("usage", "rating_exclusions", "line_items", "sub_line_items", "invoices",
-              "invoice_adjustments", "credit_ledger", "invoice_corrections")
+              "invoice_adjustments", "credit_ledger", "invoice_taxes", "invoice_corrections")
+# Run tables added after runs were first committed: a completed run whose commit does not
+# list one wrote none, and it reads as empty (a month billed before taxes has no tax).
+ADDED_LATER = frozenset({"invoice_taxes"})
 RUNS = "billing_runs"
 METADATA_KEY = b"orb.run_id"
 # Dagster's run ids (uuid4); one names its commit file, so nothing else is taken.
@@ -118,14 +121,20 @@ def read_month(lake: Lake, month: date, tables: Iterable[str],
     completed run (those not asked for are checked by their files' metadata), unless none
     carries a run id and none completed (a month written before runs were recorded).
     Raises ``MixedBillingRun`` naming the tables that differ; a missing partition asked
-    for raises ``FileNotFoundError``."""
-    rows = {table: lake.read_partition(table, TABLES[table].key, month) for table in tables}
-    found = {table: _run_of(table_rows.schema) for table, table_rows in rows.items()}
+    for raises ``FileNotFoundError``, except one of ``ADDED_LATER``: empty when the run
+    read did not write it (its commit does not list it, or none was recorded), else
+    refused as missing."""
+    rows = {table: _partition(lake, table, month) for table in tables}
+    found = {table: MISSING if table_rows is None else _run_of(table_rows.schema)
+             for table, table_rows in rows.items()}
     completed: list[str] | None = None  # inside a run, which runs completed is beside the point
     if run_id is None:
         found |= _on_disk(lake, month, [t for t in RUN_TABLES if t not in rows])
         completed = completed_runs(lake, month)  # after the tables: a run commits after them
     expected = run_id if completed is None else next(iter(completed), None)
+    if completed and expected is not None:
+        unwritten = ADDED_LATER - _recorded_tables(lake, month, expected)
+        found = {t: run for t, run in found.items() if not (t in unwritten and run == MISSING)}
     differ = {table: run for table, run in found.items() if run != expected}
     before_runs = expected is None and set(found.values()) <= {BEFORE_RUNS, MISSING}
     if differ and not before_runs:
@@ -139,8 +148,33 @@ def read_month(lake: Lake, month: date, tables: Iterable[str],
         raise MixedBillingRun(f"{head}: {_describe(differ, completed)}; re-run the month "
                               f"with `orb bill --period {month:%Y-%m}`")
     return MonthTables(month, expected, {
-        table: table_rows.drop_columns([RUN_ID.name]) if RUN_ID.name in table_rows.schema.names
-        else table_rows for table, table_rows in rows.items()})
+        table: _without_run_id(_empty(table) if table_rows is None else table_rows)
+        for table, table_rows in rows.items()})
+
+
+def _empty(table: str) -> pa.Table:
+    schema = TABLES[table].schema
+    assert schema is not None  # a month table is Parquet
+    return schema.empty_table()
+
+
+def _without_run_id(rows: pa.Table) -> pa.Table:
+    return rows.drop_columns([RUN_ID.name]) if RUN_ID.name in rows.schema.names else rows
+
+
+def _partition(lake: Lake, table: str, month: date) -> pa.Table | None:
+    """A month's partition; None for a table of ``ADDED_LATER`` that is not there."""
+    key = TABLES[table].key
+    if table in ADDED_LATER and not lake.partition_file(table, key, month).exists():
+        return None
+    return lake.read_partition(table, key, month)
+
+
+def _recorded_tables(lake: Lake, month: date, run_id: str) -> set[str]:
+    """The tables completed run ``run_id`` of ``month`` says, in its commit, it wrote."""
+    rows = pq.read_table(lake.files_in(RUNS, TABLES[RUNS].key, [month]), partitioning=None,
+                         schema=BILLING_RUNS).to_pylist()
+    return {table for row in rows if row["run_id"] == run_id for table in row["tables"] or ()}
 
 
 def _run_of(schema: pa.Schema) -> str:

@@ -39,6 +39,9 @@ class Settings:
     # a request's body may take to arrive (docs/ingestion.md).
     ingest_idle_timeout: int = DEFAULT_INGEST_IDLE_TIMEOUT
     ingest_body_timeout: int = DEFAULT_INGEST_BODY_TIMEOUT
+    # Days after its date a draft invoice is issued by itself (invoicing/auto_issue.py);
+    # None: never, drafts wait for ``orb invoices issue``.
+    auto_issue_grace_days: int | None = None
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -53,6 +56,7 @@ class Settings:
             state_url=os.environ.get("ORB_STATE_URL", ""),
             ingest_idle_timeout=_seconds("ORB_INGEST_IDLE_TIMEOUT", DEFAULT_INGEST_IDLE_TIMEOUT),
             ingest_body_timeout=_seconds("ORB_INGEST_BODY_TIMEOUT", DEFAULT_INGEST_BODY_TIMEOUT),
+            auto_issue_grace_days=_grace_days(),
         )
 
     @property
@@ -74,6 +78,16 @@ def _seconds(variable: str, default: int) -> int:
     if not text.strip().isdigit() or int(text) == 0:
         raise ValueError(f"{variable} must be a whole number of seconds, 1 or more, "
                          f"not {text!r}")
+    return int(text)
+
+
+def _grace_days() -> int | None:
+    text = os.environ.get("ORB_AUTO_ISSUE_GRACE_DAYS", "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"ORB_AUTO_ISSUE_GRACE_DAYS must be a whole number of days, 0 or "
+                         f"more, or unset (off), not {text!r}")
     return int(text)
 
 

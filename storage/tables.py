@@ -185,6 +185,7 @@ INVOICES = pa.schema([
     ("subtotal", AMOUNT),
     ("adjustments", AMOUNT),
     ("credits_applied", AMOUNT),
+    ("tax", AMOUNT),  # added to the total: exclusive tax (inclusive tax is in the lines)
     ("total", AMOUNT),
     ("amount_due", AMOUNT),
     ("status", pa.string()),
@@ -197,6 +198,21 @@ INVOICE_ADJUSTMENTS = pa.schema([
     ("line_item_ids", pa.list_(pa.string())),
     ("base", AMOUNT),
     ("amount", AMOUNT),
+])
+# Tax lines (invoicing/taxes/): per taxable line (``line_key``) when rounded per line,
+# one per invoice (``line_key`` null) when rounded per invoice; docs/invoicing.md#taxes.
+INVOICE_TAXES = pa.schema([
+    ("invoice_id", pa.string()),
+    ("line_key", pa.string()),  # a document line's key, "credits", or null: the invoice
+    ("tax_rate_id", pa.string()),
+    ("description", pa.string()),
+    ("jurisdiction", pa.string()),  # "FR", "US-CA"
+    ("percentage", QUANTITY),  # out of 100; 0 when exempt or reverse charged
+    ("inclusive", pa.bool_()),  # in the amounts already, not added to the total
+    ("reason", pa.string()),  # taxed | reverse_charge | customer_exempt (Orb's tax_reason)
+    ("taxable", AMOUNT),
+    ("amount", AMOUNT),
+    ("provider", pa.string()),  # rate_table | stripe_tax
 ])
 INVOICE_CORRECTIONS = pa.schema([
     ("correction_id", pa.string()),
@@ -263,11 +279,13 @@ ISSUED_DOCUMENTS = pa.schema([
     ("adjustments", AMOUNT),
     ("credits_applied", AMOUNT),
     ("total", AMOUNT),
+    # added to the total; files issued before taxes lack the column, read as 0
+    ("tax", AMOUNT),
 ])
 ISSUED_LINES = pa.schema([
     ("number", pa.string()),
     ("line_key", pa.string()),  # a line item id, or "adjustment:<source>:<id>"
-    ("kind", pa.string()),  # line | adjustment
+    ("kind", pa.string()),  # line | adjustment | tax | included_tax
     ("name", pa.string()),
     ("quantity", QUANTITY),
     ("service_start", pa.date32()),
@@ -280,6 +298,46 @@ DOCUMENT_EVENTS = pa.schema([
     ("status", pa.string()),  # issued | paid | void
     ("changed_at", INSTANT),
     ("note", pa.string()),
+])
+# What a document prints besides its amounts, fixed at issue (invoicing/documents.py):
+# one row per document that has any, written in its issuing run before the heads.
+DOCUMENT_DETAILS = pa.schema([
+    ("number", pa.string()),
+    ("memo", pa.string()),
+    ("reason", pa.string()),  # a manual credit note's: duplicate | fraudulent | ...
+    # the custom fields printed, in order: names and values side by side (the exports'
+    # DDL has lists, not structs)
+    ("custom_field_names", pa.list_(pa.string())),
+    ("custom_field_values", pa.list_(pa.string())),
+])
+# One-off invoices (Orb's POST /invoices), one file each, written once, one row per line
+# with the head repeated: invoicing/one_off.py.
+ONE_OFF_INVOICES = pa.schema([
+    ("invoice_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("invoice_date", pa.date32()),
+    ("due_date", pa.date32()),
+    ("memo", pa.string()),
+    ("will_auto_issue", pa.bool_()),
+    ("created_at", INSTANT),
+    ("line_index", pa.int32()),
+    ("item_id", pa.string()),
+    ("name", pa.string()),
+    ("quantity", QUANTITY),
+    ("unit_amount", pa.decimal128(38, 12)),
+    ("amount", AMOUNT),  # quantity x unit_amount, rounded once to the currency
+    ("service_start", pa.date32()),
+    ("service_end", pa.date32()),  # exclusive
+])
+# Invoice metadata (Orb's PUT /invoices/{id}): one file per update, written once; a
+# null value deletes the key (invoicing/invoice_metadata.py).
+INVOICE_METADATA = pa.schema([
+    ("update_id", pa.string()),
+    ("reference", pa.string()),  # the invoice's id before issue (its computed id)
+    ("key", pa.string()),  # null with value null: the whole mapping cleared
+    ("value", pa.string()),
+    ("updated_at", INSTANT),
 ])
 
 # A threshold invoice issued mid-period (invoicing/thresholds.py): the usage of one
@@ -317,6 +375,60 @@ PAYMENT_ATTEMPTS = pa.schema([
     ("currency", pa.string()),
     ("detail", pa.string()),  # why it failed or was flagged
     ("next_retry_at", INSTANT),  # failed and retryable
+])
+
+# Dunning notices (payments/dunning.py, docs/payments.md#dunning): per invoice and step,
+# an intent written before the mail is sent (with its Message-ID) and a record once the
+# SMTP server accepted it; one file each, written once.
+DUNNING_NOTICES = pa.schema([
+    ("record_id", pa.string()),  # <number>~<step>~<phase>, e.g. INV-000001~d+7~sent
+    ("number", pa.string()),
+    ("customer_id", pa.string()),
+    ("step", pa.string()),  # d-3, d+1, ...: days from the due date
+    ("days_from_due", pa.int32()),
+    ("kind", pa.string()),  # reminder (before or on the due date) | past_due
+    ("phase", pa.string()),  # intent | sent
+    ("message_id", pa.string()),  # the same on a resend after a crash
+    ("recorded_at", INSTANT),
+    ("recipient", pa.string()),
+    ("subject", pa.string()),
+    ("currency", pa.string()),
+    ("remaining", AMOUNT),  # what the notice says is left to pay
+    ("due_date", pa.date32()),
+    ("retry_at", INSTANT),  # past_due: the payment retry it requests, else null
+])
+
+# Money received for an invoice and money refunded on it, one row per movement, one file
+# each, written once: payments/received.py (docs/payments.md).
+INVOICE_PAYMENTS = pa.schema([
+    ("payment_id", pa.string()),  # <processor>:<its id>, e.g. stripe:in_1P..., manual:<digest>
+    ("kind", pa.string()),  # payment | refund
+    ("number", pa.string()),  # the invoice (or adjustment invoice)
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    ("amount", AMOUNT),  # positive: received; negative: refunded
+    ("processor", pa.string()),
+    ("reference", pa.string()),  # the processor's id of the payment or refund
+    ("paid_at", INSTANT),  # when the money moved
+    ("recorded_at", INSTANT),
+    ("source", pa.string()),  # run | file | api | webhook:<event id> | cli
+])
+
+# -- customer balance (docs/invoicing.md) ---------------------------------------------
+
+# Orb's customer balance transactions, one file each, written once: invoicing/balance.py.
+# Orb's sign: a negative balance is credit the customer holds.
+BALANCE_TRANSACTIONS = pa.schema([
+    ("transaction_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("currency", pa.string()),
+    # applied_to_invoice | manual_adjustment | credit_note_applied | overpayment | ...
+    ("action", pa.string()),
+    ("amount", AMOUNT),  # signed change of the balance: negative adds credit
+    ("invoice_number", pa.string()),
+    ("credit_note_number", pa.string()),
+    ("description", pa.string()),
+    ("created_at", INSTANT),
 ])
 
 # -- webhooks (docs/webhooks.md) -------------------------------------------------------
@@ -549,6 +661,8 @@ TABLES: dict[str, Table] = {table.name: table for table in (
     Table("invoices", _by_run(INVOICES), BILLING_MONTH, True, "the run's computed invoices"),
     Table("invoice_adjustments", _by_run(INVOICE_ADJUSTMENTS), BILLING_MONTH, True,
           "each discount, minimum and maximum applied, in order"),
+    Table("invoice_taxes", _by_run(INVOICE_TAXES), BILLING_MONTH, True,
+          "tax lines: per taxable line or per invoice, with rate, jurisdiction and reason"),
     Table("invoice_corrections", _by_run(INVOICE_CORRECTIONS), BILLING_MONTH, True,
           "per-line differences between the run and the issued invoices"),
     Table("credit_grants", CREDIT_GRANTS, "grant_id", True,
@@ -565,10 +679,22 @@ TABLES: dict[str, Table] = {table.name: table for table in (
           "their frozen lines, one file per issuing run"),
     Table("document_events", DOCUMENT_EVENTS, ISSUE_RUN, True,
           "issued / paid / void: a run's 'issued' events in one file, then one per change"),
+    Table("document_details", DOCUMENT_DETAILS, ISSUE_RUN, True,
+          "memo, credit note reason and custom fields of issued documents, fixed at issue"),
+    Table("one_off_invoices", ONE_OFF_INVOICES, "invoice_id", True,
+          "one-off invoices (Orb's POST /invoices), one file each, written once"),
+    Table("invoice_metadata", INVOICE_METADATA, "update_id", True,
+          "invoice metadata updates, one file each, written once"),
     Table("threshold_invoices", THRESHOLD_INVOICES, BILLING_MONTH, True,
           "threshold invoices issued mid-period: whose, up to when, one file each"),
     Table("payment_attempts", PAYMENT_ATTEMPTS, "record_id", True,
           "payment intents and outcomes, written once"),
+    Table("dunning_notices", DUNNING_NOTICES, "record_id", True,
+          "dunning notices per invoice and step: intent, then sent; written once"),
+    Table("invoice_payments", INVOICE_PAYMENTS, "payment_id", True,
+          "money received for and refunded on invoices, one movement per file, written once"),
+    Table("balance_transactions", BALANCE_TRANSACTIONS, "transaction_id", True,
+          "customer balance transactions (Orb's), one per file, written once"),
     Table("webhook_events", WEBHOOK_EVENTS, "first_sequence", True,
           "the outbox's business events (webhooks), mirrored from the state store"),
     Table("mrr", MRR, BILLING_MONTH, True),

@@ -263,3 +263,39 @@ def test_a_fixed_fee_quantity_through_the_sdk(server):
             sub.id, price_id="starter_platform", quantity=2, effective_date="2020-01-01",
             allow_invoice_credit_or_void=False)
     assert backdated.value.detail.startswith("body.effective_date: 2020-01-01 is before today")
+
+
+def test_one_off_invoice_metadata_and_credit_note_through_the_sdk(server):
+    """A one-off invoice of 3 x 12.50 = 37.50 (docs/invoicing.md), its metadata in Orb's
+    rules (a null value deletes its key), issued, then 12.50 of its line credited."""
+    client = server.client(server.admin)
+    customer = client.customers.create(email="po@x.test", name="PO", timezone="UTC")
+    draft = client.invoices.create(
+        currency="USD", invoice_date="2026-11-15", customer_id=customer.id, net_terms=0,
+        memo="Thank you", metadata={"PO number": "PO-1"},
+        line_items=[{"name": "Onboarding", "quantity": 3, "item_id": "onboarding",
+                     "model_type": "unit", "unit_config": {"unit_amount": "12.50"},
+                     "start_date": "2026-11-01", "end_date": "2026-11-30"}])
+    assert isinstance(draft, Invoice)
+    assert (draft.status, draft.total, draft.memo, draft.metadata, draft.invoice_source) == (
+        "draft", "37.50", "Thank you", {"PO number": "PO-1"}, "one_off")
+    updated = client.invoices.update(draft.id, metadata={"PO number": "PO-2", "team": "ops"})
+    assert updated.metadata == {"PO number": "PO-2", "team": "ops"}
+    assert client.invoices.update(draft.id, metadata={"team": None}).metadata == {
+        "PO number": "PO-2"}
+    issued = client.invoices.issue(draft.id)
+    assert (issued.status, issued.invoice_number, issued.metadata) == (
+        "issued", issued.id, {"PO number": "PO-2"})
+    (line,) = issued.line_items
+    note = client.credit_notes.create(line_items=[{"amount": "12.50",
+                                                   "invoice_line_item_id": line.id}],
+                                      reason="duplicate", memo="Billed twice")
+    assert (note.total, note.reason, note.memo, note.invoice_id) == (
+        "12.50", "Duplicate", "Billed twice", issued.id)
+    assert [(n.id, n.reason) for n in client.invoices.fetch(issued.id).credit_notes] == [
+        (note.id, "Duplicate")]
+    with pytest.raises(orb.BadRequestError) as refused:  # 37.50 - 12.50 = 25.00 left
+        client.credit_notes.create(line_items=[{"amount": "25.01",
+                                                "invoice_line_item_id": line.id}],
+                                   reason="duplicate")
+    assert "can still be credited: 25.00" in str(refused.value)

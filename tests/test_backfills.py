@@ -246,7 +246,7 @@ def test_an_asset_backfill_of_usage_and_some_revenue_tables_runs(ui):
 
     store, instance, process = ui
     billing = ["usage", "line_items", "sub_line_items", "invoices", "invoice_adjustments",
-               "credit_ledger", "invoice_corrections", "billing_run"]
+               "credit_ledger", "invoice_taxes", "invoice_corrections", "billing_run"]
     launched = _graphql(process, ASSET_BACKFILL, {"params": {
         "partitionNames": [OCTOBER.isoformat()],
         "assetSelection": _keys(*billing, "mrr", "usage_trends")}})["launchPartitionBackfill"]

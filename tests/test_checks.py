@@ -45,11 +45,12 @@ def test_lake_checks_pass_and_catch_a_duplicate_key(billed):
 
 def _tables(store):
     return {t: pq.read_table(store.lake.partition_file(t, "billing_month", OCTOBER))
-            for t in ("invoices", "line_items", "invoice_adjustments")}
+            for t in ("invoices", "line_items", "invoice_adjustments", "invoice_taxes")}
 
 
 @pytest.mark.parametrize(("column", "value", "problem"), [
-    ("total", Decimal("26.84"), "total is not subtotal + adjustments - credits"),
+    ("total", Decimal("26.84"), "total is not subtotal + adjustments - credits + tax"),
+    ("tax", Decimal("0.01"), "tax is not the sum of its tax lines"),
     ("subtotal", Decimal("26.84"), "subtotal is not the sum of its lines"),
     ("credits_applied", Decimal("-1"), "negative credits"),
 ])

@@ -283,7 +283,7 @@ def test_issuing_checks_the_totals_of_what_it_issues_again(tmp_path):
                        invoices.set_column(invoices.schema.get_field_index("total"), "total",
                                            broken))
     with pytest.raises(IssueRefused, match=f"{c0}: total is not subtotal \\+ adjustments - "
-                                           "credits; re-run the month"):
+                                           "credits \\+ tax; re-run the month"):
         issue_month(connect(), lake, OCTOBER, NOW)
     assert documents.issued_documents(lake) == []
 
@@ -315,7 +315,8 @@ def test_a_month_written_before_runs_were_recorded_is_read_until_a_run_touches_i
         issue_month(connect(), lake, OCTOBER, NOW)
     assert str(refused.value) == (
         "billing month 2026-10 has no completed billing run: usage from run run-x (never "
-        "completed); rating_exclusions, sub_line_items, credit_ledger missing; line_items, "
+        "completed); rating_exclusions, sub_line_items, credit_ledger, invoice_taxes missing; "
+        "line_items, "
         "invoices, invoice_adjustments, invoice_corrections no run id (written before "
         f"billing runs were recorded); {ISSUE_REFUSAL}")
     write_run(lake, "run-y", month)

@@ -84,8 +84,8 @@ def test_a_failing_check_shows_the_failing_invoice_as_a_table(billed):
     store, defs, instance = billed
     # A run whose invoices do not add up: New York's total one cent over its lines.
     run_id = str(uuid.uuid4())
-    month = billing_runs.read_month(store.lake, OCTOBER,
-                                    ["invoices", "line_items", "invoice_adjustments"])
+    month = billing_runs.read_month(store.lake, OCTOBER, ["invoices", "line_items",
+                                                          "invoice_adjustments", "invoice_taxes"])
     invoices = month["invoices"]
     bad = pc.if_else(pc.equal(invoices["invoice_id"], "ny-20261101-USD"),
                      pa.scalar(Decimal("26.84"), invoices.schema.field("total").type),
@@ -108,7 +108,7 @@ def test_a_failing_check_shows_the_failing_invoice_as_a_table(billed):
     assert [c.name for c in failing.schema.columns] == ["invoice_id", "problem"]
     assert [r.data for r in failing.records] == [
         {"invoice_id": "ny-20261101-USD",
-         "problem": "total is not subtotal + adjustments - credits"}]
+         "problem": "total is not subtotal + adjustments - credits + tax"}]
     assert evaluation.metadata["failures"].value == 1
 
 

@@ -21,7 +21,7 @@ from assets.resources import OrbStore, PaymentsConfig
 from billing.catalog import Catalog
 from invoicing import documents
 from invoicing.issuing import issue_month
-from payments import ledger
+from payments import ledger, received
 from payments.manual import ManualProcessor, PaymentFileError
 from payments.processor import (
     Outcome,
@@ -118,11 +118,12 @@ def test_manual_payments_are_recorded_exactly_once(tmp_path):
         pa.compute.equal(pa.compute.field("status"), "paid")).to_pylist()
     assert (paid["note"], paid["changed_at"]) == (
         "manual wire 7781", datetime(2026, 11, 20, 10, tzinfo=UTC))
-    (record,) = ledger.read_all(lake).to_pylist()
-    assert (record["subject"], record["step"], record["status"], record["amount"],
-            record["currency"], record["reference"], record["idempotency_key"]) == (
-        "INV-000001", "collect", "paid", Decimal("100.0000"), "USD", "wire 7781",
-        "orb:INV-000001:collect:1")
+    # a payment made elsewhere: one movement, no processor call (no attempt record)
+    assert records(lake) == []
+    (payment,) = received.movements(lake)
+    assert (payment.number, payment.kind, payment.amount, payment.currency, payment.reference,
+            payment.paid_at) == ("INV-000001", "payment", Decimal("100.0000"), "USD",
+                                 "wire 7781", datetime(2026, 11, 20, 10, tzinfo=UTC))
 
     # JPY has no minor unit: 15000, not 15000.00; a date without time is midnight UTC.
     write_payments(file, "INV-000001,100.00,USD,2026-11-20T10:00:00Z,wire 7781",
@@ -135,29 +136,27 @@ def test_manual_payments_are_recorded_exactly_once(tmp_path):
     before = records(lake)
     assert run_payments(lake, manual, ISSUED + timedelta(days=30), catalog).paid == []
     assert records(lake) == before
+    assert len(received.movements(lake)) == 2  # the lines kept in the file: once
 
 
 @pytest.mark.parametrize(("rows", "problems"), [
-    (["INV-000001,99.99,USD,2026-11-20,w1"],
-     [":2: INV-000001 is 100.00 USD, the payment is 99.99 USD (partial payments and "
-      "over-payments are not supported)"]),
     (["INV-000001,100.00,EUR,2026-11-20,w1"],
-     [":2: INV-000001 is 100.00 USD, the payment is in EUR (a payment must be in the "
+     [":2: INV-000001 is in USD, the payment is in EUR (a payment must be in the "
       "invoice's currency)"]),
     (["INV-000002,15000.5,JPY,2026-11-20,w1", "INV-000001,1e2x,USD,2026-11-20,w2"],
      [":2: amount 15000.5 has more than 0 decimal digit(s), the minor unit of JPY",
       ":3: amount '1e2x' is not a decimal number"]),
     (["INV-000001,100.001,USD,2026-11-20,w1"],
      [":2: amount 100.001 has more than 2 decimal digit(s), the minor unit of USD"]),
-    (["INV-000001,100.00,USD,2026-11-20,w1", "INV-000001,100.00,USD,2026-11-21,w2"],
-     [":3: INV-000001 is already on line 2 (one payment per invoice)"]),
+    # two payments of one invoice are fine (partial payments); the same line twice is not
+    (["INV-000001,60.00,USD,2026-11-20,w1", "INV-000001,60.00,USD,2026-11-20,w1"],
+     [":3: the same payment as line 2 (give each payment its own reference)"]),
     # every line's problems, the invoice's included, in one pass
     (["INV-000009,100.00,USD,2026-11-20,w1", "INV-000001,100.00,XYZ,2026-11-20,w2",
       "INV-000002,,JPY,2026-11-20,w3", "INV-000001,-100.00,USD,20.11.2026,w4"],
      [":2: no issued invoice 'INV-000009'", ":3: unknown ISO 4217 currency code 'XYZ'",
       ":4: empty amount", ":5: amount -100.00 must be a positive number",
-      ":5: paid_at '20.11.2026' is not an ISO 8601 date or instant",
-      ":5: INV-000001 is already on line 3 (one payment per invoice)"]),
+      ":5: paid_at '20.11.2026' is not an ISO 8601 date or instant"]),
     (["INV-000009,100.00,USD,2026-11-20,w1"], [":2: no issued invoice 'INV-000009'"]),
     (["INV-000001,100.00,USD,20.11.2026,w4"],
      [":2: paid_at '20.11.2026' is not an ISO 8601 date or instant"]),
@@ -168,8 +167,7 @@ def test_manual_payments_are_recorded_exactly_once(tmp_path):
       "1,000,000,000,000,000,000",
       ":3: amount NaN is not a finite number",
       ":4: ISO 4217 code 'XXX' is not a currency of money",
-      ":4: amount Infinity is not a finite number",
-      ":4: INV-000001 is already on line 2 (one payment per invoice)"]),
+      ":4: amount Infinity is not a finite number"]),
 ])
 def test_manual_file_is_rejected_naming_file_and_line(tmp_path, rows, problems):
     lake, catalog = issued_lake(tmp_path)
@@ -191,31 +189,28 @@ def test_every_kind_of_problem_is_reported_in_one_pass(tmp_path):
     write_payments(file, "INV-000001,100.00,USD,2026-11-31,w1",  # no such day
                    "INV-000002,40.00,USD,2026-11-20,w2",  # void
                    "INV-000005,15000,USD,2026-11-20,w3",  # a JPY invoice
-                   "INV-000003,7.05,USD,2026-11-20,w4",  # 7.50 due
+                   "INV-000003,7.05,USD,2026-11-20,w4",  # 7.50 due: partial, fine
                    "INV-000004,12,eur,2026-11-21,sepa")  # right, yet not recorded
     with pytest.raises(PaymentFileError) as error:
         run_payments(lake, ManualProcessor(file), ISSUED, catalog)
     assert error.value.problems == [
         f"{file}:2: paid_at '2026-11-31' is not an ISO 8601 date or instant",
         f"{file}:3: INV-000002 is void: a payment for a void invoice is refused",
-        f"{file}:4: INV-000005 is 15000 JPY, the payment is in USD (a payment must be in "
-        "the invoice's currency)",
-        f"{file}:5: INV-000003 is 7.50 USD, the payment is 7.05 USD (partial payments and "
-        "over-payments are not supported)"]
+        f"{file}:4: INV-000005 is in JPY, the payment is in USD (a payment must be in "
+        "the invoice's currency)"]
     assert records(lake) == []
     assert statuses(lake) == {"INV-000001": "issued", "INV-000002": "void",
                               "INV-000003": "issued", "INV-000004": "issued",
                               "INV-000005": "issued"}
 
-    # those four fixed, nothing new comes up; currencies in any case are the same code
+    # those three fixed, nothing new comes up; currencies in any case are the same code
     write_payments(file, "INV-000001,100.00,usd,2026-11-30,w1",
                    "INV-000005,15000,JPY,2026-11-20,w3",
                    "INV-000003,7.5,USD,2026-11-20,w4",
                    "INV-000004,12,eur,2026-11-21,sepa")
     summary = run_payments(lake, ManualProcessor(file), ISSUED, catalog)
     assert summary.paid == ["INV-000001", "INV-000003", "INV-000004", "INV-000005"]
-    assert sorted((r["subject"], r["amount"], r["currency"])
-                  for r in ledger.read_all(lake).to_pylist()) == [
+    assert sorted((m.number, m.amount, m.currency) for m in received.movements(lake)) == [
         ("INV-000001", Decimal("100.0000"), "USD"), ("INV-000003", Decimal("7.5000"), "USD"),
         ("INV-000004", Decimal("12.0000"), "EUR"), ("INV-000005", Decimal("15000.0000"), "JPY")]
 

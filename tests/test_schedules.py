@@ -15,7 +15,8 @@ def test_every_schedule_starts_stopped():
     assert {name: s.default_status for name, s in schedules().items()} == {
         name: dg.DefaultScheduleStatus.STOPPED for name in (
             "monthly_billing_schedule", "daily_running_invoices", "daily_ingestion",
-            "daily_lake_checks", "collect_payments_daily")}
+            "daily_lake_checks", "collect_payments_daily", "dunning_daily",
+            "auto_issue_drafts")}
 
 
 def requested_partition(name, at):

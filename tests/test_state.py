@@ -175,7 +175,7 @@ def test_a_new_database_is_migrated_to_the_declared_schema(url):
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
         assert compare_metadata(context, state_schema.metadata) == []
     engine.dispose()
 
@@ -187,7 +187,7 @@ def test_alembic_upgrade_head_from_the_command_line(url, tmp_path):
     assert result.returncode == 0, result.stderr
     current = subprocess.run([str(BIN / "alembic"), "current"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
-    assert current.stdout.strip() == "0003 (head)"
+    assert current.stdout.strip() == "0004 (head)"
 
 
 # -- history ---------------------------------------------------------------------------

@@ -152,20 +152,6 @@ def _period(customer: Customer, windows: Sequence[BillingWindow], key: str,
 
 def balances(lake: Lake, wanted: Collection[tuple[str, str]],
              customers: Mapping[str, Customer], now: datetime) -> dict[tuple[str, str], Decimal]:
-    """Each wanted (customer, currency)'s prepaid balance now: its grants in effect on the
-    customer's today, after every entry recorded."""
-    if not wanted:
-        return {}
-    with closing(connect()) as con:
-        left = credit_grants.balances_now(con, lake)
-    totals: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for grant in credit_grants.read_grants(lake):
-        customer = customers.get(grant.customer_id)
-        if (grant.customer_id, grant.currency) not in wanted or customer is None:
-            continue
-        today = now.astimezone(periods.zone(customer.timezone)).date()
-        if grant.effective_date <= today and (grant.expiry_date is None
-                                              or today < grant.expiry_date):
-            totals[(grant.customer_id, grant.currency)] += left.get(grant.grant_id,
-                                                                    Decimal(0))
-    return dict(totals)
+    """Each wanted (customer, currency)'s prepaid balance now
+    (``credit_grants.balances_in_effect``, which top-ups compare too)."""
+    return credit_grants.balances_in_effect(lake, wanted, customers, now)

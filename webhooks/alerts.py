@@ -34,6 +34,7 @@ from typing import Any
 
 import duckdb
 
+from invoicing import top_ups
 from pricing_sql.run_catalog import current_catalog
 from state import StateStore
 from state import alerts as stored
@@ -62,6 +63,7 @@ class Evaluation:
     alerts: int = 0  # enabled alerts evaluated
     events: int = 0  # outbox events appended
     failures: dict[str, str] = field(default_factory=dict)  # customer id: why
+    top_ups: int = 0  # credit top-ups fired (invoicing/top_ups.py)
 
 
 def batch_customers(con: duckdb.DuckDBPyConnection, lake: Lake,
@@ -92,12 +94,15 @@ def after_batches(deployment: Deployment, batch_ids: Collection[str],
 
 def evaluate_logged(deployment: Deployment, now: datetime,
                     customer_ids: Collection[str] | None = None) -> Evaluation:
-    """``evaluate``, a failure logged and returned rather than raised (a hook's)."""
+    """``evaluate``, a failure logged and returned rather than raised (a hook's); then the
+    customers' credit top-ups, whose balances the same runs and entries change."""
     try:
-        return evaluate(deployment, now, customer_ids)
+        done = evaluate(deployment, now, customer_ids)
     except Exception as exc:
         log.exception("alerts not evaluated")
-        return Evaluation(failures={"*": f"{type(exc).__name__}: {exc}"})
+        done = Evaluation(failures={"*": f"{type(exc).__name__}: {exc}"})
+    done.top_ups = top_ups.evaluate_logged(deployment, now, customer_ids).fired
+    return done
 
 
 def evaluate(deployment: Deployment, now: datetime,

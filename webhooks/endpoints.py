@@ -37,6 +37,7 @@ EVENT_TYPES = (
     "subscription.invoicing_threshold_exceeded",
     "invoice.issued", "invoice.payment_succeeded", "invoice.payment_failed",
     "invoice.manually_marked_as_paid", "invoice.manually_marked_as_void", "invoice.edited",
+    "invoice.dunning_schedule_step_executed",
     "credit_note.issued", "data_exports.transfer_success",
 )
 

@@ -1,5 +1,6 @@
 """The outbox events of facts the lake holds (docs/webhooks.md#events-and-where-they-come-from):
-issued invoices and credit notes, invoices paid, voided, or whose payment failed.
+issued invoices and credit notes, invoices paid, voided, or whose payment failed, and
+dunning notices sent.
 
 ``publish`` reads those facts and appends each event the outbox does not have yet, with
 an id made from the fact (the document's number, its status event, the payment record).
@@ -23,8 +24,8 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from billing import money, periods
-from invoicing import documents
-from payments import ledger
+from invoicing import amounts_due, balance, documents
+from payments import ledger, notice_records
 from state import outbox, rows
 from state.database import reading, writing
 from state.history import FAR_FUTURE, customer_at
@@ -59,9 +60,9 @@ def customers(engine: sa.Engine, ids: Iterable[str]) -> dict[str, CustomerRef]:
 
 
 def _invoice(head: Mapping[str, Any], customer: CustomerRef, status: str,
-             changed: Mapping[str, datetime]) -> dict[str, Any]:
+             changed: Mapping[str, datetime], applied: Decimal = Decimal(0)) -> dict[str, Any]:
     """Orb's Invoice (standard style) as of an event: ``status``, and when it became
-    paid or void so far."""
+    paid or void so far; ``applied``: the customer balance applied to it at issue."""
     currency = head["currency"]
 
     def cash(value: Decimal) -> str:
@@ -81,7 +82,7 @@ def _invoice(head: Mapping[str, Any], customer: CustomerRef, status: str,
             "created_at": _instant(head["issued_at"]), "issued_at": _instant(head["issued_at"]),
             "paid_at": _instant(changed.get("paid")), "voided_at": _instant(changed.get("void")),
             "subtotal": cash(head["subtotal"]), "total": cash(head["total"]),
-            "amount_due": "0" if status in ("paid", "void") else cash(head["total"]),
+            "amount_due": "0" if status in ("paid", "void") else cash(head["total"] - applied),
             "invoice_source": "subscription", "memo": None, "metadata": {}}
 
 
@@ -112,6 +113,10 @@ def lake_events(lake: Lake, engine: sa.Engine) -> list[OutboxEvent]:
     # the processor that collected an invoice, when one did (not the payments file)
     collected = {p["subject"]: p for p in payments if p["phase"] == "outcome"
                  and p["status"] == "paid" and p["processor"] != "manual"}
+    for row in amounts_due.payment_rows(lake):  # e.g. recorded from a Stripe webhook
+        if row["kind"] == "payment" and row["processor"] not in ("manual", "api"):
+            collected.setdefault(row["number"], row)
+    applied = balance.applied_to(balance.read(lake))
     events: list[tuple[datetime, int, OutboxEvent]] = []
 
     def add(event_type: str, at: datetime, order: int, head: Mapping[str, Any],
@@ -128,7 +133,8 @@ def lake_events(lake: Lake, engine: sa.Engine) -> list[OutboxEvent]:
                 {"credit_note": _credit_note(head, ref(head)), "properties": {}}, number)
         elif head["document_type"] in INVOICE_TYPES:
             add("invoice.issued", head["issued_at"], 0, head,
-                {"invoice": _invoice(head, ref(head), "issued", {}),
+                {"invoice": _invoice(head, ref(head), "issued", {},
+                                     applied.get(number, Decimal(0))),
                  "properties": {"automatically_marked_as_paid": False}}, number)
     changed: dict[str, dict[str, datetime]] = {}
     for change in changes:
@@ -161,8 +167,25 @@ def lake_events(lake: Lake, engine: sa.Engine) -> list[OutboxEvent]:
                            "payment_provider_id": None,
                            "payment_provider_transaction_id": payment["reference"]}},
             payment["record_id"])
+    for notice in notice_records.read_all(lake).to_pylist():
+        head = heads.get(notice["number"])
+        if head is None or notice["phase"] != "sent":
+            continue
+        add("invoice.dunning_schedule_step_executed", notice["recorded_at"], 1, head, {
+            "invoice": _invoice(head, ref(head), "issued", {}),
+            "properties": {"dunning_step": _dunning_step(notice)}}, notice["record_id"])
     events.sort(key=lambda item: (item[0], item[1]))
     return [event for _, _, event in events]
+
+
+def _dunning_step(sent: Mapping[str, Any]) -> dict[str, Any]:
+    """Orb's dunning step, for a notice sent (payments/dunning.py): what it did, when.
+    Steps are named by their days from the due date here (``d+7``), not numbered."""
+    at = _instant(sent["recorded_at"])
+    return {"actions": ["email", *(["retry_payment"] if sent["retry_at"] else [])],
+            "status": "executed", "step_number": None, "execution_time": at,
+            "timestamp": at, "created_at": at, "modified_at": None,
+            "manually_triggered_at": None}
 
 
 def publish(lake: Lake, engine: sa.Engine, at: datetime) -> int:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, BackgroundTasks, Body, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from api.access import Authorized, Caller, IdempotentRoute, audit, config
+from api.access import Authorized, Caller, IdempotentRoute, audit, config, path_id
 from api.costs import read_view
 from api.errors import bad_request, not_found
 from api.pages import Cursor, Limit, page
@@ -89,6 +89,12 @@ def _found(caller: Caller, alert_id: str) -> stored.Alert:
     if not found:
         raise not_found("alert", alert_id)
     return found[0]
+
+
+@path_id("alert_id")
+@path_id("alert_configuration_id")
+def _tenants_alert(request: Request, caller: Caller, alert_id: str) -> stored.Alert:
+    return _found(caller, alert_id)
 
 
 def _evaluate_later(tasks: BackgroundTasks, caller: Caller, customer_id: str,

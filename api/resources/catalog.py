@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.access import Authorized, IdempotentRoute
+from api.access import Authorized, Caller, IdempotentRoute, path_id
 from api.errors import not_found
 from api.pages import Cursor, Limit, page
 from api.shapes import metric, plan
 from api.views import View
 from api.writes import view
-from billing.catalog.models import Plan
+from billing.catalog.models import Metric, Plan
 
 router = APIRouter(tags=["plans", "metrics"], route_class=IdempotentRoute)
 
@@ -29,6 +29,24 @@ def _plan(current: View, plan_id: str) -> Plan:
     if found is None:
         raise not_found("plan", plan_id)
     return found
+
+
+@path_id("plan_id")
+@path_id("external_plan_id")  # both are the catalog's plan id
+def _tenants_plan(request: Request, caller: Caller, plan_id: str) -> Plan:
+    return _plan(view(request, caller), plan_id)
+
+
+def _metric(current: View, metric_id: str) -> Metric:
+    found = next((m for m in current.references.metrics if m.id == metric_id), None)
+    if found is None:
+        raise not_found("metric", metric_id)
+    return found
+
+
+@path_id("metric_id")
+def _tenants_metric(request: Request, caller: Caller, metric_id: str) -> Metric:
+    return _metric(view(request, caller), metric_id)
 
 
 @router.get("/plans")
@@ -63,7 +81,4 @@ def list_metrics(request: Request, caller: Authorized,
 @router.get("/metrics/{metric_id}")
 def fetch_metric(metric_id: str, request: Request, caller: Authorized) -> dict[str, Any]:
     current = view(request, caller)
-    found = next((m for m in current.references.metrics if m.id == metric_id), None)
-    if found is None:
-        raise not_found("metric", metric_id)
-    return metric(current, found)
+    return metric(current, _metric(current, metric_id))

@@ -27,6 +27,7 @@ from billing import money, periods
 from billing.catalog import Customer
 from billing.credits import CreditsError, Grant, draw_key
 from invoicing import credit_grants as credits
+from invoicing import top_ups
 from pricing_sql.run_catalog import current_catalog
 from storage.duck import connect
 
@@ -217,6 +218,8 @@ def _write(request: Request, caller: Caller, customer: Customer,
     shown = {e["id"]: e for e in _ledger(caller, customer) if e["id"] in made}
     for entry_id in made:  # the ledger is append-only: an entry has no "before"
         audit(request, caller, "credit_ledger_entry", entry_id, None, shown[entry_id])
+    # the balance changed: a top-up at or below its threshold fires (after the entry)
+    top_ups.evaluate_logged(caller.deployment, now, [customer.id])
     return shown[made[-1]]
 
 

@@ -12,13 +12,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
-from api.access import Authorized, Caller, IdempotentRoute, audit
+from api.access import Authorized, Caller, IdempotentRoute, audit, path_id
 from api.errors import bad_request, not_found
 from api.pages import Cursor, Limit, page
+from api.resources.balance_transactions import customer_balance
 from api.shapes import customer as shaped
 from api.views import View
 from api.writes import apply, body_field, validated, view
 from billing.catalog import Catalog, Customer
+from invoicing import balance
 from state import AddCustomer, UpdateCustomer
 
 router = APIRouter(prefix="/customers", tags=["customers"], route_class=IdempotentRoute)
@@ -64,6 +66,19 @@ def _found(current: View, customer_id: str) -> Customer:
     return found
 
 
+@path_id("customer_id")
+def _tenants_customer(request: Request, caller: Caller, customer_id: str) -> Customer:
+    return _found(view(request, caller), customer_id)
+
+
+@path_id("external_customer_id")
+def _by_external_id(request: Request, caller: Caller, external_customer_id: str) -> Customer:
+    found = view(request, caller).customer_by_external_id(external_customer_id)
+    if found is None:
+        raise not_found("customer with external_customer_id", external_customer_id)
+    return found
+
+
 @router.post("")
 def create_customer(body: CustomerCreate, request: Request, caller: Authorized) -> dict[str, Any]:
     values = body.model_dump(exclude_none=True)
@@ -79,8 +94,10 @@ def create_customer(body: CustomerCreate, request: Request, caller: Authorized) 
 def list_customers(request: Request, caller: Authorized,
                    cursor: Cursor = None, limit: Limit = 20) -> dict[str, Any]:
     current = view(request, caller)
+    transactions = balance.read(caller.deployment.lake)
     return page(current.customers[::-1], cursor, limit, lambda c: c.id,
-                lambda c: shaped(current, c))
+                lambda c: {**shaped(current, c),
+                           "balance": customer_balance(transactions, c.id)})
 
 
 @router.get("/external_customer_id/{external_customer_id}")
@@ -90,13 +107,19 @@ def fetch_customer_by_external_id(external_customer_id: str, request: Request, c
     found = current.customer_by_external_id(external_customer_id)
     if found is None:
         raise not_found("customer with external_customer_id", external_customer_id)
-    return shaped(current, found)
+    return _with_balance(caller, shaped(current, found))
 
 
 @router.get("/{customer_id}")
 def fetch_customer(customer_id: str, request: Request, caller: Authorized) -> dict[str, Any]:
     current = view(request, caller)
-    return shaped(current, _found(current, customer_id))
+    return _with_balance(caller, shaped(current, _found(current, customer_id)))
+
+
+def _with_balance(caller: Caller, shown: dict[str, Any]) -> dict[str, Any]:
+    """Orb's ``balance``: the customer's balance (api/resources/balance_transactions.py)."""
+    transactions = balance.read(caller.deployment.lake, shown["id"])
+    return {**shown, "balance": customer_balance(transactions, shown["id"])}
 
 
 @router.put("/external_customer_id/{external_customer_id}")

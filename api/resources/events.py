@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from api.access import Authorized, Caller, IdempotentRoute, audit, config
+from api.access import Authorized, Caller, IdempotentRoute, audit, config, path_id
 from api.errors import bad_request, error_body, not_found
 from api.pages import Cursor, Limit, page
 from api.shapes import instant
@@ -158,6 +158,14 @@ def _active(request: Request, caller: Caller, event_id: str) -> list[FoundEvent]
     found = search_events(caller.deployment.lake, [event_id], now - GRACE_PERIOD,
                           now + timedelta(hours=1))
     return [e for e in found if not e.deprecated]
+
+
+@path_id("event_id")
+def _tenants_event(request: Request, caller: Caller, event_id: str) -> list[FoundEvent]:
+    found = _active(request, caller, event_id)
+    if not found:
+        raise not_found("event", event_id)
+    return found
 
 
 class Amendment(BaseModel):
@@ -319,6 +327,11 @@ def _found(caller: Caller, backfill_id: str) -> Backfill:
     if backfill is None:
         raise not_found("backfill", backfill_id)
     return backfill
+
+
+@path_id("backfill_id")
+def _tenants_backfill(request: Request, caller: Caller, backfill_id: str) -> Backfill:
+    return _found(caller, backfill_id)
 
 
 @router.get("/events/backfills/{backfill_id}")

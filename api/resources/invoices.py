@@ -6,17 +6,19 @@ Void and mark paid change an issued invoice's status through
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from api import costs, invoices
-from api.access import Authorized, Caller, IdempotentRoute, audit, config
+from api.access import Authorized, Caller, IdempotentRoute, audit, config, path_id
 from api.errors import ApiError, bad_request, not_found
 from api.pages import Cursor, Limit, page
+from api.resources.balance_transactions import shaped as balance_shape
 from api.shapes import instant, party
 from api.shapes import price as shaped_price
 from api.shapes import status as status_of
@@ -24,8 +26,9 @@ from api.views import View, current_period
 from api.writes import view
 from billing import money, periods
 from billing.catalog.prices import Price
-from invoicing import documents, issuing
-from invoicing.document_model import DocumentStatus
+from invoicing import documents, invoice_metadata, issuing, one_off
+from invoicing.document_model import REASON_LABELS, DocumentStatus
+from payments import received
 from pricing_sql.customer_rating import RatingRefused
 from storage.billing_runs import MixedBillingRun
 from storage.duck import connect
@@ -46,6 +49,10 @@ class MarkPaid(BaseModel):
     payment_received_date: date
     external_id: str | None = None
     notes: str | None = None
+    # this project's: a payment of this much is recorded (partial, or over: the excess to
+    # the customer's balance); paid once payments reach the amount due. Without it, the
+    # invoice is marked paid as Orb does, no payment recorded.
+    amount: Decimal | None = None
 
 
 def _all(request: Request, caller: Caller) -> tuple[View, list[invoices.Invoice]]:
@@ -62,8 +69,21 @@ def _found(found: list[invoices.Invoice], invoice_id: str) -> invoices.Invoice:
     return invoice
 
 
+@path_id("invoice_id")
+def _tenants_invoice(request: Request, caller: Caller, invoice_id: str) -> invoices.Invoice:
+    return _found(_all(request, caller)[1], invoice_id)
+
+
 def _amount(value: Decimal, currency: str) -> str:
     return str(money.quantize(value, currency))
+
+
+def _tax_amount(tax: dict[str, Any], currency: str) -> dict[str, Any]:
+    """Orb's TaxAmount from an ``invoice_taxes`` row of the line."""
+    return {"amount": _amount(tax["amount"], currency),
+            "tax_rate_description": tax["description"],
+            "tax_rate_percentage": f"{tax['percentage'].normalize():f}",
+            "tax_reason": tax["reason"]}
 
 
 def _catalog_price(current: View, line: invoices.LinePrice | None) -> Price | None:
@@ -94,14 +114,17 @@ def shaped(current: View, invoice: invoices.Invoice) -> dict[str, Any]:
     for line in invoice.lines:
         if line.kind != "line":
             continue  # adjustments are in the invoice's total, not on lines
-        catalog_price = _catalog_price(current, invoice.prices.get(line.line_key))
+        line_price = invoice.prices.get(line.line_key)
+        catalog_price = _catalog_price(current, line_price)
         line_items.append({
             "id": line.line_key, "name": line.name,
             "quantity": None if line.quantity is None else f"{line.quantity.normalize():f}",
             "amount": cash(line.amount), "subtotal": cash(line.amount),
             "adjusted_subtotal": cash(line.amount), "credits_applied": "0",
             "partially_invoiced_amount": "0", "adjustments": [], "sub_line_items": [],
-            "tax_amounts": [], "filter": None, "grouping": None, "usage_customer_ids": None,
+            "tax_amounts": [_tax_amount(tax, head.currency)
+                            for tax in (line_price.taxes if line_price else ())],
+            "filter": None, "grouping": None, "usage_customer_ids": None,
             "start_date": midnight(line.service_start), "end_date": midnight(line.service_end),
             "price": None if catalog_price is None
             else shaped_price(current, catalog_price, head.currency)})
@@ -123,28 +146,34 @@ def shaped(current: View, invoice: invoices.Invoice) -> dict[str, Any]:
         "voided_at": instant(invoice.changed_at.get("void")),
         "subtotal": cash(head.subtotal),
         "total": cash(head.total),
-        "amount_due": cash(head.total),  # credits are in the total already
+        # Orb's: the total less the customer balance applied at issue (and, here, credit
+        # notes issued while unpaid); prepaid credits are in the total already
+        "amount_due": cash(invoice.amounts.amount_due if invoice.amounts else head.total),
         "line_items": line_items,
         "hidden_line_item_count": 0,
         "credit_notes": [{
             # what is credited, positive, as /credit_notes and Orb give it
-            "id": note.head.number, "credit_note_number": note.head.number, "memo": None,
-            "reason": "re-rated", "total": cash(-note.head.total), "type": "adjustment",
+            "id": note.head.number, "credit_note_number": note.head.number,
+            "memo": note.details.memo,
+            "reason": REASON_LABELS.get(note.details.reason or "", "re-rated"),
+            "total": cash(-note.head.total), "type": "adjustment",
             "voided_at": instant(note.voided_at)} for note in invoice.credit_notes],
         "eligible_to_issue_at": None if issued else midnight(head.invoice_date),
         "scheduled_issue_at": None,
-        "will_auto_issue": False,
-        "invoice_source": "subscription",
+        "will_auto_issue": invoice.will_auto_issue,
+        "invoice_source": "one_off" if invoice.one_off else "subscription",
         "auto_collection": {"enabled": False, "next_attempt_at": None, "num_attempts": None,
                             "previously_attempted_at": None},
-        "customer_balance_transactions": [], "payment_attempts": [], "discounts": [],
+        "customer_balance_transactions": [balance_shape(e)
+                                          for e in invoice.balance_transactions],
+        "payment_attempts": [], "discounts": [],
         "discount": None, "maximum": None, "maximum_amount": None, "minimum": None,
         "minimum_amount": None,
         # the customer's as it is now (Orb's are the invoice's own, kept when issued)
         "billing_address": party(customer.billing_address) if customer else None,
         "shipping_address": party(customer.shipping_address) if customer else None,
         "customer_tax_id": party(customer.tax_id) if customer else None,
-        "memo": None, "metadata": {}, "hosted_invoice_url": None,
+        "memo": invoice.details.memo, "metadata": invoice.metadata, "hosted_invoice_url": None,
         "invoice_pdf": None, "issue_failed_at": None, "payment_failed_at": None,
         "payment_received_at": None, "payment_started_at": None, "sync_failed_at": None,
     }
@@ -283,7 +312,32 @@ def mark_paid(invoice_id: str, body: MarkPaid, request: Request, caller: Authori
     note = "; ".join([f"payment received {body.payment_received_date}",
                       *([f"external_id {body.external_id}"] if body.external_id else []),
                       *([body.notes] if body.notes else [])])
-    return _change(request, caller, invoice_id, "paid", note)
+    if body.amount is None:
+        return _change(request, caller, invoice_id, "paid", note)
+    return _payment(request, caller, invoice_id, body.amount, note,
+                    f"api:{body.external_id}" if body.external_id
+                    else f"api:{uuid.uuid4().hex[:16]}")
+
+
+def _payment(request: Request, caller: Caller, invoice_id: str, amount: Decimal, note: str,
+             payment_id: str) -> dict[str, Any]:
+    """Record a payment (once per ``external_id``) and settle the invoice; audited."""
+    current, found = _all(request, caller)
+    before = shaped(current, _found(found, invoice_id))
+    if before["status"] == "draft":
+        raise bad_request([f"path.invoice_id: invoice {invoice_id!r} is a draft; only an "
+                           "issued invoice can be paid"])
+    at = config(request).clock()
+    try:
+        received.record_payment(caller.deployment.lake, invoice_id, amount, before["currency"],
+                                at, at, "api", note, payment_id, "api")
+    except ValueError as exc:
+        raise bad_request([f"body.amount: {exc}"]) from exc
+    after_lake_write(caller.deployment, at)
+    after_view, after_found = _all(request, caller)
+    after = shaped(after_view, _found(after_found, invoice_id))
+    audit(request, caller, "invoice", invoice_id, before, after)
+    return after
 
 
 class Issue(BaseModel):
@@ -306,18 +360,124 @@ def issue_invoice(invoice_id: str, request: Request, caller: Authorized,
                            "only a draft can be issued"])
     at = config(request).clock()
     try:
-        issued = issuing.issue_month(connect(), caller.deployment.lake,
-                                     invoice.head.billing_month, at,
-                                     references={invoice.head.reference})
+        issued = ([one_off.issue(caller.deployment.lake, invoice.id, at)] if invoice.one_off
+                  else [number for number, _ in issuing.issue_month(
+                      connect(), caller.deployment.lake, invoice.head.billing_month, at,
+                      references={invoice.head.reference})])
     except MixedBillingRun as exc:
         raise ApiError(409, str(exc)) from exc
-    except issuing.IssueRefused as exc:
+    except (issuing.IssueRefused, one_off.OneOffRefused) as exc:
         raise bad_request([f"path.invoice_id: {exc}"]) from exc
     if not issued:
         raise bad_request([f"path.invoice_id: invoice {invoice_id!r} is dated "
                            f"{invoice.head.invoice_date}: it can be issued from that day on"])
     after_lake_write(caller.deployment, at)  # invoice.issued (webhooks)
     after_view, after_found = _all(request, caller)
-    after = shaped(after_view, _found(after_found, issued[0][0]))
+    after = shaped(after_view, _found(after_found, issued[0]))
+    audit(request, caller, "invoice", invoice_id, before, after)
+    return after
+
+
+class UnitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit_amount: Decimal
+
+
+class OneOffLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    quantity: Decimal
+    start_date: date
+    end_date: date
+    item_id: str
+    model_type: Literal["unit"]
+    unit_config: UnitConfig
+
+
+class CreateInvoice(BaseModel):
+    """Orb's one-off invoice; ``discount`` and ``auto_collection`` are not taken."""
+
+    model_config = ConfigDict(extra="forbid")
+    currency: str
+    invoice_date: date | datetime
+    line_items: list[OneOffLineIn]
+    customer_id: str | None = None
+    external_customer_id: str | None = None
+    net_terms: int | None = None
+    due_date: date | None = None
+    memo: str | None = None
+    metadata: dict[str, str | None] | None = None
+    will_auto_issue: bool = False
+    discount: dict[str, Any] | None = None
+    auto_collection: bool | None = None
+
+
+@router.post("")
+def create_invoice(body: CreateInvoice, request: Request, caller: Authorized,
+                   ) -> dict[str, Any]:
+    """A one-off invoice (``invoicing.one_off``, as ``orb invoices create``): a draft, or
+    issued at once with ``will_auto_issue``. Its days are the customer's; an instant given
+    as ``invoice_date`` is taken on the customer's local calendar."""
+    current = view(request, caller)
+    customer = (current.customer(body.customer_id) if body.customer_id else
+                current.customer_by_external_id(body.external_customer_id)
+                if body.external_customer_id else None)
+    problems = [f"{name}: not taken by this server (docs/api.md)"
+                for name in ("discount", "auto_collection") if getattr(body, name) is not None]
+    if customer is None:
+        problems.append("customer_id: no such customer" if body.customer_id or
+                        body.external_customer_id else
+                        "customer_id: customer_id or external_customer_id is required")
+    if problems or customer is None:
+        raise bad_request(problems)
+    day = (body.invoice_date.astimezone(periods.zone(customer.timezone)).date()
+           if isinstance(body.invoice_date, datetime) else body.invoice_date)
+    at = config(request).clock()
+    try:
+        invoice_id, number = one_off.create(
+            caller.deployment.lake, customer.id, body.currency, day,
+            [one_off.OneOffLine(line.name, line.quantity, line.unit_config.unit_amount,
+                                line.start_date, line.end_date, line.item_id)
+             for line in body.line_items],
+            customer.net_terms if body.net_terms is None else body.net_terms, at,
+            body.memo, body.metadata, body.will_auto_issue, body.due_date)
+    except (one_off.OneOffRefused, invoice_metadata.MetadataRefused) as exc:
+        raise bad_request([str(exc)]) from exc
+    if number:
+        after_lake_write(caller.deployment, at)  # invoice.issued (webhooks)
+    after_view, after_found = _all(request, caller)
+    after = shaped(after_view, _found(after_found, number or invoice_id))
+    audit(request, caller, "invoice", after["id"], None, after)
+    return after
+
+
+@router.put("/{invoice_id}")
+def update_invoice(invoice_id: str, request: Request, caller: Authorized,
+                   body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Orb's update, for ``metadata`` (a key set to null is removed; ``metadata: null``
+    clears them all). Metadata is kept beside the invoice, never in it: an issued
+    document does not change, and what it printed as custom fields stays as issued. The
+    other fields (due date, invoice date, net terms) are refused: a draft's come from its
+    billing run, an issued one's never change."""
+    refused = sorted(set(body) - {"metadata"})
+    if refused:
+        raise bad_request([f"{name}: only metadata can be updated here (docs/api.md)"
+                           for name in refused])
+    metadata = body.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(v, str | None) for v in metadata.values())):
+        raise bad_request(["metadata: an object of strings (or null to remove a key), "
+                           "or null"])
+    current, found = _all(request, caller)
+    invoice = _found(found, invoice_id)
+    before = shaped(current, invoice)
+    if "metadata" in body:
+        try:
+            invoice_metadata.record_update(caller.deployment.lake, invoice.head.reference,
+                                           metadata, config(request).clock())
+        except invoice_metadata.MetadataRefused as exc:
+            raise bad_request([str(exc)]) from exc
+    after_view, after_found = _all(request, caller)
+    after = shaped(after_view, _found(after_found, invoice_id))
     audit(request, caller, "invoice", invoice_id, before, after)
     return after

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.access import Authorized, IdempotentRoute
+from api.access import Authorized, Caller, IdempotentRoute, path_id
 from api.errors import not_found
 from api.pages import Cursor, Limit, page
 from api.shapes import dimensional_price_group
@@ -23,6 +23,17 @@ def _group(current: View, ref: str, shown: str) -> DimensionalPriceGroup:
         return current.references.dimensional_price_group(ref)
     except KeyError:
         raise not_found("dimensional price group", shown) from None
+
+
+@path_id("dimensional_price_group_id")
+def _tenants_group(request: Request, caller: Caller, ref: str) -> DimensionalPriceGroup:
+    return _group(view(request, caller), ref, ref)
+
+
+@path_id("external_dimensional_price_group_id")
+def _tenants_group_by_external_id(request: Request, caller: Caller, ref: str
+                                  ) -> DimensionalPriceGroup:
+    return _group(view(request, caller), f"external:{ref}", ref)
 
 
 @router.get("/dimensional_price_groups")

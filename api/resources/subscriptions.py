@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import costs
-from api.access import Authorized, IdempotentRoute, audit, config
+from api import costs, pending_changes
+from api.access import Authorized, Caller, IdempotentRoute, audit, config, path_id
 from api.adjustments import AddAdjustment, subscription_adjustment
 from api.errors import bad_request, not_found
 from api.pages import Cursor, Limit, page
@@ -23,7 +23,7 @@ from api.resources.costs import ViewMode, costs_response, timeframe
 from api.shapes import instant
 from api.shapes import status as status_of
 from api.shapes import subscription as shaped
-from api.views import View, current_period
+from api.views import View, current_period, plan_on
 from api.writes import apply, body_field, validated, view
 from billing import periods
 from billing.catalog import Catalog, Customer, Subscription
@@ -128,6 +128,12 @@ def _found(current: View, subscription_id: str) -> Subscription:
     return found
 
 
+@path_id("subscription_id")
+def _tenants_subscription(request: Request, caller: Caller, subscription_id: str
+                          ) -> Subscription:
+    return _found(view(request, caller), subscription_id)
+
+
 def _found_with_customer(current: View, subscription_id: str
                          ) -> tuple[Subscription, Customer]:
     """The subscription and its customer (the store keeps no subscription without one)."""
@@ -139,15 +145,44 @@ def _found_with_customer(current: View, subscription_id: str
 
 @router.post("")
 def create_subscription(body: SubscriptionCreate, request: Request, caller: Authorized,
-                       ) -> dict[str, Any]:
+                        ) -> dict[str, Any]:
+    """A new subscription; with ``Create-Pending-Subscription-Change: true`` a pending
+    change that creates it when applied (``api/pending_changes.py``)."""
     current = view(request, caller)
+    new, _ = _new_subscription(current, body, f"sub_{secrets.token_hex(8)}")
+    if pending_changes.wanted(request):
+        return pending_changes.hold(request, caller, current, "create_subscription", new,
+                                    body.model_dump(exclude_unset=True))
+    return create_now(body, request, caller, new.id)
+
+
+def create_now(body: SubscriptionCreate, request: Request, caller: Caller,
+               subscription_id: str) -> dict[str, Any]:
+    """Create the subscription ``body`` asks for, as ``subscription_id``: the state write
+    of an immediate request and of an applied pending one."""
+    new, threshold = _new_subscription(view(request, caller), body, subscription_id)
+    apply(caller, [CreateSubscription(new, caller.actor, _subscription_field)],
+          plans_and_metrics(caller.deployment))
+    if threshold is not None:
+        with StateStore.open(caller.deployment.state_store_url) as store:
+            set_threshold(store.engine, new.id, threshold, caller.actor, from_start=True)
+    after_view = view(request, caller)
+    after = shaped(after_view, _found(after_view, new.id))
+    audit(request, caller, "subscription", new.id, None, after)
+    return after
+
+
+def _new_subscription(current: View, body: SubscriptionCreate, subscription_id: str
+                      ) -> tuple[Subscription, Decimal | None]:
+    """The subscription ``body`` asks for (checked as a model, not yet against the store)
+    and its invoicing threshold."""
     customer = _customer(current, body)
     plan_id = _one(body, "plan_id", "external_plan_id")  # both are the catalog's plan id
     start = (local_day(body.start_date, customer, "start_date") if body.start_date
              else current.today(customer))
     anchor = body.billing_cycle_anchor_configuration
     values: dict[str, object] = {
-        "id": f"sub_{secrets.token_hex(8)}", "customer_id": customer.id, "plan_id": plan_id,
+        "id": subscription_id, "customer_id": customer.id, "plan_id": plan_id,
         "start_date": start, "plan_version": body.plan_version_number,
         "end_date": body.end_date and local_day(body.end_date, customer, "end_date"),
         "trial_end_date": body.trial_duration_days and start + timedelta(
@@ -160,16 +195,7 @@ def create_subscription(body: SubscriptionCreate, request: Request, caller: Auth
         "adjustments": [subscription_adjustment(added, index)
                         for index, added in enumerate(body.add_adjustments or [])]}
     new = validated(Subscription, {k: v for k, v in values.items() if v is not None})
-    threshold = _parsed_threshold(body.invoicing_threshold)
-    apply(caller, [CreateSubscription(new, caller.actor, _subscription_field)],
-          plans_and_metrics(caller.deployment))
-    if threshold is not None:
-        with StateStore.open(caller.deployment.state_store_url) as store:
-            set_threshold(store.engine, new.id, threshold, caller.actor, from_start=True)
-    after_view = view(request, caller)
-    after = shaped(after_view, _found(after_view, new.id))
-    audit(request, caller, "subscription", new.id, None, after)
-    return after
+    return new, _parsed_threshold(body.invoicing_threshold)
 
 
 # the store names the catalog model's fields; the request's are Orb's
@@ -206,17 +232,22 @@ def list_subscriptions(
     wanted_status = set(([status] if status else []) + (statuses or []))
     plans = {p for p in (plan_id, external_plan_id) if p}
     chosen = []
-    for sub in reversed(current.subscriptions):
+    for sub in reversed(current.subscriptions):  # filtered first: only a page is shaped
         customer = current.customer(sub.customer_id)
         assert customer is not None
-        shown = shaped(current, sub)
         if ((customers and sub.customer_id not in customers)
                 or (external and customer.external_customer_id not in external)
                 or (wanted_status and status_of(current, sub, customer) not in wanted_status)
-                or (plans and (shown["plan"] or {}).get("id") not in plans)):
+                or (plans and _plan_id_shown(current, sub, customer) not in plans)):
             continue
-        chosen.append(shown)
-    return page(chosen, cursor, limit, lambda s: s["id"], lambda s: s)
+        chosen.append(sub)
+    return page(chosen, cursor, limit, lambda s: s.id, lambda s: shaped(current, s))
+
+
+def _plan_id_shown(current: View, sub: Subscription, customer: Customer) -> str | None:
+    """The id of the plan a subscription shows (``shapes.subscription``'s ``plan``)."""
+    on_plan, _ = plan_on(current, sub, max(current.today(customer), sub.starts_on))
+    return on_plan.id if on_plan else None
 
 
 @router.get("/{subscription_id}")
@@ -292,23 +323,47 @@ def schedule_plan_change(subscription_id: str, body: PlanChange, request: Reques
     """The store's effective-dated plan change (``orb subscriptions change --plan``):
     ``immediate`` from the customer's today (billing counts whole days),
     ``requested_date`` from ``change_date`` (a day, or an instant's local day),
-    ``end_of_subscription_term`` from the end of the billing period under way."""
+    ``end_of_subscription_term`` from the end of the billing period under way. With
+    ``Create-Pending-Subscription-Change: true``, a pending change that makes it when
+    applied, its dates taken then."""
     current = view(request, caller)
-    sub, customer = _found_with_customer(current, subscription_id)
+    sub, _ = _found_with_customer(current, subscription_id)
+    _plan_change_date(current, sub, body)  # refused now rather than when applied
+    if pending_changes.wanted(request):
+        return pending_changes.hold(request, caller, current, "schedule_plan_change", sub,
+                                    body.model_dump(exclude_unset=True))
+    return plan_change_now(subscription_id, body, request, caller)
+
+
+def plan_change_now(subscription_id: str, body: PlanChange, request: Request,
+                    caller: Caller) -> dict[str, Any]:
+    """The plan change's state write, of an immediate request and of an applied pending
+    one."""
+    current = view(request, caller)
+    sub = _found(current, subscription_id)
+    plan_id, effective = _plan_change_date(current, sub, body)
+    before = shaped(current, sub)
+    apply(caller, [ChangePlan(subscription_id, plan_id, caller.actor, body.plan_version_number,
+                              effective, _change_field)], plans_and_metrics(caller.deployment))
+    return _audited(request, caller, subscription_id, before)
+
+
+def _plan_change_date(current: View, sub: Subscription, body: PlanChange
+                      ) -> tuple[str, date]:
+    """The plan a change names and the day it takes effect; refused naming the field."""
+    customer = current.customer(sub.customer_id)
+    assert customer is not None
     plan_id = _one_of(body.plan_id, body.external_plan_id, "plan_id", "external_plan_id")
     if (body.change_option == "requested_date") != (body.change_date is not None):
         raise bad_request(["body.change_date: give it with change_option requested_date, "
                            "and only then"])
-    effective: date | datetime = current.today(customer)  # immediate
+    effective: date = current.today(customer)  # immediate
     if body.change_option == "requested_date":
         assert body.change_date is not None
         effective = local_day(body.change_date, customer, "change_date")
     elif body.change_option == "end_of_subscription_term":
         effective = _end_of_term(current, sub, customer, "change_option")
-    before = shaped(current, sub)
-    apply(caller, [ChangePlan(subscription_id, plan_id, caller.actor, body.plan_version_number,
-                              effective, _change_field)], plans_and_metrics(caller.deployment))
-    return _audited(request, caller, subscription_id, before)
+    return plan_id, effective
 
 
 class FixedFeeQuantityUpdate(BaseModel):

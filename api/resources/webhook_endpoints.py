@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from api.access import Authorized, Caller, IdempotentRoute, audit, config
+from api.access import Authorized, Caller, IdempotentRoute, audit, config, path_id
 from api.errors import ApiError, bad_request, not_found, validation_problems
 from api.pages import Cursor, Limit, page
 from state import StateStore
@@ -98,17 +98,15 @@ def fetch_webhook_endpoint(webhook_endpoint_id: str, caller: Authorized) -> dict
             raise not_found("webhook endpoint", webhook_endpoint_id) from exc
 
 
-def _known(caller: Caller, webhook_endpoint_id: str) -> None:
-    """404 for an id this tenant does not have, before the body is read: another
-    tenant's id is not found whatever the body."""
-    fetch_webhook_endpoint(webhook_endpoint_id, caller)
+@path_id("webhook_endpoint_id")
+def _known(request: Request, caller: Caller, webhook_endpoint_id: str) -> dict[str, Any]:
+    return fetch_webhook_endpoint(webhook_endpoint_id, caller)
 
 
 @router.put("/{webhook_endpoint_id}")
 def update_webhook_endpoint(webhook_endpoint_id: str, request: Request, caller: Authorized,
                             sent_body: Annotated[dict[str, Any] | None, Body()] = None,
                             ) -> dict[str, Any]:
-    _known(caller, webhook_endpoint_id)
     try:
         body = EndpointUpdate.model_validate(sent_body or {})
     except ValidationError as exc:
@@ -142,7 +140,6 @@ def delete_webhook_endpoint(webhook_endpoint_id: str, request: Request,
                             caller: Authorized) -> dict[str, Any]:
     """Refused: an endpoint's attempts are kept, and so is the endpoint (disable it)."""
     _admin(caller, request)
-    _known(caller, webhook_endpoint_id)
     raise bad_request([f"path.webhook_endpoint_id: endpoints are kept with their attempts; "
                        f"disable {webhook_endpoint_id!r} instead "
                        f"(POST /webhook_endpoints/{webhook_endpoint_id}/disable)"])

@@ -5,7 +5,8 @@ folder). Every file may hold any of the top-level lists
 ``metrics``, ``plans``, ``customers``, ``subscriptions``, ``coupons`` and
 ``dimensional_price_groups``; the lists are
 concatenated, ids must be unique, and every reference must resolve. One file may hold
-``seller``, a mapping: who issues the documents.
+``seller``, a mapping: who issues the documents; one may hold ``taxes``, a mapping: how
+invoices are taxed (``billing/catalog/taxes.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from billing.catalog.models import (
 from billing.catalog.parties import Seller
 from billing.catalog.price_groups import DimensionalPriceGroup
 from billing.catalog.prices import Price
+from billing.catalog.taxes import TaxTable
 
 # What a catalog's sections list.
 Item = Metric | Plan | Customer | Subscription | Coupon | DimensionalPriceGroup
@@ -41,7 +43,9 @@ SECTIONS: dict[str, type[Item]] = {
     "coupons": Coupon,
     "dimensional_price_groups": DimensionalPriceGroup,
 }
-SELLER = "seller"  # the one section that is a mapping, not a list
+SELLER = "seller"  # the sections that are a mapping, not a list
+TAXES = "taxes"
+MAPPINGS: dict[str, type[Seller | TaxTable]] = {SELLER: Seller, TAXES: TaxTable}
 
 
 class CatalogError(ValueError):
@@ -62,7 +66,7 @@ class _Item:
 
     def where(self, *field: str | int) -> str:
         line = _line_of(self.node, field)
-        index = "" if self.section == SELLER else f"[{self.index}]"
+        index = "" if self.section in MAPPINGS else f"[{self.index}]"
         path = self.section + index + "".join(
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in field
         )
@@ -98,7 +102,7 @@ def _read(name: str, text: str) -> list[_Item]:
     items, problems = [], []
     for key, node in root.value:
         section = key.value
-        if section == SELLER:
+        if section in MAPPINGS:
             items.append(_Item(section, 0, name, node, data[section]))
             continue
         if section not in SECTIONS:
@@ -128,15 +132,16 @@ def parse_catalog(files: Iterable[tuple[str, str]], known: Catalog | None = None
     # Ids of items that failed validation still count as defined, so one bad plan
     # is reported once, not again by every subscription on it.
     invalid: set[tuple[str, str]] = set()
-    seller: tuple[Seller, _Item] | None = None
+    mappings: dict[str, tuple[Seller | TaxTable, _Item]] = {}
     for item in items:
-        if item.section == SELLER:
-            if seller is not None:
-                problems.append(f"{item.where()}: a second seller (the first is at "
-                                f"{seller[1].where()})")
+        if item.section in MAPPINGS:
+            if item.section in mappings:
+                problems.append(f"{item.where()}: a second {item.section} (the first is at "
+                                f"{mappings[item.section][1].where()})")
                 continue
             try:
-                seller = (Seller.model_validate(item.value), item)
+                mappings[item.section] = (MAPPINGS[item.section].model_validate(item.value),
+                                          item)
             except ValidationError as exc:
                 problems += [f"{item.where(*err['loc'])}: {err['msg']}" for err in exc.errors()]
             continue
@@ -157,7 +162,8 @@ def parse_catalog(files: Iterable[tuple[str, str]], known: Catalog | None = None
         origin[key] = item
         parsed[item.section].append(obj)
 
-    catalog = Catalog.model_validate({**parsed, "seller": seller[0] if seller else None})
+    catalog = Catalog.model_validate({**parsed, **{
+        section: found[0] for section, found in mappings.items()}})
     problems += _reference_problems(catalog, origin, invalid, known or Catalog())
     if problems:
         raise CatalogError(problems)

@@ -17,6 +17,7 @@ from billing.catalog.fields import Identifier, Strict
 from billing.catalog.parties import Address, Seller, TaxId
 from billing.catalog.price_groups import DimensionalPriceGroup
 from billing.catalog.prices import PRICE_MODELS, Price, Quantity
+from billing.catalog.taxes import TaxTable
 
 MODEL_TYPES = frozenset(tag for m in PRICE_MODELS
                         for tag in get_args(m.model_fields["model_type"].annotation))
@@ -236,6 +237,8 @@ class Catalog(Strict):
     dimensional_price_groups: list[DimensionalPriceGroup] = []
     # Who issues the documents (one, in any file of the folder); None: ORB_ISSUER's name.
     seller: Seller | None = None
+    # How invoices are taxed (one, in any file of the folder); None: no tax.
+    taxes: TaxTable | None = None
 
     # Lookups by id, built once: invoicing looks up every invoice's customer.
     _by_id: _Lookups = PrivateAttr()

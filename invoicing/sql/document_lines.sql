@@ -1,6 +1,7 @@
 -- The lines a document shows for each computed invoice: its priced line items, then
--- its adjustments. Issued documents freeze exactly these rows (invoicing/documents.py).
--- Tables: line_items, invoice_adjustments (one billing run)
+-- its adjustments, then its taxes, one line per rate. Issued documents freeze exactly
+-- these rows (invoicing/documents.py).
+-- Tables: line_items, invoice_adjustments, invoice_taxes (one billing run)
 SELECT
     invoice_id,
     line_item_id AS line_key,
@@ -22,4 +23,17 @@ SELECT
     NULL,
     amount
 FROM invoice_adjustments
-ORDER BY invoice_id, kind DESC, line_key
+UNION ALL
+-- one tax line per rate: "tax" is added to the total, "included_tax" is in the amounts
+SELECT
+    invoice_id,
+    'tax:' || tax_rate_id,
+    CASE WHEN any_value(inclusive) THEN 'included_tax' ELSE 'tax' END,
+    any_value(description),
+    NULL,
+    NULL,
+    NULL,
+    CAST(sum(amount) AS DECIMAL(38, 4))
+FROM invoice_taxes
+GROUP BY invoice_id, tax_rate_id
+ORDER BY invoice_id, CASE kind WHEN 'line' THEN 0 WHEN 'adjustment' THEN 1 ELSE 2 END, line_key

@@ -1,7 +1,7 @@
 -- A fingerprint of each draft document's content, for every draft of a run at once: a
 -- draft is rendered again only when its fingerprint changed (reports/draft_folder.py).
 -- A draft is made from the rows of its invoice id in the run's tables (its invoice, line
--- items, their breakdowns, adjustments and corrections; a correction also from its
+-- items, their breakdowns, adjustments, taxes and corrections; a correction also from its
 -- issued original, which never changes once issued) and from its customer, so the
 -- fingerprint covers all of those rows whole, in the order the run wrote them, and the
 -- renderer's own part ($salt: the issuer, the templates' and the formatting code's
@@ -9,7 +9,8 @@
 -- Each row is DuckDB's 64-bit hash of all its columns (about 10x cheaper than hashing its
 -- text, and an accidental collision among a month's changed rows is ~n/2^64), an
 -- invoice's the hash of its rows' hashes in order.
--- Tables: invoices, line_items, invoice_adjustments, sub_line_items, invoice_corrections
+-- Tables: invoices, line_items, invoice_adjustments, sub_line_items, invoice_corrections,
+--             invoice_taxes
 --             (one billing run, without run_id, each with its row number as _row)
 --         issued_heads, document_status (invoicing/issuing.py register_issued)
 --         customers (customer_id, content): each customer as the renderer sees it
@@ -29,6 +30,9 @@ WITH source_rows AS (
     UNION ALL
     SELECT invoice_id, 5, _row, hash(*COLUMNS(* EXCLUDE (_row)))
     FROM invoice_corrections
+    UNION ALL
+    SELECT invoice_id, 6, _row, hash(*COLUMNS(* EXCLUDE (_row)))
+    FROM invoice_taxes
 ),
 invoice_data AS (
     SELECT invoice_id, hash(list(content ORDER BY source, _row)) AS data
