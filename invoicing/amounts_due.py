@@ -20,8 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-import pyarrow.parquet as pq
-
 from billing import money
 from invoicing import balance
 from invoicing.document_model import DocumentStatus, IssuedHead
@@ -44,10 +42,7 @@ class InvoiceAmounts:
 
 def payment_rows(lake: Lake) -> list[dict]:
     """Every row of ``invoice_payments`` (payments and refunds), in (paid_at, id) order."""
-    files = lake.all_files("invoice_payments")
-    if not files:
-        return []
-    rows = pq.read_table(files, partitioning=None, schema=INVOICE_PAYMENTS).to_pylist()
+    rows = lake.read_all("invoice_payments", INVOICE_PAYMENTS).to_pylist()
     return sorted(rows, key=lambda r: (r["paid_at"], r["payment_id"]))
 
 

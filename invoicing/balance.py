@@ -29,7 +29,6 @@ from decimal import Decimal
 from typing import Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from billing import money
 from invoicing.document_model import DocumentStatus, IssuedHead
@@ -79,10 +78,7 @@ class Entry:
 
 def read(lake: Lake, customer_id: str | None = None) -> list[Transaction]:
     """Every transaction (of one customer), in (created_at, id) order."""
-    files = lake.all_files(TABLE)
-    if not files:
-        return []
-    rows = pq.read_table(files, partitioning=None, schema=SCHEMA).to_pylist()
+    rows = lake.read_all(TABLE, SCHEMA).to_pylist()
     found = [Transaction(**{**row, "amount": money.quantize(row["amount"], row["currency"])})
              for row in rows if customer_id is None or row["customer_id"] == customer_id]
     return sorted(found, key=lambda t: (t.created_at, t.transaction_id))

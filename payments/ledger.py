@@ -18,7 +18,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storage.lake import Lake
 from storage.tables import PAYMENT_ATTEMPTS as SCHEMA
@@ -81,8 +80,5 @@ class Ledger:
 
 def read_all(lake: Lake) -> pa.Table:
     """Every payment record in the lake (all processors), in record order."""
-    files = lake.all_files(TABLE)
-    if not files:
-        return SCHEMA.empty_table()
-    return pq.read_table(files, partitioning=None, schema=SCHEMA).sort_by(
+    return lake.read_all(TABLE, SCHEMA).sort_by(
         [("recorded_at", "ascending"), ("record_id", "ascending")])

@@ -15,7 +15,6 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storage.lake import Lake
 from storage.tables import DUNNING_NOTICES as SCHEMA
@@ -31,10 +30,7 @@ def record_id(number: str, step: str, phase: str) -> str:
 
 def read_all(lake: Lake) -> pa.Table:
     """Every notice record, in the order they were written."""
-    files = lake.all_files(TABLE)
-    if not files:
-        return SCHEMA.empty_table()
-    return pq.read_table(files, partitioning=None, schema=SCHEMA).sort_by(
+    return lake.read_all(TABLE, SCHEMA).sort_by(
         [("recorded_at", "ascending"), ("record_id", "ascending")])
 
 

@@ -102,6 +102,14 @@ class Lake:
         partition for ``events``), as strings for DuckDB."""
         return sorted(str(p) for p in self.table_dir(table).glob("*=*/*.parquet"))
 
+    def read_all(self, table: str, schema: pa.Schema) -> pa.Table:
+        """Every row of a table written a file at a time (records, ledgers), read with
+        its declared ``schema``; empty when nothing is written yet."""
+        files = self.all_files(table)
+        if not files:
+            return schema.empty_table()
+        return pq.read_table(files, partitioning=None, schema=schema)
+
     def files_in(self, table: str, key: str, values: Iterable[object]) -> list[str]:
         """Every Parquet file in those of the given partitions that exist."""
         return sorted(str(p) for value in values
