@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -29,9 +29,12 @@ from api.errors import ApiError
 from api.registry import DEFAULT_TENANT, Clock, Registry, Role, StoredResponse, utc_now
 from storage.settings import Settings
 
+E = TypeVar("E", bound=Callable[..., Any])
+
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
-# POSTs that only read (Orb sends the search's ids in a body): a read-only key may
-READ_POSTS = frozenset({"/v1/events/search"})
+# The endpoints of POSTs that only read (Orb sends a search's ids, an evaluation's
+# timeframe in a body), marked with ``reads``: a read-only key may call them.
+READ_POSTS: set[Callable[..., Any]] = set()
 WRITERS: frozenset[Role] = frozenset({"billing_operator", "admin"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -55,6 +58,12 @@ class Caller:
     def actor(self) -> str:
         """Who the state store records as having made a change."""
         return f"api:{self.key_id or 'anonymous'}"
+
+
+def reads(endpoint: E) -> E:
+    """Mark a POST endpoint as one that only reads (``READ_POSTS``)."""
+    READ_POSTS.add(endpoint)
+    return endpoint
 
 
 def config(request: Request) -> ApiConfig:
@@ -83,7 +92,8 @@ def authorize(request: Request) -> Caller:
             raise ApiError(401, "the API key is unknown or revoked")
         caller = Caller(key.tenant_id, key.key_id, key.role,
                         api.registry.tenant_settings(key.tenant_id))
-    if (request.method not in READS and request.url.path not in READ_POSTS
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if (request.method not in READS and endpoint not in READ_POSTS
             and caller.role not in WRITERS):
         raise ApiError(403, f"a {caller.role} key cannot {request.method} "
                             f"{request.url.path}: writes need a billing_operator or admin key")

@@ -26,6 +26,7 @@ from api.resources import (
     events,
     invoices,
     price_groups,
+    prices,
     subscription_changes,
     subscriptions,
     top_ups,
@@ -52,7 +53,7 @@ def create_app(api: ApiConfig) -> FastAPI:
                    responses=errors.RESPONSES)
     for module in (customers, subscriptions, catalog, invoices, audit, events, costs,
                    credits, credit_notes, alerts, price_groups, webhook_endpoints,
-                   balance_transactions, top_ups, subscription_changes):
+                   balance_transactions, top_ups, subscription_changes, prices):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(stripe_webhooks.router)  # signed by Stripe, not by API keys

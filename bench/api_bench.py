@@ -1,6 +1,7 @@
-"""The API's on-demand reads under load of data: ``fetch upcoming invoice`` and ``customer
-costs`` for random customers, through Orb's SDK, against ``orb serve`` run as its own
-process over a lake of N customers and M events (docs/capacity.md#the-api).
+"""The API's on-demand reads under load of data: ``fetch upcoming invoice``, ``customer
+costs`` and a price's ``evaluate`` for random customers, through Orb's SDK, against
+``orb serve`` run as its own process over a lake of N customers and M events
+(docs/capacity.md#the-api).
 
     .venv/bin/python bench/api_bench.py --customers 10000 --events 1000000
     .venv/bin/python bench/api_bench.py --customers 10000 --events 100000000   # the target
@@ -77,10 +78,10 @@ def split_landing(landing: Path, batch_events: int) -> None:
         path.unlink()
 
 
-def active_subscriptions(folder: Path, now: datetime) -> dict[str, str]:
+def active_subscriptions(folder: Path, now: datetime) -> dict[str, tuple[str, str]]:
     """Customer id -> a subscription with a billing period under way (upcoming invoice
-    needs one)."""
-    from api.views import View, current_period
+    needs one), and a usage price of its plan today (to evaluate)."""
+    from api.views import View, current_period, plan_on
     from billing.catalog import Catalog
     from pricing_sql.run_catalog import current_catalog
     from storage.settings import Settings
@@ -90,8 +91,15 @@ def active_subscriptions(folder: Path, now: datetime) -> dict[str, str]:
                                         coupons=catalog.coupons),
                 catalog.customers, catalog.subscriptions, {}, now, now)
     customers = {c.id: c for c in catalog.customers}
-    return {s.customer_id: s.id for s in catalog.subscriptions
-            if current_period(view, s, customers[s.customer_id]) is not None}
+    active = {}
+    for sub in catalog.subscriptions:
+        if current_period(view, sub, customers[sub.customer_id]) is None:
+            continue
+        plan, version = plan_on(view, sub, now.date())
+        usage = [p.id for p in plan.version(version).prices if p.billable_metric_id] if plan else []
+        if usage:
+            active[sub.customer_id] = (sub.id, usage[0])
+    return active
 
 
 def scanned_row_groups(folder: Path, customer_ids: list[str]) -> tuple[int, float]:
@@ -159,17 +167,24 @@ def serve_and_time(folder: Path, requests: int, seed: int, now: datetime) -> Non
               f"them for a customer's events (its profile, 20 customers)")
         client.customers.costs.list(chosen[0])  # the first request warms the process
         load_before = os.getloadavg()
-        costs, upcoming = [], []
+        costs, upcoming, evaluations = [], [], []
+        month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         for customer_id in chosen:
+            subscription_id, price_id = active[customer_id]
             started = time.perf_counter()
             client.customers.costs.list(customer_id)
             costs.append(time.perf_counter() - started)
             started = time.perf_counter()
-            client.invoices.fetch_upcoming(subscription_id=active[customer_id])
+            client.invoices.fetch_upcoming(subscription_id=subscription_id)
             upcoming.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.prices.evaluate(price_id, customer_id=customer_id, timeframe_start=month,
+                                   timeframe_end=now)
+            evaluations.append(time.perf_counter() - started)
         load_after = os.getloadavg()
         print(f"  customer costs (the period so far, day by day): {percentiles(costs)}")
         print(f"  upcoming invoice:                                {percentiles(upcoming)}")
+        print(f"  a usage price evaluated (the month so far):      {percentiles(evaluations)}")
         print(f"  load average (1, 5, 15 min) before {', '.join(f'{v:.2f}' for v in load_before)}"
               f"; after {', '.join(f'{v:.2f}' for v in load_after)}; {os.cpu_count()} CPUs")
 

@@ -18,7 +18,7 @@ its minimum, or 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation, localcontext
@@ -160,23 +160,36 @@ def _usage_rows(model: Price, usage: Usage, window_id: str) -> list[Row]:
 
 
 def price_breakdown(price: PriceJSON, usage: Usage) -> Breakdown:
+    (breakdown,) = price_breakdowns(price, [usage])
+    return breakdown
+
+
+def price_breakdowns(price: PriceJSON, usages: Sequence[Usage]) -> list[Breakdown]:
+    """``price`` for each of ``usages``, in one pass of the SQL: each usage is its own
+    customer's month (a price evaluated for many groups costs one query, not one each)."""
     model = _price_model(price)
     invoicing = price.get("invoicing_currency") if _converts(price) else price.get("currency")
     currency = money.validate_currency(invoicing or "USD")
+    names = [f"{EVALUATE}_{index}" for index in range(len(usages))]
     catalog = Catalog(
         metrics=[Metric(id=EVALUATE, name=EVALUATE, sql="SELECT count(*) FROM events")],
         plans=[Plan(id=EVALUATE, name=EVALUATE, currency=currency, prices=[model])],
-        customers=[Customer(id=EVALUATE, name=EVALUATE)],
-        subscriptions=[Subscription(id=EVALUATE, customer_id=EVALUATE, plan_id=EVALUATE,
-                                    start_date=MONTH)],
+        customers=[Customer(id=name, name=name) for name in names],
+        subscriptions=[Subscription(id=name, customer_id=name, plan_id=EVALUATE,
+                                    start_date=MONTH) for name in names],
     )
-    (window,) = billing_windows(catalog, MONTH)
-    usage_table = pa.Table.from_pylist(_usage_rows(model, usage, window.window_id),
-                                       schema=USAGE)
-    priced = price_line_items(connect(), catalog, MONTH, usage_table)
-    (line,) = priced.line_items.to_pylist()
-    return Breakdown(currency, money.quantize(line["amount"], currency), line["precise_amount"],
-                     priced.sub_line_items.to_pylist())
+    window_of = {w.customer_id: w.window_id for w in billing_windows(catalog, MONTH)}
+    rows = [row for name, usage in zip(names, usages, strict=True)
+            for row in _usage_rows(model, usage, window_of[name])]
+    priced = price_line_items(connect(), catalog, MONTH,
+                              pa.Table.from_pylist(rows, schema=USAGE))
+    lines = {line["customer_id"]: line for line in priced.line_items.to_pylist()}
+    subs: dict[str, list[Row]] = {}
+    for sub in priced.sub_line_items.to_pylist():
+        subs.setdefault(sub["line_item_id"], []).append(sub)
+    return [Breakdown(currency, money.quantize(lines[name]["amount"], currency),
+                      lines[name]["precise_amount"], subs.get(lines[name]["line_item_id"], []))
+            for name in names]
 
 
 def evaluate_price(price: PriceJSON, usage: Usage) -> Decimal:

@@ -37,7 +37,7 @@ def price_dimensions(catalog: Catalog, price: Price) -> tuple[str, ...]:
     return tuple(catalog.dimensional_price_group(config.group_ref).dimensions)
 
 
-def _usage_filter(price: Price, dimensions: Sequence[str]) -> str | None:
+def usage_filter(price: Price, dimensions: Sequence[str]) -> str | None:
     """The price's filter and its dimension values (``properties.<dimension> = '<value>'``
     each, built as a syntax tree) as one condition, or None."""
     conditions: list[exp.Expr] = [parse_filter(price.filter)] if price.filter else []
@@ -57,7 +57,7 @@ def price_usages(price: Price, metric_sql: str, dimensions: Sequence[str] = ()
     a dimensional price's group's (``price_dimensions``)."""
     usages = {}
     sql = metric_sql
-    condition = _usage_filter(price, dimensions)
+    condition = usage_filter(price, dimensions)
     if condition is not None:
         sql = filtered_metric(metric_sql, condition)
         usages[str(price.usage_metric_id)] = sql

@@ -254,6 +254,7 @@ def _a_ids(client, admin, tenant):
             "customer_id": customer["id"], "external_customer_id": "acme-1",
             "subscription_id": sub["id"], "plan_id": "a_yearly",
             "external_plan_id": "a_yearly", "metric_id": "a_seats", "invoice_id": invoice["id"],
+            "price_id": "yearly_fee", "external_price_id": "yearly_fee",
             "credit_note_id": credit_note_id, "event_id": "evt-a",
             "backfill_id": backfill.json()["id"],
             "dimensional_price_group_id": "a_by_team", "top_up_id": top_up["id"],

@@ -310,3 +310,74 @@ def test_another_tenant_finds_none_and_a_reader_writes_nothing(api):
                  lambda c: c.subscriptions.unschedule_pending_plan_changes("sub_ny")):
         with pytest.raises(orb.PermissionDeniedError):
             call(reader)
+
+
+def test_prices_list_and_fetch_through_the_sdk(api):
+    keys, _ = api
+    client = keys.client(keys.reader)
+    # every plan's prices, in the catalog's order: pro, jp, max, floor
+    assert [p.id for p in client.prices.list(limit=100)] == [
+        "pro_platform", "pro_calls", "pro_tokens", "jp_platform", "jp_calls",
+        "max_platform", "max_calls", "floor_calls"]
+    calls = client.prices.fetch("pro_calls")
+    assert (calls.price_model_type, calls.currency, calls.price_type,
+            calls.billable_metric.id) == (
+        "tiered", "USD", "usage_price", "calls")
+    assert [(t.first_unit, t.last_unit, t.unit_amount) for t in calls.tiered_config.tiers] == [
+        (0, 10, "0.50"), (10, None, "0.10")]
+    assert client.prices.external_price_id.fetch("jp_calls").currency == "JPY"
+    with pytest.raises(orb.NotFoundError):
+        keys.client(keys.other).prices.fetch("max_calls")  # tenant b has no plan max
+
+
+def _evaluate(client, price_id, start, end, **options):
+    return [(g.grouping_values, g.quantity, g.amount) for g in client.prices.evaluate(
+        price_id, timeframe_start=start, timeframe_end=end, **options).data]
+
+
+def test_evaluate_a_price_over_one_customers_events(api):
+    keys, _ = api
+    client = keys.client(keys.reader)  # an evaluation only reads
+    # New York's calls from 00:00 UTC on 1 October to 00:00 UTC on 1 November: 15 on the
+    # 10th and one at 03:59:59 on the 1st (its 30 September, but inside this timeframe);
+    # the one at 03:30 on 1 November is not: 16 calls, 10 x 0.50 + 6 x 0.10 = 5.60
+    october = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    assert _evaluate(client, "pro_calls", *october, customer_id="ny") == [([], 16, "5.60")]
+    # half-open: the calls at 12:05 to 12:09 on the 10th, not the one at 12:10: 5 x 0.50
+    assert _evaluate(client, "pro_calls", "2026-10-10T12:05:00Z", "2026-10-10T12:10:00Z",
+                     external_customer_id="acme") == [([], 5, "2.50")]
+    # tokens grouped by their own property: 1200 x 0.001 = 1.20; 25 x 0.001 = 0.025,
+    # rounded half up to 0.03
+    assert _evaluate(client, "pro_tokens", *october, customer_id="ny",
+                     grouping_keys=["tokens"]) == [(["1200"], 1200, "1.20"),
+                                                  (["25"], 25, "0.03")]
+    # filtered: only the event of more than 100 tokens
+    assert _evaluate(client, "pro_tokens", *october, customer_id="ny",
+                     filter="properties.tokens > 100") == [([], 1200, "1.20")]
+    # no events: the price at no usage; a fixed fee: its quantity
+    assert _evaluate(client, "pro_calls", "2026-10-02T00:00:00Z", "2026-10-03T00:00:00Z",
+                     customer_id="ny") == [([], 0, "0.00")]
+    assert _evaluate(client, "pro_platform", *october, customer_id="ny") == [
+        ([], 1, "20.00")]
+
+
+def test_evaluate_refuses_what_it_cannot_evaluate(api):
+    keys, _ = api
+    client = keys.client()
+    october = {"timeframe_start": "2026-10-01T00:00:00Z",
+               "timeframe_end": "2026-11-01T00:00:00Z"}
+    with pytest.raises(orb.BadRequestError) as bad_filter:
+        client.prices.evaluate("pro_calls", customer_id="ny",
+                               filter="read_parquet('x') = 1", **october)
+    assert bad_filter.value.body["detail"].startswith("body.filter: line 1, column 1:")
+    with pytest.raises(orb.BadRequestError) as backwards:
+        client.prices.evaluate("pro_calls", customer_id="ny",
+                               timeframe_start="2026-11-01T00:00:00Z",
+                               timeframe_end="2026-10-01T00:00:00Z")
+    assert backwards.value.body["detail"] == (
+        "body.timeframe_end: 2026-10-01T00:00:00+00:00 is not after timeframe_start "
+        "2026-11-01T00:00:00+00:00")
+    with pytest.raises(orb.BadRequestError):
+        client.prices.evaluate("pro_calls", **october)  # whose events?
+    with pytest.raises(orb.NotFoundError):  # tenant b's key: not its customer
+        keys.client(keys.other).prices.evaluate("pro_calls", customer_id="ny", **october)

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from api.access import Authorized, Caller, IdempotentRoute, audit, config, path_id
+from api.access import Authorized, Caller, IdempotentRoute, audit, config, path_id, reads
 from api.errors import bad_request, error_body, not_found
 from api.pages import Cursor, Limit, page
 from api.shapes import instant
@@ -138,6 +138,7 @@ def _shaped_event(current: View, event: FoundEvent) -> dict[str, Any]:
 
 
 @router.post("/events/search")
+@reads
 def search(body: SearchRequest, request: Request, caller: Authorized) -> dict[str, Any]:
     """The events with these ids (idempotency keys) in the timeframe, deprecated ones
     included, oldest first."""
