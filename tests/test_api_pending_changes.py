@@ -17,7 +17,7 @@ PENDING = {"Create-Pending-Subscription-Change": "true"}
 def test_pending_subscription_changes_through_the_sdk(server):  # noqa: F811
     client = server.client(server.admin)
     customer = client.customers.create(email="pending@x.test", name="Pending",
-                                       timezone="UTC")
+                                       timezone="UTC", external_customer_id="pending-ext")
     held = client.subscriptions.create(customer_id=customer.id, plan_id="starter",
                                        start_date="2026-10-01", extra_headers=PENDING)
     change_id = held.pending_subscription_change.id
@@ -58,3 +58,15 @@ def test_pending_subscription_changes_through_the_sdk(server):  # noqa: F811
 
     with pytest.raises(orb.NotFoundError):
         server.client(server.tenant_b).subscription_changes.retrieve(third)
+
+    # listed newest first, filtered by customer and by status
+    listed = [(c.id, c.status, c.subscription_id)
+              for c in client.subscription_changes.list(customer_id=customer.id)]
+    assert listed == [(third, "applied", held.id), (second, "cancelled", held.id),
+                      (change_id, "applied", held.id)]
+    assert [c.id for c in client.subscription_changes.list(
+        external_customer_id="pending-ext", status="cancelled")] == [second]
+    assert list(client.subscription_changes.list(external_customer_id="nobody")) == []
+    assert [c.id for c in client.subscription_changes.list(customer_id=customer.id,
+                                                           status="cancelled")] == [second]
+    assert list(server.client(server.tenant_b).subscription_changes.list()) == []

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
 from api.access import Authorized, Caller, IdempotentRoute, audit, config, found, path_id
 from api.errors import bad_request, not_found
+from api.pages import Cursor, Limit, page
 from api.pending_changes import shape
 from api.resources.subscriptions import (
     PlanChange,
@@ -62,6 +63,37 @@ def _answer(request: Request, caller: Caller, change: PendingChange) -> dict[str
     sub = current.subscription(change.subscription_id)
     return shape(change, current.now, None if sub is None
                  else shaped(current, sub) | {"changed_resources": None})
+
+
+@router.get("")
+def list_subscription_changes(request: Request, caller: Authorized, cursor: Cursor = None,
+                              limit: Limit = 20, customer_id: str | None = None,
+                              external_customer_id: str | None = None,
+                              status: Literal["pending", "applied", "cancelled"] | None = None,
+                              ) -> dict[str, Any]:
+    """Orb's list, newest first, each change in its list shape; ``status`` as of now (a
+    pending change past its expiration time is cancelled)."""
+    now = config(request).clock()
+    customers = None if customer_id is None else {customer_id}
+    if external_customer_id is not None:
+        known = view(request, caller).customer_by_external_id(external_customer_id)
+        named = set() if known is None else {known.id}
+        customers = named if customers is None else customers & named
+    with _store(caller) as store:
+        changes = stored.read(store.engine)
+    chosen = [c for c in reversed(changes)
+              if (customers is None or c.customer_id in customers)
+              and (status is None or c.status_at(now) == status)]
+
+    def listed(change: PendingChange) -> dict[str, Any]:
+        whole = shape(change, now, None)
+        # a create not yet applied has no subscription yet, as in ``shape``
+        created = change.change_type != "create_subscription" or whole["status"] == "applied"
+        return {key: whole[key] for key in ("id", "expiration_time", "status", "applied_at",
+                                            "cancelled_at")} | {
+            "subscription_id": change.subscription_id if created else None}
+
+    return page(chosen, cursor, limit, lambda c: c.change_id, listed)
 
 
 @router.get("/{subscription_change_id}")
