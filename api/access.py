@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -28,6 +28,9 @@ from starlette.routing import BaseRoute
 from api.errors import ApiError
 from api.registry import DEFAULT_TENANT, Clock, Registry, Role, StoredResponse, utc_now
 from storage.settings import Settings
+
+if TYPE_CHECKING:
+    from api.ingest_batcher import MicroBatcher
 
 E = TypeVar("E", bound=Callable[..., Any])
 
@@ -45,6 +48,9 @@ class ApiConfig:
     # ORB_API_REQUIRE_AUTH: off, a request without a key is the default tenant's admin
     require_auth: bool = True
     clock: Clock = utc_now
+    # ``orb serve``'s: POST /ingest buffers and the batcher lands (started by the app's
+    # lifespan); None (the in-process tests): each request is ingested as it comes
+    batcher: MicroBatcher | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Orb's (``api/errors.py``); the OpenAPI document is ``/v1/openapi.json``."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -44,8 +46,19 @@ def require_auth_from_env() -> bool:
 
 
 def create_app(api: ApiConfig) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # the ingest buffer's micro-batcher runs while the server does
+        if api.batcher is not None:
+            api.batcher.start()
+        try:
+            yield
+        finally:
+            if api.batcher is not None:
+                api.batcher.stop()
+
     app = FastAPI(title="Orb on DuckDB", version="1", openapi_url="/v1/openapi.json",
-                  docs_url="/v1/docs", redoc_url=None)
+                  docs_url="/v1/docs", redoc_url=None, lifespan=lifespan)
     app.state.api = api
     errors.install(app)
     errors.document(app)

@@ -9,8 +9,9 @@ import uvicorn
 
 from api.access import ApiConfig
 from api.app import REQUIRE_AUTH_VARIABLE, create_app, require_auth_from_env
+from api.ingest_batcher import MicroBatcher
 from api.limits import IdleDeadline
-from api.registry import Registry, registry_url
+from api.registry import Registry, registry_url, utc_now
 from storage.settings import Settings
 
 
@@ -44,6 +45,7 @@ def serve(data_dir: str | Path, host: str, port: int) -> None:
     require_auth = require_auth_from_env()
     check_exposure(host, require_auth, registry.has_active_keys())
     # a connection idle, or slow to send a request's head, is closed (api/limits.py)
-    uvicorn.run(create_app(ApiConfig(registry, require_auth)), host=host, port=port,
+    api = ApiConfig(registry, require_auth, batcher=MicroBatcher(registry, utc_now))
+    uvicorn.run(create_app(api), host=host, port=port,
                 http=IdleDeadline,
                 timeout_keep_alive=Settings.from_env(data_dir).ingest_idle_timeout)

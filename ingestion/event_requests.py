@@ -99,18 +99,23 @@ def grace_window(settings: Settings) -> Window:
                   too_old=TOO_OLD)
 
 
+def serialized(events: list[IngestEvent], backfill_id: str | None = None) -> bytes:
+    """The events as JSON Lines, the same bytes every time (sorted keys, no spaces)."""
+    lines = [e.model_dump(exclude_none=True) for e in events]
+    if backfill_id is not None:
+        # The file names its backfill (check_batch.sql reads only the event fields), so
+        # the same events sent ordinarily, or to another backfill, are another batch.
+        lines = [{**line, "backfill_id": backfill_id} for line in lines]
+    return "".join(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
+                   for line in lines).encode()
+
+
 def ingest_request(settings: Settings, events: list[IngestEvent], now: datetime,
                    backfill: Backfill | None = None) -> Ingested:
     """Ingest the events as one batch, ordinarily (within the grace period) or into a
     pending ``backfill`` (held by ``backfills.ingesting``: within its timeframe and
     scope, and as old as the deployment keeps events)."""
-    lines = [e.model_dump(exclude_none=True) for e in events]
-    if backfill is not None:
-        # The file names its backfill (check_batch.sql reads only the event fields), so
-        # the same events sent ordinarily, or to another backfill, are another batch.
-        lines = [{**line, "backfill_id": backfill.backfill_id} for line in lines]
-    data = "".join(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
-                   for line in lines).encode()
+    data = serialized(events, backfill.backfill_id if backfill else None)
     # Named by its content: a request retried after a crash finds the same kept file.
     name = f"api-{hashlib.sha256(data).hexdigest()[:24]}.jsonl"
     with tempfile.TemporaryDirectory(prefix="orb-ingest-") as folder:

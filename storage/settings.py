@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from storage.lake import Lake
 
@@ -17,6 +17,8 @@ DEFAULT_MAX_EVENT_AGE_DAYS = 400
 DEFAULT_ENGINE = "duckdb"
 DEFAULT_INGEST_IDLE_TIMEOUT = 5
 DEFAULT_INGEST_BODY_TIMEOUT = 30
+DEFAULT_INGEST_BUFFER_EVENTS = 100_000
+DEFAULT_INGEST_FLUSH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class Settings:
     # a request's body may take to arrive (docs/ingestion.md).
     ingest_idle_timeout: int = DEFAULT_INGEST_IDLE_TIMEOUT
     ingest_body_timeout: int = DEFAULT_INGEST_BODY_TIMEOUT
+    # ``orb serve``'s ingest buffer (docs/ingestion.md#http-ingestion): a segment is
+    # sealed and landed as one batch at this many events, or this many seconds old.
+    ingest_buffer_events: int = DEFAULT_INGEST_BUFFER_EVENTS
+    ingest_flush_seconds: float = DEFAULT_INGEST_FLUSH_SECONDS
     # Days after its date a draft invoice is issued by itself (invoicing/auto_issue.py);
     # None: never, drafts wait for ``orb invoices issue``.
     auto_issue_grace_days: int | None = None
@@ -56,6 +62,10 @@ class Settings:
             state_url=os.environ.get("ORB_STATE_URL", ""),
             ingest_idle_timeout=_seconds("ORB_INGEST_IDLE_TIMEOUT", DEFAULT_INGEST_IDLE_TIMEOUT),
             ingest_body_timeout=_seconds("ORB_INGEST_BODY_TIMEOUT", DEFAULT_INGEST_BODY_TIMEOUT),
+            ingest_buffer_events=_positive("ORB_INGEST_BUFFER_EVENTS",
+                                           DEFAULT_INGEST_BUFFER_EVENTS, int),
+            ingest_flush_seconds=_positive("ORB_INGEST_FLUSH_SECONDS",
+                                           DEFAULT_INGEST_FLUSH_SECONDS, float),
             auto_issue_grace_days=_grace_days(),
         )
 
@@ -79,6 +89,20 @@ def _seconds(variable: str, default: int) -> int:
         raise ValueError(f"{variable} must be a whole number of seconds, 1 or more, "
                          f"not {text!r}")
     return int(text)
+
+
+N = TypeVar("N", int, float)
+
+
+def _positive(variable: str, default: N, kind: type[N]) -> N:
+    text = os.environ.get(variable, "").strip()
+    try:
+        value = kind(text) if text else default
+    except ValueError:
+        value = kind(0)
+    if not value > 0:
+        raise ValueError(f"{variable} must be a {kind.__name__} above 0, not {text!r}")
+    return value
 
 
 def _grace_days() -> int | None:

@@ -32,7 +32,13 @@ from assets.events import day_materializations, materializations
 from ingestion import backfills
 from ingestion.amendments import FoundEvent, record_amendment, search_events, timeframe_days
 from ingestion.backfills import Backfill, BackfillError
-from ingestion.event_requests import GRACE_PERIOD, IngestEvent, IngestRequest, ingest_request
+from ingestion.event_requests import (
+    GRACE_PERIOD,
+    IngestEvent,
+    IngestRequest,
+    ingest_request,
+    serialized,
+)
 from pipelines import runner
 from webhooks.alerts import after_batches
 
@@ -83,9 +89,19 @@ def _days_changed(days: list[date], **metadata: str) -> None:
 @router.post("/ingest")
 def ingest(body: IngestRequest, request: Request, caller: Authorized, debug: bool = False,
            backfill_id: str | None = None) -> JSONResponse:
-    """Orb's ingestion: one batch per request. 200 when no event failed validation; 400
-    with ``validation_failed`` when some did (the others are ingested all the same)."""
+    """Orb's ingestion. Under ``orb serve``, buffered and landed by the micro-batcher
+    (``api/ingest_batcher.py``); with ``debug`` or a backfill (their answers need the
+    batch's outcome), or without a batcher, one batch per request: 200 when no event
+    failed validation; 400 with ``validation_failed`` when some did (the others are
+    ingested all the same)."""
     settings, now = caller.deployment, config(request).clock()
+    batcher = config(request).batcher
+    if batcher is not None and backfill_id is None and not debug:
+        # the fast path: acknowledged once durable in the ingest buffer, landed within
+        # about ORB_INGEST_FLUSH_SECONDS; content is checked at landing (docs/api.md)
+        batcher.append(caller.tenant_id, settings, serialized(body.events),
+                       len(body.events))
+        return JSONResponse({"validation_failed": [], "debug": None})
     if backfill_id is None:
         done = ingest_request(settings, body.events, now)
     else:
