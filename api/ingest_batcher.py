@@ -4,7 +4,10 @@
 seals each tenant's segment when it is full or ``ORB_INGEST_FLUSH_SECONDS`` old and lands
 it as one batch through ``ingest_files``, then reports it as a request's batch is
 reported: to Dagster, to the audit trail (resource ``event_batch``), and to the alerts of
-its customers (on a thread of their own, so that landing does not wait for them).
+its customers (on a thread of their own, so that landing does not wait for them). The
+landing itself runs in a process of its own (spawned, so that it holds none of the
+server's files or locks), so that it does not compete with requests for the server's
+interpreter lock.
 
 Started and stopped by the app's lifespan (``api/app.py``) when ``ApiConfig.batcher`` is
 set, as ``orb serve`` sets it. At start, every tenant's buffer seals what a killed server
@@ -14,9 +17,11 @@ left and the thread lands it first; at stop, everything buffered is sealed and l
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +46,11 @@ class _Tenant:
 
 
 class MicroBatcher:
-    def __init__(self, registry: Registry, clock: Clock, settings: Settings | None = None):
+    def __init__(self, registry: Registry, clock: Clock, settings: Settings | None = None,
+                 landing_process: bool = True):
         settings = settings or Settings.from_env()
+        self._landing_process = landing_process
+        self._landing: ProcessPoolExecutor | None = None
         self._registry, self._clock = registry, clock
         self.max_events, self.flush_seconds = (settings.ingest_buffer_events,
                                                settings.ingest_flush_seconds)
@@ -75,6 +83,7 @@ class MicroBatcher:
         for tenant_id in self._registry.tenants():
             self._tenant(tenant_id, self._registry.tenant_settings(tenant_id))
         self._alerts = ThreadPoolExecutor(1, thread_name_prefix="ingest-alerts")
+        self._start_landing()
         self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
         self._thread.start()
 
@@ -89,6 +98,14 @@ class MicroBatcher:
             tenant.buffer.close()
         if self._alerts is not None:
             self._alerts.shutdown(wait=True)
+        if self._landing is not None:
+            self._landing.shutdown(wait=True)
+
+    def _start_landing(self) -> None:
+        if self._landing_process:
+            self._landing = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"))
+            self._landing.submit(_warm_up)  # its imports, while nothing waits on it
 
     def _run(self) -> None:
         poll = min(0.1, self.flush_seconds / 4)
@@ -107,6 +124,11 @@ class MicroBatcher:
             for segment in tenant.buffer.sealed():
                 try:
                     self._land(tenant, segment)
+                except BrokenProcessPool:
+                    log.exception("the landing process died; %s is tried again", segment)
+                    self._start_landing()
+                    tenant.retry_at = time.monotonic() + RETRY_SECONDS
+                    break
                 except Exception:
                     log.exception("could not land %s (kept, tried again in %.0f s)",
                                   segment, RETRY_SECONDS)
@@ -115,8 +137,9 @@ class MicroBatcher:
 
     def _land(self, tenant: _Tenant, segment: Path) -> None:
         now = self._clock()
-        result = land_segment(tenant.settings, segment, now)
-        if result.status != "ingested":
+        result = (self._landing.submit(land_segment, tenant.settings, segment, now).result()
+                  if self._landing else land_segment(tenant.settings, segment, now))
+        if result is None or result.status != "ingested":
             return
         _report(materializations([result]))
         self._registry.record(tenant.tenant_id, None, AUDIT_ROLE, "POST", "/v1/ingest",
@@ -127,3 +150,7 @@ class MicroBatcher:
                                   "duplicates": result.duplicates})
         if self._alerts is not None:
             self._alerts.submit(after_batches, tenant.settings, [result.batch_id], now)
+
+
+def _warm_up() -> None:
+    pass

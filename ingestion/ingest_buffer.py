@@ -201,13 +201,17 @@ def recover_segment(path: Path) -> None:
     _sync_folder(path.parent)
 
 
-def land_segment(settings: Settings, segment: Path, now: datetime) -> BatchResult:
+def land_segment(settings: Settings, segment: Path, now: datetime) -> BatchResult | None:
     """Land a sealed segment as one batch, as a file is (the API's grace period), then
-    delete it: landed again after a crash, it is "already ingested"."""
-    with closing(connect()) as con:
-        (result,) = ingest_files(con, settings.lake, current_catalog(settings), [segment],
-                                 now, grace_window(settings))
-    segment.unlink()
+    delete it: landed again after a crash, it is "already ingested". None: it is gone
+    (the landing of a killed server finished it meanwhile)."""
+    with settings.lake.lock("ingest_segments"):  # one lander of a segment at a time
+        if not segment.exists():
+            return None
+        with closing(connect()) as con:
+            (result,) = ingest_files(con, settings.lake, current_catalog(settings),
+                                     [segment], now, grace_window(settings))
+        segment.unlink()
     return result
 
 

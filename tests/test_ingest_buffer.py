@@ -56,7 +56,8 @@ def key_counts(root):
 def test_acknowledged_events_land_once_and_bad_ones_in_quarantine(data):
     registry = Registry.open(registry_url(data), data, clock=lambda: NOW)
     batcher = MicroBatcher(registry, lambda: NOW,
-                           Settings(ingest_buffer_events=4, ingest_flush_seconds=0.1))
+                           Settings(ingest_buffer_events=4, ingest_flush_seconds=0.1),
+                           landing_process=False)  # the spawned lander: the kill test
     app = create_app(ApiConfig(registry, require_auth=False, clock=lambda: NOW,
                                batcher=batcher))
     first = [event("k1"), event("k2", customer="c9"), event("k3")]
@@ -138,7 +139,7 @@ def test_a_killed_server_loses_no_acknowledged_event_and_doubles_none(data, tmp_
                for n in range(3)]
     for client in clients:
         client.start()
-    time.sleep(2.5)  # segments sealed, landed, and one open, mid-append
+    time.sleep(1.5)  # segments sealed, landed, and one open, mid-append
     os.kill(server.pid, signal.SIGKILL)
     server.wait()
     stop.set()
