@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -55,6 +56,7 @@ class MicroBatcher:
         self.max_events, self.flush_seconds = (settings.ingest_buffer_events,
                                                settings.ingest_flush_seconds)
         self._tenants: dict[Path, _Tenant] = {}
+        self._named: dict[str, _Tenant] = {}
         self._opening = threading.Lock()
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,12 +70,17 @@ class MicroBatcher:
             self._wake.set()
 
     def _tenant(self, tenant_id: str, settings: Settings) -> _Tenant:
+        # by the folder as the registry names it: resolving it costs each request ~1 ms
+        tenant = self._named.get(settings.data_dir)
+        if tenant is not None:
+            return tenant
         folder = buffer_folder(settings)
         with self._opening:
             tenant = self._tenants.get(folder)
             if tenant is None:
                 tenant = self._tenants[folder] = _Tenant(
                     tenant_id, settings, IngestBuffer.open(folder, self.max_events))
+            self._named[settings.data_dir] = tenant
         return tenant
 
     # -- the thread -------------------------------------------------------------------
@@ -104,7 +111,8 @@ class MicroBatcher:
     def _start_landing(self) -> None:
         if self._landing_process:
             self._landing = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"))
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with, initargs=(os.getpid(),))
             self._landing.submit(_warm_up)  # its imports, while nothing waits on it
 
     def _run(self) -> None:
@@ -154,3 +162,14 @@ class MicroBatcher:
 
 def _warm_up() -> None:
     pass
+
+
+def _exit_with(server: int) -> None:
+    """In the landing process: exit when the server is gone (killed -9, it cannot say
+    so), even mid-landing, which the next server's start finishes."""
+    def watch() -> None:
+        while os.getppid() == server:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="server-watch", daemon=True).start()
