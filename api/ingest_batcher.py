@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.registry import Clock, Registry
-from api.resources.events import _report
+from api.resources.events import report_to_dagster
 from assets.events import materializations
 from ingestion.ingest_buffer import IngestBuffer, buffer_folder, land_segment
 from storage.settings import Settings
@@ -149,7 +149,7 @@ class MicroBatcher:
                   if self._landing else land_segment(tenant.settings, segment, now))
         if result is None or result.status != "ingested":
             return
-        _report(materializations([result]))
+        report_to_dagster(materializations([result]))
         self._registry.record(tenant.tenant_id, None, AUDIT_ROLE, "POST", "/v1/ingest",
                               "event_batch", result.batch_id, None, {
                                   "batch_id": result.batch_id, "file": result.file,

@@ -69,7 +69,7 @@ def _instance(_home: str | None) -> dg.DagsterInstance:
 _reporting = threading.Lock()  # one Dagster instance, shared by the worker threads
 
 
-def _report(reports: list[dg.AssetMaterialization]) -> None:
+def report_to_dagster(reports: list[dg.AssetMaterialization]) -> None:
     # The write is done whatever happens here: a failed report must not make the client
     # retry (a retry would change nothing, and report nothing either).
     try:
@@ -81,7 +81,7 @@ def _report(reports: list[dg.AssetMaterialization]) -> None:
 
 
 def _days_changed(days: list[date], **metadata: str) -> None:
-    _report(day_materializations(days, metadata))
+    report_to_dagster(day_materializations(days, metadata))
 
 
 # -- ingest ----------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def ingest(body: IngestRequest, request: Request, caller: Authorized, debug: boo
             raise bad_request([f"query.{exc}"]) from exc
     result = done.result
     if result.status == "ingested":
-        _report(materializations([result]))
+        report_to_dagster(materializations([result]))
         audit(request, caller, "event_batch", result.batch_id, None, {
             "batch_id": result.batch_id, "backfill_id": backfill_id,
             "ingested": done.ingested, "duplicate": done.duplicate,
