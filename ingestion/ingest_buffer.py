@@ -34,6 +34,7 @@ from ingestion.batches import BatchResult, ingest_files
 from ingestion.event_requests import grace_window
 from pricing_sql.run_catalog import current_catalog
 from storage.duck import connect
+from storage.lake import fsync_path
 from storage.settings import Settings
 
 FOLDER = "ingest_buffer"
@@ -116,7 +117,7 @@ class IngestBuffer:
         self._sequence += 1
         path = self.folder / f"api-{time.time_ns():020d}-{self._sequence:06d}.jsonl{OPEN_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        _sync_folder(self.folder)  # the file's name is durable before its first ack
+        fsync_path(self.folder)  # the file's name is durable before its first ack
         self._current = _Segment(path, fd, time.monotonic())
         return self._current
 
@@ -178,7 +179,7 @@ class IngestBuffer:
                 segment.syncing = False
                 self._cond.notify_all()
         if sealed:
-            _sync_folder(self.folder)
+            fsync_path(self.folder)
         return sealed
 
     def sealed(self) -> list[Path]:
@@ -198,7 +199,7 @@ def recover_segment(path: Path) -> None:
             handle.truncate(len(whole))
             os.fsync(handle.fileno())
     path.rename(path.with_suffix(""))
-    _sync_folder(path.parent)
+    fsync_path(path.parent)
 
 
 def land_segment(settings: Settings, segment: Path, now: datetime) -> BatchResult | None:
@@ -214,10 +215,3 @@ def land_segment(settings: Settings, segment: Path, now: datetime) -> BatchResul
         segment.unlink()
     return result
 
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

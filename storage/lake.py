@@ -220,3 +220,12 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> Path:
     finally:
         scratch.unlink(missing_ok=True)
     return target
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync a file or a folder by its path (a folder's: the names in it are durable)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from storage.exports.ddl import DIALECTS, ddl_script
-from storage.lake import Lake, write_atomically
+from storage.lake import Lake, fsync_path, write_atomically
 from storage.tables import PUBLISHED_TABLES, TABLES
 
 FORMAT = "orb-export/1"
@@ -225,15 +225,7 @@ def _copy(source: SourceFile, dest: Destination, relative: str) -> None:
     if digest.hexdigest() != source.sha256:
         raise ExportError(f"{source.path} changed during the export; run it again")
     if dest.local:  # on disk before the manifest that vouches for it
-        _fsync(target)
-
-
-def _fsync(path: str) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        fsync_path(target)
 
 
 def _write(dest: Destination, relative: str, data: bytes) -> None:
