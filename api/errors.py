@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from api import bodies
+
 ORB_ERRORS = "https://docs.withorb.com/reference/error-responses"
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ def document(app: FastAPI) -> None:
             for path in spec.get("paths", {}).values():
                 for operation in path.values():
                     operation.get("responses", {}).pop("422", None)
+            bodies.add_components(spec)
             for unused in ("HTTPValidationError", "ValidationError"):
                 spec.get("components", {}).get("schemas", {}).pop(unused, None)
             app.openapi_schema = spec
