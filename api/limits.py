@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import error_body
 
@@ -19,9 +19,10 @@ from api.errors import error_body
 MAX_BODY_BYTES = 5 << 20
 
 
-class IdleDeadline(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, with its keep-alive timeout also bounding the wait for
-    a request's headers.
+class IdleDeadline(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools (its h11 one parses in Python, slower:
+    docs/capacity.md#http-ingestion), with its keep-alive timeout also bounding the wait
+    for a request's headers.
 
     uvicorn times out only the wait after a response, and stops the timer at the first
     byte received: a connection that sends nothing, or its headers a byte at a time,

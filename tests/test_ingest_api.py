@@ -262,7 +262,7 @@ def test_idle_connections_and_slow_requests_are_closed(data, tmp_path):
             # nothing sent at all; a head that never ends, a byte every 0.2 s
             sent, seconds = read_until_closed(connection())
             assert sent == b"" and 0.9 < seconds < 5
-            sent, seconds = read_until_closed(connection(), b"X-Slow: " + b"a" * 200)
+            sent, seconds = read_until_closed(connection(), head + b"X-Slow: " + b"a" * 200)
             assert sent == b"" and 0.9 < seconds < 5
             # a body that trickles in: 2 s for all of it, however steadily it comes
             body = connection()
