@@ -30,6 +30,7 @@ from api.registry import Clock, Registry
 from api.resources.events import report_to_dagster
 from assets.events import materializations
 from ingestion.ingest_buffer import IngestBuffer, buffer_folder, land_segment
+from ingestion.landing_process import land, start_lander, warm_up
 from storage.settings import Settings
 from webhooks.alerts import after_batches
 
@@ -91,6 +92,7 @@ class MicroBatcher:
             self._tenant(tenant_id, self._registry.tenant_settings(tenant_id))
         self._alerts = ThreadPoolExecutor(1, thread_name_prefix="ingest-alerts")
         self._start_landing()
+        report_to_dagster([])  # opens Dagster's instance now, not at the first landing
         self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
         self._thread.start()
 
@@ -112,8 +114,8 @@ class MicroBatcher:
         if self._landing_process:
             self._landing = ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with, initargs=(os.getpid(),))
-            self._landing.submit(_warm_up)  # its imports, while nothing waits on it
+                initializer=start_lander, initargs=(os.getpid(),))
+            self._landing.submit(warm_up)  # its imports, while nothing waits on it
 
     def _run(self) -> None:
         poll = min(0.1, self.flush_seconds / 4)
@@ -145,7 +147,7 @@ class MicroBatcher:
 
     def _land(self, tenant: _Tenant, segment: Path) -> None:
         now = self._clock()
-        result = (self._landing.submit(land_segment, tenant.settings, segment, now).result()
+        result = (self._landing.submit(land, tenant.settings, segment, now).result()
                   if self._landing else land_segment(tenant.settings, segment, now))
         if result is None or result.status != "ingested":
             return
@@ -158,18 +160,3 @@ class MicroBatcher:
                                   "duplicates": result.duplicates})
         if self._alerts is not None:
             self._alerts.submit(after_batches, tenant.settings, [result.batch_id], now)
-
-
-def _warm_up() -> None:
-    pass
-
-
-def _exit_with(server: int) -> None:
-    """In the landing process: exit when the server is gone (killed -9, it cannot say
-    so), even mid-landing, which the next server's start finishes."""
-    def watch() -> None:
-        while os.getppid() == server:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="server-watch", daemon=True).start()

@@ -25,10 +25,12 @@ import fcntl
 import os
 import threading
 import time
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+import duckdb
 
 from ingestion.batches import BatchResult, ingest_files
 from ingestion.event_requests import grace_window
@@ -202,15 +204,17 @@ def recover_segment(path: Path) -> None:
     fsync_path(path.parent)
 
 
-def land_segment(settings: Settings, segment: Path, now: datetime) -> BatchResult | None:
+def land_segment(settings: Settings, segment: Path, now: datetime,
+                 con: duckdb.DuckDBPyConnection | None = None) -> BatchResult | None:
     """Land a sealed segment as one batch, as a file is (the API's grace period), then
     delete it: landed again after a crash, it is "already ingested". None: it is gone
-    (the landing of a killed server finished it meanwhile)."""
+    (the landing of a killed server finished it meanwhile). ``con``: the landing
+    process's own (else a new one)."""
     with settings.lake.lock("ingest_segments"):  # one lander of a segment at a time
         if not segment.exists():
             return None
-        with closing(connect()) as con:
-            (result,) = ingest_files(con, settings.lake, current_catalog(settings),
+        with closing(connect()) if con is None else nullcontext(con) as using:
+            (result,) = ingest_files(using, settings.lake, current_catalog(settings),
                                      [segment], now, grace_window(settings))
         segment.unlink()
     return result

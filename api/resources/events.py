@@ -76,9 +76,10 @@ def report_to_dagster(reports: list[dg.AssetMaterialization]) -> None:
     # The write is done whatever happens here: a failed report must not make the client
     # retry (a retry would change nothing, and report nothing either).
     try:
-        with _reporting:
+        with _reporting:  # the instance is opened even for no report (MicroBatcher.start)
+            instance = _instance(os.environ.get("DAGSTER_HOME"))
             for report in reports:
-                _instance(os.environ.get("DAGSTER_HOME")).report_runless_asset_event(report)
+                instance.report_runless_asset_event(report)
     except Exception:
         log.exception("could not report %d changes to Dagster", len(reports))
 
