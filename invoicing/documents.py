@@ -35,7 +35,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -228,9 +228,13 @@ def _discard_uncommitted(lake: Lake) -> None:
                     shutil.rmtree(path)
 
 
-def new_run_id(at: datetime) -> str:
-    """Sortable by time, unique: ``20261020T120000-1a2b3c4d``."""
-    return f"{at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+def new_run_id(at: datetime, earlier: Iterable[str] = ()) -> str:
+    """Sortable by time, unique, and after the ``earlier`` runs of the same second (an
+    issuing run passes the runs so far, under the issue lock, so that two runs at one
+    instant are read back in the order they were issued): ``20261020T120000-0001-1a2b3c4d``."""
+    stamp = f"{at:%Y%m%dT%H%M%S}"
+    same = sum(1 for run in earlier if run.startswith(stamp))
+    return f"{stamp}-{same:04d}-{uuid.uuid4().hex[:8]}"
 
 
 def issue_all(lake: Lake, due: list[Draft], at: datetime) -> list[tuple[str, Draft]]:
@@ -245,7 +249,7 @@ def issue_all(lake: Lake, due: list[Draft], at: datetime) -> list[tuple[str, Dra
         prefix = SERIES[draft.head.document_type]
         issued.append((f"{prefix}-{counters[prefix]:06d}", draft))
         counters[prefix] += 1
-    run = new_run_id(at)
+    run = new_run_id(at, _run_folders(lake)[0])
     for table, name, schema, rows in (
             ("issued_lines", PARTITION_FILE, LINES,
              [line.to_row(number) for number, draft in issued for line in draft.lines]),
