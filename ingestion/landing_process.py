@@ -1,8 +1,9 @@
 """The landing process of ``orb serve``'s micro-batcher (``api/ingest_batcher.py``): its
-initializer, warm-up and landing function live here, beside the ingestion stage, because a spawned process
-imports the module of each function it is given. Given the batcher's own, it imported the
-whole API, Dagster and the report renderers, 12 s of a core while the first requests
-waited (docs/capacity.md#http-ingestion); here it imports what landing needs."""
+initializer, warm-up and landing function live here, beside the ingestion stage, because
+a spawned process imports the module of each function it is given. Given the batcher's
+own, it imported the whole API, Dagster and the report renderers, 12 s of a core while
+the first requests waited (docs/capacity.md#http-ingestion); here it imports what
+landing needs."""
 
 from __future__ import annotations
 
