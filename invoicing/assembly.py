@@ -1,5 +1,5 @@
 """Assemble a billing run's invoices: priced lines, then adjustments, then prepaid credits,
-then taxes.
+then taxes, then what a credit leaves below zero carried to the customer balance.
 
 Every step is set-based SQL over all of the run's invoices at once (``invoicing/sql/``):
 the adjustments each invoice takes, in Orb's order (``applied_adjustments.sql``), its
@@ -28,6 +28,7 @@ from billing.charges import (
     run_span,
 )
 from billing.credits import Grant
+from invoicing.balance import CARRIED_ID, CARRIED_SOURCE
 from invoicing.sql import load_sql
 from invoicing.taxes.provider import TaxProvider, invoice_taxes
 from invoicing.usage_discounts import usage_discount_lines
@@ -187,6 +188,14 @@ def draw_credits(con: duckdb.DuckDBPyConnection, month: date, grants: list[Grant
     return ledger
 
 
+def carried_to_balance(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The adjustment of +excess on each invoice a credit would make negative
+    (carried_to_balance.sql), from ``invoice_totals``, ``line_items``, ``credit_entries``
+    and ``invoice_taxes``: the excess goes to the customer balance when it is issued."""
+    return con.sql(load_sql("carried_to_balance"), params={
+        "adjustment_id": CARRIED_ID, "source": CARRIED_SOURCE}).to_arrow_table().cast(ADJUSTMENTS)
+
+
 def invoice_heads(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
     """The invoices, from ``invoice_totals``, ``credit_entries`` and ``invoice_taxes``
     (invoices.sql)."""
@@ -210,4 +219,8 @@ def assemble_invoices(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: d
     invoice_totals(con, line_items, adjustments)
     ledger = draw_credits(con, month, grants, balances, issued_credits)
     taxes = invoice_taxes(con, catalog, tax_provider)  # after credits: Orb's order
+    carried = carried_to_balance(con)
+    if carried.num_rows:  # untaxed, and after credits: only the heads' adjustments change
+        adjustments = pa.concat_tables([adjustments, carried])
+        invoice_totals(con, line_items, adjustments)
     return Invoiced(invoice_heads(con, catalog), adjustments, ledger, taxes)

@@ -11,7 +11,9 @@ Who writes: issuing applies the customer's credit to each new invoice
 credit note against a paid invoice credits the balance (``credit_note_applied``); the
 payment layer moves an overpayment's excess to it (``overpayment_refund``); a person
 adjusts it (``manual_adjustment``, API and CLI); voiding an invoice gives back what
-was applied to it (``return_from_voiding``). Prepaid credit grants
+was applied to it (``return_from_voiding``); issuing a document whose credit exceeded
+what it charged credits the excess its ``carried_to_balance`` line holds
+(``prorated_refund``, invoicing/sql/carried_to_balance.sql). Prepaid credit grants
 (``invoicing/credit_grants.py``) are a different thing and never touch it, as in Orb.
 Every write holds ``lake.lock("balance")``, so a balance read and the transaction it
 decides are one step.
@@ -40,8 +42,12 @@ TABLE = "balance_transactions"
 KEY = TABLES[TABLE].key
 # Orb's CustomerBalanceTransaction actions that this system writes.
 Action = Literal["applied_to_invoice", "manual_adjustment", "credit_note_applied",
-                 "overpayment_refund", "return_from_voiding"]
+                 "overpayment_refund", "return_from_voiding", "prorated_refund"]
 PAYABLE = ("invoice", "adjustment_invoice")
+# The adjustment that carries an invoice's excess credit to the balance
+# (carried_to_balance.sql) and the key of its document line (document_lines.sql).
+CARRIED_ID, CARRIED_SOURCE = "customer_balance", "excess credit"
+CARRIED_LINE = f"adjustment:{CARRIED_SOURCE}:{CARRIED_ID}"
 
 
 class BalanceError(ValueError):
@@ -192,32 +198,45 @@ def return_from_voiding(lake: Lake, numbers: Iterable[str], at: datetime
 
 
 def apply_on_issue(lake: Lake, issued: Iterable[IssuedHead],
-                   status: Mapping[str, DocumentStatus], at: datetime) -> list[Transaction]:
+                   status: Mapping[str, DocumentStatus], at: datetime,
+                   carried: Mapping[str, Decimal] | None = None) -> list[Transaction]:
     """Right after an issuing run commits: apply each customer's credit balance to its
     new invoices with something to pay, in number order (``applied_to_invoice``, id
-    ``applied~<number>``), and credit the balance with each credit note whose invoice
-    is paid (``status``: the corrected invoices' statuses). A crash before this leaves
-    the invoices with nothing applied (amount due = total) and the credit on the
-    balance for the next invoice: never applied twice, never lost."""
+    ``applied~<number>``), credit the balance with each credit note whose invoice
+    is paid (``status``: the corrected invoices' statuses), and with what ``carried``
+    (number -> its ``CARRIED_LINE`` amount) moved off each document (``prorated_refund``,
+    id ``refund~<number>``; a correction's is the change of it, either sign). A crash
+    before this leaves the invoices with nothing applied (amount due = total) and the
+    credit on the balance for the next invoice: never applied twice, never lost; a
+    carried credit or a credit note's is then not written, and is given by hand
+    (``orb balance adjust``), as for ``return_from_voiding``."""
     written: list[Transaction] = []
     heads = sorted(issued, key=lambda h: h.number)
+    carried = carried or {}
     with lake.lock("balance"):
         current = balances(read(lake))
+
+        def record(t: Transaction) -> None:
+            if write(lake, t):
+                current[(t.customer_id, t.currency)] = (
+                    current.get((t.customer_id, t.currency), Decimal(0)) + t.amount)
+                written.append(t)
+
         for head in heads:
             key = (head.customer_id, head.currency)
+            # first: a correction taking carried credit back must not be paid with it
+            if carried.get(head.number):
+                record(Transaction(f"refund~{head.number}", head.customer_id, head.currency,
+                                   "prorated_refund", -carried[head.number],
+                                   head.corrects or head.number, None,
+                                   "credit over the invoice's charges", at))
             if head.document_type in PAYABLE and head.total > 0 and current.get(key, 0) < 0:
-                applied = min(-current[key], head.total)
-                t = Transaction(f"applied~{head.number}", head.customer_id, head.currency,
-                                "applied_to_invoice", applied, head.number, None, None, at)
-                if write(lake, t):
-                    current[key] += applied
-                    written.append(t)
+                record(Transaction(f"applied~{head.number}", head.customer_id, head.currency,
+                                   "applied_to_invoice", min(-current[key], head.total),
+                                   head.number, None, None, at))
             elif (head.document_type == "credit_note" and head.total < 0 and head.corrects
                   and status.get(head.corrects) == "paid"):
-                t = Transaction(f"cn~{head.number}", head.customer_id, head.currency,
-                                "credit_note_applied", head.total, head.corrects, head.number,
-                                None, at)
-                if write(lake, t):
-                    current[key] = current.get(key, Decimal(0)) + head.total
-                    written.append(t)
+                record(Transaction(f"cn~{head.number}", head.customer_id, head.currency,
+                                   "credit_note_applied", head.total, head.corrects,
+                                   head.number, None, at))
     return written

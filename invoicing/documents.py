@@ -38,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
@@ -269,7 +270,10 @@ def issue_all(lake: Lake, due: list[Draft], at: datetime) -> list[tuple[str, Dra
     corrected = {h.corrects for h in heads if h.corrects}
     status = {number: latest[1] for number, latest in
               _latest(lake, _runs_of(lake, corrected)).items()} if corrected else {}
-    balance.apply_on_issue(lake, heads, status, at)  # after the commit: see its docstring
+    carried = {number: sum((line.amount for line in draft.lines
+                            if line.line_key == balance.CARRIED_LINE), Decimal(0))
+               for number, draft in issued}
+    balance.apply_on_issue(lake, heads, status, at, carried)  # after the commit: see its docstring
     return issued
 
 

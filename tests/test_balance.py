@@ -326,3 +326,29 @@ def test_voiding_an_invoice_gives_its_balance_back(tmp_path):
     # given back: 0.00 - 30.00 = -30.00, once
     assert balance.balance(lake, "acme", "USD") == Decimal("-30.00")
     assert [t.action for t in balance.read(lake)][-1] == "return_from_voiding"
+
+
+def test_a_correction_carries_the_change_of_the_excess_credit(tmp_path):
+    lake = Lake(tmp_path)
+    first = issue(lake, "0.00")
+    # The invoice carried 33.33 to the balance when issued: -33.33, credit held.
+    head = DocumentHead("invoice", "inv_c", None, None, "acme", "USD", date(2026, 11, 1),
+                        date(2026, 12, 1), date(2026, 12, 31), Decimal("-33.33"),
+                        Decimal("33.33"), Decimal(0), Decimal("0.00"))
+    balance.apply_on_issue(lake, [head.issued(first, AT)], {}, AT, {first: Decimal("33.33")})
+    # Re-rated at 4 seats, the credit is -6.67 beside a fee of 40.00 and nothing is
+    # carried: the correction has lines +26.66 (-6.67 - -33.33) and +40.00, its carried
+    # line 0 - 33.33 = -33.33, total 66.66 - 33.33 = 33.33. Its refund~ takes the credit
+    # back (+33.33, an increment) BEFORE the balance is applied, so the 33.33 is due
+    # rather than paid with the credit it takes back.
+    fix = DocumentHead("adjustment_invoice", "inv_c", "inv_c~1", first, "acme", "USD",
+                       date(2026, 11, 1), date(2026, 12, 1), date(2026, 12, 31),
+                       Decimal("66.66"), Decimal("-33.33"), Decimal(0), Decimal("33.33"))
+    later = AT + timedelta(days=40)
+    balance.apply_on_issue(lake, [fix.issued("AI-000001", later)], {}, later,
+                           {"AI-000001": Decimal("-33.33")})
+    assert [(t.transaction_id, t.action, t.amount, t.type, t.invoice_number)
+            for t in balance.read(lake, "acme")] == [
+        (f"refund~{first}", "prorated_refund", Decimal("-33.33"), "decrement", first),
+        ("refund~AI-000001", "prorated_refund", Decimal("33.33"), "increment", first)]
+    assert balance.balance(lake, "acme", "USD") == Decimal("0.00")

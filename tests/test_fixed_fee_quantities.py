@@ -5,16 +5,24 @@ by hand in the comments. November 2026 has 30 days."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 
+from assets.resources import OrbStore
 from billing.catalog import Customer, Subscription
 from cli.main import main
+from invoicing import balance
+from invoicing.issuing import issue_month
+from payments.receivables import open_receivables
+from pipelines import runner
+from pipelines.definitions import build_definitions
 from pricing_sql.rating import price_line_items
 from pricing_sql.run_catalog import billing_catalog, plans_and_metrics
+from revenue.compute import register_revenue_lines
 from state import (
     AddCustomer,
     CreateSubscription,
@@ -28,6 +36,8 @@ from storage.settings import Settings
 from tests.catalogs import model, unit
 from tests.clocks import Clock
 from tests.invoicing import bill, shop, totals, usage_table
+from tests.test_balance import issue
+from tests.test_checks import evaluations
 
 OCTOBER, NOVEMBER = date(2026, 10, 1), date(2026, 11, 1)
 
@@ -231,3 +241,68 @@ def test_the_cli_sets_a_quantity(deployment):
         (sub,) = store.snapshot().subscriptions()
     assert [(q.price_id, q.start_date, q.quantity) for q in sub.fixed_fee_quantities] == [
         ("seat", date(2026, 11, 11), Decimal(8))]
+
+
+def test_a_credit_larger_than_its_invoice_is_carried_to_the_customer_balance():
+    catalog = seats_from(("2026-11-11", 0))
+    november = bill(catalog, NOVEMBER)
+    # Dec 1: the 5 seats go for Nov 11..30, 20 of 30 days, -(5 x 10 x 20/30) = -33.333..
+    # -> -33.33 (half away from zero); December at 0 seats, 0 x 10 = 0.00; no calls. The
+    # lines sum to -33.33, so +33.33 is carried to the balance: total 0.00, not -33.33.
+    assert november.lines["s:seat:20261111"]["amount"] == Decimal("-33.33")
+    assert totals(november) == {"c-20261201-USD": Decimal("0.00")}
+    (carried,) = november.adjustments
+    assert (carried["invoice_id"], carried["adjustment_type"], carried["base"],
+            carried["amount"]) == ("c-20261201-USD", "carried_to_balance", Decimal("-33.33"),
+                                   Decimal("33.33"))
+    head = november.invoices["c-20261201-USD"]
+    assert (head["subtotal"], head["adjustments"], head["total"]) == (
+        Decimal("-33.33"), Decimal("33.33"), Decimal("0.00"))
+    # A credit the invoice covers moves nothing: -6.67 beside December's 40.00 (above).
+    assert bill(seats_from(("2026-11-11", 4)), NOVEMBER).adjustments == []
+    # the same inputs give the same drafts
+    assert bill(catalog, NOVEMBER).adjustments == november.adjustments
+    # Revenue does not share the carried credit: the credit line stays -33.33 (-3333
+    # cents) of revenue, the fee 0, rather than both netting to 0.
+    con = connect()
+    register_revenue_lines(con, catalog, november.line_items, november.adjustment_table)
+    assert con.sql("SELECT line_item_id, CAST(net_minor AS INTEGER) FROM revenue_lines "
+                   "WHERE invoice_id = 'c-20261201-USD' AND amount_minor <> 0").fetchall() == [
+        ("s:seat:20261111", -3333)]
+
+
+def test_the_billing_run_passes_and_issuing_credits_the_balance_once(deployment):
+    references = plans_and_metrics(deployment)
+    with StateStore.open(deployment.state_store_url, Clock("2026-10-15T00:00:00Z")) as store:
+        store.apply([AddCustomer(Customer(id="c", name="C"), "ana"),
+                     CreateSubscription(Subscription(id="s", customer_id="c", plan_id="team",
+                                                     start_date=date(2026, 10, 1)), "ana"),
+                     SetQuantity("s", Decimal(0), "bob", "seat", date(2026, 11, 11))],
+                    references)
+    orb_store = OrbStore(data_dir=deployment.data_dir)
+    defs = build_definitions(orb_store)
+    instance = dg.DagsterInstance.ephemeral()
+    runner.bill_months(defs, [NOVEMBER], instance)  # raises if a blocking check fails
+    assert evaluations(defs, instance, "invoice_totals_add_up") == ["SUCCEEDED"]
+    lake = orb_store.lake
+    # Dec 1 (as in the test above): credit -33.33, carried +33.33, total 0.00.
+    at = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    ((number, draft),) = issue_month(connect(), lake, NOVEMBER, at)
+    assert [(line.line_key, line.amount) for line in draft.lines if line.amount] == [
+        ("s:seat:20261111", Decimal("-33.33")),
+        (balance.CARRIED_LINE, Decimal("33.33"))]
+    assert draft.head.total == Decimal("0.00")
+    assert issue_month(connect(), lake, NOVEMBER, at) == []  # nothing left to issue
+    # issuing wrote -33.33 (credit the customer holds) once, and writes it once only
+    (refund,) = balance.read(lake, "c")
+    assert (refund.transaction_id, refund.action, refund.amount, refund.invoice_number) == (
+        f"refund~{number}", "prorated_refund", Decimal("-33.33"), number)
+    heads = [draft.head.issued(number, at)]
+    assert balance.apply_on_issue(lake, heads, {}, at, {number: Decimal("33.33")}) == []
+    assert balance.balance(lake, "c", "USD") == Decimal("-33.33")
+    # the next invoice, 50.00, draws on it: 33.33 applied, 50.00 - 33.33 = 16.67 due
+    later = issue(lake, "50.00", customer="c", at=at + timedelta(days=30))
+    assert balance.applied_to(balance.read(lake, "c")) == {later: Decimal("33.33")}
+    assert balance.balance(lake, "c", "USD") == Decimal("0.00")
+    assert [(r.number, r.amount_due) for r in open_receivables(lake, date(2027, 1, 2))] == [
+        (later, Decimal("16.67"))]

@@ -8,7 +8,9 @@
 -- units: each line gets floor(|A| w / W), the units left over go one each to the largest
 -- remainders (ties: line_item_id), and the sign of A is applied. The shares of an
 -- adjustment sum to it exactly, so a line's net amount sums to the invoice's total before
--- prepaid credits.
+-- prepaid credits. Not shared: credit an invoice carries to the customer balance
+-- (carried_to_balance, docs/invoicing.md): it is the customer's credit, not a charge, and
+-- shared it would cancel the credit lines' negative revenue.
 
 CREATE OR REPLACE TEMP TABLE revenue_lines AS
 WITH lines AS (
@@ -21,6 +23,7 @@ WITH lines AS (
 covered AS (
     SELECT invoice_id, source, adjustment_id, amount, unnest(line_item_ids) AS line_item_id
     FROM invoice_adjustments
+    WHERE adjustment_type <> 'carried_to_balance'
 ),
 weighted AS (
     SELECT
