@@ -188,10 +188,11 @@ def draw_credits(con: duckdb.DuckDBPyConnection, month: date, grants: list[Grant
     return ledger
 
 
-def carried_to_balance(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The adjustment of +excess on each invoice a credit would make negative
-    (carried_to_balance.sql), from ``invoice_totals``, ``line_items``, ``credit_entries``
-    and ``invoice_taxes``: the excess goes to the customer balance when it is issued."""
+def carried_to_balance(con: duckdb.DuckDBPyConnection, heads: pa.Table) -> pa.Table:
+    """The adjustment of +excess on each invoice of ``heads`` (invoice_heads) that a
+    credit would make negative (carried_to_balance.sql): the excess goes to the customer
+    balance when it is issued."""
+    con.register("invoice_heads_before", heads)
     return con.sql(load_sql("carried_to_balance"), params={
         "adjustment_id": CARRIED_ID, "source": CARRIED_SOURCE}).to_arrow_table().cast(ADJUSTMENTS)
 
@@ -219,8 +220,10 @@ def assemble_invoices(con: duckdb.DuckDBPyConnection, catalog: Catalog, month: d
     invoice_totals(con, line_items, adjustments)
     ledger = draw_credits(con, month, grants, balances, issued_credits)
     taxes = invoice_taxes(con, catalog, tax_provider)  # after credits: Orb's order
-    carried = carried_to_balance(con)
+    heads = invoice_heads(con, catalog)
+    carried = carried_to_balance(con, heads)
     if carried.num_rows:  # untaxed, and after credits: only the heads' adjustments change
         adjustments = pa.concat_tables([adjustments, carried])
         invoice_totals(con, line_items, adjustments)
-    return Invoiced(invoice_heads(con, catalog), adjustments, ledger, taxes)
+        heads = invoice_heads(con, catalog)
+    return Invoiced(heads, adjustments, ledger, taxes)
