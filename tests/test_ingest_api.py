@@ -49,9 +49,13 @@ def data(tmp_path, monkeypatch):
     return tmp_path
 
 
-def app_client(data, raise_server_exceptions=True):
+def app_client(data, raise_server_exceptions=True, buffered=False):
+    """``buffered``: with orb serve's micro-batcher (landing in-process), which runs while
+    the client is entered."""
     registry = Registry.open(registry_url(data), data, clock=lambda: NOW)
-    return TestClient(create_app(ApiConfig(registry, require_auth=False, clock=lambda: NOW)),
+    batcher = MicroBatcher(registry, lambda: NOW, landing_process=False) if buffered else None
+    return TestClient(create_app(ApiConfig(registry, require_auth=False, clock=lambda: NOW,
+                                           batcher=batcher)),
                       raise_server_exceptions=raise_server_exceptions)
 
 
@@ -169,11 +173,7 @@ def test_at_most_500_events_per_request(client, data):
 @pytest.mark.parametrize("buffered", [False, True], ids=["per request", "buffered"])
 def test_a_malformed_body_is_refused_naming_what_is_wrong(data, body, errors, buffered):
     # buffered: orb serve's fast path, whose decoder leaves a body it refuses to pydantic
-    registry = Registry.open(registry_url(data), data, clock=lambda: NOW)
-    batcher = MicroBatcher(registry, lambda: NOW, landing_process=False) if buffered else None
-    app = create_app(ApiConfig(registry, require_auth=False, clock=lambda: NOW,
-                               batcher=batcher))
-    with TestClient(app) as client:
+    with app_client(data, buffered=buffered) as client:
         response = client.post("/v1/ingest", content=body,
                                headers={"Content-Type": "application/json"})
     assert response.status_code == 400
