@@ -92,3 +92,26 @@ def test_every_format_lands_and_every_problem_is_placed(tmp_path):
     assert duplicate["reject_detail"] == f"already ingested in batch {csv_batch}"
     # the hidden upload was left alone, everything else moved to raw/
     assert [p.name for p in lake.landing.iterdir()] == [".partial-upload.jsonl"]
+
+
+def test_each_json_line_that_is_not_an_object_is_named_so(tmp_path):
+    """A line is parsed once: what is valid JSON but no object (null among them) and what
+    is no JSON are told apart; an object after white space is an event."""
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    lines = ["null", '"text"', "5", "true", " \t[1]", "{} x", "{", " \t" + json.dumps(event("k1"))]
+    (folder / "lines.jsonl").write_text("\n".join(lines) + "\n")
+    lake = Lake(tmp_path)
+    (result,) = ingest_files(connect(), lake, one_plan([unit("fee", "1.00", fixed_quantity=1)]),
+                             lake.landing_files(), NOW)
+    assert (result.accepted, result.rejected) == (1, 7)
+    rejects = pq.read_table(lake.all_files("quarantine"), partitioning=None).to_pylist()
+    assert sorted((r["source_row"], r["reject_reason"]) for r in rejects) == [
+        (1, "line is not a JSON object"),
+        (2, "line is not a JSON object"),
+        (3, "line is not a JSON object"),
+        (4, "line is not a JSON object"),
+        (5, "line is not a JSON object"),
+        (6, "line is not valid JSON"),
+        (7, "line is not valid JSON"),
+    ]

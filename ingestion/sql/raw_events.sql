@@ -13,8 +13,10 @@ WITH json_events AS (
         source_row,
         CASE
             WHEN line_error IS NOT NULL THEN line_error
-            WHEN NOT json_valid(line) THEN 'line is not valid JSON'
-            WHEN json_type(line) <> 'OBJECT' THEN 'line is not a JSON object'
+            WHEN e IS NULL AND NOT json_valid(line) THEN 'line is not valid JSON'
+            -- valid JSON is an object when it starts with a brace (e is null for null)
+            WHEN e IS NULL OR NOT starts_with(line, '{') AND ltrim(line, e' \t\r')[1] <> '{'
+                THEN 'line is not a JSON object'
         END AS file_error,
         e.event_name,
         e."timestamp",
@@ -23,14 +25,15 @@ WITH json_events AS (
         e.idempotency_key,
         CAST(e.properties AS VARCHAR) AS properties
     FROM (
-        -- one parse per line for every field (->> would parse the line once per field)
+        -- one parse per line, for every field and for validity (TRY: null when the line
+        -- is not JSON, or is JSON's null); json_valid and json_type would parse it twice
+        -- more (docs/capacity.md#http-ingestion)
         SELECT
             *,
-            CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' THEN json_transform(
+            TRY(json_transform(
                 line, '{"event_name": "VARCHAR", "timestamp": "VARCHAR",
                         "customer_id": "VARCHAR", "external_customer_id": "VARCHAR",
-                        "idempotency_key": "VARCHAR", "properties": "JSON"}')
-            END AS e
+                        "idempotency_key": "VARCHAR", "properties": "JSON"}')) AS e
         FROM json_lines
         -- skip blank lines; trim() only where a line is short enough to be blank, as
         -- trimming every line costs more than parsing it
