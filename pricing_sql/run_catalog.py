@@ -59,13 +59,12 @@ def current_catalog(deployment: Deployment) -> Catalog:
     """The catalog with the store's customers and subscriptions as they are now; read
     again only when a row was written since (one query when nothing was)."""
     plans = plans_and_metrics(deployment)
-    with StateStore.open(deployment.state_store_url) as store:
-        key = (deployment.state_store_url, store.last_recorded_at())
-        built = _CURRENT.get(key)
-        if built is not None and built[0] is plans:
-            return built[1]
-        tables = store.snapshot().tables()
-    catalog = _catalog(plans, tables)
+    store = StateStore.shared(deployment.state_store_url)
+    key = (deployment.state_store_url, store.last_recorded_at())
+    built = _CURRENT.get(key)
+    if built is not None and built[0] is plans:
+        return built[1]
+    catalog = _catalog(plans, store.snapshot().tables())
     _keep(_CURRENT, key, (plans, catalog))
     return catalog
 

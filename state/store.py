@@ -12,6 +12,8 @@ they were known at an instant.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +49,12 @@ class Written:
     changes: int
 
 
+# The shared stores, by URL and process, least recently used first.
+_SHARED: dict[tuple[str, int], StateStore] = {}
+SHARED_KEPT = 4
+_SHARED_LOCK = threading.Lock()
+
+
 class StateStore:
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now):
         self.engine = engine
@@ -59,6 +67,21 @@ class StateStore:
         engine = create_engine(url)
         upgrade(engine)
         return cls(engine, clock)
+
+    @classmethod
+    def shared(cls, url: str) -> StateStore:
+        """This process's store at ``url``, opened once and kept open (never close it),
+        as SQLAlchemy means an engine to be kept: for readers on a hot path
+        (``current_catalog``, read for each landed segment and API request), where an
+        engine and the migration check cost 40 ms a time. A forked child opens its own:
+        an engine's connections must not cross a fork."""
+        key = (url, os.getpid())
+        with _SHARED_LOCK:  # API requests call this from many threads
+            store = _SHARED.pop(key, None) or cls.open(url)
+            _SHARED[key] = store  # the newest last
+            while len(_SHARED) > SHARED_KEPT:  # a process of many stores (tests) keeps a few
+                _SHARED.pop(next(iter(_SHARED))).close()
+        return store
 
     def close(self) -> None:
         self.engine.dispose()

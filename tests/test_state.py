@@ -190,6 +190,16 @@ def test_alembic_upgrade_head_from_the_command_line(url, tmp_path):
     assert current.stdout.strip() == "0004 (head)"
 
 
+def test_a_shared_store_is_opened_once_and_sees_what_others_write_later(url, clock):
+    shared = StateStore.shared(url)
+    assert StateStore.shared(url) is shared
+    assert shared.last_recorded_at() is None
+    with StateStore.open(url, clock) as writer:
+        writer.apply([acme()], REFERENCES)
+    assert shared.last_recorded_at() == at("2026-10-01T08:00:00+00:00")
+    assert [c.id for c in shared.snapshot().customers()] == ["c1"]
+
+
 # -- history ---------------------------------------------------------------------------
 
 
