@@ -46,7 +46,7 @@ from billing import periods
 from billing.catalog import Catalog
 from ingestion import key_set
 from ingestion.event_files import EVENT_COLUMNS, DayEvents, by_day, write_days
-from ingestion.key_index import KeyIndex
+from ingestion.key_index import HeldKeys, KeyIndex
 from ingestion.sources import Sources, parquet_read_error, parquet_relation, read_landing
 from ingestion.sql import load_sql
 from pricing_sql.active_events import register_active_events
@@ -116,9 +116,12 @@ def batch_id_of(path: Path) -> str:
 def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
                  files: list[Path], now: datetime, window: Window = Window(),
                  progress: Callable[[Path], None] | None = None,
-                 scope: Scope | None = None) -> list[BatchResult]:
+                 scope: Scope | None = None, held: HeldKeys | None = None,
+                 ) -> list[BatchResult]:
     """Ingest each file as a batch; a file already ingested (same bytes) adds nothing.
     ``scope``: the files are ingested into that backfill (enrolled by the caller).
+    ``held``: a key set the caller keeps between ingestions into this lake
+    (ingestion/key_index.py), used while it fits ORB_KEY_SET_MAX_BYTES.
 
     Files taken from the landing folder are removed from it once their batch is
     committed: the copy in raw/ is the record of what was received."""
@@ -138,9 +141,15 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
         rules = _rules(lake, catalog, now, window, scope)
         index = KeyIndex(lake)
         # Holding every key in memory costs a pass over the index and pays for itself
-        # once the files add about half as many events as the lake holds, if it fits.
-        coming, held = _expected_events(files), index.rows()
-        if coming >= held / 2 and key_set.bytes_for(held + coming) <= _key_set_budget():
+        # once the files add about half as many events as the lake holds, if it fits; a
+        # set kept from earlier ingestions (``held``) costs only the runs added since.
+        coming, rows = _expected_events(files), index.rows()
+        fits = key_set.bytes_for(rows + coming) <= _key_set_budget()
+        if held is not None and fits:
+            index.hold_in_memory(coming, held)
+        elif held is not None:
+            held.restart()  # its memory back: the runs are searched instead
+        elif coming >= rows / 2 and fits:
             index.hold_in_memory(coming)
         in_flight: tuple[str, Path, Future[BatchResult]] | None = None
         # each file's content hash is taken ahead, while earlier files are checked

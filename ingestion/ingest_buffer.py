@@ -34,6 +34,7 @@ import duckdb
 
 from ingestion.batches import BatchResult, ingest_files
 from ingestion.event_requests import grace_window
+from ingestion.key_index import HeldKeys
 from pricing_sql.run_catalog import current_catalog
 from storage.duck import connect
 from storage.lake import fsync_path
@@ -205,17 +206,19 @@ def recover_segment(path: Path) -> None:
 
 
 def land_segment(settings: Settings, segment: Path, now: datetime,
-                 con: duckdb.DuckDBPyConnection | None = None) -> BatchResult | None:
+                 con: duckdb.DuckDBPyConnection | None = None,
+                 held: HeldKeys | None = None) -> BatchResult | None:
     """Land a sealed segment as one batch, as a file is (the API's grace period), then
     delete it: landed again after a crash, it is "already ingested". None: it is gone
-    (the landing of a killed server finished it meanwhile). ``con``: the landing
-    process's own (else a new one)."""
+    (the landing of a killed server finished it meanwhile). ``con`` and ``held``: the
+    landing process's own DuckDB connection and key set (else a new connection, and the
+    key index's runs are searched)."""
     with settings.lake.lock("ingest_segments"):  # one lander of a segment at a time
         if not segment.exists():
             return None
         with closing(connect()) if con is None else nullcontext(con) as using:
             (result,) = ingest_files(using, settings.lake, current_catalog(settings),
-                                     [segment], now, grace_window(settings))
+                                     [segment], now, grace_window(settings), held=held)
         segment.unlink()
     return result
 

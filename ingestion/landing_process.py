@@ -17,10 +17,12 @@ import duckdb
 
 from ingestion.batches import BatchResult
 from ingestion.ingest_buffer import land_segment
+from ingestion.key_index import HeldKeys
 from storage.duck import connect
 from storage.settings import Settings
 
 _connection: duckdb.DuckDBPyConnection | None = None
+_held: dict[Path, HeldKeys] = {}  # a key set per lake (tenant) landed into
 
 
 def warm_up() -> None:
@@ -28,12 +30,14 @@ def warm_up() -> None:
 
 
 def land(settings: Settings, segment: Path, now: datetime) -> BatchResult | None:
-    """``land_segment`` on the process's one DuckDB connection: a new one per segment
-    cost 8 % of landing (ingest_files replaces what it registers, batch after batch)."""
+    """``land_segment`` on the process's one DuckDB connection (a new one per segment
+    cost 8 % of landing: ingest_files replaces what it registers, batch after batch), with
+    the lake's key set kept from segment to segment (ingestion/key_index.py)."""
     global _connection
     if _connection is None:
         _connection = connect()
-    return land_segment(settings, segment, now, _connection)
+    held = _held.setdefault(settings.lake.root, HeldKeys())
+    return land_segment(settings, segment, now, _connection, held)
 
 
 # Below the server in the scheduler's eyes: landing is what may wait (it catches up

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingestion.key_index import TIER, KeyIndex
+from ingestion.key_index import TIER, HeldKeys, KeyIndex
 from storage.lake import Lake
 
 # Small hash values so that batches share some; up to 40 batches of up to 12 hashes, so
@@ -35,6 +35,48 @@ def test_candidates_are_the_batches_holding_a_hash(tmp_path_factory, batches, pr
     holding, hashes = index.shared()
     assert holding == {f"b{n}" for n, hs in enumerate(batches) if set(hs) & shared}
     assert hashes.tolist() == sorted(shared)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=batches, kept=st.lists(st.booleans(), min_size=40, max_size=40),
+       probe=st.lists(st.integers(0, 70), max_size=30))
+def test_a_set_kept_between_ingestions_misses_no_key_another_writer_added(
+        tmp_path_factory, batches, kept, probe):
+    """One writer keeps its set from ingestion to ingestion (the landing process);
+    another ingests between (a file ingestion), and its merges rename runs."""
+    lake = Lake(tmp_path_factory.mktemp("lake"))
+    KeyIndex(lake).reset()
+    held = HeldKeys()
+    for number, hashes in enumerate(batches):
+        index = KeyIndex(lake)  # one per ingestion, as ingest_files makes it
+        batch = np.sort(np.array(hashes, np.uint64))
+        if kept[number]:
+            index.hold_in_memory(0, held)
+            index.candidates(batch, f"b{number}")  # a batch is looked up, then added
+        index.add(f"b{number}", batch)
+    index = KeyIndex(lake)
+    index.hold_in_memory(0, held)
+    holders = {h: {f"b{n}" for n, hs in enumerate(batches) if h in hs} - {"b0"} for h in probe}
+    found, hashes = index.candidates(np.sort(np.array(probe, np.uint64)), "b0")
+    assert found == set().union(*holders.values())
+    assert sorted(hashes.tolist()) == sorted(h for h, held in holders.items() if held)
+
+
+def test_a_kept_set_takes_a_rebuilt_index_again(tmp_path):
+    lake = Lake(tmp_path)
+    index = KeyIndex(lake)
+    index.reset()
+    held = HeldKeys()
+    index.hold_in_memory(0, held)
+    index.add("b1", np.array([1, 2], np.uint64))
+    # the index is rebuilt (another DuckDB version's hash()): new runs, new values
+    index = KeyIndex(lake)
+    index.reset()
+    index.add("b1", np.array([7, 9], np.uint64))
+    index = KeyIndex(lake)
+    index.hold_in_memory(0, held)
+    found, hashes = index.candidates(np.array([2, 9], np.uint64), "b2")
+    assert (found, hashes.tolist()) == ({"b1"}, [9])
 
 
 def test_runs_of_one_size_tier_merge_sixteen_at_a_time(tmp_path):
