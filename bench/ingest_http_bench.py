@@ -4,15 +4,19 @@ process over a state store of N customers, C client processes each sending batch
 
     nice -n 5 .venv/bin/python bench/ingest_http_bench.py --seconds 30
 
-Phase 1 prints the events/s acknowledged, p50/p99/max request latency, and the landing
+Phase 1 prints the events/s acknowledged, p50/p99/max request latency, the landing
+backlog each second (the age of the oldest event not yet landed), and the landing
 delay: from the last acknowledgement to every acknowledged event committed in the lake
-(the batch records' accepted counts). Phase 2 sends again, ``kill -9``s the server
-mid-stream, restarts it, and checks that every acknowledged key is in the lake exactly
-once (and that no key is there twice). Each client builds its bodies before the clock
-starts (from a serialized template: only keys, customers and the timestamp change), for
-up to ``PREBUILT_RATE`` requests a second, then builds on the fly: building a body costs
-2.5 ms, a quarter of a core at 50,000 events/s that the server would otherwise not get
-(the clients share the machine's 2 cores with it; an application's would not).
+(the batch records' accepted counts). ``--rate`` paces the clients to offer that many
+events a second together (default: each sends its next request once answered).
+
+Phase 2 sends again, ``kill -9``s the server mid-stream, restarts it, and checks that
+every acknowledged key is in the lake exactly once (and that no key is there twice).
+Each client builds its bodies before the clock starts (from a serialized template: only
+keys, customers and the timestamp change), for up to ``PREBUILT_RATE`` requests a
+second, then builds on the fly: building a body costs 2.5 ms, a quarter of a core at
+50,000 events/s that the server would otherwise not get (the clients share the machine's
+2 cores with it; an application's would not).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Barrier
@@ -53,10 +58,10 @@ def body(prefix: str, request: int, customers: int, rng: random.Random, ts: str)
 
 
 def client(port: int, key: str, prefix: str, customers: int, ready: Barrier, seconds: float,
-           results: mp.Queue) -> None:
+           rate: float | None, results: mp.Queue) -> None:
     """Build the bodies, wait for the others (``ready``), then send requests for
-    ``seconds`` (or until the server goes); put the numbers of the requests answered 200
-    and their latencies."""
+    ``seconds`` (or until the server goes), at most ``rate`` a second (None: as fast as
+    answered); put the numbers of the requests answered 200 and their latencies."""
     rng = random.Random(prefix)
     ts = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
@@ -66,6 +71,8 @@ def client(port: int, key: str, prefix: str, customers: int, ready: Barrier, sec
     ready.wait()
     start = time.time()
     while time.time() < start + seconds:
+        if rate is not None:  # request n goes at n / rate, or late if answers lag
+            time.sleep(max(0.0, start + request / rate - time.time()))
         upcoming = (built[request] if request < len(built)
                     else body(prefix, request, customers, rng, ts))
         sent = time.perf_counter()
@@ -85,14 +92,17 @@ def client(port: int, key: str, prefix: str, customers: int, ready: Barrier, sec
 
 
 def run_clients(port: int, key: str, phase: str, clients: int, customers: int,
-                seconds: float, kill: subprocess.Popen | None = None,
+                seconds: float, kill: subprocess.Popen | None = None, rate: float | None = None,
                 ) -> tuple[dict[str, list[int]], list[float], int, float, float]:
     """The clients' acknowledged requests by prefix, latencies, failures, seconds sent and
-    the last answer's time. ``kill``: that server is killed -9 halfway."""
+    the last answer's time. ``kill``: that server is killed -9 halfway. ``rate``: events
+    a second offered by all clients together (None: as fast as answered)."""
+    per_client = None if rate is None else rate / clients / BATCH
     results: mp.Queue = mp.Queue()
     ready = mp.Barrier(clients + 1)
     processes = [mp.Process(target=client, args=(port, key, f"{phase}{n}", customers, ready,
-                                                 seconds, results)) for n in range(clients)]
+                                                 seconds, per_client, results))
+                 for n in range(clients)]
     for process in processes:
         process.start()
     ready.wait()
@@ -108,6 +118,28 @@ def run_clients(port: int, key: str, phase: str, clients: int, customers: int,
     latencies = [s for _, _, seconds_, _, _ in gathered for s in seconds_]
     last = max(at for *_, at in gathered)
     return acked, latencies, sum(f for _, _, _, f, _ in gathered), last - start, last
+
+
+class BacklogWatch(threading.Thread):
+    """Each second, the age of the oldest event not yet landed: the oldest segment left
+    in the buffer (its name's stamp is when its first event was appended; a segment is
+    deleted once landed). Bounded, landing keeps up; growing, it falls behind."""
+
+    def __init__(self, folder: Path):
+        super().__init__(daemon=True)
+        self.buffer, self.ages, self.stopped = folder / "ingest_buffer", [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            stamps = [int(p.name.split("-")[1]) for p in self.buffer.glob("api-*")]
+            self.ages.append(time.time() - min(stamps) / 1e9 if stamps else 0.0)
+
+    def summary(self) -> str:
+        self.stopped.set()
+        self.join()
+        return (f"oldest event not yet landed, sampled each second: median "
+                f"{statistics.median(self.ages):.1f} s, max {max(self.ages):.1f} s, at the "
+                f"end {self.ages[-1]:.1f} s")
 
 
 def warm_up(port: int, key: str, customers: int) -> None:
@@ -173,6 +205,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--kill-seconds", type=float, default=10)
     parser.add_argument("--flush", default="1", help="ORB_INGEST_FLUSH_SECONDS")
+    parser.add_argument("--rate", type=float,
+                        help="events/s the clients offer together (default: as fast as answered)")
     parser.add_argument("--dir", type=Path, help="keep the data here")
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="orb-ingest-http-"))
@@ -187,16 +221,20 @@ def main() -> None:
         port = free_port()
         print(f"orb serve over {args.customers:,} customers, {args.clients} client processes, "
               f"batches of {BATCH}, ORB_INGEST_FLUSH_SECONDS={args.flush}, "
+              f"offering {f'{args.rate:,.0f} events/s' if args.rate else 'as fast as answered'}, "
               f"load {os.getloadavg()[0]:.1f}")
         server = serve(folder, port, args.flush)
         try:
             warm_up(port, key, args.customers)  # FastAPI builds its routes on the first
+            backlog = BacklogWatch(folder)
+            backlog.start()
             acked, latencies, failed, seconds, last = run_clients(
-                port, key, "a", args.clients, args.customers, args.seconds)
+                port, key, "a", args.clients, args.customers, args.seconds, rate=args.rate)
             events = sum(len(r) for r in acked.values()) * BATCH
             print(f"phase 1: {events:,} events acknowledged in {seconds:.1f} s = "
                   f"{events / seconds:,.0f} events/s ({failed} requests failed)")
             print(f"  latency {percentiles(latencies)}")
+            print(f"  landing backlog: {backlog.summary()}")
             landed = wait_landed(folder, events + BATCH)
             print(f"  landing delay: every acknowledged event committed {landed - last:.2f} s "
                   f"after the last answer")
