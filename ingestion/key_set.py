@@ -75,10 +75,20 @@ class KeySet:
         return (slot + np.uint64(1)) & np.uint64(len(self._table) - 1)
 
     def _grow(self, needed: int) -> None:
-        keys = np.sort(self._table[self._table != EMPTY])
+        """Re-place every key in a bigger table without probing rounds: in sorted order
+        into an empty table, a key's slot is its home or the one after the previous
+        key's, whichever comes later. Only keys that run past the end wrap, through
+        ``_place``. (Placing all in rounds took 3.7 s at 16M keys, a stall of landing.)"""
+        # in slot order the keys are sorted but within a run of occupied slots and where
+        # runs wrap past the end: a stable sort (timsort) finds them nearly in order
+        keys = np.sort(self._table[self._table != EMPTY], kind="stable")
         self._table = np.zeros(_capacity(needed), np.uint64)
-        self._count = 0
-        self._place(keys)
+        order = np.arange(len(keys))
+        slots = np.maximum.accumulate(self._home(keys).astype(np.int64) - order) + order
+        inside = slots < len(self._table)
+        self._table[slots[inside]] = keys[inside]
+        self._count = int(inside.sum())
+        self._place(keys[~inside])
 
 
 def bytes_for(expected: int) -> int:

@@ -55,3 +55,18 @@ def test_it_doubles_before_it_is_half_full():
     # 65,536 slots hold at most 32,768 hashes: 40,000 need 131,072
     assert len(key_set._table) == 131_072 and len(key_set) == 40_000
     assert key_set.add(keys).all()
+
+
+def test_growing_keeps_keys_that_run_past_the_end_of_the_table():
+    """2,000 keys that want the last slot wrap to the start of the table, and again
+    once it has grown (65,536 slots, half full at 32,768; then 131,072): every key is
+    still found, and nothing else."""
+    last = [(0xFFFF << 48) | low for low in range(1, 2_001)]
+    spread = [(home << 48) | 1 for home in range(10_000, 41_000)]  # a home each
+    key_set = KeySet()
+    assert not key_set.add(np.array(sorted(last + spread[:30_000]), np.uint64)).any()
+    assert not key_set.add(np.array(spread[30_000:], np.uint64)).any()  # grows first
+    assert len(key_set._table) == 1 << 17
+    everything = last + spread + [5]
+    assert key_set.add(np.array(everything, np.uint64)).tolist() == [True] * 33_000 + [False]
+    assert len(key_set) == 33_001
