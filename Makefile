@@ -58,7 +58,7 @@ test: $(DEV_STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -n auto --dist loadscope
+	$(BIN)/pytest -n auto --dist loadscope --durations=30
 
 ## Re-pin every dependency after changing pyproject.toml: the runtime lock from the
 ## project's own dependencies, the development lock from them plus the `dev` extra.
