@@ -137,9 +137,10 @@ class BacklogWatch(threading.Thread):
     def summary(self) -> str:
         self.stopped.set()
         self.join()
+        worst = max(range(len(self.ages)), key=self.ages.__getitem__)
         return (f"oldest event not yet landed, sampled each second: median "
-                f"{statistics.median(self.ages):.1f} s, max {max(self.ages):.1f} s, at the "
-                f"end {self.ages[-1]:.1f} s")
+                f"{statistics.median(self.ages):.1f} s, max {self.ages[worst]:.1f} s "
+                f"({worst + 1} s into the run), at the end {self.ages[-1]:.1f} s")
 
 
 def warm_up(port: int, key: str, customers: int) -> None:
