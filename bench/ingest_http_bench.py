@@ -93,10 +93,12 @@ def client(port: int, key: str, prefix: str, customers: int, ready: Barrier, sec
 
 def run_clients(port: int, key: str, phase: str, clients: int, customers: int,
                 seconds: float, kill: subprocess.Popen | None = None, rate: float | None = None,
+                watch: threading.Thread | None = None,
                 ) -> tuple[dict[str, list[int]], list[float], int, float, float]:
     """The clients' acknowledged requests by prefix, latencies, failures, seconds sent and
     the last answer's time. ``kill``: that server is killed -9 halfway. ``rate``: events
-    a second offered by all clients together (None: as fast as answered)."""
+    a second offered by all clients together (None: as fast as answered). ``watch``:
+    started once the clients have built their bodies and start sending."""
     per_client = None if rate is None else rate / clients / BATCH
     results: mp.Queue = mp.Queue()
     ready = mp.Barrier(clients + 1)
@@ -107,6 +109,8 @@ def run_clients(port: int, key: str, phase: str, clients: int, customers: int,
         process.start()
     ready.wait()
     start = time.time()
+    if watch is not None:
+        watch.start()
     if kill is not None:
         time.sleep(max(0.0, start + seconds / 2 - time.time()))
         os.kill(kill.pid, signal.SIGKILL)
@@ -228,9 +232,9 @@ def main() -> None:
         try:
             warm_up(port, key, args.customers)  # FastAPI builds its routes on the first
             backlog = BacklogWatch(folder)
-            backlog.start()
             acked, latencies, failed, seconds, last = run_clients(
-                port, key, "a", args.clients, args.customers, args.seconds, rate=args.rate)
+                port, key, "a", args.clients, args.customers, args.seconds, rate=args.rate,
+                watch=backlog)
             events = sum(len(r) for r in acked.values()) * BATCH
             print(f"phase 1: {events:,} events acknowledged in {seconds:.1f} s = "
                   f"{events / seconds:,.0f} events/s ({failed} requests failed)")
