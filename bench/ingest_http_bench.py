@@ -131,7 +131,8 @@ class BacklogWatch(threading.Thread):
 
     def __init__(self, folder: Path):
         super().__init__(daemon=True)
-        self.buffer, self.ages, self.stopped = folder / "ingest_buffer", [], threading.Event()
+        self.buffer, self.stopped = folder / "ingest_buffer", threading.Event()
+        self.ages: list[float] = []
 
     def run(self) -> None:
         while not self.stopped.wait(1.0):
