@@ -34,6 +34,7 @@ from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import duckdb
 import numpy as np
@@ -371,19 +372,16 @@ def _rules(lake: Lake, catalog: Catalog, now: datetime, window: Window,
     })
 
 
-# The last catalog's customers table and numeric properties: the same catalog object
-# comes back while the state is unchanged (current_catalog), and the landing process
-# checks a segment a second against it; building them cost 14 ms a time.
-_LAST_CATALOG: list[tuple[Catalog, pa.Table, list[str]]] = []
-
-
 def _catalog_rules(catalog: Catalog) -> tuple[pa.Table, list[str]]:
-    last = _LAST_CATALOG[0] if _LAST_CATALOG else None
-    if last is None or last[0] is not catalog:
-        last = (catalog, customers_table(catalog),
-                numeric_properties(list(usage_metrics(catalog).values())))
-        _LAST_CATALOG[:] = [last]
-    return last[1], last[2]
+    """The catalog's customers table and numeric properties, kept with it
+    (``Catalog.derived``): current_catalog returns the same object while the state is
+    unchanged, and the landing process checks a segment a second against it; building
+    them cost 14 ms a time."""
+    key = ("ingestion_rules", None)
+    if key not in catalog.derived:
+        catalog.derived[key] = (customers_table(catalog),
+                                numeric_properties(list(usage_metrics(catalog).values())))
+    return cast(tuple[pa.Table, list[str]], catalog.derived[key])
 
 
 def _check(con: duckdb.DuckDBPyConnection, raw: Path, rules: _Rules) -> pa.Table:

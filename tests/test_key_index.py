@@ -14,6 +14,14 @@ from storage.lake import Lake
 batches = st.lists(st.lists(st.integers(0, 60), max_size=12), min_size=1, max_size=40)
 
 
+def assert_candidates_are_the_holders(index, batches, probe):
+    """The batch probing is "b0": its own hashes are never candidates."""
+    holders = {h: {f"b{n}" for n, hs in enumerate(batches) if h in hs} - {"b0"} for h in probe}
+    found, hashes = index.candidates(np.sort(np.array(probe, np.uint64)), "b0")
+    assert found == set().union(*holders.values())
+    assert sorted(hashes.tolist()) == sorted(h for h, held in holders.items() if held)
+
+
 @settings(max_examples=60, deadline=None)
 @given(batches=batches, probe=st.lists(st.integers(0, 70), max_size=30),
        in_memory=st.booleans())
@@ -25,11 +33,7 @@ def test_candidates_are_the_batches_holding_a_hash(tmp_path_factory, batches, pr
         if in_memory and number == len(batches) // 2:
             index.hold_in_memory(0)  # built from the runs so far, then kept up to date
         index.add(f"b{number}", np.sort(np.array(hashes, np.uint64)))
-    # the batch probing is "b0": its own hashes are never candidates
-    holders = {h: {f"b{n}" for n, hs in enumerate(batches) if h in hs} - {"b0"} for h in probe}
-    found, hashes = index.candidates(np.sort(np.array(probe, np.uint64)), "b0")
-    assert found == set().union(*holders.values())
-    assert sorted(hashes.tolist()) == sorted(h for h, held in holders.items() if held)
+    assert_candidates_are_the_holders(index, batches, probe)
     # across the whole lake: hashes in two or more batches, and every batch holding one
     shared = {h for h in range(61) if sum(h in hs for hs in batches) > 1}
     holding, hashes = index.shared()
@@ -56,10 +60,7 @@ def test_a_set_kept_between_ingestions_misses_no_key_another_writer_added(
         index.add(f"b{number}", batch)
     index = KeyIndex(lake)
     index.hold_in_memory(0, held)
-    holders = {h: {f"b{n}" for n, hs in enumerate(batches) if h in hs} - {"b0"} for h in probe}
-    found, hashes = index.candidates(np.sort(np.array(probe, np.uint64)), "b0")
-    assert found == set().union(*holders.values())
-    assert sorted(hashes.tolist()) == sorted(h for h, held in holders.items() if held)
+    assert_candidates_are_the_holders(index, batches, probe)
 
 
 def test_a_kept_set_takes_a_rebuilt_index_again(tmp_path):
