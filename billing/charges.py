@@ -30,8 +30,9 @@ from typing import NamedTuple, cast
 from billing import money, periods, quantities
 from billing.catalog import Catalog, Subscription
 from billing.catalog.adjustments import Adjustment
-from billing.catalog.models import Customer, Phase, Plan, PlanVersion
+from billing.catalog.models import Plan, PlanVersion
 from billing.cycles import Cycle, billing_periods, cycle_date, day_periods
+from billing.gc_pause import gc_paused
 
 
 class BillingWindow(NamedTuple):
@@ -98,9 +99,21 @@ def _compact(day: date) -> str:
     return f"{day:%Y%m%d}"
 
 
-def _phase_spans(sub: Subscription, phases: list[Phase]) -> list[tuple[Phase, date, date | None]]:
-    ends = [p.start_date for p in phases[1:]] + [sub.end_date]
-    return [(phase, phase.start_date, end) for phase, end in zip(phases, ends, strict=True)]
+_Phases = tuple[tuple[str, date, int | None], ...]  # (plan id, start, pinned version)
+
+
+def _phases(sub: Subscription) -> _Phases:
+    """``sub.plan_phases`` as plain tuples: that property builds a model per call."""
+    if sub.phases:
+        return tuple((p.plan_id, p.start_date, p.plan_version) for p in sub.phases)
+    return ((cast(str, sub.plan_id), cast(date, sub.start_date), sub.plan_version),)
+
+
+def _phase_spans(phases: _Phases, end_date: date | None,
+                 ) -> list[tuple[str, int | None, date, date | None]]:
+    ends = [start for _, start, _ in phases[1:]] + [end_date]
+    return [(plan_id, pinned, start, end)
+            for (plan_id, start, pinned), end in zip(phases, ends, strict=True)]
 
 
 def _versions(plan: Plan, pinned: int | None) -> list[PlanVersion]:
@@ -138,25 +151,47 @@ def _periods(cycle: Cycle, starts_on: date, cycle_day: int, phase_start: date,
     return ((day, day + timedelta(days=1)),)
 
 
-def _subscription_windows(sub: Subscription, month: date, customers: dict[str, Customer],
-                          plans: dict[str, Plan],
-                          billings: dict[tuple[str, int], list[tuple[Cycle, bool]]],
-                          versions: dict[tuple[str, int | None], list[PlanVersion]],
-                          ) -> list[BillingWindow]:
-    """``billings``: each (plan id, version)'s ``_billings``; ``versions``: each (plan id,
-    pinned version)'s ``_versions``; both computed once per run, as the lookups by id."""
-    customer = customers[sub.customer_id]
-    first, through = run_span(month)
+class _Entry(NamedTuple):
+    """One window of a subscription's calendar: what a BillingWindow holds but its
+    subscription's and customer's names, and whether the run invoices it."""
+
+    invoice_date: date
+    in_run: bool
+    version: PlanVersion
+    span: str  # the service dates, as the window id ends
+    plan_id: str
+    plan_version: int
+    cycle: str
+    in_advance: bool
+    currency: str
+    currency_exponent: int
+    service_start: date
+    service_end: date
+    period_start: datetime
+    period_end: datetime
+    active_days: int
+    period_days: int
+
+
+def _calendar(sub: Subscription, phases: _Phases, timezone: str, first: date, through: date,
+              plans: dict[str, Plan],
+              billings: dict[tuple[str, int], list[tuple[Cycle, bool]]],
+              versions: dict[tuple[str, int | None], list[PlanVersion]]) -> tuple[_Entry, ...]:
+    """The windows of ``sub`` (its ``phases``) that the run for ``(first, through]``
+    invoices, in time zone ``timezone``; with fixed-fee quantities, also those it does not
+    (their pieces may be invoiced in this run). ``billings``: each (plan id, version)'s
+    ``_billings``; ``versions``: each (plan id, pinned version)'s ``_versions``; both
+    computed once per run, as the lookups by id."""
     exponent = money.exponent
-    phases = sub.plan_phases
-    starts_on, cycle_day = phases[0].start_date, sub.cycle_day
+    starts_on, cycle_day = phases[0][1], sub.cycle_day
     billable_from = sub.trial_end_date or starts_on
-    windows = []
+    every = bool(sub.fixed_fee_quantities)
+    entries = []
     previous_plan = None
-    for phase, phase_start, phase_end in _phase_spans(sub, phases):
-        plan = plans[phase.plan_id]
+    for plan_id, pinned, phase_start, phase_end in _phase_spans(phases, sub.end_date):
+        plan = plans[plan_id]
         adds, previous_plan = plan.id != previous_plan, plan.id
-        for version in versions[plan.id, phase.plan_version]:
+        for version in versions[plan.id, pinned]:
             for cycle, in_advance in billings[plan.id, version.version]:
                 for begin, after in _periods(cycle, starts_on, cycle_day, phase_start,
                                              phase_end, first, through, billable_from, adds):
@@ -164,39 +199,47 @@ def _subscription_windows(sub: Subscription, month: date, customers: dict[str, C
                     end = min(after, phase_end or after)
                     # An unpinned phase bills each window at the version in effect when
                     # the window starts.
-                    if start >= end or (phase.plan_version is None and plan.versions
+                    if start >= end or (pinned is None and plan.versions
                                         and plan.version_on(start).version != version.version):
                         continue
                     invoice_date = start if in_advance else min(after, sub.end_date or after)
                     in_run = first < invoice_date <= through  # inline: called a lot
-                    if not in_run and not sub.fixed_fee_quantities:
+                    if not in_run and not every:
                         continue
-                    window = _local_period(start, end, customer.timezone)
-                    charged = BillingWindow(
-                        invoice_id=invoice_id(customer.id, invoice_date, plan.currency),
-                        invoice_date=invoice_date,
-                        billing_month=first,
-                        window_id=f"{sub.id}:{_compact(start)}-{_compact(end)}",
-                        subscription_id=sub.id,
-                        customer_id=customer.id,
-                        plan_id=plan.id,
-                        plan_version=version.version,
-                        cycle=cycle.key,
-                        in_advance=in_advance,
-                        currency=plan.currency,
-                        currency_exponent=exponent(plan.currency),
-                        service_start=start,
-                        service_end=end,
-                        period_start=window.start,
-                        period_end=window.end,
-                        active_days=(end - start).days,
-                        period_days=(after - begin).days,
-                    )
-                    if sub.fixed_fee_quantities:
-                        windows += _quantity_windows(charged, sub, version, in_run, first,
-                                                     through, customer.timezone)
-                    else:
-                        windows.append(charged)
+                    window = _local_period(start, end, timezone)
+                    entries.append(_Entry(
+                        invoice_date, in_run, version,
+                        f"{_compact(start)}-{_compact(end)}", plan.id, version.version,
+                        cycle.key, in_advance, plan.currency, exponent(plan.currency), start,
+                        end, window.start, window.end, (end - start).days,
+                        (after - begin).days))
+    return tuple(entries)
+
+
+def _calendar_key(sub: Subscription, phases: _Phases, timezone: str) -> tuple[object, ...]:
+    """Every field ``_calendar`` reads: subscriptions with the same key (many start on the
+    same dates, on a few plans) share one calendar."""
+    return (phases, sub.end_date, sub.trial_end_date, sub.billing_cycle_day,
+            sub.align_billing_with_subscription_start_date, bool(sub.fixed_fee_quantities),
+            timezone)
+
+
+def _named(calendar: tuple[_Entry, ...], sub: Subscription, first: date, through: date,
+           timezone: str) -> list[BillingWindow]:
+    """The windows of ``calendar`` the run invoices, as ``sub``'s and its customer's."""
+    customer_id = sub.customer_id
+    windows = []
+    for entry in calendar:
+        if not entry.in_run and not sub.fixed_fee_quantities:
+            continue
+        charged = BillingWindow(
+            invoice_id(customer_id, entry.invoice_date, entry.currency), entry.invoice_date,
+            first, f"{sub.id}:{entry.span}", sub.id, customer_id, *entry[4:])
+        if sub.fixed_fee_quantities:
+            windows += _quantity_windows(charged, sub, entry.version, entry.in_run, first,
+                                         through, timezone)
+        else:
+            windows.append(charged)
     return windows
 
 
@@ -235,20 +278,31 @@ def billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]:
     per catalog and month (rating, pricing and invoicing each ask)."""
     key = ("billing_windows", month)
     if key not in catalog.derived:
-        catalog.derived[key] = _billing_windows(catalog, month)
+        with gc_paused():
+            catalog.derived[key] = _billing_windows(catalog, month)
     return cast(tuple[BillingWindow, ...], catalog.derived[key])
 
 
 def _billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]:
+    first, through = run_span(month)
     numbers = [(plan, number) for plan in catalog.plans
                for number in range(1, len(plan.versions) + 2)]
     billings = {(plan.id, number): _billings(plan.version(number)) for plan, number in numbers}
     versions = {(plan.id, pinned): _versions(plan, pinned) for plan in catalog.plans
                 for pinned in (None, *range(1, len(plan.versions) + 2))}
-    customers = {c.id: c for c in catalog.customers}
+    timezones = {c.id: c.timezone for c in catalog.customers}
     plans = {p.id: p for p in catalog.plans}
-    rows = [w for sub in catalog.subscriptions
-            for w in _subscription_windows(sub, month, customers, plans, billings, versions)]
+    calendars: dict[tuple[object, ...], tuple[_Entry, ...]] = {}
+    rows = []
+    for sub in catalog.subscriptions:
+        timezone = timezones[sub.customer_id]
+        phases = _phases(sub)
+        key = _calendar_key(sub, phases, timezone)
+        calendar = calendars.get(key)
+        if calendar is None:
+            calendar = calendars[key] = _calendar(sub, phases, timezone, first, through,
+                                                  plans, billings, versions)
+        rows += _named(calendar, sub, first, through, timezone)
     return tuple(sorted(rows, key=lambda w: (w.invoice_id, w.window_id, w.cycle,
                                              w.in_advance)))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from billing.catalog import Catalog, CatalogError
+from billing.gc_pause import gc_paused
 from pricing_sql.catalog_files import load_checked_catalog
 from state import StateStore, lake_snapshot
 from state.lake_snapshot import LakeSnapshot
@@ -93,14 +94,15 @@ def _catalog(plans: Catalog, tables: dict[str, pa.Table]) -> Catalog:
     # Every part is a checked model already (the folder parsed, the snapshot's rows checked
     # when written): constructed, not validated again, which would re-run each
     # subscription's checks (2 s at 100,000 customers).
-    return Catalog.model_construct(
-        metrics=plans.metrics, plans=plans.plans, coupons=plans.coupons, seller=plans.seller,
-        taxes=plans.taxes,
-        dimensional_price_groups=plans.dimensional_price_groups,
-        customers=lake_snapshot.customers(tables["customers"]),
-        subscriptions=lake_snapshot.subscriptions(tables["subscriptions"],
-                                                  tables["subscription_phases"],
-                                                  tables["subscription_changes"]))
+    with gc_paused():
+        return Catalog.model_construct(
+            metrics=plans.metrics, plans=plans.plans, coupons=plans.coupons,
+            seller=plans.seller, taxes=plans.taxes,
+            dimensional_price_groups=plans.dimensional_price_groups,
+            customers=lake_snapshot.customers(tables["customers"]),
+            subscriptions=lake_snapshot.subscriptions(tables["subscriptions"],
+                                                      tables["subscription_phases"],
+                                                      tables["subscription_changes"]))
 
 
 def _keep(cache: dict[Key, tuple[Catalog, Catalog]], key: Key,

@@ -6,13 +6,14 @@ from decimal import Decimal
 
 import pytest
 
+from billing.charges import billing_windows
 from billing.cycles import billing_periods, cycle_date
 from ingestion.batches import ingest_files
 from pricing_sql.rating import compute_usage
 from storage.duck import connect
 from storage.lake import Lake
 from tests.batches import batch, ev
-from tests.catalogs import unit
+from tests.catalogs import catalog, unit
 from tests.invoicing import basic, bill, shop, totals
 
 SEPTEMBER, OCTOBER, NOVEMBER = date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)
@@ -200,3 +201,30 @@ def test_coupon_applies_for_its_duration():
 def test_invalid_subscriptions_are_refused(subscription, message):
     with pytest.raises(ValueError, match=message):
         shop([basic()], subscription)
+
+
+def test_subscriptions_alike_share_a_calendar_but_keep_their_names_zones_and_ends():
+    # Four subscriptions on one usage price from 2026-01-01. A run computes one calendar
+    # for subscriptions whose dates, plan and time zone agree (billing/charges.py), so
+    # each one that differs comes after one it would wrongly share with.
+    cat = catalog(
+        plans=[{"id": "p", "name": "P", "currency": "USD",
+                "prices": [unit("calls", "0.01", metric="calls")]}],
+        customers=[{"id": c, "name": c, "timezone": tz} for c, tz in (
+            ("a", "UTC"), ("b", "UTC"), ("n", "America/New_York"), ("c", "UTC"))],
+        subscriptions=[{"id": f"s{c}", "customer_id": c, "plan_id": "p",
+                        "start_date": "2026-01-01"} for c in "abn"]
+        + [{"id": "sc", "customer_id": "c", "plan_id": "p", "start_date": "2026-01-01",
+            "end_date": "2026-10-16"}])
+    utc = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    # New York is on daylight time (UTC-4) at both local midnights; sc's usage is
+    # invoiced when it ends.
+    new_york = datetime(2026, 10, 1, 4, tzinfo=UTC), datetime(2026, 11, 1, 4, tzinfo=UTC)
+    assert {(w.subscription_id, w.customer_id, w.invoice_id, w.window_id, w.period_start,
+             w.period_end) for w in billing_windows(cat, OCTOBER)} == {
+        ("sa", "a", "a-20261101-USD", "sa:20261001-20261101", *utc),
+        ("sb", "b", "b-20261101-USD", "sb:20261001-20261101", *utc),
+        ("sn", "n", "n-20261101-USD", "sn:20261001-20261101", *new_york),
+        ("sc", "c", "c-20261016-USD", "sc:20261001-20261016", utc[0],
+         datetime(2026, 10, 16, tzinfo=UTC)),
+    }
