@@ -159,6 +159,7 @@ class _Entry(NamedTuple):
     in_run: bool
     version: PlanVersion
     span: str  # the service dates, as the window id ends
+    # from here on BillingWindow's fields, in its order (``_named`` passes them on as is)
     plan_id: str
     plan_version: int
     cycle: str
