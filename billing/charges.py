@@ -227,12 +227,11 @@ def _calendar_key(sub: Subscription, phases: _Phases, timezone: str) -> tuple[ob
 
 def _named(calendar: tuple[_Entry, ...], sub: Subscription, first: date, through: date,
            timezone: str) -> list[BillingWindow]:
-    """The windows of ``calendar`` the run invoices, as ``sub``'s and its customer's."""
+    """The windows of ``calendar`` the run invoices, as ``sub``'s and its customer's
+    (a calendar holds windows outside the run only for fixed-fee quantities' pieces)."""
     customer_id = sub.customer_id
     windows = []
     for entry in calendar:
-        if not entry.in_run and not sub.fixed_fee_quantities:
-            continue
         charged = BillingWindow(
             invoice_id(customer_id, entry.invoice_date, entry.currency), entry.invoice_date,
             first, f"{sub.id}:{entry.span}", sub.id, customer_id, *entry[4:])
