@@ -254,7 +254,7 @@ def _read_property(column: exp.Column) -> exp.Expression:
     return value
 
 
-def _group_value(key: str) -> exp.Expression:
+def group_value(key: str) -> exp.Expression:
     if not PROPERTY_KEY.match(key):
         raise MetricSQLError(f"grouping key {key!r} must be a plain identifier")
     return _property(key)
@@ -299,7 +299,7 @@ def compile_metric(metric_id: str, sql: str, source: str,
     price's grouping key); ``group_values`` is the list of their values, in order."""
     value, where = compiled_parts(sql)
     keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
-    group_values = [_group_value(key) for key in grouping]
+    group_values = [group_value(key) for key in grouping]
     values = exp.Array(expressions=[value.copy() for value in group_values])
     return (
         exp.select(

@@ -1,0 +1,312 @@
+"""Usage rolled up per customer and UTC hour, and per UTC day, so that a month's rating
+reads a few rows per customer and day instead of every event.
+
+The rollup of an event file (one batch's events of one UTC day) holds, for each usage
+request (a metric, and a grouping a price needs) that decomposes, its partial
+aggregates per customer, hour and group values: ``count`` as a count, ``sum`` as a sum,
+``min`` and ``max`` as themselves, ``count(DISTINCT x)`` as the distinct values of x
+(a key of the rows); the day's rows combine its hours. A window whose
+bounds fall on UTC hours is then its whole days' rows plus its edge hours' rows, and
+the metric's value is its aggregates combined (a sum of counts, a sum of sums, a min of
+mins) with the metric's own arithmetic around them: the same value, of the same type,
+as over the events (tests/test_rollups.py checks that with hypothesis).
+
+Everything else is read from events (rolled_rating.py): requests that do not decompose
+(``latest_by``/``earliest_by``, ``avg``, arithmetic inside an aggregate), windows whose
+bounds are not on a UTC hour (half-hour zones, a change at 10:30), and windows that an
+amendment or a replacing backfill touches (they deprecate single events, which a rollup
+cannot take back out).
+
+Rollups are derived data, like the key index: ``lake/event_rollups/<grain>/event_date=
+<day>/<batch_id>.<spec>.<stamp>.parquet``. ``spec`` fingerprints the requests (a catalog
+whose metrics change gets new rollups), ``stamp`` the event file's size and mtime (a
+replayed batch's rewritten file gets new ones). Ingestion writes them with the events;
+rating writes those that are missing (a lake ingested before, a new metric).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
+
+from pricing_sql.metrics import AGGREGATES, DIALECT, QUANTITY_TYPE, compiled_parts, group_value
+from storage.lake import Lake, write_atomically
+from storage.tables import EVENTS
+
+# Bump when what a rollup file holds changes: every rollup is then made again.
+FORMAT = "1"
+TABLE = "event_rollups"
+HOUR, DAY = "hour", "day"
+LOCK = "rollups"  # held by rating while it writes missing rollups
+HOUR_US = 3_600_000_000
+# The hour of an event, counted from the epoch: an integer, so that no session time zone
+# and no timestamp arithmetic enters the windows' comparison with it.
+BUCKET = sqlglot.parse_one(f'epoch_us("timestamp") // {HOUR_US}', read=DIALECT)
+
+Request = tuple[str, str, tuple[str, ...]]  # (usage id, metric SQL, grouping)
+
+
+@dataclass(frozen=True)
+class Partial:
+    column: str
+    aggregate: exp.Expr  # as compiled: properties read as text or DECIMAL
+    type: str  # SQL type of the partial
+
+    @property
+    def distinct(self) -> bool:
+        """A count(DISTINCT x): its partial is each distinct x, as text, a grouping key
+        of the rollup rows rather than an aggregate (the other partials of the same
+        request stay exact: a sum over finer groups is the same sum)."""
+        return isinstance(self.aggregate.this, exp.Distinct)
+
+    def rolled_up(self) -> exp.Expr:
+        """The partial, over an hour's events."""
+        if self.distinct:
+            return exp.cast(self.aggregate.this.expressions[0].copy(), "VARCHAR")
+        return self.aggregate.copy()
+
+    def combined(self) -> exp.Expr:
+        """The aggregate over more than one hour (a day, a window), from its partials."""
+        column = exp.column(self.column)
+        if self.distinct:
+            return exp.Count(this=exp.Distinct(expressions=[column]))
+        if isinstance(self.aggregate, exp.Count):
+            return exp.cast(exp.Sum(this=column), "BIGINT")
+        return type(self.aggregate)(this=column)
+
+
+@dataclass(frozen=True)
+class Rolled:
+    """A request rating reads from rollups."""
+
+    index: int
+    request: Request
+    value: exp.Expr
+    where: exp.Expr | None
+    partials: tuple[Partial, ...]
+
+
+@dataclass(frozen=True)
+class RollupSpec:
+    requests: tuple[Rolled, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256((FORMAT + hour_query(self).sql(dialect=DIALECT)).encode()
+                              ).hexdigest()[:16]
+
+    @property
+    def columns(self) -> list[Partial]:
+        return [p for rolled in self.requests for p in rolled.partials]
+
+
+def split_requests(requests: Sequence[Request]) -> tuple[RollupSpec, list[Request]]:
+    """The requests that decompose, as a spec, and the rest (read from events)."""
+    rolled: list[Rolled] = []
+    rest: list[Request] = []
+    for request in sorted(requests):
+        value, where = compiled_parts(request[1])
+        partials = _partials(value, len(rolled))
+        if partials is None:
+            rest.append(request)
+        else:
+            rolled.append(Rolled(len(rolled), request, value, where, partials))
+    return RollupSpec(tuple(rolled)), rest
+
+
+def _partials(value: exp.Expr, index: int) -> tuple[Partial, ...] | None:
+    partials: dict[str, Partial] = {}
+    for aggregate in value.find_all(*AGGREGATES):
+        kind = _partial_type(aggregate)
+        if kind is None:
+            return None
+        key = aggregate.sql(dialect=DIALECT)
+        if key not in partials:
+            partials[key] = Partial(f"r{index}_{len(partials)}", aggregate, kind)
+    return tuple(partials.values())
+
+
+def _partial_type(aggregate: exp.Expr) -> str | None:
+    """The type of the aggregate's partial when the aggregate decomposes exactly and
+    cannot raise while it is rolled up, else None."""
+    arg = aggregate.this
+    if isinstance(aggregate, exp.Count) and isinstance(arg, exp.Distinct):
+        # text as DuckDB casts it (a DECIMAL(38, 9) always with its 9 places): one text
+        # per distinct value; not timestamps, whose text has the session's zone
+        (arg,) = arg.expressions if len(arg.expressions) == 1 else (None,)
+        plain = isinstance(arg, exp.JSONExtractScalar) or _numeric(arg) or (
+            isinstance(arg, exp.Column) and arg.name == "event_name")
+        return "VARCHAR" if plain else None
+    if isinstance(aggregate, exp.Count):
+        plain = isinstance(arg, exp.Star | exp.Column | exp.JSONExtractScalar) or _numeric(arg)
+        return "BIGINT" if plain else None
+    if isinstance(aggregate, exp.Sum | exp.Min | exp.Max) and _numeric(arg):
+        return QUANTITY_TYPE
+    # avg, latest_by, earliest_by, arithmetic inside an aggregate, and min or max of
+    # text (which no quantity can be)
+    return None
+
+
+def _numeric(arg: exp.Expr | None) -> bool:
+    """A property read as a number (metrics.py: a cast of its JSON text)."""
+    return isinstance(arg, exp.Cast) and isinstance(arg.this, exp.JSONExtractScalar)
+
+
+def _group_values(grouping: tuple[str, ...]) -> exp.Expr:
+    # as compile_metric groups the events: each key's value as text, in order
+    return exp.cast(exp.Array(expressions=[group_value(key) for key in grouping]),
+                    "VARCHAR[]")
+
+
+def hour_query(spec: RollupSpec, source: str = "events") -> exp.Query:
+    """Every rolled request's partials per customer, hour, group values (and distinct
+    values) over ``source``'s events, one column per partial (NULL on the other
+    requests' rows)."""
+    selects = []
+    for rolled in spec.requests:
+        group_values = _group_values(rolled.request[2])
+        columns = [exp.alias_(p.rolled_up(), p.column) if p in rolled.partials
+                   else exp.alias_(exp.cast(exp.null(), p.type), p.column)
+                   for p in spec.columns]
+        distinct = [p.rolled_up() for p in rolled.partials if p.distinct]
+        selects.append(
+            exp.select(exp.column("customer_id"), exp.alias_(BUCKET.copy(), "bucket"),
+                       exp.alias_(exp.cast(exp.Literal.number(rolled.index), "INTEGER"),
+                                  "request"),
+                       exp.alias_(group_values, "group_values"), *columns)
+            .from_(exp.to_table(source)).where(rolled.where.copy() if rolled.where else None)
+            .group_by(exp.column("customer_id"), BUCKET.copy(), group_values.copy(),
+                      *distinct))
+    query: exp.Query = selects[0]
+    for select in selects[1:]:
+        query = exp.union(query, select, distinct=False)
+    return exp.select("*").from_(query.subquery("rolled")).order_by(*_order(spec))
+
+
+def day_query(spec: RollupSpec, source: str) -> exp.Select:
+    """The hours' partials combined per UTC day (distinct values stay keys)."""
+    day = exp.IntDiv(this=exp.column("bucket"), expression=exp.Literal.number(24))
+    distinct = [exp.column(p.column) for p in spec.columns if p.distinct]
+    keys = [exp.column("customer_id"), day, exp.column("request"), exp.column("group_values"),
+            *distinct]
+    return (exp.select(exp.column("customer_id"), exp.alias_(day.copy(), "bucket"),
+                       exp.column("request"), exp.column("group_values"),
+                       *(exp.column(p.column) if p.distinct
+                         else exp.alias_(p.combined(), p.column) for p in spec.columns))
+            .from_(exp.to_table(source)).group_by(*(k.copy() for k in keys))
+            .order_by(*_order(spec)))
+
+
+def _order(spec: RollupSpec) -> list[str]:
+    # clustered by customer, and a total order: the same events give the same file
+    return ["customer_id", "bucket", "request", "group_values",
+            *(p.column for p in spec.columns if p.distinct)]
+
+
+def roll_up(con: duckdb.DuckDBPyConnection, spec: RollupSpec,
+            events: pa.Table | duckdb.DuckDBPyRelation) -> tuple[pa.Table, pa.Table]:
+    """The hour and day rollups of ``events`` (an event file's rows)."""
+    if isinstance(events, pa.Table):
+        con.register("rollup_source", events)
+    else:
+        events.create_view("rollup_source", replace=True)
+    hours = con.sql(hour_query(spec, "rollup_source").sql(dialect=DIALECT)).to_arrow_table()
+    con.register("rollup_source_hours", hours)
+    days = con.sql(day_query(spec, "rollup_source_hours").sql(dialect=DIALECT)
+                   ).to_arrow_table()
+    return hours, days
+
+
+def empty_rollup(con: duckdb.DuckDBPyConnection, spec: RollupSpec) -> pa.Table:
+    """A rollup with no rows, in the spec's schema."""
+    return roll_up(con, spec, EVENTS.empty_table())[0]
+
+
+def rollup_files(lake: Lake, spec: RollupSpec, event_file: str | Path) -> tuple[Path, Path]:
+    """Where the (hour, day) rollups of one event file, as it is now, are kept."""
+    path = Path(event_file)
+    stat = path.stat()
+    name = f"{path.stem}.{spec.fingerprint}.{stat.st_size}-{stat.st_mtime_ns}.parquet"
+    base = lake.table_dir(TABLE)
+    return (base / HOUR / path.parent.name / name, base / DAY / path.parent.name / name)
+
+
+def stale_rollups(lake: Lake, batch_id: str) -> list[Path]:
+    """Every rollup of a batch's event files, under any spec."""
+    return sorted(lake.table_dir(TABLE).glob(f"*/*=*/{batch_id}.*.parquet"))
+
+
+def write_rollups(lake: Lake, spec: RollupSpec, event_file: str | Path,
+                  rollups: tuple[pa.Table, pa.Table]) -> None:
+    for target, rows in zip(rollup_files(lake, spec, event_file), rollups, strict=True):
+        write_atomically(target, partial(_write, rows))
+
+
+def _write(rows: pa.Table, path: Path) -> None:
+    pq.write_table(rows, path, compression="zstd", compression_level=1,
+                   use_dictionary=["customer_id"], row_group_size=1 << 17)
+
+
+def ensure_rollups(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec,
+                   event_files: Sequence[str]) -> list[tuple[str, Path, Path]]:
+    """(event file, its hour rollup, its day rollup) of each file, rolled up now where
+    they are missing (a lake ingested before, or under other metrics)."""
+    found = [(file, *rollup_files(lake, spec, file)) for file in event_files]
+    missing = [file for file, hour, day in found if not (hour.exists() and day.exists())]
+    if missing:
+        # an ingestion's recovery removes rollup scratch files under this lock only
+        with lake.lock(LOCK):
+            for file in missing:
+                events = con.read_parquet(file, hive_partitioning=False)
+                write_rollups(lake, spec, file, roll_up(con, spec, events))
+    return found
+
+
+def remove_rollup_scratch(lake: Lake) -> None:
+    """Remove the scratch files of rollup writes that were killed: an ingestion's
+    recovery calls it, holding the ingest lock (ingestion's own writers) and taking the
+    rollup lock (rating's)."""
+    with lake.lock(LOCK):
+        for grain in (HOUR, DAY):
+            lake.remove_scratch(lake.table_dir(TABLE) / grain)
+
+
+def rolled_query(spec: RollupSpec, source: str = "rolled_rows") -> exp.Query:
+    """Each rolled request's usage per window and group values from ``source``'s rollup
+    rows (rolled_rows.sql), in compile_metric's columns: its aggregates combined from
+    their partials, the metric's arithmetic around them as written."""
+    selects = []
+    for rolled in spec.requests:
+        usage_id, _, grouping = rolled.request
+        partial_of = {p.aggregate.sql(dialect=DIALECT): p for p in rolled.partials}
+
+        def combined(node: exp.Expr, partial_of: dict[str, Partial] = partial_of) -> exp.Expr:
+            if isinstance(node, AGGREGATES):
+                return partial_of[node.sql(dialect=DIALECT)].combined()
+            return node
+
+        value = rolled.value.transform(combined)
+        keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
+        selects.append(
+            exp.select(exp.column("window_id"),
+                       exp.alias_(exp.Literal.string(usage_id), "metric_id"),
+                       exp.alias_(exp.cast(keys, "VARCHAR[]"), "grouping"),
+                       exp.column("group_values"),
+                       exp.alias_(exp.cast(exp.func("coalesce", value, exp.Literal.number(0)),
+                                           QUANTITY_TYPE), "quantity"))
+            .from_(exp.to_table(source))
+            .where(exp.column("request").eq(exp.Literal.number(rolled.index)))
+            .group_by(exp.column("window_id"), exp.column("group_values")))
+    query: exp.Query = selects[0]
+    for select in selects[1:]:
+        query = exp.union(query, select, distinct=False)
+    return query
