@@ -53,7 +53,8 @@ from ingestion.sql import load_sql
 from pricing_sql.active_events import register_active_events
 from pricing_sql.catalog_tables import customers_table
 from pricing_sql.metrics import PROPERTY_LIMIT, numeric_properties
-from pricing_sql.rating import usage_metrics
+from pricing_sql.rating import usage_metrics, usage_requests
+from pricing_sql.rollups import RollupSpec, remove_rollup_scratch, split_requests
 from storage.duck import cursor
 from storage.lake import Lake
 from storage.settings import Settings
@@ -198,7 +199,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
             land()
             settled = _settle(con, lake, index, batch_id, raw, checked, "ingested",
                               scope.backfill_id if scope else None)
-            writing = writer.submit(_write, lake, index, settled, now)
+            writing = writer.submit(_write, lake, index, settled, now, rules.rollups)
             results.append(writing)
             in_flight = (batch_id, path, writing)
         land()
@@ -237,10 +238,11 @@ def replay_batch(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog, b
     with lake.recovering_lock("ingest", lambda: _recover(lake)):
         _ensure_key_index(con, lake)
         raw = lake.raw_file(batch_id)
-        checked = _check(con, raw, _rules(lake, catalog, now, window))
+        rules = _rules(lake, catalog, now, window)
+        checked = _check(con, raw, rules)
         index = KeyIndex(lake)
         settled = _settle(con, lake, index, batch_id, raw, checked, "replayed")
-        return _write(lake, index, settled, now)
+        return _write(lake, index, settled, now, rules.rollups)
 
 
 def _duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, index: KeyIndex, batch_id: str,
@@ -327,11 +329,12 @@ def _sorted(hashes: np.ndarray) -> np.ndarray:
     return pl.Series(hashes).sort().to_numpy()
 
 
-def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime) -> BatchResult:
-    """Write a settled batch's events, keys and quarantine, then commit it (no DuckDB:
-    this runs beside the next batch's check)."""
+def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime,
+           rollups: RollupSpec) -> BatchResult:
+    """Write a settled batch's events and their rollups, keys and quarantine, then commit
+    it (runs beside the next batch's check; its rollups on connections of their own)."""
     batch_id, rejected = settled.batch_id, settled.rejected
-    write_days(lake, batch_id, settled.days)
+    write_days(lake, batch_id, settled.days, rollups)
     index.add(batch_id, settled.hashes)
     lake.write_partition("quarantine", TABLES["quarantine"].key, batch_id, rejected)
     accepted = sum(day.count() for day in settled.days)
@@ -353,11 +356,12 @@ class _Rules:
 
     customers: pa.Table
     params: dict[str, object]
+    rollups: RollupSpec  # what each day's events are rolled up into, for rating
 
 
 def _rules(lake: Lake, catalog: Catalog, now: datetime, window: Window,
            scope: Scope | None = None) -> _Rules:
-    customers, numeric_keys = _catalog_rules(catalog)
+    customers, numeric_keys, rollups = _catalog_rules(catalog)
     return _Rules(customers, {
         "too_old": window.too_old,
         "scope_start": scope.start if scope else None,
@@ -369,19 +373,20 @@ def _rules(lake: Lake, catalog: Catalog, now: datetime, window: Window,
         "numeric_keys": numeric_keys,
         "property_limit": PROPERTY_LIMIT,
         "out_of_range": OUT_OF_RANGE,
-    })
+    }, rollups)
 
 
-def _catalog_rules(catalog: Catalog) -> tuple[pa.Table, list[str]]:
-    """The catalog's customers table and numeric properties, kept with it
+def _catalog_rules(catalog: Catalog) -> tuple[pa.Table, list[str], RollupSpec]:
+    """The catalog's customers table, numeric properties and rollup spec, kept with it
     (``Catalog.derived``): current_catalog returns the same object while the state is
     unchanged, and the landing process checks a segment a second against it; building
     them cost 14 ms a time."""
     key = ("ingestion_rules", None)
     if key not in catalog.derived:
         catalog.derived[key] = (customers_table(catalog),
-                                numeric_properties(list(usage_metrics(catalog).values())))
-    return cast(tuple[pa.Table, list[str]], catalog.derived[key])
+                                numeric_properties(list(usage_metrics(catalog).values())),
+                                split_requests(usage_requests(catalog))[0])
+    return cast(tuple[pa.Table, list[str], RollupSpec], catalog.derived[key])
 
 
 def _check(con: duckdb.DuckDBPyConnection, raw: Path, rules: _Rules) -> pa.Table:
@@ -419,12 +424,14 @@ def _register_raw_events(con: duckdb.DuckDBPyConnection, sources: Sources,
 
 def _recover(lake: Lake) -> None:
     """Tidy up after an ingestion that did not finish (it was killed, or failed), holding
-    the ingest lock, which every writer of these folders holds: the scratch files of the
-    writes it was killed in, and a raw copy moved before its batch record was written.
+    the ingest lock, which every writer of these folders holds (rating, which writes
+    rollups too, holds the rollup lock): the scratch files of the writes it was killed
+    in, and a raw copy moved before its batch record was written.
     The copies of batches that never committed stay in quarantine/raw/."""
     for folder in (*(lake.table_dir(t) for t in ("events", "quarantine", "batches", "keys")),
                    lake.raw, lake.uncommitted_raw):
         lake.remove_scratch(folder)
+    remove_rollup_scratch(lake)
     if lake.raw.exists():
         for kept in lake.raw.iterdir():
             if not lake.partition_file("batches", "batch_id", kept.name).exists():

@@ -12,18 +12,25 @@ out of each day while it is written.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pricing_sql.rollups import RollupSpec, roll_up, stale_rollups, write_rollups
+from storage.duck import connect
 from storage.lake import Lake
 from storage.tables import EVENTS, TABLES
 
+LOG = logging.getLogger(__name__)
 EVENT_COLUMNS = EVENTS.names
 # Rows a row group of an event file holds. Sorted by customer, a group of a day's file
 # spans about this many rows' worth of customers (200 of 10,000 when a 3.3M-event file
@@ -64,6 +71,18 @@ class DayEvents:
         return by_customer(self.kept())
 
 
+def _roll_up(lake: Lake, spec: RollupSpec, path: Path, events: pa.Table) -> None:
+    """The rollups of a day's file, or none if a value raises: rating then makes them,
+    or reads the events (and reports whose values raise), so ingestion never fails on it."""
+    with closing(connect()) as con:
+        try:
+            rolled = roll_up(con, spec, events)
+        except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
+            LOG.warning("no rollups for %s: %s", path, exc)
+            return
+    write_rollups(lake, spec, path, rolled)
+
+
 def by_customer(events: pa.Table) -> pa.Table:
     """``events``, in timestamp then row order, stably sorted by customer_id: so by
     customer, then timestamp, then row."""
@@ -90,18 +109,25 @@ def by_day(events: pa.Table, dropped: np.ndarray | None) -> list[DayEvents]:
     return days
 
 
-def write_days(lake: Lake, batch_id: str, days: list[DayEvents]) -> None:
-    """One file per day for the batch's clean events."""
+def write_days(lake: Lake, batch_id: str, days: list[DayEvents],
+               rollups: RollupSpec | None = None) -> None:
+    """One file per day for the batch's clean events, and each file's rollups of the
+    ``rollups`` requests (pricing_sql/rollups.py), which rating reads instead of them."""
     # A replay may drop days this batch wrote before: remove its files there first.
     written = {day.day for day in days}
     for stale in lake.batch_files("events", batch_id):
         if date.fromisoformat(Lake.partition_value(stale)) not in written:
             stale.unlink()
+    for stale in stale_rollups(lake, batch_id):  # of the files about to be replaced
+        stale.unlink()
 
     # Filtering and compressing happen in pyarrow, which releases the GIL: a day per core.
     def write(day: DayEvents) -> None:
-        lake.write_file("events", TABLES["events"].key, day.day, f"{batch_id}.parquet",
-                        day.clustered(), **EVENT_ENCODING)
+        events = day.clustered()
+        path = lake.write_file("events", TABLES["events"].key, day.day, f"{batch_id}.parquet",
+                               events, **EVENT_ENCODING)
+        if rollups is not None and rollups.requests:
+            _roll_up(lake, rollups, path, events)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         list(pool.map(write, days))
