@@ -30,7 +30,7 @@ from pricing_sql.catalog_tables import (
     price_terms_table,
     price_tiers_table,
 )
-from pricing_sql.engine import Engine, as_engine
+from pricing_sql.engine import DuckDBEngine, Engine, as_engine
 from pricing_sql.isolation import (
     PRICING_STEP,
     USAGE_STEP,
@@ -42,6 +42,7 @@ from pricing_sql.isolation import (
 )
 from pricing_sql.metrics import compile_usage_query, numeric_properties
 from pricing_sql.price_usage import price_dimensions, price_usages
+from pricing_sql.rolled_rating import rolled_usage_query
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
 from storage.tables import RATING_EXCLUSIONS, USAGE
@@ -106,25 +107,28 @@ class RatedUsage:
 def compute_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: Catalog,
                   month: date) -> RatedUsage:
     """One row per (usage window, metric[, group]) with the metric's value over the
-    window, for every customer but those on whose events a metric raises."""
-    return window_usage(con, lake, catalog, billing_windows(catalog, month))
+    window, for every customer but those on whose events a metric raises. On DuckDB,
+    read from the events' rollups where they serve (``rolled_rating.py``)."""
+    return window_usage(con, lake, catalog, billing_windows(catalog, month), rollups=True)
 
 
 def window_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: Catalog,
-                 windows: Sequence[BillingWindow]) -> RatedUsage:
+                 windows: Sequence[BillingWindow], rollups: bool = False) -> RatedUsage:
     """``compute_usage`` over ``windows`` (a month's, or one customer's:
-    ``pricing_sql/customer_rating.py``)."""
+    ``pricing_sql/customer_rating.py``), from events, or with ``rollups`` from them
+    where they serve. A value that raises on the rollups is rated again from events,
+    where the customers it raises on are found and left out."""
     engine = as_engine(con)
+    requests = usage_requests(catalog)
+    if rollups and isinstance(engine, DuckDBEngine) and catalog.metrics:
+        rolled = _rolled_usage(engine, lake, requests, usage_windows(windows))
+        if rolled is not None:
+            return RatedUsage(rolled, RATING_EXCLUSIONS.empty_table())
     if not _register_period_events(engine, lake, catalog, windows):
         return RatedUsage(USAGE.empty_table(), RATING_EXCLUSIONS.empty_table())
-    requests = usage_requests(catalog)
 
     def usage_of(source: str) -> pa.Table:
-        union = compile_usage_query(requests, source=source)
-        # A total order, so the same events always give byte-identical partitions.
-        query = exp.select("*").from_(union.subquery("usage")).order_by(
-            "window_id", "metric_id", "grouping", list_order("group_values"))
-        return engine.query(query).cast(USAGE)
+        return _ordered_usage(engine, compile_usage_query(requests, source=source))
 
     def rate(customers: list[str] | None) -> pa.Table:
         if customers is None:
@@ -140,6 +144,28 @@ def window_usage(con: duckdb.DuckDBPyConnection | Engine, lake: Lake, catalog: C
         engine.arithmetic_errors)
     events = poison_events(engine, _numeric_keys(catalog), list(failures), usage_of)
     return RatedUsage(usage, exclusions_table(USAGE_STEP, failures, events))
+
+
+def _ordered_usage(engine: Engine, union: exp.Query) -> pa.Table:
+    # A total order, so the same events always give byte-identical partitions.
+    query = exp.select("*").from_(union.subquery("usage")).order_by(
+        "window_id", "metric_id", "grouping", list_order("group_values"))
+    return engine.query(query).cast(USAGE)
+
+
+def _rolled_usage(engine: DuckDBEngine, lake: Lake,
+                  requests: list[tuple[str, str, tuple[str, ...]]],
+                  windows: pa.Table) -> pa.Table | None:
+    """The usage read from rollups where they serve; None when they serve no window or
+    request, or a value raises (a lake with values ingestion did not check)."""
+    files = lake.files_in("events", "event_date", event_days(windows))
+    if not files:
+        return None
+    try:
+        query = rolled_usage_query(engine, lake, requests, windows, files)
+        return None if query is None else _ordered_usage(engine, query)
+    except engine.arithmetic_errors:
+        return None
 
 
 def _register_period_events(engine: Engine, lake: Lake, catalog: Catalog,

@@ -1,0 +1,87 @@
+"""A month's usage read from rollups where it can (``rollups.py``), from events elsewhere.
+
+Three parts, one UNION ALL: the rolled requests over the rolled windows, from their
+rollup rows; the other requests over the rolled windows, from those of their events that
+some such request's WHERE keeps; and every request over the windows rollups cannot
+serve, from their events, as rating.py always did.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from pricing_sql.engine import DuckDBEngine
+from pricing_sql.metrics import DIALECT, compile_usage_query, compiled_parts
+from pricing_sql.rollups import (
+    Request,
+    RollupSpec,
+    empty_rollup,
+    ensure_rollups,
+    rolled_query,
+    split_requests,
+)
+from pricing_sql.sql import load_sql
+from storage.lake import Lake
+
+EPOCH = date(1970, 1, 1)
+
+
+def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request],
+                       windows: pa.Table, files: list[str]) -> exp.Query | None:
+    """The usage query of ``windows`` (rating.WINDOWS) over the event ``files``, with
+    what it reads registered on ``engine``; None when no request or window can be read
+    from rollups."""
+    spec, rest = split_requests(requests)
+    if not spec.requests:
+        return None
+    con = engine.con
+    engine.register("usage_windows", windows)
+    engine.register_active_events(lake, files)
+    engine.run_script(load_sql("split_windows"))
+    split = engine.query("SELECT * FROM split_windows ORDER BY window_id")
+    if not any(split["rolled"].to_pylist()):
+        return None
+    _register_rollups(engine, lake, spec, files)
+    engine.run_script(load_sql("rolled_rows"))
+    parts = [rolled_query(spec)]
+    others = split.filter(pc.invert(split["rolled"])).select(windows.column_names)
+    if others.num_rows:
+        engine.register("usage_windows", others.cast(windows.schema))
+        engine.run_script(load_sql("usage_events"))
+        parts.append(compile_usage_query(requests, source="period_events"))
+    if rest:
+        wheres = [compiled_parts(sql)[1] for _, sql, _ in rest]
+        # the events some such request reads: every event if one has no WHERE
+        kept = exp.or_(*(exp.paren(where) if where is not None else exp.true()
+                         for where in wheres))
+        con.sql(exp.select("*").from_("active_events").where(kept).sql(dialect=DIALECT)
+                ).create_view("unrolled_events", replace=True)
+        engine.run_script(load_sql("rolled_window_events"))
+        parts.append(compile_usage_query(rest, source="rolled_window_events"))
+    query = parts[0]
+    for part in parts[1:]:
+        query = exp.union(query, part, distinct=False)
+    return query
+
+
+def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
+                      files: list[str]) -> None:
+    """Views ``rollup_days`` (every visible batch's day rollups) and ``rollup_hours``
+    (their hour rollups of the days a rolled window starts or ends in off midnight)."""
+    con = engine.con
+    visible = set(engine.query("SELECT batch_id FROM lake_batches")["batch_id"].to_pylist())
+    found = ensure_rollups(con, lake, spec, [f for f in files if Path(f).stem in visible])
+    edges = {str(EPOCH + timedelta(days=day))
+             for day in engine.query(load_sql("rolled_edge_days"))["day"].to_pylist()}
+    days = [str(day) for _, _, day in found]
+    hours = [str(hour) for file, hour, _ in found if Lake.partition_value(file) in edges]
+    empty = empty_rollup(con, spec)
+    for view, chosen in (("rollup_days", days), ("rollup_hours", hours)):
+        relation = (con.read_parquet(chosen, hive_partitioning=False) if chosen
+                    else con.from_arrow(empty))
+        relation.create_view(view, replace=True)

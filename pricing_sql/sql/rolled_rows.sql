@@ -1,0 +1,23 @@
+-- Each rolled window's rollup rows (pricing_sql/rollups.py): its whole UTC days from the
+-- day rollups, its other hours from the hour rollups. Buckets are hours (days) counted
+-- from the epoch.
+-- Tables: rollup_days, rollup_hours  (customer_id, bucket, request, group_values, partials)
+--         split_windows              (split_windows.sql)
+CREATE OR REPLACE TEMP TABLE rolled_rows AS
+WITH rolled_windows AS (
+    SELECT window_id, customer_id, start_hour, end_hour FROM split_windows WHERE rolled
+)
+SELECT w.window_id, r.* EXCLUDE (bucket)
+FROM rollup_days AS r
+JOIN rolled_windows AS w
+    ON r.customer_id = w.customer_id
+    AND r.bucket * 24 >= w.start_hour
+    AND r.bucket * 24 + 24 <= w.end_hour
+UNION ALL
+SELECT w.window_id, r.* EXCLUDE (bucket)
+FROM rollup_hours AS r
+JOIN rolled_windows AS w
+    ON r.customer_id = w.customer_id
+    AND r.bucket >= w.start_hour
+    AND r.bucket < w.end_hour
+    AND NOT (r.bucket // 24 * 24 >= w.start_hour AND r.bucket // 24 * 24 + 24 <= w.end_hour)

@@ -1,0 +1,252 @@
+"""Rating from rollups (pricing_sql/rollups.py, rolled_rating.py): the same usage as
+from events, read from the rollups ingestion writes, and from events wherever rollups
+cannot serve (a metric that does not decompose, a window off the hour, an amendment)."""
+
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from ingestion.amendments import record_amendment
+from ingestion.batches import ingest_files, replay_batch
+from pricing_sql.engine import DuckDBEngine
+from pricing_sql.metrics import compile_usage_query
+from pricing_sql.rating import WINDOWS, compute_usage, event_days
+from pricing_sql.rolled_rating import rolled_usage_query
+from pricing_sql.rollups import TABLE, rollup_files, split_requests
+from pricing_sql.sql import load_sql
+from storage.duck import connect
+from storage.lake import Lake
+from tests.batches import batch
+from tests.catalogs import catalog, unit
+
+OCTOBER = date(2026, 10, 1)
+NOW = datetime(2026, 11, 2, 12, tzinfo=UTC)
+METRICS = {
+    "api": "SELECT count(*) FROM events WHERE event_name = 'api'",
+    "tokens": "SELECT sum(properties.tokens) FROM events WHERE event_name = 'completion'",
+    "peak_gb": "SELECT max(properties.gb) FROM events WHERE event_name = 'storage'",
+    "seats": "SELECT count(DISTINCT properties.user) FROM events WHERE event_name = 'seat'",
+    "latest_gb": "SELECT latest_by(properties.gb, timestamp) FROM events "
+                 "WHERE event_name = 'storage'",  # read from events
+}
+
+
+def event(key, name, ts, customer="ny", **properties):
+    return {"event_name": name, "timestamp": ts, "customer_id": customer,
+            "idempotency_key": key, "properties": properties}
+
+
+def shop(metrics=METRICS):
+    return catalog(
+        plans=[{"id": "p", "name": "P", "currency": "USD",
+                "prices": [unit(metric, "1", metric=metric) for metric in metrics]}],
+        customers=[{"id": "ny", "name": "NY", "timezone": "America/New_York"},
+                   {"id": "in", "name": "IN", "timezone": "Asia/Kolkata"}],
+        subscriptions=[{"id": "s_ny", "customer_id": "ny", "plan_id": "p",
+                        "start_date": "2026-01-01"},
+                       {"id": "s_in", "customer_id": "in", "plan_id": "p",
+                        "start_date": "2026-01-01"}],
+        metrics=metrics)
+
+
+# New York's October is [Oct 1 04:00Z, Nov 1 04:00Z) (UTC-4 at both midnights), on UTC
+# hours: read from rollups. Kolkata's is [Sep 30 18:30Z, Oct 31 18:30Z), off the hour.
+EVENTS = [
+    event("ny-0", "api", "2026-10-01T03:59:59Z"),  # Sep 30 in New York: not October
+    event("ny-1", "api", "2026-10-01T04:00:00Z"),  # first hour, an edge hour
+    event("ny-2", "api", "2026-10-15T12:00:00Z"),  # a whole day
+    event("ny-3", "api", "2026-10-15T23:59:59Z"),
+    event("ny-4", "api", "2026-11-01T03:59:59Z"),  # last hour, an edge hour
+    event("ny-5", "api", "2026-11-01T04:00:00Z"),  # November
+    event("ny-6", "completion", "2026-10-01T04:30:00Z", tokens=10),
+    event("ny-7", "completion", "2026-10-20T00:00:00Z", tokens=200),
+    event("ny-8", "completion", "2026-10-31T22:00:00Z", tokens=0.5),
+    event("ny-9", "completion", "2026-11-01T04:00:00Z", tokens=3000),
+    event("ny-10", "storage", "2026-10-03T10:00:00Z", gb=7.5),
+    event("ny-11", "storage", "2026-10-31T23:00:00Z", gb=12.25),
+    event("ny-12", "seat", "2026-10-02T10:00:00Z", user="u1"),
+    event("ny-13", "seat", "2026-10-02T11:00:00Z", user="u2"),
+    event("ny-14", "seat", "2026-10-25T11:00:00Z", user="u1"),
+    event("in-1", "api", "2026-09-30T18:29:59Z", customer="in"),  # Sep 30 in Kolkata
+    event("in-2", "api", "2026-09-30T18:30:00Z", customer="in"),
+    event("in-3", "api", "2026-10-31T18:29:59Z", customer="in"),
+    event("in-4", "api", "2026-10-31T18:30:00Z", customer="in"),  # November
+    event("in-5", "completion", "2026-10-10T00:00:00Z", customer="in", tokens=7),
+]
+# worked out by hand from the list above
+EXPECTED = {("ny", "api"): Decimal(4), ("ny", "tokens"): Decimal("210.5"),
+            ("ny", "peak_gb"): Decimal("12.25"), ("ny", "seats"): Decimal(2),
+            ("ny", "latest_gb"): Decimal("12.25"),
+            ("in", "api"): Decimal(2), ("in", "tokens"): Decimal(7)}
+
+
+def usage_by_customer(lake, cat=None):
+    rated = compute_usage(connect(), lake, cat or shop(), OCTOBER)
+    assert rated.exclusions.num_rows == 0
+    return {(row["window_id"].split(":")[0].removeprefix("s_"), row["metric_id"]):
+            row["quantity"] for row in rated.usage.to_pylist()}
+
+
+def ingested(tmp_path, events=EVENTS, cat=None):
+    lake = Lake(tmp_path)
+    ingest_files(connect(), lake, cat or shop(), [batch(tmp_path / "october.jsonl", *events)],
+                 NOW)
+    return lake
+
+
+def test_a_month_is_rated_from_the_rollups_ingestion_wrote(tmp_path):
+    lake = ingested(tmp_path)
+    spec, rest = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    assert [r.request[0] for r in spec.requests] == ["api", "peak_gb", "seats", "tokens"]
+    assert [r[0] for r in rest] == ["latest_gb"]
+    event_files = lake.all_files("events")
+    assert len(event_files) == 10  # Sep 30, Oct 1, 2, 3, 10, 15, 20, 25, 31, Nov 1
+    for file in event_files:
+        hour, day = rollup_files(lake, spec, file)
+        assert hour.exists() and day.exists()
+    assert usage_by_customer(lake) == EXPECTED
+
+    # and it is the rollups that were read: a day's count changed in its rollup changes
+    # the month's (Oct 15 is a whole day of New York's window, read from the day rollup)
+    oct15 = next(f for f in event_files if "event_date=2026-10-15" in f)
+    _, day_file = rollup_files(lake, spec, oct15)
+    rows = pq.read_table(day_file)
+    assert rows["r0_0"].to_pylist() == [2]
+    pq.write_table(rows.set_column(rows.schema.get_field_index("r0_0"), "r0_0",
+                                   pa.array([5], pa.int64())), day_file)
+    assert usage_by_customer(lake)[("ny", "api")] == 7
+
+
+def test_rollups_missing_or_made_under_other_metrics_are_made_by_rating(tmp_path):
+    lake = ingested(tmp_path, cat=shop({"api": METRICS["api"]}))
+    assert usage_by_customer(lake) == EXPECTED
+    spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    for file in lake.all_files("events"):
+        assert all(path.exists() for path in rollup_files(lake, spec, file))
+    # a lake whose rollups are gone is rated the same, from rollups made again
+    for path in (lake.table_dir(TABLE)).rglob("*.parquet"):
+        path.unlink()
+    assert usage_by_customer(lake) == EXPECTED
+    assert any((lake.table_dir(TABLE)).rglob("*.parquet"))
+
+
+def test_an_amended_window_is_read_from_events(tmp_path):
+    lake = ingested(tmp_path)
+    record_amendment(lake, "ny", datetime(2026, 10, 15, tzinfo=UTC),
+                     datetime(2026, 10, 16, tzinfo=UTC), "resent", NOW + timedelta(hours=1))
+    # the two Oct 15 calls are deprecated; nothing else changes
+    assert usage_by_customer(lake) == EXPECTED | {("ny", "api"): Decimal(2)}
+
+
+def test_a_replayed_batch_gets_new_rollups(tmp_path):
+    lake = ingested(tmp_path, events=[*EVENTS, event("x-1", "api", "2026-10-15T13:00:00Z",
+                                                      customer="later")])
+    (batch_id,) = {Path(f).stem for f in lake.all_files("events")}
+    cat = shop()
+    cat = cat.model_copy(update={
+        "customers": [*cat.customers, cat.customers[0].model_copy(update={"id": "later"})],
+        "subscriptions": [*cat.subscriptions, cat.subscriptions[0].model_copy(
+            update={"id": "s_later", "customer_id": "later"})]})
+    replay_batch(connect(), lake, cat, batch_id, NOW)
+    spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    rollups = sorted(lake.table_dir(TABLE).rglob("*.parquet"))
+    assert len(rollups) == 2 * 10  # the old files' are gone
+    assert all(p.exists() for f in lake.all_files("events") for p in rollup_files(lake, spec, f))
+    assert usage_by_customer(lake, cat)[("later", "api")] == 1
+
+
+# -- parity with events, for any events and windows --------------------------------------
+
+REQUESTS = [
+    ("count", "SELECT count(*) FROM events WHERE event_name = 'a'", ()),
+    ("count_by_tag", "SELECT count(*) FROM events", ("tag",)),
+    ("sum", "SELECT sum(properties.n) FROM events WHERE event_name = 'b'", ()),
+    ("sum_by_tag", "SELECT sum(properties.n) FROM events", ("tag", "zone")),
+    ("arithmetic", "SELECT sum(properties.n) * 2 + count(properties.n) - min(properties.n) "
+                   "FROM events WHERE properties.tag <> 'x' OR properties.tag IS NULL", ()),
+    ("ratio", "SELECT sum(properties.n) / count(*) FROM events WHERE event_name = 'b'", ()),
+    ("tags", "SELECT count(properties.tag) FROM events WHERE event_name = 'b'", ()),
+    ("filtered", "SELECT max(properties.n) FROM events WHERE properties.n > 3", ()),
+    ("distinct", "SELECT count(DISTINCT properties.tag) FROM events", ()),
+    ("distinct_n", "SELECT count(DISTINCT properties.n) + sum(properties.n) FROM events "
+                   "WHERE event_name = 'a'", ("zone",)),
+    # read from events: they do not decompose
+    ("latest", "SELECT latest_by(properties.n, timestamp) FROM events "
+               "WHERE event_name = 'b'", ()),
+    ("average", "SELECT avg(properties.n) FROM events", ()),
+    ("inside", "SELECT sum(properties.n * 2) FROM events", ()),
+]
+START = datetime(2026, 10, 1, tzinfo=UTC)
+# instants a window starts or ends at: UTC midnights (whole days read from day rollups),
+# hours (edge hours from hour rollups), and half hours (off the hour: read from events)
+BOUNDS = st.one_of(st.integers(0, 4).map(lambda days: START + timedelta(days=days)),
+                   st.integers(0, 4 * 24).map(lambda hours: START + timedelta(hours=hours)),
+                   st.integers(0, 4 * 48).map(lambda half: START + timedelta(minutes=30 * half)))
+EVENT = st.fixed_dictionaries({
+    "customer": st.sampled_from(["c1", "c2", "c3"]),
+    "name": st.sampled_from(["a", "b"]),
+    "second": st.integers(0, 4 * 86_400 - 1),
+    "n": st.none() | st.integers(-50, 50) | st.decimals(-100, 100, places=3),
+    "tag": st.none() | st.sampled_from(["x", "y", "z"]),
+    "zone": st.none() | st.sampled_from(["eu", "us"]),
+})
+
+
+def parity_catalog():
+    return catalog(plans=[{"id": "p", "name": "P", "currency": "USD",
+                           "prices": [unit("count", "1", metric="count")]}],
+                   customers=[{"id": c, "name": c} for c in ("c1", "c2", "c3")],
+                   subscriptions=[], metrics={r[0]: r[1] for r in REQUESTS})
+
+
+def rated_rows(lake, windows, rolled):
+    engine = DuckDBEngine(connect())
+    files = lake.files_in("events", "event_date", event_days(windows))
+    if not files:
+        return []
+    # None: no window is on the hour, and rating reads events as below
+    query = rolled_usage_query(engine, lake, REQUESTS, windows, files) if rolled else None
+    if query is None:
+        engine.register("usage_windows", windows)
+        engine.register_active_events(lake, files)
+        engine.run_script(load_sql("usage_events"))
+        query = compile_usage_query(REQUESTS, source="period_events")
+    rows = engine.query(query).to_pylist()
+    return sorted((r["window_id"], r["metric_id"], tuple(map(str, r["group_values"])),
+                   r["quantity"]) for r in rows)
+
+
+# Each example ingests a lake (3-5 s): a failure is reported as found, not shrunk, which
+# would take many minutes.
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(events=st.lists(EVENT, min_size=1, max_size=60),
+       windows=st.lists(st.tuples(st.sampled_from(["c1", "c2", "c3"]), BOUNDS, BOUNDS),
+                        min_size=1, max_size=6),
+       batches=st.integers(1, 3))
+def test_rollups_give_the_usage_events_give(events, windows, batches):
+    with tempfile.TemporaryDirectory() as folder:
+        lake = Lake(folder)
+        raw = []
+        for i, e in enumerate(events):
+            properties = {k: (float(e[k]) if isinstance(e[k], Decimal) else e[k])
+                          for k in ("n", "tag", "zone") if e[k] is not None}
+            at = START + timedelta(seconds=e["second"])
+            raw.append({"event_name": e["name"], "customer_id": e["customer"],
+                        "timestamp": at.isoformat().replace("+00:00", "Z"),
+                        "idempotency_key": f"k{i}", "properties": properties})
+        files = [batch(Path(folder) / f"b{i}.jsonl", *raw[i::batches])
+                 for i in range(batches) if raw[i::batches]]
+        ingest_files(connect(), lake, parity_catalog(), files, NOW)
+        table = pa.Table.from_pylist(
+            [{"window_id": f"w{i}", "customer_id": c, "period_start": min(a, b),
+              "period_end": max(a, b) if a != b else a + timedelta(days=1)}
+             for i, (c, a, b) in enumerate(windows)], schema=WINDOWS)
+        by_rollups = rated_rows(lake, table, rolled=True)
+        assert by_rollups == rated_rows(lake, table, rolled=False)
