@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import duckdb
@@ -99,7 +99,7 @@ class Rolled:
 class RollupSpec:
     requests: tuple[Rolled, ...]
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return hashlib.sha256((FORMAT + hour_query(self).sql(dialect=DIALECT)).encode()
                               ).hexdigest()[:16]
