@@ -87,9 +87,9 @@ def test_killed_at_every_write_the_next_ingestion_tidies_up_and_ingests_once(tmp
         assert committed_raw(lake) == [f"{result.batch_id}/a.jsonl"], point
         assert uncommitted_raw(lake) == [], point
         assert keys(lake) == ["k1", "k2", "k3"], point
-    # the key index's manifest (twice), the raw copy, two day files, the quarantine, the
-    # raw copy's move to raw/ and the batch record
-    assert killed == 8
+    # the key index's manifest (twice), the raw copy, two day files and their hour and
+    # day rollups, the quarantine, the raw copy's move to raw/ and the batch record
+    assert killed == 12
 
 
 def test_a_failed_batch_keeps_its_file_in_quarantine_not_beside_committed_ones(
