@@ -28,7 +28,7 @@ QUANTITY = pa.decimal128(38, 9)
 @dataclass(frozen=True)
 class Table:
     name: str
-    schema: pa.Schema | None  # None: not Parquet (``keys``)
+    schema: pa.Schema | None  # None: not Parquet (``keys``), or columns that vary
     partition_key: str | None  # the hive folder ``<key>=<value>``; None: not hive-partitioned
     published: bool  # a DuckDB view and exported; otherwise internal
     description: str = ""
@@ -707,6 +707,10 @@ TABLES: dict[str, Table] = {table.name: table for table in (
     # DuckDB-version-specific hashes of idempotency keys, only for checking duplicates:
     # numpy runs and a manifest (ingestion/key_index.py), not Parquet.
     Table("keys", None, None, False, "the idempotency-key index"),
+    # Each event file's usage per customer, hour and day, which rating reads instead of
+    # its events (pricing_sql/rollups.py): Parquet in hour/ and day/ folders, with the
+    # columns the catalog's metrics need, so no schema of its own here.
+    Table("event_rollups", None, None, False, "usage rolled up for rating"),
 )}
 
 PUBLISHED_TABLES = tuple(name for name, table in TABLES.items() if table.published)
