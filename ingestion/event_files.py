@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pricing_sql.rollups import RollupSpec, roll_up, stale_rollups, write_rollups
-from storage.duck import connect
+from storage.duck import connect, cursor
 from storage.lake import Lake
 from storage.tables import EVENTS, TABLES
 
@@ -74,13 +75,20 @@ class DayEvents:
 def _roll_up(lake: Lake, spec: RollupSpec, path: Path, events: pa.Table) -> None:
     """The rollups of a day's file, or none if a value raises: rating then makes them,
     or reads the events (and reports whose values raise), so ingestion never fails on it."""
-    with closing(connect()) as con:
+    with closing(cursor(_database())) as con:
         try:
             rolled = roll_up(con, spec, events)
         except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
             LOG.warning("no rollups for %s: %s", path, exc)
             return
     write_rollups(lake, spec, path, rolled)
+
+
+@cache
+def _database() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB for the process's rollups, each on a cursor of its own:
+    opening a database costs 32 ms, half of rolling up a 1,000-event batch."""
+    return connect()
 
 
 def by_customer(events: pa.Table) -> pa.Table:
