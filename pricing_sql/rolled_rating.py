@@ -3,7 +3,8 @@
 Three parts, one UNION ALL: the rolled requests over the rolled windows, from their
 rollup rows; the other requests over the rolled windows, from those of their events that
 some such request's WHERE keeps; and every request over the windows rollups cannot
-serve, from their events, as rating.py always did.
+serve, from their events, as rating.py always did. Both event parts are
+usage_events.sql, the second over other tables.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlglot
 from sqlglot import exp
 
 from pricing_sql.engine import DuckDBEngine
@@ -61,12 +63,30 @@ def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request]
                          for where in wheres))
         con.sql(exp.select("*").from_("active_events").where(kept).sql(dialect=DIALECT)
                 ).create_view("unrolled_events", replace=True)
-        engine.run_script(load_sql("rolled_window_events"))
+        rolled = split.filter(split["rolled"]).select(windows.column_names)
+        engine.register("rolled_windows", rolled.cast(windows.schema))
+        engine.run_script(_usage_events(events="unrolled_events", windows="rolled_windows",
+                                        into="rolled_window_events"))
         parts.append(compile_usage_query(rest, source="rolled_window_events"))
     query = parts[0]
     for part in parts[1:]:
         query = exp.union(query, part, distinct=False)
     return query
+
+
+def _usage_events(events: str, windows: str, into: str) -> str:
+    """usage_events.sql over other tables: the ``events`` of the ``windows``, kept as
+    ``into``."""
+    renamed = {"active_events": events, "usage_windows": windows, "period_events": into}
+
+    def rename(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Table) and node.name in renamed:
+            node = node.copy()
+            node.set("this", exp.to_identifier(renamed[node.name]))
+        return node
+
+    statement = sqlglot.parse_one(load_sql("usage_events"), read=DIALECT)
+    return statement.transform(rename).sql(dialect=DIALECT)
 
 
 def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
