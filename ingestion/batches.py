@@ -332,7 +332,8 @@ def _sorted(hashes: np.ndarray) -> np.ndarray:
 def _write(lake: Lake, index: KeyIndex, settled: _Settled, now: datetime,
            rollups: RollupSpec) -> BatchResult:
     """Write a settled batch's events and their rollups, keys and quarantine, then commit
-    it (runs beside the next batch's check; its rollups on connections of their own)."""
+    it (runs beside the next batch's check, whose DuckDB connection it does not use: the
+    rollups run on cursors of a database of their own, event_files.py)."""
     batch_id, rejected = settled.batch_id, settled.rejected
     write_days(lake, batch_id, settled.days, rollups)
     index.add(batch_id, settled.hashes)
