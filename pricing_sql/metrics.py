@@ -22,6 +22,7 @@ arithmetic, or compared with a number literal) and as text everywhere else
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 
 import sqlglot
@@ -298,22 +299,35 @@ def compile_metric(metric_id: str, sql: str, source: str,
     ``grouping`` names event properties (a matrix price's dimensions, a grouped
     price's grouping key); ``group_values`` is the list of their values, in order."""
     value, where = compiled_parts(sql)
-    keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
     group_values = [group_value(key) for key in grouping]
     values = exp.Array(expressions=[value.copy() for value in group_values])
     return (
-        exp.select(
-            exp.column("window_id"),
-            exp.alias_(exp.Literal.string(metric_id), "metric_id"),
-            exp.alias_(exp.cast(keys, "VARCHAR[]"), "grouping"),
-            exp.alias_(exp.cast(values, "VARCHAR[]"), "group_values"),
-            exp.alias_(exp.cast(exp.func("coalesce", value, exp.Literal.number(0)),
-                                QUANTITY_TYPE), "quantity"),
-        )
+        exp.select(*usage_columns(metric_id, grouping, exp.cast(values, "VARCHAR[]"), value))
         .from_(exp.to_table(source))
         .where(where)
         .group_by(exp.column("window_id"), *group_values)
     )
+
+
+def usage_columns(metric_id: str, grouping: tuple[str, ...], group_values: exp.Expr,
+                  value: exp.Expr) -> list[exp.Expr]:
+    """A usage row's columns (window_id, metric_id, grouping, group_values, quantity), as
+    every way of computing usage gives them: over events, or from rollups."""
+    keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
+    return [exp.column("window_id"),
+            exp.alias_(exp.Literal.string(metric_id), "metric_id"),
+            exp.alias_(exp.cast(keys, "VARCHAR[]"), "grouping"),
+            exp.alias_(group_values, "group_values"),
+            exp.alias_(exp.cast(exp.func("coalesce", value, exp.Literal.number(0)),
+                                QUANTITY_TYPE), "quantity")]
+
+
+def union_all(queries: Sequence[exp.Query]) -> exp.Query:
+    """``queries`` (at least one) as one UNION ALL, in order."""
+    query: exp.Query = queries[0]
+    for other in queries[1:]:
+        query = exp.union(query, other, distinct=False)
+    return query
 
 
 def compile_usage_query(requests: list[tuple[str, str, tuple[str, ...]]],
@@ -321,10 +335,7 @@ def compile_usage_query(requests: list[tuple[str, str, tuple[str, ...]]],
     """Every (metric id, metric SQL, grouping) over ``source`` as one UNION ALL."""
     compiled = [compile_metric(metric_id, sql, source, grouping)
                 for metric_id, sql, grouping in sorted(requests)]
-    query: exp.Query = compiled[0]
-    for select in compiled[1:]:
-        query = exp.union(query, select, distinct=False)
-    return query
+    return union_all(compiled)
 
 
 PORTABLE_DIALECTS = ("spark", "snowflake", "bigquery")

@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 from pricing_sql.engine import DuckDBEngine
-from pricing_sql.metrics import DIALECT, compile_usage_query, compiled_parts
+from pricing_sql.metrics import DIALECT, compile_usage_query, compiled_parts, union_all
 from pricing_sql.rollups import (
     Request,
     RollupSpec,
@@ -46,7 +46,7 @@ def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request]
     engine.register_active_events(lake, files)
     engine.run_script(load_sql("split_windows"))
     split = engine.query("SELECT * FROM split_windows ORDER BY window_id")
-    if not any(split["rolled"].to_pylist()):
+    if not pc.any(split["rolled"]).as_py():
         return None
     _register_rollups(engine, lake, spec, files)
     engine.run_script(load_sql("rolled_rows"))
@@ -68,10 +68,7 @@ def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request]
         engine.run_script(_usage_events(events="unrolled_events", windows="rolled_windows",
                                         into="rolled_window_events"))
         parts.append(compile_usage_query(rest, source="rolled_window_events"))
-    query = parts[0]
-    for part in parts[1:]:
-        query = exp.union(query, part, distinct=False)
-    return query
+    return union_all(parts)
 
 
 def _usage_events(events: str, windows: str, into: str) -> str:

@@ -38,7 +38,15 @@ import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 
-from pricing_sql.metrics import AGGREGATES, DIALECT, QUANTITY_TYPE, compiled_parts, group_value
+from pricing_sql.metrics import (
+    AGGREGATES,
+    DIALECT,
+    QUANTITY_TYPE,
+    compiled_parts,
+    group_value,
+    union_all,
+    usage_columns,
+)
 from storage.lake import Lake, write_atomically
 from storage.tables import EVENTS
 
@@ -199,10 +207,8 @@ def hour_query(spec: RollupSpec, source: str = "events") -> exp.Query:
             .from_(exp.to_table(source)).where(rolled.where.copy() if rolled.where else None)
             .group_by(exp.column("customer_id"), BUCKET.copy(), group_values.copy(),
                       *distinct))
-    query: exp.Query = selects[0]
-    for select in selects[1:]:
-        query = exp.union(query, select, distinct=False)
-    return exp.select("*").from_(query.subquery("rolled")).order_by(*_order(spec))
+    return exp.select("*").from_(union_all(selects).subquery("rolled")).order_by(
+        *_order(spec))
 
 
 def day_query(spec: RollupSpec, source: str) -> exp.Select:
@@ -309,18 +315,9 @@ def rolled_query(spec: RollupSpec, source: str = "rolled_rows") -> exp.Query:
             return node
 
         value = rolled.value.transform(combined)
-        keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
         selects.append(
-            exp.select(exp.column("window_id"),
-                       exp.alias_(exp.Literal.string(usage_id), "metric_id"),
-                       exp.alias_(exp.cast(keys, "VARCHAR[]"), "grouping"),
-                       exp.column("group_values"),
-                       exp.alias_(exp.cast(exp.func("coalesce", value, exp.Literal.number(0)),
-                                           QUANTITY_TYPE), "quantity"))
+            exp.select(*usage_columns(usage_id, grouping, exp.column("group_values"), value))
             .from_(exp.to_table(source))
             .where(exp.column("request").eq(exp.Literal.number(rolled.index)))
             .group_by(exp.column("window_id"), exp.column("group_values")))
-    query: exp.Query = selects[0]
-    for select in selects[1:]:
-        query = exp.union(query, select, distinct=False)
-    return query
+    return union_all(selects)
