@@ -310,11 +310,12 @@ def compile_metric(metric_id: str, sql: str, source: str,
 
 
 def usage_columns(metric_id: str, grouping: tuple[str, ...], group_values: exp.Expr,
-                  value: exp.Expr) -> list[exp.Expr]:
+                  value: exp.Expr, window: str = "window_id") -> list[exp.Expr]:
     """A usage row's columns (window_id, metric_id, grouping, group_values, quantity), as
-    every way of computing usage gives them: over events, or from rollups."""
+    every way of computing usage gives them: over events, or from rollups (which key
+    the window by another ``window`` column)."""
     keys = exp.Array(expressions=[exp.Literal.string(key) for key in grouping])
-    return [exp.column("window_id"),
+    return [exp.column(window),
             exp.alias_(exp.Literal.string(metric_id), "metric_id"),
             exp.alias_(exp.cast(keys, "VARCHAR[]"), "grouping"),
             exp.alias_(group_values, "group_values"),

@@ -77,8 +77,8 @@ def event_days(windows: pa.Table) -> list[date]:
     """The UTC day partitions that hold events of any window."""
     if windows.num_rows == 0:
         return []
-    first = min(windows.column("period_start").to_pylist()).date()
-    last = (max(windows.column("period_end").to_pylist()) - timedelta(microseconds=1)).date()
+    first = pc.min(windows.column("period_start")).as_py().date()
+    last = (pc.max(windows.column("period_end")).as_py() - timedelta(microseconds=1)).date()
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 

@@ -6,16 +6,16 @@
 --         split_windows              (split_windows.sql)
 CREATE OR REPLACE TEMP VIEW rolled_rows AS
 WITH rolled_windows AS (
-    SELECT window_id, customer_id, start_hour, end_hour FROM split_windows WHERE rolled
+    SELECT window_no, customer_id, start_hour, end_hour FROM split_windows WHERE rolled
 )
-SELECT w.window_id, r.* EXCLUDE (bucket)
+SELECT w.window_no, r.* EXCLUDE (bucket)
 FROM rollup_days AS r
 JOIN rolled_windows AS w
     ON r.customer_id = w.customer_id
     AND r.bucket * 24 >= w.start_hour
     AND r.bucket * 24 + 24 <= w.end_hour
 UNION ALL
-SELECT w.window_id, r.* EXCLUDE (bucket)
+SELECT w.window_no, r.* EXCLUDE (bucket)
 FROM rollup_hours AS r
 JOIN rolled_windows AS w
     ON r.customer_id = w.customer_id

@@ -15,6 +15,8 @@ WITH touched AS (
 )
 SELECT
     w.window_id,
+    -- rollup rows are grouped by this number, cheaper to hash than the text id
+    row_number() OVER (ORDER BY w.window_id) AS window_no,
     w.customer_id,
     w.period_start,
     w.period_end,
