@@ -311,19 +311,22 @@ def adjustment_terms(catalog: Catalog, windows: Sequence[BillingWindow]) -> list
     """Each plan, subscription and coupon adjustment on each invoice it can touch."""
     subs = {sub.id: sub for sub in catalog.subscriptions}
     terms: dict[tuple[str, str, str, str], AdjustmentTerm] = {}
-    for w in windows:
-        sub = subs[w.subscription_id]
-        version = catalog.plan(w.plan_id).version(w.plan_version)
-        candidates = [AdjustmentTerm(w.invoice_id, sub.id, f"plan {w.plan_id} v{w.plan_version}",
-                                     a, w.plan_id, w.plan_version) for a in version.adjustments]
-        candidates += [AdjustmentTerm(w.invoice_id, sub.id, f"subscription {sub.id}", a)
+    # The terms depend on the invoice, subscription and plan version only: each such
+    # set of windows (an invoice's several prices and cycles) is looked at once.
+    for invoice_id, sub_id, plan_id, plan_version in {
+            (w.invoice_id, w.subscription_id, w.plan_id, w.plan_version) for w in windows}:
+        sub = subs[sub_id]
+        version = catalog.plan(plan_id).version(plan_version)
+        candidates = [AdjustmentTerm(invoice_id, sub.id, f"plan {plan_id} v{plan_version}",
+                                     a, plan_id, plan_version) for a in version.adjustments]
+        candidates += [AdjustmentTerm(invoice_id, sub.id, f"subscription {sub.id}", a)
                        for a in sub.adjustments]
         for redemption in sub.coupons:
             coupon = catalog.coupon(redemption.coupon_id)
             redeemed = redemption.redeemed_on or sub.starts_on
             until = None if coupon.duration_in_months is None else cycle_date(
                 periods.add_months(redeemed, coupon.duration_in_months), redeemed.day)
-            candidates.append(AdjustmentTerm(w.invoice_id, sub.id, f"coupon {coupon.id}",
+            candidates.append(AdjustmentTerm(invoice_id, sub.id, f"coupon {coupon.id}",
                                              coupon.adjustment(), valid_from=redeemed,
                                              valid_until=until))
         for term in candidates:
