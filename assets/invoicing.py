@@ -10,6 +10,7 @@ from assets.billing_order import check_commit, check_start
 from assets.metadata import money_totals, table_metadata
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
+from billing.gc_pause import gc_paused
 from invoicing.issuing import compute_corrections, invoice_run
 from reports.documents import render_drafts
 from storage import billing_runs
@@ -43,7 +44,8 @@ def invoices(context: dg.AssetExecutionContext, store: OrbStore):
     month, run_id = billing_month(context), billing_run_id(context)
     lake, con = store.lake, connect()
     line_items = billing_runs.read_month(lake, month, ["line_items"], run_id)["line_items"]
-    invoiced = invoice_run(con, lake, store.billing_catalog(context), month, line_items)
+    with gc_paused():  # as in usage (assets/rating.py)
+        invoiced = invoice_run(con, lake, store.billing_catalog(context), month, line_items)
     for table, rows in (("invoices", invoiced.invoices),
                         ("invoice_adjustments", invoiced.adjustments),
                         ("credit_ledger", invoiced.ledger),

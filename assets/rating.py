@@ -8,6 +8,7 @@ import pyarrow as pa
 from assets.metadata import table_metadata
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
+from billing.gc_pause import gc_paused
 from invoicing.thresholds import with_threshold_lines
 from pricing_sql.engine import engine_from_env
 from pricing_sql.isolation import customers_of, usage_step
@@ -20,8 +21,11 @@ from storage import billing_runs
 def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeResult:
     """Each billable metric per subscription over the customer's local billing month."""
     month, run_id = billing_month(context), billing_run_id(context)
-    rated = compute_usage(engine_from_env(store.engine), store.lake,
-                          store.billing_catalog(context), month)
+    # Without collections: each would walk the process's millions of objects (Dagster's,
+    # the run's catalog) to free the few cycles a step makes (docs/capacity.md).
+    with gc_paused():
+        rated = compute_usage(engine_from_env(store.engine), store.lake,
+                              store.billing_catalog(context), month)
     table = rated.usage
     path = billing_runs.write(store.lake, "usage", month, run_id, table)
     billing_runs.write(store.lake, "rating_exclusions", month, run_id, rated.exclusions)
@@ -46,8 +50,9 @@ def price(context: dg.AssetExecutionContext, store: OrbStore):
     run = billing_runs.read_month(store.lake, month, ["usage", "rating_exclusions"], run_id)
     engine, catalog = engine_from_env(store.engine), store.billing_catalog(context)
     left_out = usage_step(run["rating_exclusions"])
-    priced = price_line_items(engine, catalog, month, run["usage"], customers_of(left_out))
-    failed = pricing_exclusions(engine, store.lake, catalog, month, priced.failures)
+    with gc_paused():  # as in usage
+        priced = price_line_items(engine, catalog, month, run["usage"], customers_of(left_out))
+        failed = pricing_exclusions(engine, store.lake, catalog, month, priced.failures)
     billing_runs.write(store.lake, "rating_exclusions", month, run_id,
                        pa.concat_tables([left_out, failed]))
     if priced.usage is not None:

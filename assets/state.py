@@ -6,6 +6,7 @@ import dagster as dg
 from assets.billing_order import check_start
 from assets.partitions import MONTHLY, billing_month, billing_run_id
 from assets.resources import OrbStore
+from billing.gc_pause import gc_paused
 from pricing_sql.run_catalog import take_snapshot
 from storage.billing_runs import remove_stale_scratch
 
@@ -22,7 +23,8 @@ def state_snapshot(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Mat
     if removed:
         context.log.info(f"removed {len(removed)} scratch files left by killed runs: "
                          + ", ".join(str(path) for path in removed))
-    snapshot = take_snapshot(store, billing_month(context), billing_run_id(context))
+    with gc_paused():  # docs/capacity.md: collections walk Dagster's objects
+        snapshot = take_snapshot(store, billing_month(context), billing_run_id(context))
     return dg.MaterializeResult(metadata={
         "snapshot_id": snapshot.snapshot_id,
         "customers": snapshot.tables["customers"].num_rows,
