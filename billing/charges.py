@@ -311,14 +311,18 @@ def adjustment_terms(catalog: Catalog, windows: Sequence[BillingWindow]) -> list
     """Each plan, subscription and coupon adjustment on each invoice it can touch."""
     subs = {sub.id: sub for sub in catalog.subscriptions}
     terms: dict[tuple[str, str, str, str], AdjustmentTerm] = {}
+    plan_adjustments: dict[tuple[str, int], Sequence[Adjustment]] = {}
     # The terms depend on the invoice, subscription and plan version only: each such
     # set of windows (an invoice's several prices and cycles) is looked at once.
     for invoice_id, sub_id, plan_id, plan_version in {
             (w.invoice_id, w.subscription_id, w.plan_id, w.plan_version) for w in windows}:
         sub = subs[sub_id]
-        version = catalog.plan(plan_id).version(plan_version)
+        if (plan_id, plan_version) not in plan_adjustments:
+            plan_adjustments[plan_id, plan_version] = catalog.plan(plan_id).version(
+                plan_version).adjustments
         candidates = [AdjustmentTerm(invoice_id, sub.id, f"plan {plan_id} v{plan_version}",
-                                     a, plan_id, plan_version) for a in version.adjustments]
+                                     a, plan_id, plan_version)
+                      for a in plan_adjustments[plan_id, plan_version]]
         candidates += [AdjustmentTerm(invoice_id, sub.id, f"subscription {sub.id}", a)
                        for a in sub.adjustments]
         for redemption in sub.coupons:
