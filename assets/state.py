@@ -23,7 +23,7 @@ def state_snapshot(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Mat
     if removed:
         context.log.info(f"removed {len(removed)} scratch files left by killed runs: "
                          + ", ".join(str(path) for path in removed))
-    with gc_paused():  # docs/capacity.md: collections walk Dagster's objects
+    with gc_paused():  # as in usage (assets/rating.py)
         snapshot = take_snapshot(store, billing_month(context), billing_run_id(context))
     return dg.MaterializeResult(metadata={
         "snapshot_id": snapshot.snapshot_id,

@@ -305,14 +305,13 @@ def remove_rollup_scratch(lake: Lake) -> None:
             lake.remove_scratch(lake.table_dir(TABLE) / grain)
 
 
-def rolled_query(spec: RollupSpec, source: str = "rolled_rows",
-                 windows: str = "split_windows") -> exp.Query:
+def rolled_query(spec: RollupSpec, source: str = "rolled_rows") -> exp.Query:
     """Each rolled request's usage per window and group values from ``source``'s rollup
     rows (rolled_rows.sql), in compile_metric's columns: its aggregates combined from
     their partials, the metric's arithmetic around them as written. Rows are grouped by
     the window's number, and by group values only where the request groups: hashing
     the window's text id and an empty list per rollup row cost a third of the read
-    (docs/capacity.md); ``windows`` gives the ids back."""
+    (docs/capacity.md); split_windows.sql gives the ids back."""
     selects = []
     for rolled in spec.requests:
         usage_id, _, grouping = rolled.request
@@ -337,4 +336,4 @@ def rolled_query(spec: RollupSpec, source: str = "rolled_rows",
     usage = union_all(selects).subquery("u")
     return (exp.select(exp.column("window_id", "w"), *(exp.column(c, "u") for c in
                        ("metric_id", "grouping", "group_values", "quantity")))
-            .from_(usage).join(exp.to_table(windows).as_("w"), using=["window_no"]))
+            .from_(usage).join(exp.to_table("split_windows").as_("w"), using=["window_no"]))
