@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pricing_sql.engine import DuckDBEngine
 from pricing_sql.rollups import RollupSpec, roll_up, stale_rollups, write_rollups
 from storage.duck import connect, cursor
 from storage.lake import Lake
@@ -78,7 +79,7 @@ def _roll_up(lake: Lake, spec: RollupSpec, path: Path, events: pa.Table) -> None
     with closing(cursor(_database())) as con:
         try:
             rolled = roll_up(con, spec, events)
-        except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
+        except DuckDBEngine.arithmetic_errors as exc:
             LOG.warning("no rollups for %s: %s", path, exc)
             return
     write_rollups(lake, spec, path, rolled)
