@@ -16,6 +16,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -93,12 +94,19 @@ def find(lake: Lake, month: date, run_id: str | None = None) -> str:
             f"no state snapshot for {month:%Y-%m} in {lake.table_dir(SNAPSHOTS)}: "
             "materialize the month's state_snapshot asset first (a monthly_billing run "
             "takes one at its start)")
-    heads = pa.concat_tables(pq.read_table(f, partitioning=None) for f in files)
-    ours = pc.equal(heads["run_id"], run_id) if run_id else None
-    if ours is not None and pc.any(ours).as_py():
-        heads = heads.filter(ours)
-    newest = heads.sort_by([("taken_at", "descending"), ("snapshot_id", "descending")])
-    return str(newest["snapshot_id"][0])
+    heads = [_head(f) for f in files]
+    ours = [head for head in heads if run_id and head[2] == run_id]
+    return max(ours or heads)[1]
+
+
+@lru_cache(maxsize=10_000)
+def _head(path: str) -> tuple[datetime, str, str]:
+    """(taken_at, snapshot_id, run_id) of a snapshot's row, read once per process: a
+    month billed every day has a snapshot a run, and each step of each run finds its own.
+    A committed snapshot's row never changes."""
+    (row,) = pq.read_table(path, partitioning=None,
+                           columns=["taken_at", "snapshot_id", "run_id"]).to_pylist()
+    return row["taken_at"], row["snapshot_id"], row["run_id"]
 
 
 def read(lake: Lake, month: date, snapshot_id: str) -> LakeSnapshot:
