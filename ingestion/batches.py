@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from billing import periods
 from billing.catalog import Catalog
 from ingestion import key_set
-from ingestion.event_files import EVENT_COLUMNS, DayEvents, by_day, write_days
+from ingestion.event_files import EVENT_COLUMNS, DayEvents, by_day, compact_rollups, write_days
 from ingestion.key_index import HeldKeys, KeyIndex
 from ingestion.sources import Sources, parquet_read_error, parquet_relation, read_landing
 from ingestion.sql import load_sql
@@ -203,7 +203,10 @@ def ingest_files(con: duckdb.DuckDBPyConnection, lake: Lake, catalog: Catalog,
             results.append(writing)
             in_flight = (batch_id, path, writing)
         land()
-    return [r.result() if isinstance(r, Future) else r for r in results]
+        done = [r.result() if isinstance(r, Future) else r for r in results]
+        compact_rollups(con, lake, rules.rollups,
+                        [day for r in done if r.status != "already ingested" for day in r.days])
+    return done
 
 
 def _key_set_budget() -> int:

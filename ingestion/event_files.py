@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pricing_sql.engine import DuckDBEngine
+from pricing_sql.rollup_compaction import compact_months
 from pricing_sql.rollups import RollupSpec, roll_up, stale_rollups, write_rollups
 from storage.duck import connect, cursor
 from storage.lake import Lake
@@ -83,6 +85,23 @@ def _roll_up(lake: Lake, spec: RollupSpec, path: Path, events: pa.Table) -> None
             LOG.warning("no rollups for %s: %s", path, exc)
             return
     write_rollups(lake, spec, path, rolled)
+
+
+def compact_rollups(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec,
+                    days: Iterable[date]) -> None:
+    """Compact the day rollups of the UTC months of ``days`` (an ingestion's batches'),
+    where not done in the last few minutes (pricing_sql/rollup_compaction.py). The batches
+    are committed: should it fail, rating reads their day rollups, as it does those of
+    batches landed since a month's newest compaction."""
+    months = {day.replace(day=1) for day in days}
+    if not months or not spec.requests:
+        return
+    with closing(cursor(con)) as own:
+        try:
+            compact_months(own, lake, spec, months)
+        except (duckdb.Error, OSError) as exc:
+            LOG.warning("day rollups of %s not compacted: %s",
+                        ", ".join(f"{m:%Y-%m}" for m in sorted(months)), exc)
 
 
 @cache

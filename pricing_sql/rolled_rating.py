@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from pricing_sql.engine import DuckDBEngine
 from pricing_sql.metrics import DIALECT, compile_usage_query, compiled_parts, union_all
+from pricing_sql.rollup_compaction import chosen, empty_compaction, rolled_month_rows
 from pricing_sql.rollups import (
     Request,
     RollupSpec,
@@ -49,6 +50,7 @@ def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request]
     if not pc.any(split["rolled"]).as_py():
         return None
     _register_rollups(engine, lake, spec, files)
+    engine.run_script(rolled_month_rows(spec))
     engine.run_script(load_sql("rolled_rows"))
     parts = [rolled_query(spec)]
     others = split.filter(pc.invert(split["rolled"])).select(windows.column_names)
@@ -88,17 +90,22 @@ def _usage_events(events: str, windows: str, into: str) -> str:
 
 def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
                       files: list[str]) -> None:
-    """Views ``rollup_days`` (every visible batch's day rollups) and ``rollup_hours``
+    """Views ``rollup_months`` (the month compactions of the visible batches' day
+    rollups), ``rollup_days`` (those day rollups none of them holds) and ``rollup_hours``
     (their hour rollups of the days a rolled window starts or ends in off midnight)."""
     con = engine.con
     visible = set(engine.query("SELECT batch_id FROM lake_batches")["batch_id"].to_pylist())
     found = ensure_rollups(con, lake, spec, [f for f in files if Path(f).stem in visible])
     edges = {str(EPOCH + timedelta(days=day))
              for day in engine.query(load_sql("rolled_edge_days"))["day"].to_pylist()}
-    days = [str(day) for _, _, day in found]
-    hours = [str(hour) for file, hour, _ in found if Lake.partition_value(file) in edges]
+    months, days = chosen(lake, spec, [day for _, _, day in found])
+    hours = [hour for file, hour, _ in found if Lake.partition_value(file) in edges]
     empty = empty_rollup(con, spec)
-    for view, chosen in (("rollup_days", days), ("rollup_hours", hours)):
-        relation = (con.read_parquet(chosen, hive_partitioning=False) if chosen
-                    else con.from_arrow(empty))
+    for view, paths, schema in (("rollup_months", months, None), ("rollup_days", days, empty),
+                                ("rollup_hours", hours, empty)):
+        if paths:
+            relation = con.read_parquet([str(p) for p in paths], hive_partitioning=False)
+        else:
+            relation = con.from_arrow(schema if schema is not None
+                                      else empty_compaction(con, spec, empty))
         relation.create_view(view, replace=True)

@@ -53,7 +53,7 @@ from storage.tables import EVENTS
 # Bump when what a rollup file holds changes: every rollup is then made again.
 FORMAT = "1"
 TABLE = "event_rollups"
-HOUR, DAY = "hour", "day"
+HOUR, DAY, MONTH = "hour", "day", "month"  # MONTH: rollup_compaction.py
 LOCK = "rollups"  # held by rating while it writes missing rollups
 # Small enough that few row groups hold two requests' rows (a day file of 10,000
 # customers holds 10,000-150,000 rows a request), big enough to read quickly.
@@ -268,10 +268,10 @@ def stale_rollups(lake: Lake, batch_id: str) -> list[Path]:
 def write_rollups(lake: Lake, spec: RollupSpec, event_file: str | Path,
                   rollups: tuple[pa.Table, pa.Table]) -> None:
     for target, rows in zip(rollup_files(lake, spec, event_file), rollups, strict=True):
-        write_atomically(target, partial(_write, rows))
+        write_atomically(target, partial(write_rows, rows))
 
 
-def _write(rows: pa.Table, path: Path) -> None:
+def write_rows(rows: pa.Table, path: Path) -> None:
     # Text in dictionaries: a count DISTINCT's values repeat within each customer's rows,
     # and reading them from dictionary pages took a third off its read (docs/capacity.md).
     text = [field.name if pa.types.is_string(field.type) else f"{field.name}.list.element"
@@ -301,7 +301,7 @@ def remove_rollup_scratch(lake: Lake) -> None:
     recovery calls it, holding the ingest lock (ingestion's own writers) and taking the
     rollup lock (rating's)."""
     with lake.lock(LOCK):
-        for grain in (HOUR, DAY):
+        for grain in (HOUR, DAY, MONTH):
             lake.remove_scratch(lake.table_dir(TABLE) / grain)
 
 

@@ -2,7 +2,11 @@
 from events, read from the rollups ingestion writes, and from events wherever rollups
 cannot serve (a metric that does not decompose, a window off the hour, an amendment)."""
 
+import json
+import os
 import tempfile
+import time
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +22,8 @@ from pricing_sql.engine import DuckDBEngine
 from pricing_sql.metrics import compile_usage_query
 from pricing_sql.rating import WINDOWS, compute_usage, event_days
 from pricing_sql.rolled_rating import rolled_usage_query
-from pricing_sql.rollups import TABLE, rollup_files, split_requests
+from pricing_sql.rollup_compaction import INPUTS, RETENTION, chosen, compact_months
+from pricing_sql.rollups import DAY, HOUR, MONTH, TABLE, rollup_files, split_requests
 from pricing_sql.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
@@ -113,13 +118,82 @@ def test_a_month_is_rated_from_the_rollups_ingestion_wrote(tmp_path):
     assert usage_by_customer(lake) == EXPECTED
 
     # and it is the rollups that were read: a day's count changed in its rollup changes
-    # the month's (Oct 15 is a whole day of New York's window, read from the day rollup)
+    # the month's (Oct 15 is a whole day of New York's window, read from the day rollup
+    # once no month compaction holds it)
+    for compaction in compactions(lake):
+        compaction.unlink()
     oct15 = next(f for f in event_files if "event_date=2026-10-15" in f)
     _, day_file = rollup_files(lake, spec, oct15)
     rows = pq.read_table(day_file)
     assert rows["r0_0"].to_pylist() == [2]
     pq.write_table(rows.set_column(rows.schema.get_field_index("r0_0"), "r0_0",
                                    pa.array([5], pa.int64())), day_file)
+    assert usage_by_customer(lake)[("ny", "api")] == 7
+
+
+def compactions(lake):
+    return sorted((lake.table_dir(TABLE) / MONTH).glob("*/*.parquet"))
+
+
+def day_rollups(lake, spec, month):
+    return sorted(rollup_files(lake, spec, f)[1] for f in lake.all_files("events")
+                  if Lake.partition_value(f).startswith(month))
+
+
+def inputs(compaction):
+    return json.loads(pq.read_schema(compaction).metadata[INPUTS])
+
+
+def test_ingestion_compacts_each_month_and_rating_reads_the_compaction(tmp_path):
+    lake = ingested(tmp_path)
+    spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    months = compactions(lake)
+    assert [p.parent.name for p in months] == [
+        "event_month=2026-09-01", "event_month=2026-10-01", "event_month=2026-11-01"]
+    october = months[1]
+    assert inputs(october) == [f"{p.parent.name}/{p.name}"
+                               for p in day_rollups(lake, spec, "2026-10")]
+    # New York's api calls: a row with a count per UTC day of October (Oct 1 holds ny-0
+    # and ny-1, which rating reads from the hour rollups: Oct 1 is an edge day of New
+    # York's window); a change to Oct 15's count changes the month
+    rows = pq.read_table(october).to_pylist()
+    (api,) = [r for r in rows if r["request"] == 0 and r["customer_id"] == "ny"]
+    assert api["r0_0"][0] == 2 and api["r0_0"][14] == 2 and api["r0_0"][30] is None
+    assert api["days"] == 1 << 0 | 1 << 14
+    api["r0_0"][14] = 5
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(october)), october)
+    assert usage_by_customer(lake)[("ny", "api")] == 7
+
+
+def test_batches_landed_since_a_compaction_are_read_from_their_day_rollups(tmp_path):
+    lake = ingested(tmp_path)
+    (first,) = [p for p in compactions(lake) if "2026-10" in p.parent.name]
+    # minutes later (no new compaction yet): two more calls on Oct 15 and a seat on Oct 31
+    more = [event("ny-20", "api", "2026-10-15T08:00:00Z"),
+            event("ny-21", "api", "2026-10-15T09:00:00Z"),
+            event("ny-22", "seat", "2026-10-31T10:00:00Z", user="u3")]
+    ingest_files(connect(), lake, shop(), [batch(tmp_path / "more.jsonl", *more)], NOW)
+    assert compactions(lake)[1] == first
+    expected = EXPECTED | {("ny", "api"): Decimal(6), ("ny", "seats"): Decimal(3)}
+    assert usage_by_customer(lake) == expected
+
+    # a compaction of both batches' rollups is read instead, to the same usage; the first
+    # stays while a rating may still be reading it, and goes once superseded long enough
+    spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    with closing(connect()) as con:
+        (second,) = compact_months(con, lake, spec, [OCTOBER], interval=timedelta(0))
+    assert len(inputs(second)) == len(inputs(first)) + 2  # Oct 15 and Oct 31 of the new batch
+    assert chosen(lake, spec, day_rollups(lake, spec, "2026-10")) == ([second], [])
+    assert usage_by_customer(lake) == expected
+    assert first.exists()
+    settled = time.time() - RETENTION.total_seconds() - 1
+    os.utime(second, (settled, settled))
+    with closing(connect()) as con:
+        assert compact_months(con, lake, spec, [OCTOBER], interval=timedelta(0)) == []
+        ingest_files(con, lake, shop(), [batch(tmp_path / "last.jsonl", event(
+            "ny-23", "api", "2026-10-16T08:00:00Z"))], NOW)
+        compact_months(con, lake, spec, [OCTOBER], interval=timedelta(0))
+    assert not first.exists() and second.exists()
     assert usage_by_customer(lake)[("ny", "api")] == 7
 
 
@@ -155,8 +229,11 @@ def test_a_replayed_batch_gets_new_rollups(tmp_path):
             update={"id": "s_later", "customer_id": "later"})]})
     replay_batch(connect(), lake, cat, batch_id, NOW)
     spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
-    rollups = sorted(lake.table_dir(TABLE).rglob("*.parquet"))
+    rollups = [p for grain in (HOUR, DAY) for p in (lake.table_dir(TABLE) / grain).rglob("*")
+               if p.is_file()]
     assert len(rollups) == 2 * 10  # the old files' are gone
+    # October's compaction holds the batch's file as it was: rating reads the new day files
+    assert chosen(lake, spec, day_rollups(lake, spec, "2026-10"))[0] == []
     assert all(p.exists() for f in lake.all_files("events") for p in rollup_files(lake, spec, f))
     assert usage_by_customer(lake, cat)[("later", "api")] == 1
 
@@ -182,9 +259,10 @@ REQUESTS = [
     ("average", "SELECT avg(properties.n) FROM events", ()),
     ("inside", "SELECT sum(properties.n * 2) FROM events", ()),
 ]
-START = datetime(2026, 10, 1, tzinfo=UTC)
-# instants a window starts or ends at: UTC midnights (whole days read from day rollups),
-# hours (edge hours from hour rollups), and half hours (off the hour: read from events)
+START = datetime(2026, 9, 29, tzinfo=UTC)  # the events and windows span two UTC months
+# instants a window starts or ends at: UTC midnights (whole days read from month
+# compactions or day rollups), hours (edge hours from hour rollups), and half hours (off
+# the hour: read from events)
 BOUNDS = st.one_of(st.integers(0, 4).map(lambda days: START + timedelta(days=days)),
                    st.integers(0, 4 * 24).map(lambda hours: START + timedelta(hours=hours)),
                    st.integers(0, 4 * 48).map(lambda half: START + timedelta(minutes=30 * half)))
@@ -229,8 +307,9 @@ def rated_rows(lake, windows, rolled):
 @given(events=st.lists(EVENT, min_size=1, max_size=60),
        windows=st.lists(st.tuples(st.sampled_from(["c1", "c2", "c3"]), BOUNDS, BOUNDS),
                         min_size=1, max_size=6),
-       batches=st.integers(1, 3))
-def test_rollups_give_the_usage_events_give(events, windows, batches):
+       batches=st.integers(1, 3),
+       compacted=st.sampled_from(["every batch", "the first batch", "none"]))
+def test_rollups_give_the_usage_events_give(events, windows, batches, compacted):
     with tempfile.TemporaryDirectory() as folder:
         lake = Lake(folder)
         raw = []
@@ -243,7 +322,13 @@ def test_rollups_give_the_usage_events_give(events, windows, batches):
                         "idempotency_key": f"k{i}", "properties": properties})
         files = [batch(Path(folder) / f"b{i}.jsonl", *raw[i::batches])
                  for i in range(batches) if raw[i::batches]]
-        ingest_files(connect(), lake, parity_catalog(), files, NOW)
+        # one ingestion compacts its months; one minutes later does not
+        calls = [files[:1], files[1:]] if compacted == "the first batch" else [files]
+        for call in calls:
+            ingest_files(connect(), lake, parity_catalog(), call, NOW)
+        if compacted == "none":
+            for compaction in compactions(lake):
+                compaction.unlink()
         table = pa.Table.from_pylist(
             [{"window_id": f"w{i}", "customer_id": c, "period_start": min(a, b),
               "period_end": max(a, b) if a != b else a + timedelta(days=1)}

@@ -1,0 +1,230 @@
+"""A UTC month's day rollups compacted into one file, so that rating reads a row per
+customer, request and group values (and distinct value) for the month instead of one
+per day: at 10,000 customers and 100M events, 0.35M rows where the days held 5.6M
+(docs/capacity.md).
+
+Each row keeps what rating needs to take any window's whole days back out: ``days``, a
+bit per day of the month on which the row's day rollups had a row, and each other
+partial as a list with a value per day (the day's partials of every batch combined, as
+``Partial.combined``). A window's whole days in the month are a range of those bits and
+list positions: a ``count(DISTINCT x)`` row counts if a bit in the range is set, a sum
+is the sum of the range's values (``rolled_month_rows.sql``). So the usage is the same
+as from the day rollups, value for value (tests/test_rollups.py checks it with
+hypothesis).
+
+A compaction is made of given day rollup files (``lake/event_rollups/month/
+event_month=<first day>/<spec>.<count>.<digest>.parquet``, their names in its metadata)
+and never changes. Rating reads, for each month, the one with the most files among
+those made only of files it reads (visible batches' current rollups: a replayed batch's
+file has a new name), and the day rollups of the files none of them holds (a batch landed
+since). Ingestion makes them at the end of a run of batches, at most every ``INTERVAL``
+per month (HTTP landing commits a batch a second).
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from datetime import date, timedelta
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
+
+from pricing_sql.active_events import register_batches_and_amendments
+from pricing_sql.metrics import DIALECT, union_all
+from pricing_sql.rollups import MONTH, TABLE, RollupSpec, rollup_files, write_rows
+from pricing_sql.sql import load_sql
+from storage.lake import Lake, write_atomically
+
+EPOCH = date(1970, 1, 1)
+INPUTS = b"orb.inputs"  # the file metadata key listing a compaction's day rollups
+MAX_DAYS = 31
+# How often ingestion compacts a month, at most, and how long a compaction stays after a
+# newer one holding all its files was made: a rating lists compactions and reads the one
+# it picks in the same few seconds, never minutes later.
+INTERVAL = timedelta(minutes=10)
+RETENTION = timedelta(minutes=10)
+# Reduced over a window's days: a count's and a sum's values are summed, as combined.
+LIST_REDUCTIONS: dict[type[exp.Expr], str] = {
+    exp.Count: "list_sum", exp.Sum: "list_sum", exp.Min: "list_min", exp.Max: "list_max"}
+
+
+def day_number(day: date) -> int:
+    return (day - EPOCH).days
+
+
+def month_days(month: date) -> list[date]:
+    return [month + timedelta(days=i) for i in range(calendar.monthrange(month.year,
+                                                                          month.month)[1])]
+
+
+def compaction_query(spec: RollupSpec, month: date, source: str = "compaction_source",
+                     ) -> exp.Query:
+    """The month's rows from ``source``'s day rollup rows: per request, customer, group
+    values and distinct values, the day bits and each other partial's value per day."""
+    first = day_number(month)
+    days = len(month_days(month))
+    bucket = exp.column("bucket")
+    selects = []
+    for rolled in spec.requests:
+        distinct = [p for p in rolled.partials if p.distinct]
+        columns: list[exp.Expr] = []
+        for p in spec.columns:
+            if p.distinct:
+                value = exp.column(p.column) if p in distinct else exp.cast(exp.null(), p.type)
+            elif p in rolled.partials:
+                value = exp.cast(exp.Array(expressions=[
+                    _on_day(p.combined(), bucket.eq(exp.Literal.number(first + i)))
+                    for i in range(days)]), f"{p.type}[]")
+            else:
+                value = exp.cast(exp.null(), f"{p.type}[]")
+            columns.append(exp.alias_(value, p.column))
+        bits = sqlglot.parse_one(f"bit_or(CAST(1 AS BIGINT) << CAST(bucket - {first} AS BIGINT))",
+                                 read=DIALECT)
+        keys = [exp.column("request"), exp.column("customer_id"), exp.column("group_values"),
+                *(exp.column(p.column) for p in distinct)]
+        selects.append(
+            exp.select(*keys[:3], *columns,
+                       exp.alias_(exp.cast(exp.Literal.number(first), "INTEGER"), "first_day"),
+                       exp.alias_(bits, "days"))
+            .from_(source)
+            .where(exp.and_(exp.column("request").eq(exp.Literal.number(rolled.index)),
+                            bucket >= first, bucket < first + days))
+            .group_by(*keys))
+    order = ["request", "customer_id", "group_values",
+             *(p.column for p in spec.columns if p.distinct)]
+    return exp.select("*").from_(union_all(selects).subquery("compacted")).order_by(*order)
+
+
+def _on_day(combined: exp.Expr, day: exp.Expr) -> exp.Expr:
+    """``combined`` (a partial's aggregate, maybe inside a cast) over one day's rows."""
+    return combined.transform(lambda node: exp.Filter(this=node, expression=exp.Where(
+        this=day.copy())) if isinstance(node, exp.AggFunc) else node)
+
+
+def rolled_month_rows(spec: RollupSpec) -> str:
+    """``rolled_month_rows.sql`` with each partial over the window's days in the month,
+    in the rollups' column order (rolled_rows.sql appends its rows to theirs)."""
+    view = sqlglot.parse_one(load_sql("rolled_month_rows"), read=DIALECT)
+    select = view.expression
+    lo, hi = exp.column("lo"), exp.column("hi")
+    for p in spec.columns:
+        column = exp.column(p.column, "r")
+        if p.distinct:
+            value: exp.Expr = column
+        else:
+            window = exp.func("list_slice", column, lo + 1, hi)
+            value = exp.cast(exp.func(LIST_REDUCTIONS[type(p.aggregate)], window), p.type)
+        select.select(exp.alias_(value, p.column), copy=False)
+    return view.sql(dialect=DIALECT)
+
+
+def _name(day_file: Path) -> str:
+    """A day rollup's name in a compaction's list: its partition and file name."""
+    return f"{day_file.parent.name}/{day_file.name}"
+
+
+def _folder(lake: Lake, month: date) -> Path:
+    return lake.table_dir(TABLE) / MONTH / f"event_month={month.isoformat()}"
+
+
+def _compactions(lake: Lake, spec: RollupSpec, month: date) -> list[Path]:
+    """The month's compactions under ``spec``, those of most day files first."""
+    found = _folder(lake, month).glob(f"{spec.fingerprint}.*.parquet")
+    return sorted(found, key=lambda p: (int(p.name.split(".")[1]), p.name), reverse=True)
+
+
+@cache
+def _inputs(path: Path) -> frozenset[str]:
+    """The day rollups a compaction holds (it never changes: kept per process)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return frozenset(json.loads(metadata[INPUTS]))
+
+
+def chosen(lake: Lake, spec: RollupSpec, day_files: Iterable[Path],
+           ) -> tuple[list[Path], list[Path]]:
+    """For ``day_files`` (the day rollups a rating reads): the compaction each month is
+    read from, the one of most files among those holding only ``day_files``, and the day
+    files no chosen compaction holds."""
+    by_month: dict[date, dict[str, Path]] = {}
+    for file in day_files:
+        day = date.fromisoformat(Lake.partition_value(file))
+        by_month.setdefault(day.replace(day=1), {})[_name(file)] = file
+    compactions: list[Path] = []
+    left: list[Path] = []
+    for month, files in sorted(by_month.items()):
+        best = next((c for c in _compactions(lake, spec, month) if _inputs(c) <= files.keys()),
+                    None)
+        held = _inputs(best) if best is not None else frozenset()
+        if best is not None:
+            compactions.append(best)
+        left += [file for name, file in sorted(files.items()) if name not in held]
+    return compactions, left
+
+
+def compact(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec, month: date,
+            day_files: list[Path]) -> Path | None:
+    """A compaction of ``month``'s ``day_files`` (day rollups under ``spec``); None when
+    there are none, or the newest compaction holds exactly them. Compactions that one
+    holding all their files has superseded for ``RETENTION`` are removed."""
+    names = sorted(_name(f) for f in day_files)
+    existing = _compactions(lake, spec, month)
+    if not names or any(_inputs(c) == frozenset(names) for c in existing):
+        return None
+    con.read_parquet([str(f) for f in day_files], hive_partitioning=False).create_view(
+        "compaction_source", replace=True)
+    rows = con.sql(compaction_query(spec, month).sql(dialect=DIALECT)).to_arrow_table()
+    rows = rows.replace_schema_metadata({INPUTS: json.dumps(names)})
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    target = _folder(lake, month) / f"{spec.fingerprint}.{len(names):06d}.{digest}.parquet"
+    write_atomically(target, lambda path: write_rows(rows, path))
+    _prune(existing)
+    return target
+
+
+def _prune(compactions: list[Path]) -> None:
+    """Remove each compaction whose files another, made ``RETENTION`` ago or more, holds
+    all of: no rating reads it any more."""
+    settled = time.time() - RETENTION.total_seconds()
+    for old in compactions:
+        if any(newer != old and newer.stat().st_mtime <= settled
+               and _inputs(old) <= _inputs(newer) for newer in compactions):
+            old.unlink(missing_ok=True)
+
+
+def compact_months(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec,
+                   months: Iterable[date], interval: timedelta = INTERVAL) -> list[Path]:
+    """Compact the visible batches' day rollups of each of ``months`` whose newest
+    compaction is older than ``interval`` (ingestion, after a run of batches)."""
+    recent = time.time() - interval.total_seconds()
+    due = [month for month in sorted(set(months)) if spec.requests and not any(
+        c.stat().st_mtime > recent for c in _compactions(lake, spec, month))]
+    if not due:
+        return []
+    register_batches_and_amendments(con, lake)
+    visible = set(con.sql("SELECT batch_id FROM lake_batches").to_arrow_table()
+                  ["batch_id"].to_pylist())
+    made = []
+    for month in due:
+        day_files = [day for file in lake.files_in("events", "event_date", month_days(month))
+                     if Path(file).stem in visible
+                     for day in [rollup_files(lake, spec, file)[1]] if day.exists()]
+        if (path := compact(con, lake, spec, month, day_files)) is not None:
+            made.append(path)
+    return made
+
+
+def empty_compaction(con: duckdb.DuckDBPyConnection, spec: RollupSpec,
+                     empty_rollup: pa.Table) -> pa.Table:
+    """A compaction with no rows, in the spec's schema."""
+    con.register("compaction_source", empty_rollup)
+    return con.sql(compaction_query(spec, EPOCH).sql(dialect=DIALECT)).to_arrow_table()
+
