@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Iterable
 from datetime import date, timedelta
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -46,7 +46,6 @@ from storage.lake import Lake, write_atomically
 
 EPOCH = date(1970, 1, 1)
 INPUTS = b"orb.inputs"  # the file metadata key listing a compaction's day rollups
-MAX_DAYS = 31
 # How often ingestion compacts a month, at most, and how long a compaction stays after a
 # newer one holding all its files was made: a rating lists compactions and reads the one
 # it picks in the same few seconds, never minutes later.
@@ -142,7 +141,7 @@ def _compactions(lake: Lake, spec: RollupSpec, month: date) -> list[Path]:
     return sorted(found, key=lambda p: (int(p.name.split(".")[1]), p.name), reverse=True)
 
 
-@cache
+@lru_cache(maxsize=4096)
 def _inputs(path: Path) -> frozenset[str]:
     """The day rollups a compaction holds (it never changes: kept per process)."""
     metadata = pq.read_schema(path).metadata or {}
