@@ -152,10 +152,10 @@ def test_rerunning_a_partition_is_byte_identical(billed):
     runner.bill_months(defs, [OCTOBER], instance)
     assert outputs(fingerprint()) == outputs(before)
     # 8 event days (Oct 1, 5, 6, 10, 14, 20, 31, Nov 1) and their hour and day rollups,
-    # October's and November's rollup compactions, 2 quarantine and 2 batch records, the state snapshot (7 tables), usage, rating
-    # exclusions, line items, sub line items, invoices, adjustments, taxes, credit
-    # ledger, corrections, the run's commit and 7 revenue tables (the key index is numpy
-    # arrays, not Parquet)
+    # October's and November's rollup compactions, 2 quarantine and 2 batch records,
+    # the state snapshot (7 tables), usage, rating exclusions, line items, sub line
+    # items, invoices, adjustments, taxes, credit ledger, corrections, the run's commit
+    # and 7 revenue tables (the key index is numpy arrays, not Parquet)
     assert len(before) == 54
 
 
