@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -78,7 +77,7 @@ class DayEvents:
 def _roll_up(lake: Lake, spec: RollupSpec, path: Path, events: pa.Table) -> None:
     """The rollups of a day's file, or none if a value raises: rating then makes them,
     or reads the events (and reports whose values raise), so ingestion never fails on it."""
-    with closing(cursor(_database())) as con:
+    with closing(connect()) as con:  # a connection of the process's database
         try:
             rolled = roll_up(con, spec, events)
         except DuckDBEngine.arithmetic_errors as exc:
@@ -102,13 +101,6 @@ def compact_rollups(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec
         except (duckdb.Error, OSError) as exc:
             LOG.warning("day rollups of %s not compacted: %s",
                         ", ".join(f"{m:%Y-%m}" for m in sorted(months)), exc)
-
-
-@cache
-def _database() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB for the process's rollups, each on a cursor of its own:
-    opening a database costs 32 ms, half of rolling up a 1,000-event batch."""
-    return connect()
 
 
 def by_customer(events: pa.Table) -> pa.Table:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,15 @@ def test_the_image_copies_every_stage():
     copied = {line.split()[1] for line in dockerfile.splitlines()
               if line.startswith("COPY ") and len(line.split()) == 3}
     assert copied >= set(STAGES)
+
+
+def test_every_table_view_and_macro_the_pipelines_sql_makes_is_temp():
+    """In-memory connections share the process's one DuckDB database (storage/duck.py):
+    only TEMP objects stay a connection's own, so the SQL files make nothing else."""
+    made = re.compile(r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(TABLE|VIEW|MACRO)\b", re.IGNORECASE)
+    files = [path for path in sorted(ROOT.glob("*/**/*.sql"))
+             if not {".venv", "tests"} & set(path.relative_to(ROOT).parts)]
+    assert len(files) > 40 and made.search("CREATE OR REPLACE TABLE t AS SELECT 1")
+    shared = [f"{path.relative_to(ROOT)}: CREATE {match.group(1)}"
+              for path in files for match in made.finditer(path.read_text())]
+    assert shared == []

@@ -45,7 +45,7 @@ METRICS = {
 
 def test_metrics_compute_per_subscription():
     con = connect()
-    con.execute("CREATE TABLE period_events (window_id VARCHAR, event_name VARCHAR, "
+    con.execute("CREATE TEMP TABLE period_events (window_id VARCHAR, event_name VARCHAR, "
                 "properties JSON, \"timestamp\" TIMESTAMPTZ)")
     con.executemany("INSERT INTO period_events VALUES (?, ?, ?, now())", EVENTS)
     query = compile_usage_query([(k, v, ()) for k, v in METRICS.items()], source="period_events")
@@ -108,7 +108,7 @@ def test_errors_give_line_and_column():
 
 def test_grouped_metric_counts_per_property_value():
     con = connect()
-    con.execute("CREATE TABLE period_events (window_id VARCHAR, event_name VARCHAR, "
+    con.execute("CREATE TEMP TABLE period_events (window_id VARCHAR, event_name VARCHAR, "
                 "properties JSON, \"timestamp\" TIMESTAMPTZ)")
     con.executemany("INSERT INTO period_events VALUES (?, ?, ?, now())", [
         ("s1", "completion", '{"tokens": 10, "region": "eu"}'),
@@ -127,7 +127,7 @@ def test_grouped_metric_counts_per_property_value():
 
 def test_latest_by_takes_the_last_events_value():
     con = connect()
-    con.execute("CREATE TABLE period_events (window_id VARCHAR, event_name VARCHAR, "
+    con.execute("CREATE TEMP TABLE period_events (window_id VARCHAR, event_name VARCHAR, "
                 "properties JSON, \"timestamp\" TIMESTAMPTZ)")
     con.executemany("INSERT INTO period_events VALUES ('s1', 'snap', ?, ?)", [
         ('{"gb": 9}', "2026-10-01T00:00:00Z"),
