@@ -15,8 +15,9 @@ def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
 
     In memory, a connection of the process's one database: opening a database costs
     12-26 ms, a connection to it under 4 ms, and a billing run or an API request opens
-    several. What a connection registers, and its TEMP tables, views and macros, are its
-    own; a table that is not TEMP would be every connection's (none is made here)."""
+    several. Its caps are the whole process's, read when it opens. What a connection
+    registers, and its TEMP tables, views and macros, are its own; a table that is not
+    TEMP would be every connection's (none is made here)."""
     if database == ":memory:":
         return cursor(_process_database(os.getpid()))
     return _configured(duckdb.connect(database))
