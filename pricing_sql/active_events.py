@@ -42,6 +42,13 @@ def register_batches_and_amendments(con: duckdb.DuckDBPyConnection, lake: Lake,
     con.execute(load_sql("visible_batches"))
 
 
+def visible_batch_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The ids of the batches whose events count, from ``lake_batches`` (registered by
+    ``register_batches_and_amendments``)."""
+    return set(con.sql("SELECT batch_id FROM lake_batches").to_arrow_table()["batch_id"]
+               .to_pylist())
+
+
 def _closed_now(backfills: pa.Table, backfill_id: str) -> pa.Table:
     now = pa.scalar(datetime.now(UTC), BACKFILLS.field("close_time").type)
     chosen = pc.equal(backfills["backfill_id"], backfill_id)

@@ -9,7 +9,7 @@ usage_events.sql, the second over other tables.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,10 +17,12 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
+from pricing_sql.active_events import visible_batch_ids
 from pricing_sql.engine import DuckDBEngine
 from pricing_sql.metrics import DIALECT, compile_usage_query, compiled_parts, union_all
 from pricing_sql.rollup_compaction import chosen, empty_compaction, rolled_month_rows
 from pricing_sql.rollups import (
+    EPOCH,
     Request,
     RollupSpec,
     empty_rollup,
@@ -30,8 +32,6 @@ from pricing_sql.rollups import (
 )
 from pricing_sql.sql import load_sql
 from storage.lake import Lake
-
-EPOCH = date(1970, 1, 1)
 
 
 def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request],
@@ -94,7 +94,7 @@ def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
     rollups), ``rollup_days`` (those day rollups none of them holds) and ``rollup_hours``
     (their hour rollups of the days a rolled window starts or ends in off midnight)."""
     con = engine.con
-    visible = set(engine.query("SELECT batch_id FROM lake_batches")["batch_id"].to_pylist())
+    visible = visible_batch_ids(con)
     found = ensure_rollups(con, lake, spec, [f for f in files if Path(f).stem in visible])
     edges = {str(EPOCH + timedelta(days=day))
              for day in engine.query(load_sql("rolled_edge_days"))["day"].to_pylist()}

@@ -23,7 +23,6 @@ per month (HTTP landing commits a batch a second).
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import time
@@ -38,13 +37,13 @@ import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 
-from pricing_sql.active_events import register_batches_and_amendments
+from billing.periods import days_of_month
+from pricing_sql.active_events import register_batches_and_amendments, visible_batch_ids
 from pricing_sql.metrics import DIALECT, union_all
-from pricing_sql.rollups import MONTH, TABLE, RollupSpec, rollup_files, write_rows
+from pricing_sql.rollups import EPOCH, MONTH, TABLE, RollupSpec, rollup_files, write_rows
 from pricing_sql.sql import load_sql
 from storage.lake import Lake, write_atomically
 
-EPOCH = date(1970, 1, 1)
 INPUTS = b"orb.inputs"  # the file metadata key listing a compaction's day rollups
 # How often ingestion compacts a month, at most, and how long a compaction stays after a
 # newer one holding all its files was made: a rating lists compactions and reads the one
@@ -60,17 +59,12 @@ def day_number(day: date) -> int:
     return (day - EPOCH).days
 
 
-def month_days(month: date) -> list[date]:
-    return [month + timedelta(days=i) for i in range(calendar.monthrange(month.year,
-                                                                          month.month)[1])]
-
-
 def compaction_query(spec: RollupSpec, month: date, source: str = "compaction_source",
                      ) -> exp.Query:
     """The month's rows from ``source``'s day rollup rows: per request, customer, group
     values and distinct values, the day bits and each other partial's value per day."""
     first = day_number(month)
-    days = len(month_days(month))
+    days = len(days_of_month(month))
     bucket = exp.column("bucket")
     selects = []
     for rolled in spec.requests:
@@ -209,14 +203,13 @@ def compact_months(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec,
     if not due:
         return []
     register_batches_and_amendments(con, lake)
-    visible = set(con.sql("SELECT batch_id FROM lake_batches").to_arrow_table()
-                  ["batch_id"].to_pylist())
+    visible = visible_batch_ids(con)
     made = []
     for month in due:
-        day_files = [day for file in lake.files_in("events", "event_date", month_days(month))
-                     if Path(file).stem in visible
-                     for day in [rollup_files(lake, spec, file)[1]] if day.exists()]
-        if (path := compact(con, lake, spec, month, day_files)) is not None:
+        events = lake.files_in("events", "event_date", days_of_month(month))
+        days = [rollup_files(lake, spec, file)[1] for file in events
+                if Path(file).stem in visible]
+        if (path := compact(con, lake, spec, month, [d for d in days if d.exists()])):
             made.append(path)
     return made
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property, partial
 from pathlib import Path
 
@@ -59,6 +60,7 @@ LOCK = "rollups"  # held by rating while it writes missing rollups
 # customers holds 10,000-150,000 rows a request), big enough to read quickly.
 ROW_GROUP_ROWS = 16_384
 HOUR_US = 3_600_000_000
+EPOCH = date(1970, 1, 1)  # a day bucket is the days since it
 # The hour of an event, counted from the epoch: an integer, so that no session time zone
 # and no timestamp arithmetic enters the windows' comparison with it.
 BUCKET = sqlglot.parse_one(f'epoch_us("timestamp") // {HOUR_US}', read=DIALECT)
