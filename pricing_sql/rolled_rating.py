@@ -20,12 +20,13 @@ from sqlglot import exp
 from pricing_sql.active_events import visible_batch_ids
 from pricing_sql.engine import DuckDBEngine
 from pricing_sql.metrics import DIALECT, compile_usage_query, compiled_parts, union_all
-from pricing_sql.rollup_compaction import chosen, empty_compaction, rolled_month_rows
+from pricing_sql.rollup_compaction import chosen, empty_compaction
+from pricing_sql.rollup_slots import sliced_rows
 from pricing_sql.rollups import (
     EPOCH,
     Request,
     RollupSpec,
-    empty_rollup,
+    empty_rollups,
     ensure_rollups,
     rolled_query,
     split_requests,
@@ -50,7 +51,8 @@ def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request]
     if not pc.any(split["rolled"]).as_py():
         return None
     _register_rollups(engine, lake, spec, files)
-    engine.run_script(rolled_month_rows(spec))
+    engine.run_script(sliced_rows(spec, "rolled_month_rows"))
+    engine.run_script(sliced_rows(spec, "rolled_hour_rows"))
     engine.run_script(load_sql("rolled_rows"))
     parts = [rolled_query(spec)]
     others = split.filter(pc.invert(split["rolled"])).select(windows.column_names)
@@ -100,12 +102,12 @@ def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
              for day in engine.query(load_sql("rolled_edge_days"))["day"].to_pylist()}
     months, days = chosen(lake, spec, [day for _, _, day in found])
     hours = [hour for file, hour, _ in found if Lake.partition_value(file) in edges]
-    empty = empty_rollup(con, spec)
-    for view, paths, schema in (("rollup_months", months, None), ("rollup_days", days, empty),
-                                ("rollup_hours", hours, empty)):
+    empty_hours, empty_days = empty_rollups(con, spec)
+    for view, paths, empty in (("rollup_months", months, None), ("rollup_days", days, empty_days),
+                               ("rollup_hours", hours, empty_hours)):
         if paths:
             relation = con.read_parquet([str(p) for p in paths], hive_partitioning=False)
         else:
-            relation = con.from_arrow(schema if schema is not None
-                                      else empty_compaction(con, spec, empty))
+            relation = con.from_arrow(empty if empty is not None
+                                      else empty_compaction(con, spec, empty_days))
         relation.create_view(view, replace=True)

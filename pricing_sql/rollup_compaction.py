@@ -5,12 +5,10 @@ per day: at 10,000 customers and 100M events, 0.35M rows where the days held 5.6
 
 Each row keeps what rating needs to take any window's whole days back out: ``days``, a
 bit per day of the month on which the row's day rollups had a row, and each other
-partial as a list with a value per day (the day's partials of every batch combined, as
-``Partial.combined``). A window's whole days in the month are a range of those bits and
-list positions: a ``count(DISTINCT x)`` row counts if a bit in the range is set, a sum
-is the sum of the range's values (``rolled_month_rows.sql``). So the usage is the same
-as from the day rollups, value for value (tests/test_rollups.py checks it with
-hypothesis).
+partial as a list with a value per day (the day's partials of every batch combined):
+rollup_slots.py, which rolled_month_rows.sql reads a window's range of days from. So the
+usage is the same as from the day rollups, value for value (tests/test_rollups.py checks
+it with hypothesis).
 
 A compaction is made of given day rollup files (``lake/event_rollups/month/
 event_month=<first day>/<spec>.<count>.<digest>.parquet``, their names in its metadata)
@@ -34,14 +32,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlglot
 from sqlglot import exp
 
 from billing.periods import days_of_month
 from pricing_sql.active_events import register_batches_and_amendments, visible_batch_ids
-from pricing_sql.metrics import DIALECT, union_all
+from pricing_sql.metrics import DIALECT
+from pricing_sql.rollup_slots import slotted_query
 from pricing_sql.rollups import EPOCH, MONTH, TABLE, RollupSpec, rollup_files, write_rows
-from pricing_sql.sql import load_sql
 from storage.lake import Lake, write_atomically
 
 INPUTS = b"orb.inputs"  # the file metadata key listing a compaction's day rollups
@@ -50,9 +47,6 @@ INPUTS = b"orb.inputs"  # the file metadata key listing a compaction's day rollu
 # it picks in the same few seconds, never minutes later.
 INTERVAL = timedelta(minutes=10)
 RETENTION = timedelta(minutes=10)
-# Reduced over a window's days: a count's and a sum's values are summed, as combined.
-LIST_REDUCTIONS: dict[type[exp.Expr], str] = {
-    exp.Count: "list_sum", exp.Sum: "list_sum", exp.Min: "list_min", exp.Max: "list_max"}
 
 
 def day_number(day: date) -> int:
@@ -60,64 +54,15 @@ def day_number(day: date) -> int:
 
 
 def compaction_query(spec: RollupSpec, month: date, source: str = "compaction_source",
-                     ) -> exp.Query:
+                     slots: int | None = None) -> exp.Query:
     """The month's rows from ``source``'s day rollup rows: per request, customer, group
-    values and distinct values, the day bits and each other partial's value per day."""
-    first = day_number(month)
-    days = len(days_of_month(month))
+    values and distinct values, the day bits and each other partial's value per day
+    (rollup_slots.py). ``slots=0``: its schema, without the SQL of a list per day."""
+    first, days = day_number(month), len(days_of_month(month))
     bucket = exp.column("bucket")
-    selects = []
-    for rolled in spec.requests:
-        distinct = [p for p in rolled.partials if p.distinct]
-        columns: list[exp.Expr] = []
-        for p in spec.columns:
-            if p.distinct:
-                value = exp.column(p.column) if p in distinct else exp.cast(exp.null(), p.type)
-            elif p in rolled.partials:
-                value = exp.cast(exp.Array(expressions=[
-                    _on_day(p.combined(), bucket.eq(exp.Literal.number(first + i)))
-                    for i in range(days)]), f"{p.type}[]")
-            else:
-                value = exp.cast(exp.null(), f"{p.type}[]")
-            columns.append(exp.alias_(value, p.column))
-        bits = sqlglot.parse_one(f"bit_or(CAST(1 AS BIGINT) << CAST(bucket - {first} AS BIGINT))",
-                                 read=DIALECT)
-        keys = [exp.column("request"), exp.column("customer_id"), exp.column("group_values"),
-                *(exp.column(p.column) for p in distinct)]
-        selects.append(
-            exp.select(*keys[:3], *columns,
-                       exp.alias_(exp.cast(exp.Literal.number(first), "INTEGER"), "first_day"),
-                       exp.alias_(bits, "days"))
-            .from_(source)
-            .where(exp.and_(exp.column("request").eq(exp.Literal.number(rolled.index)),
-                            bucket >= first, bucket < first + days))
-            .group_by(*keys))
-    order = ["request", "customer_id", "group_values",
-             *(p.column for p in spec.columns if p.distinct)]
-    return exp.select("*").from_(union_all(selects).subquery("compacted")).order_by(*order)
-
-
-def _on_day(combined: exp.Expr, day: exp.Expr) -> exp.Expr:
-    """``combined`` (a partial's aggregate, maybe inside a cast) over one day's rows."""
-    return combined.transform(lambda node: exp.Filter(this=node, expression=exp.Where(
-        this=day.copy())) if isinstance(node, exp.AggFunc) else node)
-
-
-def rolled_month_rows(spec: RollupSpec) -> str:
-    """``rolled_month_rows.sql`` with each partial over the window's days in the month,
-    in the rollups' column order (rolled_rows.sql appends its rows to theirs)."""
-    view = sqlglot.parse_one(load_sql("rolled_month_rows"), read=DIALECT)
-    select = view.expression
-    lo, hi = exp.column("lo"), exp.column("hi")
-    for p in spec.columns:
-        column = exp.column(p.column, "r")
-        if p.distinct:
-            value: exp.Expr = column
-        else:
-            window = exp.func("list_slice", column, lo + 1, hi)
-            value = exp.cast(exp.func(LIST_REDUCTIONS[type(p.aggregate)], window), p.type)
-        select.select(exp.alias_(value, p.column), copy=False)
-    return view.sql(dialect=DIALECT)
+    return slotted_query(spec, source, exp.cast(exp.Literal.number(first), "INTEGER"),
+                         days if slots is None else slots, ("first_day", "days"),
+                         (bucket >= first) & (bucket < first + days))
 
 
 def _name(day_file: Path) -> str:
@@ -218,5 +163,5 @@ def empty_compaction(con: duckdb.DuckDBPyConnection, spec: RollupSpec,
                      empty_rollup: pa.Table) -> pa.Table:
     """A compaction with no rows, in the spec's schema."""
     con.register("compaction_source", empty_rollup)
-    return con.sql(compaction_query(spec, EPOCH).sql(dialect=DIALECT)).to_arrow_table()
+    return con.sql(compaction_query(spec, EPOCH, slots=0).sql(dialect=DIALECT)).to_arrow_table()
 

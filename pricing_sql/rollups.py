@@ -5,8 +5,9 @@ The rollup of an event file (one batch's events of one UTC day) holds, for each 
 request (a metric, and a grouping a price needs) that decomposes, its partial
 aggregates per customer, hour and group values: ``count`` as a count, ``sum`` as a sum,
 ``min`` and ``max`` as themselves, ``count(DISTINCT x)`` as the distinct values of x
-(a key of the rows); the day's rows combine its hours. A window whose
-bounds fall on UTC hours is then its whole days' rows plus its edge hours' rows, and
+(a key of the rows); the day's rows combine its hours. The hour rollup keeps a
+day's hours as slots of one row (rollup_slots.py). A window whose
+bounds fall on UTC hours is then its whole days' rows plus its edge hours' slots, and
 the metric's value is its aggregates combined (a sum of counts, a sum of sums, a min of
 mins) with the metric's own arithmetic around them: the same value, of the same type,
 as over the events (tests/test_rollups.py checks that with hypothesis).
@@ -48,11 +49,12 @@ from pricing_sql.metrics import (
     union_all,
     usage_columns,
 )
+from pricing_sql.rollup_slots import slotted_query
 from storage.lake import Lake, write_atomically
 from storage.tables import EVENTS
 
 # Bump when what a rollup file holds changes: every rollup is then made again.
-FORMAT = "1"
+FORMAT = "2"
 TABLE = "event_rollups"
 HOUR, DAY, MONTH = "hour", "day", "month"  # MONTH: rollup_compaction.py
 LOCK = "rollups"  # held by rating while it writes missing rollups
@@ -124,7 +126,13 @@ class RollupSpec:
         return day_query(self, "rollup_source_hours").sql(dialect=DIALECT)
 
     @cached_property
+    def slotted_hour_sql(self) -> str:
+        return slotted_hour_query(self, "rollup_source_hours").sql(dialect=DIALECT)
+
+    @cached_property
     def fingerprint(self) -> str:
+        # Not of slotted_hour_sql: made from the same partials, its shape is the code's
+        # (FORMAT), and writing its SQL takes sqlglot about 0.1 s, which rating never pays.
         return hashlib.sha256((FORMAT + self.hour_sql + self.day_sql).encode()).hexdigest()[:16]
 
     @property
@@ -227,6 +235,15 @@ def day_query(spec: RollupSpec, source: str) -> exp.Select:
             .order_by(*_order(spec)))
 
 
+def slotted_hour_query(spec: RollupSpec, source: str, slots: int = 24) -> exp.Query:
+    """The hours' partials as a row per UTC day with a slot per hour (rollup_slots.py):
+    what an hour rollup file holds, since only windows starting or ending inside a day
+    read it, and they read a range of its hours. No slots: its schema, quickly."""
+    first = exp.Mul(this=exp.IntDiv(this=exp.column("bucket"), expression=exp.Literal.number(24)),
+                    expression=exp.Literal.number(24))
+    return slotted_query(spec, source, first, slots, ("first_hour", "hours"))
+
+
 def _order(spec: RollupSpec) -> list[str]:
     # By request first, so that each row group holds one request's rows and rating, which
     # reads each request on its own, skips the others' groups (ROW_GROUP_ROWS); then a
@@ -237,20 +254,28 @@ def _order(spec: RollupSpec) -> list[str]:
 
 def roll_up(con: duckdb.DuckDBPyConnection, spec: RollupSpec,
             events: pa.Table | duckdb.DuckDBPyRelation) -> tuple[pa.Table, pa.Table]:
-    """The hour and day rollups of ``events`` (an event file's rows)."""
+    """The hour and day rollups of ``events`` (an event file's rows): each day's hours as
+    slots of a row, and a row per day."""
+    _register_hours(con, spec, events)
+    return (con.sql(spec.slotted_hour_sql).to_arrow_table(),
+            con.sql(spec.day_sql).to_arrow_table())
+
+
+def empty_rollups(con: duckdb.DuckDBPyConnection, spec: RollupSpec) -> tuple[pa.Table, pa.Table]:
+    """An hour and a day rollup with no rows, in the spec's schemas."""
+    _register_hours(con, spec, EVENTS.empty_table())
+    slotless = slotted_hour_query(spec, "rollup_source_hours", slots=0).sql(dialect=DIALECT)
+    return con.sql(slotless).to_arrow_table(), con.sql(spec.day_sql).to_arrow_table()
+
+
+def _register_hours(con: duckdb.DuckDBPyConnection, spec: RollupSpec,
+                    events: pa.Table | duckdb.DuckDBPyRelation) -> None:
+    """``rollup_source_hours``: the hour rows of ``events``, one per bucket."""
     if isinstance(events, pa.Table):
         con.register("rollup_source", events)
     else:
         events.create_view("rollup_source", replace=True)
-    hours = con.sql(spec.hour_sql).to_arrow_table()
-    con.register("rollup_source_hours", hours)
-    days = con.sql(spec.day_sql).to_arrow_table()
-    return hours, days
-
-
-def empty_rollup(con: duckdb.DuckDBPyConnection, spec: RollupSpec) -> pa.Table:
-    """A rollup with no rows, in the spec's schema."""
-    return roll_up(con, spec, EVENTS.empty_table())[0]
+    con.register("rollup_source_hours", con.sql(spec.hour_sql).to_arrow_table())
 
 
 def rollup_files(lake: Lake, spec: RollupSpec, event_file: str | Path) -> tuple[Path, Path]:

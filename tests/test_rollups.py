@@ -22,8 +22,23 @@ from pricing_sql.engine import DuckDBEngine
 from pricing_sql.metrics import compile_usage_query
 from pricing_sql.rating import WINDOWS, compute_usage, event_days
 from pricing_sql.rolled_rating import rolled_usage_query
-from pricing_sql.rollup_compaction import INPUTS, RETENTION, chosen, compact_months
-from pricing_sql.rollups import DAY, HOUR, MONTH, TABLE, rollup_files, split_requests
+from pricing_sql.rollup_compaction import (
+    INPUTS,
+    RETENTION,
+    chosen,
+    compact_months,
+    empty_compaction,
+)
+from pricing_sql.rollups import (
+    DAY,
+    HOUR,
+    MONTH,
+    TABLE,
+    empty_rollups,
+    roll_up,
+    rollup_files,
+    split_requests,
+)
 from pricing_sql.sql import load_sql
 from storage.duck import connect
 from storage.lake import Lake
@@ -129,6 +144,43 @@ def test_a_month_is_rated_from_the_rollups_ingestion_wrote(tmp_path):
     pq.write_table(rows.set_column(rows.schema.get_field_index("r0_0"), "r0_0",
                                    pa.array([5], pa.int64())), day_file)
     assert usage_by_customer(lake)[("ny", "api")] == 7
+
+
+def test_an_edge_day_is_read_from_its_hour_slots(tmp_path):
+    lake = ingested(tmp_path)
+    spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    oct1 = next(f for f in lake.all_files("events") if "event_date=2026-10-01" in f)
+    hour_file, _ = rollup_files(lake, spec, oct1)
+    rows = pq.read_table(hour_file).to_pylist()
+    # New York's api calls on Oct 1: ny-0 at 03:59:59Z (hour 3, Sep 30 in New York) and
+    # ny-1 at 04:00Z (hour 4, its October's first hour), in one row of 24 slots
+    (api,) = [r for r in rows if r["request"] == 0 and r["customer_id"] == "ny"]
+    oct1_hour = (OCTOBER - date(1970, 1, 1)).days * 24
+    assert api["first_hour"] == oct1_hour
+    assert api["hours"] == 1 << 3 | 1 << 4
+    assert api["r0_0"] == [None] * 3 + [1, 1] + [None] * 19
+    # the window takes hours 4-23 of the day: a count changed in hour 4 changes the
+    # month, in hour 3 it does not
+    api["r0_0"][3] = 9
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(hour_file)), hour_file)
+    assert usage_by_customer(lake)[("ny", "api")] == 4
+    api["r0_0"][4] = 3
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(hour_file)), hour_file)
+    assert usage_by_customer(lake)[("ny", "api")] == 6
+
+
+def test_empty_rollups_and_compactions_have_the_schemas_of_real_ones(tmp_path):
+    lake = ingested(tmp_path)
+    spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    con = connect()
+    real = roll_up(con, spec, con.read_parquet(lake.all_files("events")[1]))
+    empty = empty_rollups(con, spec)
+    assert real[0].num_rows > 0 and empty[0].num_rows == empty[1].num_rows == 0
+    assert [t.schema for t in empty] == [t.schema for t in real]
+    (october,) = [p for p in compactions(lake) if "2026-10" in p.parent.name]
+    compacted = empty_compaction(con, spec, empty[1])
+    assert compacted.num_rows == 0
+    assert compacted.schema == pq.read_schema(october).remove_metadata()
 
 
 def compactions(lake):

@@ -1,7 +1,7 @@
 -- Each rolled window's whole UTC days in the months read from compactions
 -- (pricing_sql/rollup_compaction.py): a compaction row counts where one of its days is in
 -- the window's range [lo, hi) of the month's days, and its partials are taken over that
--- range (rollup_compaction.py appends them to the SELECT, in the rollups' column order).
+-- range (rollup_slots.py appends them to the SELECT, in the rollups' column order).
 -- Both bounds are clamped to the month's bits, so that no shift goes out of range.
 -- Tables: rollup_months  compactions (customer_id, request, group_values, partials,
 --                        first_day, days)
