@@ -9,6 +9,7 @@ usage_events.sql, the second over other tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from pricing_sql.metrics import DIALECT, compile_usage_query, compiled_parts, un
 from pricing_sql.rollup_compaction import chosen, empty_compaction
 from pricing_sql.rollup_slots import sliced_rows
 from pricing_sql.rollups import (
+    DAY,
     EPOCH,
+    HOUR,
     Request,
     RollupSpec,
-    empty_rollups,
+    empty_rollup,
     ensure_rollups,
     rolled_query,
     split_requests,
@@ -102,12 +105,12 @@ def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
              for day in engine.query(load_sql("rolled_edge_days"))["day"].to_pylist()}
     months, days = chosen(lake, spec, [day for _, _, day in found])
     hours = [hour for file, hour, _ in found if Lake.partition_value(file) in edges]
-    empty_hours, empty_days = empty_rollups(con, spec)
-    for view, paths, empty in (("rollup_months", months, None), ("rollup_days", days, empty_days),
-                               ("rollup_hours", hours, empty_hours)):
-        if paths:
-            relation = con.read_parquet([str(p) for p in paths], hive_partitioning=False)
-        else:
-            relation = con.from_arrow(empty if empty is not None
-                                      else empty_compaction(con, spec, empty_days))
+    # an empty view's schema is made only where there is no file to read
+    empty: dict[str, Callable[[], pa.Table]] = {
+        "rollup_months": lambda: empty_compaction(con, spec, empty_rollup(con, spec, DAY)),
+        "rollup_days": lambda: empty_rollup(con, spec, DAY),
+        "rollup_hours": lambda: empty_rollup(con, spec, HOUR)}
+    for view, paths in (("rollup_months", months), ("rollup_days", days), ("rollup_hours", hours)):
+        relation = (con.read_parquet([str(p) for p in paths], hive_partitioning=False)
+                    if paths else con.from_arrow(empty[view]()))
         relation.create_view(view, replace=True)

@@ -261,11 +261,13 @@ def roll_up(con: duckdb.DuckDBPyConnection, spec: RollupSpec,
             con.sql(spec.day_sql).to_arrow_table())
 
 
-def empty_rollups(con: duckdb.DuckDBPyConnection, spec: RollupSpec) -> tuple[pa.Table, pa.Table]:
-    """An hour and a day rollup with no rows, in the spec's schemas."""
+def empty_rollup(con: duckdb.DuckDBPyConnection, spec: RollupSpec, grain: str) -> pa.Table:
+    """A rollup of ``grain`` (``HOUR`` or ``DAY``) with no rows, in the spec's schema."""
     _register_hours(con, spec, EVENTS.empty_table())
+    if grain == DAY:
+        return con.sql(spec.day_sql).to_arrow_table()
     slotless = slotted_hour_query(spec, "rollup_source_hours", slots=0).sql(dialect=DIALECT)
-    return con.sql(slotless).to_arrow_table(), con.sql(spec.day_sql).to_arrow_table()
+    return con.sql(slotless).to_arrow_table()
 
 
 def _register_hours(con: duckdb.DuckDBPyConnection, spec: RollupSpec,

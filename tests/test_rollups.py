@@ -34,7 +34,7 @@ from pricing_sql.rollups import (
     HOUR,
     MONTH,
     TABLE,
-    empty_rollups,
+    empty_rollup,
     roll_up,
     rollup_files,
     split_requests,
@@ -174,7 +174,7 @@ def test_empty_rollups_and_compactions_have_the_schemas_of_real_ones(tmp_path):
     spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
     con = connect()
     real = roll_up(con, spec, con.read_parquet(lake.all_files("events")[1]))
-    empty = empty_rollups(con, spec)
+    empty = [empty_rollup(con, spec, HOUR), empty_rollup(con, spec, DAY)]
     assert real[0].num_rows > 0 and empty[0].num_rows == empty[1].num_rows == 0
     assert [t.schema for t in empty] == [t.schema for t in real]
     (october,) = [p for p in compactions(lake) if "2026-10" in p.parent.name]
