@@ -201,7 +201,8 @@ def _group_values(grouping: tuple[str, ...]) -> exp.Expr:
 def hour_query(spec: RollupSpec, source: str = "events") -> exp.Query:
     """Every rolled request's partials per customer, hour, group values (and distinct
     values) over ``source``'s events, one column per partial (NULL on the other
-    requests' rows)."""
+    requests' rows). Unordered: what is kept is made from it (the day rows, the hour
+    slots), in an order of their own."""
     selects = []
     for rolled in spec.requests:
         group_values = _group_values(rolled.request[2])
@@ -217,8 +218,7 @@ def hour_query(spec: RollupSpec, source: str = "events") -> exp.Query:
             .from_(exp.to_table(source)).where(rolled.where.copy() if rolled.where else None)
             .group_by(exp.column("customer_id"), BUCKET.copy(), group_values.copy(),
                       *distinct))
-    return exp.select("*").from_(union_all(selects).subquery("rolled")).order_by(
-        *_order(spec))
+    return union_all(selects)
 
 
 def day_query(spec: RollupSpec, source: str) -> exp.Select:
