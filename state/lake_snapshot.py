@@ -72,7 +72,9 @@ def take(store: StateStore, lake: Lake, month: date, run_id: str) -> LakeSnapsho
     snapshot = store.snapshot()
     taken_at = store.clock()
     snapshot_id = f"{taken_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-    tables = {name: _with_id(table, snapshot_id) for name, table in snapshot.tables().items()}
+    # as ``read`` gives them back: the lake tables' schemas
+    tables = {name: _with_id(table, snapshot_id).cast(TABLES[lake_table(name)].schema)
+              for name, table in snapshot.tables().items()}
     for name, table in tables.items():
         _write(lake, lake_table(name), month, snapshot_id, table)
     # the thresholds as they stand, for the run's threshold invoices (state/thresholds.py)

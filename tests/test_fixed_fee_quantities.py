@@ -20,6 +20,7 @@ from invoicing.issuing import issue_month
 from payments.receivables import open_receivables
 from pipelines import runner
 from pipelines.definitions import build_definitions
+from pricing_sql import run_catalog
 from pricing_sql.rating import price_line_items
 from pricing_sql.run_catalog import billing_catalog, plans_and_metrics
 from revenue.compute import register_revenue_lines
@@ -204,6 +205,24 @@ def test_a_change_recorded_after_the_fact_and_re_rated(deployment):
     for run in ("october-2", "october-1"):
         assert totals(bill(billing_catalog(deployment, OCTOBER, run), OCTOBER)) == {
             "c-20261101-USD": Decimal("50.00")}
+
+
+def test_a_runs_catalog_built_from_the_snapshot_it_took_is_the_one_read_back(deployment):
+    references = plans_and_metrics(deployment)
+    with StateStore.open(deployment.state_store_url, Clock("2026-10-15T00:00:00Z")) as store:
+        store.apply([AddCustomer(Customer(id="c", name="C", timezone="Europe/Berlin"), "ana"),
+                     CreateSubscription(Subscription(id="s", customer_id="c", plan_id="team",
+                                                     start_date=date(2026, 10, 1)), "ana"),
+                     SetQuantity("s", Decimal(8), "bob", "seat", date(2026, 10, 11))],
+                    references)
+    run_catalog.take_snapshot(deployment, OCTOBER, "october-1")
+    handed = billing_catalog(deployment, OCTOBER, "october-1")
+    run_catalog._BUILT.clear()  # built again, from the lake
+    read = billing_catalog(deployment, OCTOBER, "october-1")
+    assert read is not handed
+    assert (read.customers, read.subscriptions) == (handed.customers, handed.subscriptions)
+    assert [(q.start_date, q.quantity) for q in read.subscriptions[0].fixed_fee_quantities] == [
+        (date(2026, 10, 11), Decimal(8))]
 
 
 def test_only_a_fixed_fee_of_the_subscription_takes_a_quantity(deployment):
