@@ -22,8 +22,8 @@ from sqlglot import exp
 from pricing_sql.metrics import DIALECT, union_all
 from pricing_sql.sql import load_sql
 
-if TYPE_CHECKING:  # rollups.py builds its hour rows with this module
-    from pricing_sql.rollups import RollupSpec
+if TYPE_CHECKING:  # rollups.py builds its rollups with this module
+    from pricing_sql.rollups import Partial, RollupSpec
 
 # Reduced over a window's slots: a count's and a sum's values are summed, as combined.
 LIST_REDUCTIONS: dict[type[exp.Expr], str] = {
@@ -85,10 +85,11 @@ def sliced_rows(spec: RollupSpec, view: str) -> str:
     lo, hi = exp.column("lo"), exp.column("hi")
     for p in spec.columns:
         column = exp.column(p.column, "r")
-        if p.distinct:
-            value: exp.Expr = column
-        else:
-            window = exp.func("list_slice", column, lo + 1, hi)
-            value = exp.cast(exp.func(LIST_REDUCTIONS[type(p.aggregate)], window), p.type)
+        value = column if p.distinct else reduced(p, exp.func("list_slice", column, lo + 1, hi))
         select.select(exp.alias_(value, p.column), copy=False)
     return statement.sql(dialect=DIALECT)
+
+
+def reduced(p: Partial, values: exp.Expr) -> exp.Expr:
+    """A (not distinct) partial's slot ``values``, a list, combined as one partial."""
+    return exp.cast(exp.func(LIST_REDUCTIONS[type(p.aggregate)], values), p.type)

@@ -49,7 +49,7 @@ from pricing_sql.metrics import (
     union_all,
     usage_columns,
 )
-from pricing_sql.rollup_slots import slotted_query
+from pricing_sql.rollup_slots import reduced, slotted_query
 from storage.lake import Lake, write_atomically
 from storage.tables import EVENTS
 
@@ -123,7 +123,7 @@ class RollupSpec:
 
     @cached_property
     def day_sql(self) -> str:
-        return day_query(self, "rollup_source_hours").sql(dialect=DIALECT)
+        return day_query(self, "rollup_source_slots").sql(dialect=DIALECT)
 
     @cached_property
     def slotted_hour_sql(self) -> str:
@@ -222,17 +222,16 @@ def hour_query(spec: RollupSpec, source: str = "events") -> exp.Query:
 
 
 def day_query(spec: RollupSpec, source: str) -> exp.Select:
-    """The hours' partials combined per UTC day (distinct values stay keys)."""
-    day = exp.IntDiv(this=exp.column("bucket"), expression=exp.Literal.number(24))
-    distinct = [exp.column(p.column) for p in spec.columns if p.distinct]
-    keys = [exp.column("customer_id"), day, exp.column("request"), exp.column("group_values"),
-            *distinct]
-    return (exp.select(exp.column("customer_id"), exp.alias_(day.copy(), "bucket"),
+    """The hours' partials combined per UTC day (distinct values stay keys), from
+    ``source``'s hour slots (``slotted_hour_query``), which hold a row per day already:
+    each row's slots combined."""
+    day = exp.IntDiv(this=exp.column("first_hour"), expression=exp.Literal.number(24))
+    return (exp.select(exp.column("customer_id"), exp.alias_(day, "bucket"),
                        exp.column("request"), exp.column("group_values"),
                        *(exp.column(p.column) if p.distinct
-                         else exp.alias_(p.combined(), p.column) for p in spec.columns))
-            .from_(exp.to_table(source)).group_by(*(k.copy() for k in keys))
-            .order_by(*_order(spec)))
+                         else exp.alias_(reduced(p, exp.column(p.column)), p.column)
+                         for p in spec.columns))
+            .from_(exp.to_table(source)).order_by(*_order(spec)))
 
 
 def slotted_hour_query(spec: RollupSpec, source: str, slots: int = 24) -> exp.Query:
@@ -257,17 +256,21 @@ def roll_up(con: duckdb.DuckDBPyConnection, spec: RollupSpec,
     """The hour and day rollups of ``events`` (an event file's rows): each day's hours as
     slots of a row, and a row per day."""
     _register_hours(con, spec, events)
-    return (con.sql(spec.slotted_hour_sql).to_arrow_table(),
-            con.sql(spec.day_sql).to_arrow_table())
+    slots = con.sql(spec.slotted_hour_sql).to_arrow_table()
+    return slots, _days(con, spec, slots)
 
 
 def empty_rollup(con: duckdb.DuckDBPyConnection, spec: RollupSpec, grain: str) -> pa.Table:
     """A rollup of ``grain`` (``HOUR`` or ``DAY``) with no rows, in the spec's schema."""
     _register_hours(con, spec, EVENTS.empty_table())
-    if grain == DAY:
-        return con.sql(spec.day_sql).to_arrow_table()
     slotless = slotted_hour_query(spec, "rollup_source_hours", slots=0).sql(dialect=DIALECT)
-    return con.sql(slotless).to_arrow_table()
+    slots = con.sql(slotless).to_arrow_table()
+    return _days(con, spec, slots) if grain == DAY else slots
+
+
+def _days(con: duckdb.DuckDBPyConnection, spec: RollupSpec, slots: pa.Table) -> pa.Table:
+    con.register("rollup_source_slots", slots)
+    return con.sql(spec.day_sql).to_arrow_table()
 
 
 def _register_hours(con: duckdb.DuckDBPyConnection, spec: RollupSpec,

@@ -72,11 +72,10 @@ def take(store: StateStore, lake: Lake, month: date, run_id: str) -> LakeSnapsho
     snapshot = store.snapshot()
     taken_at = store.clock()
     snapshot_id = f"{taken_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-    # as ``read`` gives them back: the lake tables' schemas
-    tables = {name: _with_id(table, snapshot_id).cast(TABLES[lake_table(name)].schema)
+    # as written, in the lake tables' schemas: as ``read`` gives them back
+    tables = {name: _write(lake, lake_table(name), month, snapshot_id,
+                           _with_id(table, snapshot_id))
               for name, table in snapshot.tables().items()}
-    for name, table in tables.items():
-        _write(lake, lake_table(name), month, snapshot_id, table)
     # the thresholds as they stand, for the run's threshold invoices (state/thresholds.py)
     _write(lake, THRESHOLDS, month, snapshot_id,
            _with_id(thresholds.rows_table(thresholds.read_rows(store.engine)), snapshot_id))
@@ -211,6 +210,8 @@ def _path(lake: Lake, table: str, month: date, snapshot_id: str) -> str:
     return str(lake.table_dir(table) / f"{BILLING_MONTH}={month}" / f"{snapshot_id}.parquet")
 
 
-def _write(lake: Lake, table: str, month: date, snapshot_id: str, rows: pa.Table) -> None:
-    lake.write_file(table, TABLES[table].key, month, f"{snapshot_id}.parquet",
-                    rows.cast(TABLES[table].schema))
+def _write(lake: Lake, table: str, month: date, snapshot_id: str, rows: pa.Table) -> pa.Table:
+    """``rows`` written as the snapshot's part of ``table``, in its schema, as written."""
+    written = rows.cast(TABLES[table].schema)
+    lake.write_file(table, TABLES[table].key, month, f"{snapshot_id}.parquet", written)
+    return written
