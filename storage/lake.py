@@ -26,6 +26,7 @@ import re
 import shutil
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -78,7 +79,9 @@ class Lake:
 
     def write_partition(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
         """Atomically replace one partition with ``rows``."""
-        return self.write_file(table, key, value, PARTITION_FILE, rows)
+        path = self.write_file(table, key, value, PARTITION_FILE, rows)
+        _WRITTEN.keep(path, rows)
+        return path
 
     def write_file(self, table: str, key: str, value: object, name: str,
                    rows: pa.Table, **parquet_options: object) -> Path:
@@ -95,7 +98,8 @@ class Lake:
         if not path.exists():
             raise FileNotFoundError(f"partition {key}={value} of table {table!r} is missing: "
                                     f"{path} (materialize the upstream asset first)")
-        return pq.read_table(path, partitioning=None)
+        kept = _WRITTEN.get(path)
+        return kept if kept is not None else pq.read_table(path, partitioning=None)
 
     def all_files(self, table: str) -> list[str]:
         """Every Parquet file of a table (one per partition, or one per batch and
@@ -205,6 +209,39 @@ class Lake:
         return sorted(p for p in self.landing.rglob("*")
                       if p.is_file() and not any(part.startswith(".") for part in
                                                  p.relative_to(self.landing).parts))
+
+
+class _WrittenPartitions:
+    """The partitions this process wrote last, while each file is still the one written
+    (the same inode, size and modification time): the steps of a billing run each read
+    what the one before wrote, which cost 0.05-0.08 s a run at 10,000 customers to read
+    back (docs/capacity.md). Bounded by ``limit`` bytes, the oldest dropped first."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.tables: OrderedDict[Path, tuple[tuple[int, int, int], pa.Table]] = OrderedDict()
+
+    def keep(self, path: Path, rows: pa.Table) -> None:
+        self.tables.pop(path, None)
+        if rows.nbytes <= self.limit:
+            self.tables[path] = (_identity(path), rows)
+        while sum(rows.nbytes for _, rows in self.tables.values()) > self.limit:
+            self.tables.popitem(last=False)
+
+    def get(self, path: Path) -> pa.Table | None:
+        kept = self.tables.get(path)
+        try:
+            return kept[1] if kept is not None and kept[0] == _identity(path) else None
+        except FileNotFoundError:
+            return None
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+_WRITTEN = _WrittenPartitions(limit=256 * 2**20)
 
 
 def write_atomically(target: Path, write: Callable[[Path], object]) -> Path:

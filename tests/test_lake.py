@@ -2,7 +2,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from storage.lake import Lake
+from storage import lake as lake_module
+from storage.lake import Lake, _WrittenPartitions, write_atomically
 
 
 def rows(values):
@@ -36,3 +37,34 @@ def test_crash_mid_write_keeps_the_old_partition(tmp_path, monkeypatch):
 def test_missing_upstream_partition_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="billing_month=2026-10-01 of table 'usage'"):
         Lake(tmp_path).read_partition("usage", "billing_month", "2026-10-01")
+
+
+def test_a_partition_this_process_wrote_is_read_without_reading_its_file(tmp_path, monkeypatch):
+    lake = Lake(tmp_path)
+    lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]))
+
+    def unread(*args, **kwargs):
+        raise AssertionError("read from the file")
+
+    monkeypatch.setattr(pq, "read_table", unread)
+    assert lake.read_partition("t", "day", "2026-10-01")["x"].to_pylist() == [1, 2, 3]
+
+
+def test_a_partition_another_writer_replaced_is_read_from_its_file(tmp_path):
+    lake = Lake(tmp_path)
+    path = lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]))
+    # as another process replaces it: a new file renamed over this one
+    write_atomically(path, lambda scratch: pq.write_table(rows([7]), scratch))
+    assert lake.read_partition("t", "day", "2026-10-01")["x"].to_pylist() == [7]
+
+
+def test_written_partitions_kept_are_bounded_oldest_dropped_first(tmp_path, monkeypatch):
+    lake = Lake(tmp_path)
+    kept = _WrittenPartitions(limit=rows(list(range(100))).nbytes * 2)
+    monkeypatch.setattr(lake_module, "_WRITTEN", kept)
+    for day in ("01", "02", "03"):
+        lake.write_partition("t", "day", f"2026-10-{day}", rows(list(range(100))))
+    assert [path.parent.name for path in kept.tables] == ["day=2026-10-02", "day=2026-10-03"]
+    lake.write_partition("t", "day", "2026-10-04", rows(list(range(300))))  # over the limit
+    assert [path.parent.name for path in kept.tables] == ["day=2026-10-02", "day=2026-10-03"]
+    assert lake.read_partition("t", "day", "2026-10-04")["x"].to_pylist() == list(range(300))
