@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -71,7 +71,7 @@ def take(store: StateStore, lake: Lake, month: date, run_id: str) -> LakeSnapsho
     ``month``."""
     snapshot = store.snapshot()
     taken_at = store.clock()
-    snapshot_id = f"{taken_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+    snapshot_id = f"{taken_at.astimezone(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
     # as written, in the lake tables' schemas: as ``read`` gives them back
     tables = {name: _write(lake, lake_table(name), month, snapshot_id,
                            _with_id(table, snapshot_id))
@@ -95,9 +95,15 @@ def find(lake: Lake, month: date, run_id: str | None = None) -> str:
             f"no state snapshot for {month:%Y-%m} in {lake.table_dir(SNAPSHOTS)}: "
             "materialize the month's state_snapshot asset first (a monthly_billing run "
             "takes one at its start)")
-    heads = [_head(f) for f in files]
-    ours = [head for head in heads if run_id and head[2] == run_id]
-    return max(ours or heads)[1]
+    # Newest first: a snapshot's file is named by its id, which starts with the UTC instant
+    # it was taken (``take``). A run's own snapshot is the newest but for those of runs
+    # started since, so a month billed every day reads a head or two, not one per run.
+    newest = sorted(files, reverse=True)
+    for file in newest if run_id else ():
+        _, snapshot_id, taken_by = _head(file)
+        if taken_by == run_id:
+            return snapshot_id
+    return _head(newest[0])[1]
 
 
 @lru_cache(maxsize=10_000)

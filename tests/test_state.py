@@ -801,3 +801,23 @@ def test_the_cli_takes_addresses_and_tax_ids_as_orbs_json(url, tmp_path, monkeyp
     assert (refused.exit_code, refused.output) == (1, (
         "Error: nothing was written:\n  --billing-address: Value error, country must be an "
         "ISO 3166-1 alpha-2 code such as US or FR, got 'us'\n"))
+
+
+def test_a_runs_snapshot_is_found_among_the_months_newest_first(tmp_path, clock):
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}", clock)
+    lake, october = Lake(tmp_path / "data"), date(2026, 10, 1)
+    taken = {}
+    # taken in this order, 08:00, 09:00 and 09:30 UTC, the clock in another zone for the
+    # last: its local time, 04:30, sorts first
+    for run, now in (("run-1", "2026-11-01T08:00:00+00:00"),
+                     ("run-2", "2026-11-01T09:00:00+00:00"),
+                     ("run-3", "2026-11-01T04:30:00-05:00")):
+        clock.set(now)
+        taken[run] = lake_snapshot.take(store, lake, october, run).snapshot_id
+    store.close()
+    lake_snapshot._head.cache_clear()
+    assert lake_snapshot.find(lake, october, "run-3") == taken["run-3"]
+    assert lake_snapshot._head.cache_info().misses == 1  # the newest only
+    assert lake_snapshot.find(lake, october, "run-1") == taken["run-1"]
+    assert lake_snapshot.find(lake, october) == taken["run-3"]
+    assert lake_snapshot.find(lake, october, "run-never") == taken["run-3"]
