@@ -324,10 +324,11 @@ def usage_columns(metric_id: str, grouping: tuple[str, ...], group_values: exp.E
 
 
 def union_all(queries: Sequence[exp.Query]) -> exp.Query:
-    """``queries`` (at least one) as one UNION ALL, in order."""
-    query: exp.Query = queries[0]
+    """``queries`` (at least one) as one UNION ALL, in order; they are copied, once each
+    (``exp.union`` copies both sides by default: the whole union so far, every time)."""
+    query: exp.Query = queries[0].copy()
     for other in queries[1:]:
-        query = exp.union(query, other, distinct=False)
+        query = exp.union(query, other.copy(), distinct=False, copy=False)
     return query
 
 
