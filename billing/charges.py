@@ -320,6 +320,8 @@ def adjustment_terms(catalog: Catalog, windows: Sequence[BillingWindow]) -> list
         if (plan_id, plan_version) not in plan_adjustments:
             plan_adjustments[plan_id, plan_version] = catalog.plan(plan_id).version(
                 plan_version).adjustments
+        if not (plan_adjustments[plan_id, plan_version] or sub.adjustments or sub.coupons):
+            continue  # most invoices: nothing to look at
         candidates = [AdjustmentTerm(invoice_id, sub.id, f"plan {plan_id} v{plan_version}",
                                      a, plan_id, plan_version)
                       for a in plan_adjustments[plan_id, plan_version]]
