@@ -24,6 +24,7 @@ import fcntl
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -79,8 +80,14 @@ class Lake:
 
     def write_partition(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
         """Atomically replace one partition with ``rows``."""
-        path = self.write_file(table, key, value, PARTITION_FILE, rows)
-        _WRITTEN.keep(path, rows)
+        written: list[tuple[int, int, int]] = []
+
+        def write(scratch: Path) -> None:
+            _write_parquet(rows, scratch)
+            written.append(_identity(scratch))  # the rename keeps it
+
+        path = write_atomically(self.partition_file(table, key, value), write)
+        _WRITTEN.keep(path, written[0], rows)
         return path
 
     def write_file(self, table: str, key: str, value: object, name: str,
@@ -89,9 +96,8 @@ class Lake:
         keep one file per batch in each partition). ``parquet_options`` go to
         ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries."""
         target = self.table_dir(table) / f"{key}={value}" / name
-        # zstd at its fastest level: most of the size win of zstd for little CPU.
-        return write_atomically(target, lambda scratch: pq.write_table(
-            rows, scratch, compression="zstd", compression_level=1, **parquet_options))
+        return write_atomically(target, lambda scratch: _write_parquet(
+            rows, scratch, **parquet_options))
 
     def read_partition(self, table: str, key: str, value: object) -> pa.Table:
         path = self.partition_file(table, key, value)
@@ -220,20 +226,28 @@ class _WrittenPartitions:
     def __init__(self, limit: int):
         self.limit = limit
         self.tables: OrderedDict[Path, tuple[tuple[int, int, int], pa.Table]] = OrderedDict()
+        self.lock = threading.Lock()  # the API serves requests on threads
 
-    def keep(self, path: Path, rows: pa.Table) -> None:
-        self.tables.pop(path, None)
-        if rows.nbytes <= self.limit:
-            self.tables[path] = (_identity(path), rows)
-        while sum(rows.nbytes for _, rows in self.tables.values()) > self.limit:
-            self.tables.popitem(last=False)
+    def keep(self, path: Path, identity: tuple[int, int, int], rows: pa.Table) -> None:
+        with self.lock:
+            self.tables.pop(path, None)
+            if rows.nbytes <= self.limit:
+                self.tables[path] = (identity, rows)
+            while sum(kept.nbytes for _, kept in self.tables.values()) > self.limit:
+                self.tables.popitem(last=False)
 
     def get(self, path: Path) -> pa.Table | None:
-        kept = self.tables.get(path)
+        with self.lock:
+            kept = self.tables.get(path)
         try:
             return kept[1] if kept is not None and kept[0] == _identity(path) else None
         except FileNotFoundError:
             return None
+
+
+def _write_parquet(rows: pa.Table, path: Path, **parquet_options: Any) -> None:
+    # zstd at its fastest level: most of the size win of zstd for little CPU.
+    pq.write_table(rows, path, compression="zstd", compression_level=1, **parquet_options)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:

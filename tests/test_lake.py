@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -68,3 +71,21 @@ def test_written_partitions_kept_are_bounded_oldest_dropped_first(tmp_path, monk
     lake.write_partition("t", "day", "2026-10-04", rows(list(range(300))))  # over the limit
     assert [path.parent.name for path in kept.tables] == ["day=2026-10-02", "day=2026-10-03"]
     assert lake.read_partition("t", "day", "2026-10-04")["x"].to_pylist() == list(range(300))
+
+
+def test_a_partition_replaced_as_soon_as_this_process_wrote_it_is_read_from_its_file(
+        tmp_path, monkeypatch):
+    lake = Lake(tmp_path)
+    rename = os.replace
+
+    def renamed_then_replaced(source, target):
+        rename(source, target)
+        # another writer's file, renamed over it before this process looks at it
+        other = Path(target).with_name(".other.tmp")
+        pq.write_table(rows([9]), other)
+        rename(other, target)
+
+    monkeypatch.setattr(os, "replace", renamed_then_replaced)
+    lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]))
+    monkeypatch.undo()
+    assert lake.read_partition("t", "day", "2026-10-01")["x"].to_pylist() == [9]
