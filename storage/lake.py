@@ -79,25 +79,28 @@ class Lake:
         return self.root / "quarantine" / "raw"
 
     def write_partition(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
-        """Atomically replace one partition with ``rows``."""
+        """Atomically replace one partition with ``rows``, kept in memory to be read back."""
+        return self.write_file(table, key, value, PARTITION_FILE, rows, keep=True)
+
+    def write_file(self, table: str, key: str, value: object, name: str,
+                   rows: pa.Table, *, keep: bool = False, **parquet_options: object) -> Path:
+        """Atomically replace one file of a partition (tables written batch by batch
+        keep one file per batch in each partition); with ``keep``, ``rows`` are kept in
+        memory for ``read_partition``. ``parquet_options`` go to
+        ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries. Every
+        write of a lake file goes through here (tests/killed_run.py kills runs at one)."""
         written: list[tuple[int, int, int]] = []
 
         def write(scratch: Path) -> None:
-            _write_parquet(rows, scratch)
+            # zstd at its fastest level: most of the size win of zstd for little CPU.
+            pq.write_table(rows, scratch, compression="zstd", compression_level=1,
+                           **parquet_options)
             written.append(_identity(scratch))  # the rename keeps it
 
-        path = write_atomically(self.partition_file(table, key, value), write)
-        _WRITTEN.keep(path, written[0], rows)
+        path = write_atomically(self.table_dir(table) / f"{key}={value}" / name, write)
+        if keep:
+            _WRITTEN.keep(path, written[0], rows)
         return path
-
-    def write_file(self, table: str, key: str, value: object, name: str,
-                   rows: pa.Table, **parquet_options: object) -> Path:
-        """Atomically replace one file of a partition (tables written batch by batch
-        keep one file per batch in each partition). ``parquet_options`` go to
-        ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries."""
-        target = self.table_dir(table) / f"{key}={value}" / name
-        return write_atomically(target, lambda scratch: _write_parquet(
-            rows, scratch, **parquet_options))
 
     def read_partition(self, table: str, key: str, value: object) -> pa.Table:
         path = self.partition_file(table, key, value)
@@ -243,11 +246,6 @@ class _WrittenPartitions:
             return kept[1] if kept is not None and kept[0] == _identity(path) else None
         except FileNotFoundError:
             return None
-
-
-def _write_parquet(rows: pa.Table, path: Path, **parquet_options: Any) -> None:
-    # zstd at its fastest level: most of the size win of zstd for little CPU.
-    pq.write_table(rows, path, compression="zstd", compression_level=1, **parquet_options)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
