@@ -112,7 +112,8 @@ def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
     def empty_rollup_of(grain: str) -> pa.Table:
         if not found:
             return empty_rollup(con, spec, grain)
-        return pq.read_schema(found[0][1 if grain == HOUR else 2]).empty_table()
+        _, hour_file, day_file = found[0]
+        return pq.read_schema(hour_file if grain == HOUR else day_file).empty_table()
 
     empty: dict[str, Callable[[], pa.Table]] = {
         "rollup_months": lambda: empty_compaction(con, spec, empty_rollup_of(DAY)),
