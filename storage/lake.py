@@ -95,7 +95,8 @@ class Lake:
             # zstd at its fastest level: most of the size win of zstd for little CPU.
             pq.write_table(rows, scratch, compression="zstd", compression_level=1,
                            **parquet_options)
-            written.append(_identity(scratch))  # the rename keeps it
+            if keep:
+                written.append(_identity(scratch))  # the rename keeps it
 
         path = write_atomically(self.table_dir(table) / f"{key}={value}" / name, write)
         if keep:
