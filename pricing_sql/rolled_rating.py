@@ -9,7 +9,6 @@ usage_events.sql, the second over other tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -106,20 +105,20 @@ def _register_rollups(engine: DuckDBEngine, lake: Lake, spec: RollupSpec,
              for day in engine.query(load_sql("rolled_edge_days"))["day"].to_pylist()}
     months, days = chosen(lake, spec, [day for _, _, day in found])
     hours = [hour for file, hour, _ in found if Lake.partition_value(file) in edges]
-
-    # An empty view takes the schema of a rollup of its grain when there is one: a footer
-    # is read quicker than the rollup SQL runs over no rows (0.04 s a view).
-    def empty_rollup_of(grain: str) -> pa.Table:
-        if not found:
-            return empty_rollup(con, spec, grain)
-        _, hour_file, day_file = found[0]
-        return pq.read_schema(hour_file if grain == HOUR else day_file).empty_table()
-
-    empty: dict[str, Callable[[], pa.Table]] = {
-        "rollup_months": lambda: empty_compaction(con, spec, empty_rollup_of(DAY)),
-        "rollup_days": lambda: empty_rollup_of(DAY),
-        "rollup_hours": lambda: empty_rollup_of(HOUR)}
     for view, paths in (("rollup_months", months), ("rollup_days", days), ("rollup_hours", hours)):
         relation = (con.read_parquet([str(p) for p in paths], hive_partitioning=False)
-                    if paths else con.from_arrow(empty[view]()))
+                    if paths else con.from_arrow(_empty_view(engine, spec, view, found)))
         relation.create_view(view, replace=True)
+
+
+def _empty_view(engine: DuckDBEngine, spec: RollupSpec, view: str,
+                found: list[tuple[str, Path, Path]]) -> pa.Table:
+    """No rows, in the schema of ``view``. A rollup file of its grain gives it, when there
+    is one: a footer is read quicker than the rollup SQL runs over no rows (0.04 s)."""
+    if view == "rollup_months":
+        return empty_compaction(engine.con, spec, _empty_view(engine, spec, "rollup_days", found))
+    grain = HOUR if view == "rollup_hours" else DAY
+    if not found:
+        return empty_rollup(engine.con, spec, grain)
+    _, hour_file, day_file = found[0]
+    return pq.read_schema(hour_file if grain == HOUR else day_file).empty_table()

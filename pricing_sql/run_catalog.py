@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -43,13 +42,10 @@ def plans_and_metrics(deployment: Deployment) -> Catalog:
 
 
 def take_snapshot(deployment: Deployment, month: date, run_id: str) -> LakeSnapshot:
-    """Read the state store once and keep it in the lake as ``run_id``'s snapshot; its
-    tables are kept in the process too, for the run's catalog (``billing_catalog``) to be
-    built without reading them back."""
+    """Read the state store once and keep it in the lake as ``run_id``'s snapshot (the
+    process keeps its tables in memory too: ``Lake.read_file``)."""
     with StateStore.open(deployment.state_store_url) as store:
-        taken = lake_snapshot.take(store, deployment.lake, month, run_id)
-    _keep(_TAKEN, (deployment.lake.root, month, taken.snapshot_id), taken.tables)
-    return taken
+        return lake_snapshot.take(store, deployment.lake, month, run_id)
 
 
 def billing_catalog(deployment: Deployment, month: date, run_id: str | None = None) -> Catalog:
@@ -80,9 +76,6 @@ def current_catalog(deployment: Deployment) -> Catalog:
 Key = tuple[object, ...]
 _BUILT: dict[Key, tuple[Catalog, Catalog]] = {}
 _CURRENT: dict[Key, tuple[Catalog, Catalog]] = {}
-# The tables of snapshots this process took, by (lake root, month, snapshot id), until
-# their catalog is built: the same as read back from the lake (tests/test_state.py).
-_TAKEN: dict[Key, dict[str, pa.Table]] = {}
 KEPT = 4
 
 
@@ -93,8 +86,7 @@ def _composed(plans: Catalog, root: Path, month: date, snapshot_id: str) -> Cata
     built = _BUILT.get(key)
     if built is not None and built[0] is plans:
         return built[1]
-    tables = _TAKEN.pop(key, None) or lake_snapshot.read(Lake(root), month, snapshot_id).tables
-    catalog = _catalog(plans, tables)
+    catalog = _catalog(plans, lake_snapshot.read(Lake(root), month, snapshot_id).tables)
     _keep(_BUILT, key, (plans, catalog))
     return catalog
 
@@ -114,7 +106,8 @@ def _catalog(plans: Catalog, tables: dict[str, pa.Table]) -> Catalog:
                                                       tables["subscription_changes"]))
 
 
-def _keep(cache: dict[Key, Any], key: Key, value: Any) -> None:
+def _keep(cache: dict[Key, tuple[Catalog, Catalog]], key: Key,
+          value: tuple[Catalog, Catalog]) -> None:
     cache.pop(key, None)
     cache[key] = value
     while len(cache) > KEPT:

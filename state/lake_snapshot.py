@@ -120,8 +120,8 @@ def read(lake: Lake, month: date, snapshot_id: str) -> LakeSnapshot:
     """A committed snapshot of ``month`` (``find`` gives the id)."""
     head = pq.read_table(_path(lake, SNAPSHOTS, month, snapshot_id),
                          partitioning=None).to_pylist()[0]
-    tables = {name: pq.read_table(_path(lake, lake_table(name), month, snapshot_id),
-                                  partitioning=None) for name in SCHEMAS}
+    tables = {name: lake.read_file(_path(lake, lake_table(name), month, snapshot_id))
+              for name in SCHEMAS}
     return LakeSnapshot(snapshot_id, month, head["run_id"], head["taken_at"], tables)
 
 
@@ -217,7 +217,9 @@ def _path(lake: Lake, table: str, month: date, snapshot_id: str) -> str:
 
 
 def _write(lake: Lake, table: str, month: date, snapshot_id: str, rows: pa.Table) -> pa.Table:
-    """``rows`` written as the snapshot's part of ``table``, in its schema, as written."""
+    """``rows`` written as the snapshot's part of ``table``, in its schema, as written; kept
+    in memory, for the run's catalog to be built without reading it back (``read``)."""
     written = rows.cast(TABLES[table].schema)
-    lake.write_file(table, TABLES[table].key, month, f"{snapshot_id}.parquet", written)
+    lake.write_file(table, TABLES[table].key, month, f"{snapshot_id}.parquet", written,
+                    keep=True)
     return written

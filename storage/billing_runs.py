@@ -74,7 +74,8 @@ def write(lake: Lake, table: str, month: date, run_id: str, rows: pa.Table) -> P
     stamped = rows.append_column(RUN_ID, pa.repeat(pa.scalar(run_id), rows.num_rows))
     stamped = stamped.cast(TABLES[table].schema).replace_schema_metadata(
         {METADATA_KEY: run_id.encode()})
-    return lake.write_partition(table, TABLES[table].key, month, stamped)
+    # kept in memory: the run's next steps read it back (read_month)
+    return lake.write_partition(table, TABLES[table].key, month, stamped, keep=True)
 
 
 def remove_stale_scratch(lake: Lake) -> list[Path]:

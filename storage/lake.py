@@ -78,15 +78,17 @@ class Lake:
         does: apart from the committed batches in ``raw``."""
         return self.root / "quarantine" / "raw"
 
-    def write_partition(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
-        """Atomically replace one partition with ``rows``, kept in memory to be read back."""
-        return self.write_file(table, key, value, PARTITION_FILE, rows, keep=True)
+    def write_partition(self, table: str, key: str, value: object, rows: pa.Table, *,
+                        keep: bool = False) -> Path:
+        """Atomically replace one partition with ``rows`` (``keep``: as ``write_file``)."""
+        return self.write_file(table, key, value, PARTITION_FILE, rows, keep=keep)
 
     def write_file(self, table: str, key: str, value: object, name: str,
                    rows: pa.Table, *, keep: bool = False, **parquet_options: object) -> Path:
         """Atomically replace one file of a partition (tables written batch by batch
         keep one file per batch in each partition); with ``keep``, ``rows`` are kept in
-        memory for ``read_partition``. ``parquet_options`` go to
+        memory for ``read_file`` (a later step of the same run reads them back).
+        ``parquet_options`` go to
         ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries. Every
         write of a lake file goes through here (tests/killed_run.py kills runs at one)."""
         written: list[tuple[int, int, int]] = []
@@ -108,7 +110,12 @@ class Lake:
         if not path.exists():
             raise FileNotFoundError(f"partition {key}={value} of table {table!r} is missing: "
                                     f"{path} (materialize the upstream asset first)")
-        kept = _WRITTEN.get(path)
+        return self.read_file(path)
+
+    def read_file(self, path: str | Path) -> pa.Table:
+        """One Parquet file of the lake: from memory if this process wrote it with
+        ``keep`` and it is still the file written, else from disk."""
+        kept = _WRITTEN.get(Path(path))
         return kept if kept is not None else pq.read_table(path, partitioning=None)
 
     def all_files(self, table: str) -> list[str]:
@@ -221,24 +228,26 @@ class Lake:
                                                  p.relative_to(self.landing).parts))
 
 
-class _WrittenPartitions:
-    """The partitions this process wrote last, while each file is still the one written
-    (the same inode, size and modification time): the steps of a billing run each read
-    what the one before wrote, which cost 0.05-0.08 s a run at 10,000 customers to read
-    back (docs/capacity.md). Bounded by ``limit`` bytes, the oldest dropped first."""
+class _WrittenFiles:
+    """The files this process wrote with ``keep`` last, while each is still the one
+    written (the same inode, size and modification time): a billing run's month tables
+    and state snapshot, which its later steps read back (0.05-0.08 s a run at 10,000
+    customers, docs/capacity.md). Bounded by ``limit`` bytes, the oldest dropped first."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.tables: OrderedDict[Path, tuple[tuple[int, int, int], pa.Table]] = OrderedDict()
+        self.size = 0  # the bytes of ``tables``
         self.lock = threading.Lock()  # the API serves requests on threads
 
     def keep(self, path: Path, identity: tuple[int, int, int], rows: pa.Table) -> None:
         with self.lock:
-            self.tables.pop(path, None)
+            self._drop(path)
             if rows.nbytes <= self.limit:
                 self.tables[path] = (identity, rows)
-            while sum(kept.nbytes for _, kept in self.tables.values()) > self.limit:
-                self.tables.popitem(last=False)
+                self.size += rows.nbytes
+            while self.size > self.limit:
+                self._drop(next(iter(self.tables)))
 
     def get(self, path: Path) -> pa.Table | None:
         with self.lock:
@@ -248,13 +257,18 @@ class _WrittenPartitions:
         except FileNotFoundError:
             return None
 
+    def _drop(self, path: Path) -> None:
+        dropped = self.tables.pop(path, None)
+        if dropped is not None:
+            self.size -= dropped[1].nbytes
+
 
 def _identity(path: Path) -> tuple[int, int, int]:
     stat = path.stat()
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-_WRITTEN = _WrittenPartitions(limit=256 * 2**20)
+_WRITTEN = _WrittenFiles(limit=256 * 2**20)
 
 
 def write_atomically(target: Path, write: Callable[[Path], object]) -> Path:

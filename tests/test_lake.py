@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from storage import lake as lake_module
-from storage.lake import Lake, _WrittenPartitions, write_atomically
+from storage.lake import Lake, _WrittenFiles, write_atomically
 
 
 def rows(values):
@@ -44,7 +44,7 @@ def test_missing_upstream_partition_is_named(tmp_path):
 
 def test_a_partition_this_process_wrote_is_read_without_reading_its_file(tmp_path, monkeypatch):
     lake = Lake(tmp_path)
-    lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]))
+    lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]), keep=True)
 
     def unread(*args, **kwargs):
         raise AssertionError("read from the file")
@@ -55,7 +55,7 @@ def test_a_partition_this_process_wrote_is_read_without_reading_its_file(tmp_pat
 
 def test_a_partition_another_writer_replaced_is_read_from_its_file(tmp_path):
     lake = Lake(tmp_path)
-    path = lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]))
+    path = lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]), keep=True)
     # as another process replaces it: a new file renamed over this one
     write_atomically(path, lambda scratch: pq.write_table(rows([7]), scratch))
     assert lake.read_partition("t", "day", "2026-10-01")["x"].to_pylist() == [7]
@@ -63,12 +63,13 @@ def test_a_partition_another_writer_replaced_is_read_from_its_file(tmp_path):
 
 def test_written_partitions_kept_are_bounded_oldest_dropped_first(tmp_path, monkeypatch):
     lake = Lake(tmp_path)
-    kept = _WrittenPartitions(limit=rows(list(range(100))).nbytes * 2)
+    kept = _WrittenFiles(limit=rows(list(range(100))).nbytes * 2)
     monkeypatch.setattr(lake_module, "_WRITTEN", kept)
     for day in ("01", "02", "03"):
-        lake.write_partition("t", "day", f"2026-10-{day}", rows(list(range(100))))
+        lake.write_partition("t", "day", f"2026-10-{day}", rows(list(range(100))), keep=True)
     assert [path.parent.name for path in kept.tables] == ["day=2026-10-02", "day=2026-10-03"]
-    lake.write_partition("t", "day", "2026-10-04", rows(list(range(300))))  # over the limit
+    # over the limit
+    lake.write_partition("t", "day", "2026-10-04", rows(list(range(300))), keep=True)
     assert [path.parent.name for path in kept.tables] == ["day=2026-10-02", "day=2026-10-03"]
     assert lake.read_partition("t", "day", "2026-10-04")["x"].to_pylist() == list(range(300))
 
@@ -86,6 +87,6 @@ def test_a_partition_replaced_as_soon_as_this_process_wrote_it_is_read_from_its_
         rename(other, target)
 
     monkeypatch.setattr(os, "replace", renamed_then_replaced)
-    lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]))
+    lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]), keep=True)
     monkeypatch.undo()
     assert lake.read_partition("t", "day", "2026-10-01")["x"].to_pylist() == [9]
