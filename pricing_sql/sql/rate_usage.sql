@@ -290,7 +290,7 @@ tier_basis AS (
     UNION ALL
     SELECT *, quantity AS basis FROM billed WHERE scheme <> 'cumulative_volume'
 ),
-tiers AS (
+tiers_all AS (
     SELECT
         b.invoice_id,
         b.line_item_id,
@@ -307,8 +307,6 @@ tiers AS (
         coalesce(b.cell_rate, t.rate) AS rate,
         t.flat_amount,
         t.per_unit_maximum,
-        o.over_volume,
-        o.over_count,
         -- the tier the whole quantity (or the line's total) falls in
         (t.lower IS NULL OR b.basis > t.lower) AND (t.upper IS NULL OR b.basis <= t.upper)
             AS reached,
@@ -321,7 +319,22 @@ tiers AS (
         -- a cell with tiers of its own is tiered on them, any other group on the price's
         AND (t.cell_values = b.group_values
              OR (t.cell_values IS NULL AND (b.cell_index IS NULL OR b.cell_rate IS NOT NULL)))
-    LEFT JOIN over_cap AS o ON o.line_item_id = b.line_item_id AND o.tier_index = t.tier_index
+),
+-- Only capped tiers look up their line's volume and count over the cap: joined on every
+-- tier, the planner (which underestimates tiers) hashed all of them to probe a usually
+-- empty over_cap, a tenth of this statement's time (docs/capacity.md).
+tiers AS (
+    SELECT
+        *,
+        CAST(NULL AS DECIMAL(38, 9)) AS over_volume,
+        CAST(NULL AS DECIMAL(38, 9)) AS over_count
+    FROM tiers_all
+    WHERE per_unit_maximum IS NULL
+    UNION ALL
+    SELECT a.*, o.over_volume, o.over_count
+    FROM tiers_all AS a
+    LEFT JOIN over_cap AS o ON o.line_item_id = a.line_item_id AND o.tier_index = a.tier_index
+    WHERE a.per_unit_maximum IS NOT NULL
 ),
 usage_tiers AS (
     SELECT
