@@ -37,6 +37,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.write_behind import WriteBehind, process_writer
+
 PARTITION_FILE = "data.parquet"
 # write_atomically's scratch names: ".<target name>.<uuid4 hex>.tmp"
 SCRATCH_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
@@ -66,6 +68,12 @@ class Lake:
         return self.root / "lake" / table
 
     def partition_file(self, table: str, key: str, value: object) -> Path:
+        """Where a partition is on disk, once a write of it behind is there."""
+        path = self._partition_path(table, key, value)
+        _writer().wait(lambda pending: pending == path)
+        return path
+
+    def _partition_path(self, table: str, key: str, value: object) -> Path:
         return self.table_dir(table) / f"{key}={value}" / PARTITION_FILE
 
     @property
@@ -90,7 +98,9 @@ class Lake:
         memory for ``read_file`` (a later step of the same run reads them back).
         ``parquet_options`` go to
         ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries. Every
-        write of a lake file goes through here (tests/killed_run.py kills runs at one)."""
+        write of a lake file goes through here (tests/killed_run.py kills runs at one),
+        after the writes handed over to ``write_behind`` before it."""
+        _writer().wait()
         written: list[tuple[int, int, int]] = []
 
         def write(scratch: Path) -> None:
@@ -105,8 +115,26 @@ class Lake:
             _WRITTEN.keep(path, written[0], rows)
         return path
 
+    def write_behind(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
+        """``write_partition`` with ``keep``, on the process's writer thread after the
+        writes handed over before it, while the caller goes on (storage/write_behind.py);
+        until it is on disk, ``read_partition`` and ``read_file`` give ``rows`` from memory
+        and the lake's listings and ``partition_file`` wait for it."""
+        path = self._partition_path(table, key, value)
+        _writer().submit(path, rows, lambda: self.write_file(
+            table, key, value, PARTITION_FILE, rows, keep=True))
+        return path
+
+    def wait_for_writes(self) -> None:
+        """Until every write handed over to ``write_behind`` is on disk; raises the first
+        one's error, if any failed."""
+        _writer().wait()
+
     def read_partition(self, table: str, key: str, value: object) -> pa.Table:
-        path = self.partition_file(table, key, value)
+        path = self._partition_path(table, key, value)
+        pending = _writer().rows(path)
+        if pending is not None:
+            return pending
         if not path.exists():
             raise FileNotFoundError(f"partition {key}={value} of table {table!r} is missing: "
                                     f"{path} (materialize the upstream asset first)")
@@ -115,12 +143,16 @@ class Lake:
     def read_file(self, path: str | Path) -> pa.Table:
         """One Parquet file of the lake: from memory if this process wrote it with
         ``keep`` and it is still the file written, else from disk."""
+        pending = _writer().rows(Path(path))
+        if pending is not None:
+            return pending
         kept = _WRITTEN.get(Path(path))
         return kept if kept is not None else pq.read_table(path, partitioning=None)
 
     def all_files(self, table: str) -> list[str]:
         """Every Parquet file of a table (one per partition, or one per batch and
         partition for ``events``), as strings for DuckDB."""
+        self._wait_for(table)
         return sorted(str(p) for p in self.table_dir(table).glob("*=*/*.parquet"))
 
     def read_all(self, table: str, schema: pa.Schema) -> pa.Table:
@@ -133,6 +165,7 @@ class Lake:
 
     def files_in(self, table: str, key: str, values: Iterable[object]) -> list[str]:
         """Every Parquet file in those of the given partitions that exist."""
+        self._wait_for(table)
         return sorted(str(p) for value in values
                       for p in (self.table_dir(table) / f"{key}={value}").glob("*.parquet"))
 
@@ -142,6 +175,7 @@ class Lake:
         return Path(path).parent.name.split("=", 1)[1]
 
     def batch_files(self, table: str, batch_id: str) -> list[Path]:
+        self._wait_for(table)
         return sorted(self.table_dir(table).glob(f"*=*/{batch_id}.parquet"))
 
     def keep_raw(self, source: Path, batch_id: str) -> Path:
@@ -221,6 +255,11 @@ class Lake:
             yield
             finished.touch()
 
+    def _wait_for(self, table: str) -> None:
+        """Until the writes behind of ``table``'s files are on disk (a listing of it)."""
+        folder = self.table_dir(table)
+        _writer().wait(lambda pending: pending.is_relative_to(folder))
+
     def landing_files(self) -> list[Path]:
         """Every file in the landing folder (hidden files, e.g. partial uploads, excepted)."""
         return sorted(p for p in self.landing.rglob("*")
@@ -261,6 +300,10 @@ class _WrittenFiles:
         dropped = self.tables.pop(path, None)
         if dropped is not None:
             self.size -= dropped[1].nbytes
+
+
+def _writer() -> WriteBehind:
+    return process_writer(os.getpid())
 
 
 def _identity(path: Path) -> tuple[int, int, int]:

@@ -1,4 +1,5 @@
 import os
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -90,3 +91,69 @@ def test_a_partition_replaced_as_soon_as_this_process_wrote_it_is_read_from_its_
     lake.write_partition("t", "day", "2026-10-01", rows([1, 2, 3]), keep=True)
     monkeypatch.undo()
     assert lake.read_partition("t", "day", "2026-10-01")["x"].to_pylist() == [9]
+
+
+class GatedWrites:
+    """Lake.write_file held until ``open()``: the writes a test hands over stay pending.
+    Records each write's table and the thread that wrote it."""
+
+    def __init__(self, monkeypatch, fail: str | None = None):
+        self.gate, self.done = threading.Event(), []
+        write_file = Lake.write_file
+
+        def gated(lake, table, *args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                assert self.gate.wait(10)
+            if table == fail:
+                raise OSError(28, "No space left on device")
+            path = write_file(lake, table, *args, **kwargs)
+            self.done.append((table, threading.current_thread().name))
+            return path
+
+        monkeypatch.setattr(Lake, "write_file", gated)
+
+    def open(self):
+        self.gate.set()
+
+
+def test_a_partition_written_behind_is_read_from_memory_until_it_is_on_disk(
+        tmp_path, monkeypatch):
+    lake, writes = Lake(tmp_path), GatedWrites(monkeypatch)
+    path = lake.write_behind("t", "day", "2026-10-01", rows([1, 2, 3]))
+    assert not path.exists() and writes.done == []
+    assert lake.read_partition("t", "day", "2026-10-01")["x"].to_pylist() == [1, 2, 3]
+    assert lake.read_file(path)["x"].to_pylist() == [1, 2, 3]
+    writes.open()
+    # a listing of the table waits for it
+    assert lake.files_in("t", "day", ["2026-10-01"]) == [str(path)]
+    assert pq.read_table(path)["x"].to_pylist() == [1, 2, 3]
+    assert [table for table, _ in writes.done] == ["t"]
+    assert writes.done[0][1].startswith("lake-writer")
+
+
+def test_writes_behind_reach_the_disk_in_order_before_any_later_write(tmp_path, monkeypatch):
+    lake, writes = Lake(tmp_path), GatedWrites(monkeypatch)
+    lake.write_behind("a", "day", "2026-10-01", rows([1]))
+    lake.write_behind("b", "day", "2026-10-01", rows([2]))
+    # replaced while pending: the newest rows are read, and the last write leaves them
+    lake.write_behind("a", "day", "2026-10-01", rows([3]))
+    assert lake.read_partition("a", "day", "2026-10-01")["x"].to_pylist() == [3]
+    opener = threading.Timer(0.2, writes.open)
+    opener.start()
+    lake.write_partition("c", "day", "2026-10-01", rows([4]))  # waits for the three
+    assert [table for table, _ in writes.done] == ["a", "b", "a", "c"]
+    assert pq.read_table(lake.partition_file("a", "day", "2026-10-01"))["x"].to_pylist() == [3]
+
+
+def test_a_write_behind_that_failed_fails_who_waits_for_it(tmp_path, monkeypatch):
+    lake, writes = Lake(tmp_path), GatedWrites(monkeypatch, fail="usage")
+    lake.write_behind("usage", "billing_month", "2026-10-01", rows([1]))
+    lake.write_behind("line_items", "billing_month", "2026-10-01", rows([2]))
+    writes.open()
+    with pytest.raises(OSError, match="No space left"):
+        lake.write_partition("invoices", "billing_month", "2026-10-01", rows([3]))
+    # the writes after it went on; the failed one is not there, nor read from memory
+    assert [table for table, _ in writes.done] == ["line_items"]
+    with pytest.raises(FileNotFoundError, match="usage"):
+        lake.read_partition("usage", "billing_month", "2026-10-01")
+    lake.write_partition("invoices", "billing_month", "2026-10-01", rows([3]))  # told once
