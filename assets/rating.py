@@ -26,9 +26,10 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
     with gc_paused():
         rated = compute_usage(engine_from_env(store.engine), store.lake,
                               store.billing_catalog(context), month)
-    table = rated.usage
-    path = billing_runs.write(store.lake, "usage", month, run_id, table)
-    billing_runs.write(store.lake, "rating_exclusions", month, run_id, rated.exclusions)
+    table, behind = rated.usage, _written_behind(context)
+    path = billing_runs.write(store.lake, "usage", month, run_id, table, behind=behind)
+    billing_runs.write(store.lake, "rating_exclusions", month, run_id, rated.exclusions,
+                       behind=behind)
     return dg.MaterializeResult(metadata={**table_metadata("usage", table, path),
                                           **_report(context, month, rated.exclusions)})
 
@@ -53,19 +54,29 @@ def price(context: dg.AssetExecutionContext, store: OrbStore):
     with gc_paused():  # as in usage
         priced = price_line_items(engine, catalog, month, run["usage"], customers_of(left_out))
         failed = pricing_exclusions(engine, store.lake, catalog, month, priced.failures)
+    behind = _written_behind(context)
     billing_runs.write(store.lake, "rating_exclusions", month, run_id,
-                       pa.concat_tables([left_out, failed]))
+                       pa.concat_tables([left_out, failed]), behind=behind)
     if priced.usage is not None:
-        billing_runs.write(store.lake, "usage", month, run_id, priced.usage)
+        billing_runs.write(store.lake, "usage", month, run_id, priced.usage, behind=behind)
     report = _report(context, month, failed)
     # the month's issued threshold invoices, recomputed (docs/invoicing.md#threshold-invoices)
     priced_tables = dict(zip(("line_items", "sub_line_items"), with_threshold_lines(
         store.lake, catalog, month, priced.line_items, priced.sub_line_items,
         customers_of(left_out) | set(priced.failures)), strict=True))
     for table, rows in priced_tables.items():
-        path = billing_runs.write(store.lake, table, month, run_id, rows)
+        path = billing_runs.write(store.lake, table, month, run_id, rows, behind=behind)
         yield dg.MaterializeResult(asset_key=table, metadata={
             **table_metadata(table, rows, path), **report})
+
+
+def _written_behind(context: dg.AssetExecutionContext) -> bool:
+    """Whether the rating tables are written behind (storage/write_behind.py): only when
+    this run goes on, in this process, to the invoices step, whose own writes wait for
+    them; otherwise a step ends with its tables on disk."""
+    steps = context.run.step_keys_to_execute
+    return (context.job_def.has_node_named("invoices")
+            and (steps is None or "invoices" in steps))
 
 
 def _report(context: dg.AssetExecutionContext, month: date,

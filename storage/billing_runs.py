@@ -67,15 +67,21 @@ class MonthTables:
         return self.tables[table]
 
 
-def write(lake: Lake, table: str, month: date, run_id: str, rows: pa.Table) -> Path:
-    """Replace ``table``'s partition of ``month`` with ``rows``, stamped with ``run_id``."""
+def write(lake: Lake, table: str, month: date, run_id: str, rows: pa.Table, *,
+          behind: bool = False) -> Path:
+    """Replace ``table``'s partition of ``month`` with ``rows``, stamped with ``run_id``;
+    with ``behind``, while the run goes on (``Lake.write_behind``: its next step reads
+    the rows from memory, and its commit waits for them)."""
     if not _VALID_ID.fullmatch(run_id):
         raise ValueError(f"not a run id: {run_id!r}")
     stamped = rows.append_column(RUN_ID, pa.repeat(pa.scalar(run_id), rows.num_rows))
     stamped = stamped.cast(TABLES[table].schema).replace_schema_metadata(
         {METADATA_KEY: run_id.encode()})
+    key = TABLES[table].key
+    if behind:
+        return lake.write_behind(table, key, month, stamped)
     # kept in memory: the run's next steps read it back (read_month)
-    return lake.write_partition(table, TABLES[table].key, month, stamped, keep=True)
+    return lake.write_partition(table, key, month, stamped, keep=True)
 
 
 def remove_stale_scratch(lake: Lake) -> list[Path]:
@@ -91,6 +97,7 @@ def commit(lake: Lake, month: date, run_id: str, at: datetime) -> Path:
     """Record ``run_id`` as a completed run of ``month``. Every one of ``RUN_TABLES`` must
     be there, written by it: a run whose tables were replaced meanwhile by another's
     never completes."""
+    lake.wait_for_writes()  # a table written behind that failed fails the commit
     found = _on_disk(lake, month, RUN_TABLES)
     differ = {table: run for table, run in found.items() if run != run_id}
     if differ:

@@ -16,6 +16,7 @@ Tokyo (Asia/Tokyo, plan jp, JPY), subscription from 2026-10-15 local:
 """
 
 import hashlib
+import threading
 from datetime import date
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from assets.resources import OrbStore
 from billing.catalog import CatalogError
 from pipelines import runner
 from storage import billing_runs
+from storage.lake import Lake
 from tests.scenario import OCTOBER, scenario_bytes, write_scenario
 
 
@@ -182,3 +184,33 @@ def test_landing_sensor_requests_a_run_for_waiting_files(tmp_path):
     request = landing_sensor(dg.build_sensor_context(resources={"store": store}))
     assert request.run_config["ops"]["ingest"]["config"]["files"] == [
         str(tmp_path.resolve() / "landing" / "a.jsonl")]
+
+
+def test_the_rating_tables_are_written_behind_only_when_the_run_goes_on_to_invoices(
+        billed, monkeypatch):
+    """The rating steps hand their tables to the lake's writer thread when the run goes on
+    to the invoices step (whose writes wait for them); a run that stops before it writes
+    them in the steps themselves."""
+    store, defs, instance = billed
+    writers: dict[str, set[str]] = {}
+    write_file = Lake.write_file
+
+    def recorded(lake, table, *args, **kwargs):
+        writers.setdefault(table, set()).add(threading.current_thread().name.split("_")[0])
+        return write_file(lake, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "write_file", recorded)
+    runner.bill_month(defs, OCTOBER, instance)
+    rating = ("usage", "rating_exclusions", "line_items", "sub_line_items")
+    assert {table: writers[table] for table in (*rating, "invoices")} == {
+        **{table: {"lake-writer"} for table in rating}, "invoices": {"MainThread"}}
+    assert billing_runs.read_month(store.lake, OCTOBER, billing_runs.RUN_TABLES).run_id
+
+    writers.clear()
+    job = defs.resolve_job_def("monthly_billing")
+    done = job.execute_in_process(
+        instance=instance, partition_key=OCTOBER.isoformat(), asset_selection=[
+            dg.AssetKey(key) for key in ("state_snapshot", *rating[:1], *rating[2:])])
+    assert done.success
+    assert {table: writers[table] for table in rating} == {
+        table: {"MainThread"} for table in rating}
