@@ -25,3 +25,24 @@ def test_the_collector_waits_inside_and_is_left_as_it_was_after():
         assert not gc.isenabled()  # someone else's disabling is theirs to end
     finally:
         gc.enable()
+
+
+def test_what_a_pause_built_goes_to_the_oldest_generation_unwalked():
+    with gc_paused():
+        built = [[n] for n in range(1000)]
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(item) in oldest for item in built)
+    assert id(built) in oldest
+
+
+def test_objects_frozen_by_someone_else_stay_frozen():
+    gc.freeze()  # as the API does with what it loaded at start
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            built = [[n] for n in range(1000)]
+        assert gc.get_freeze_count() == frozen
+        young = [o for generation in (0, 1) for o in gc.get_objects(generation=generation)]
+        assert id(built) in {id(o) for o in young}  # left where the collector put it
+    finally:
+        gc.unfreeze()
