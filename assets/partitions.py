@@ -56,3 +56,10 @@ def billing_run_id(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
     if BACKFILL_TAG in tags and PARTITION_SET_TAG not in tags:
         return tags[BACKFILL_TAG]
     return context.run.root_run_id or context.run.run_id
+
+
+def goes_on_to(context: dg.AssetExecutionContext, step: str) -> bool:
+    """Whether this run goes on, in this process, to ``step`` (an op of the job: a run of
+    a selection of assets may stop before it)."""
+    steps = context.run.step_keys_to_execute
+    return context.job_def.has_node_named(step) and (steps is None or step in steps)

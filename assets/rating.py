@@ -6,7 +6,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.metadata import table_metadata
-from assets.partitions import MONTHLY, billing_month, billing_run_id
+from assets.partitions import MONTHLY, billing_month, billing_run_id, goes_on_to
 from assets.resources import OrbStore
 from billing.gc_pause import gc_paused
 from invoicing.thresholds import with_threshold_lines
@@ -26,7 +26,9 @@ def usage(context: dg.AssetExecutionContext, store: OrbStore) -> dg.MaterializeR
     with gc_paused():
         rated = compute_usage(engine_from_env(store.engine), store.lake,
                               store.billing_catalog(context), month)
-    table, behind = rated.usage, _written_behind(context)
+    # written behind (storage/write_behind.py) if the invoices step, whose writes wait for
+    # them, follows in this process; else on disk when the step ends
+    table, behind = rated.usage, goes_on_to(context, "invoices")
     path = billing_runs.write(store.lake, "usage", month, run_id, table, behind=behind)
     billing_runs.write(store.lake, "rating_exclusions", month, run_id, rated.exclusions,
                        behind=behind)
@@ -54,7 +56,7 @@ def price(context: dg.AssetExecutionContext, store: OrbStore):
     with gc_paused():  # as in usage
         priced = price_line_items(engine, catalog, month, run["usage"], customers_of(left_out))
         failed = pricing_exclusions(engine, store.lake, catalog, month, priced.failures)
-    behind = _written_behind(context)
+    behind = goes_on_to(context, "invoices")  # as in usage
     billing_runs.write(store.lake, "rating_exclusions", month, run_id,
                        pa.concat_tables([left_out, failed]), behind=behind)
     if priced.usage is not None:
@@ -68,15 +70,6 @@ def price(context: dg.AssetExecutionContext, store: OrbStore):
         path = billing_runs.write(store.lake, table, month, run_id, rows, behind=behind)
         yield dg.MaterializeResult(asset_key=table, metadata={
             **table_metadata(table, rows, path), **report})
-
-
-def _written_behind(context: dg.AssetExecutionContext) -> bool:
-    """Whether the rating tables are written behind (storage/write_behind.py): only when
-    this run goes on, in this process, to the invoices step, whose own writes wait for
-    them; otherwise a step ends with its tables on disk."""
-    steps = context.run.step_keys_to_execute
-    return (context.job_def.has_node_named("invoices")
-            and (steps is None or "invoices" in steps))
 
 
 def _report(context: dg.AssetExecutionContext, month: date,

@@ -4,7 +4,7 @@ the state store once at the run's start and kept in the lake (docs/state.md)."""
 import dagster as dg
 
 from assets.billing_order import check_start
-from assets.partitions import MONTHLY, billing_month, billing_run_id
+from assets.partitions import MONTHLY, billing_month, billing_run_id, goes_on_to
 from assets.resources import OrbStore
 from billing.gc_pause import gc_paused
 from pricing_sql.run_catalog import take_snapshot
@@ -24,7 +24,9 @@ def state_snapshot(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Mat
         context.log.info(f"removed {len(removed)} scratch files left by killed runs: "
                          + ", ".join(str(path) for path in removed))
     with gc_paused():  # as in usage (assets/rating.py)
-        snapshot = take_snapshot(store, billing_month(context), billing_run_id(context))
+        # the run's catalog, built while the snapshot is written, if usage follows here
+        snapshot = take_snapshot(store, billing_month(context), billing_run_id(context),
+                                 with_catalog=goes_on_to(context, "usage"))
     return dg.MaterializeResult(metadata={
         "snapshot_id": snapshot.snapshot_id,
         "customers": snapshot.tables["customers"].num_rows,

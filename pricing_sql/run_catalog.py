@@ -41,11 +41,22 @@ def plans_and_metrics(deployment: Deployment) -> Catalog:
     return catalog
 
 
-def take_snapshot(deployment: Deployment, month: date, run_id: str) -> LakeSnapshot:
+def take_snapshot(deployment: Deployment, month: date, run_id: str, *,
+                  with_catalog: bool = False) -> LakeSnapshot:
     """Read the state store once and keep it in the lake as ``run_id``'s snapshot (the
-    process keeps its tables in memory too: ``Lake.read_file``)."""
+    process keeps its tables in memory too: ``Lake.read_file``). With ``with_catalog``,
+    the run's catalog is built from it while its tables are written, for the run's next
+    steps in this process (``billing_catalog``): building it took as long as writing
+    them, and the two share the machine's two cores (docs/capacity.md)."""
+    lake = deployment.lake
+
+    def build(snapshot: LakeSnapshot) -> None:
+        _composed(plans_and_metrics(deployment), lake.root, month, snapshot.snapshot_id,
+                  snapshot.tables)
+
     with StateStore.open(deployment.state_store_url) as store:
-        return lake_snapshot.take(store, deployment.lake, month, run_id)
+        return lake_snapshot.take(store, lake, month, run_id,
+                                  meanwhile=build if with_catalog else None)
 
 
 def billing_catalog(deployment: Deployment, month: date, run_id: str | None = None) -> Catalog:
@@ -79,14 +90,18 @@ _CURRENT: dict[Key, tuple[Catalog, Catalog]] = {}
 KEPT = 4
 
 
-def _composed(plans: Catalog, root: Path, month: date, snapshot_id: str) -> Catalog:
+def _composed(plans: Catalog, root: Path, month: date, snapshot_id: str,
+              tables: dict[str, pa.Table] | None = None) -> Catalog:
     """``plans`` is the parsed catalog folder, the same object while the folder's files
-    are unchanged (``catalog_files``); a committed snapshot never changes."""
+    are unchanged (``catalog_files``); a committed snapshot never changes. ``tables``:
+    the snapshot's, as it was taken (else read)."""
     key = (root, month, snapshot_id)
     built = _BUILT.get(key)
     if built is not None and built[0] is plans:
         return built[1]
-    catalog = _catalog(plans, lake_snapshot.read(Lake(root), month, snapshot_id).tables)
+    if tables is None:
+        tables = lake_snapshot.read(Lake(root), month, snapshot_id).tables
+    catalog = _catalog(plans, tables)
     _keep(_BUILT, key, (plans, catalog))
     return catalog
 

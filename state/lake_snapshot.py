@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -66,25 +67,34 @@ class LakeSnapshot:
     tables: dict[str, pa.Table]  # Snapshot.tables()' names, with their snapshot_id
 
 
-def take(store: StateStore, lake: Lake, month: date, run_id: str) -> LakeSnapshot:
+def take(store: StateStore, lake: Lake, month: date, run_id: str,
+         meanwhile: Callable[[LakeSnapshot], object] | None = None) -> LakeSnapshot:
     """Read the store once and keep what it holds as the snapshot of ``run_id`` for
-    ``month``."""
+    ``month``; ``meanwhile`` is called with it while its tables are written (behind, on
+    the lake's writer thread), before its row commits it."""
     snapshot = store.snapshot()
     taken_at = store.clock()
     snapshot_id = f"{taken_at.astimezone(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
     # as written, in the lake tables' schemas: as ``read`` gives them back
     tables = {name: _write(lake, lake_table(name), month, snapshot_id,
-                           _with_id(table, snapshot_id))
+                           _with_id(table, snapshot_id), behind=True)
               for name, table in snapshot.tables().items()}
     # the thresholds as they stand, for the run's threshold invoices (state/thresholds.py)
     _write(lake, THRESHOLDS, month, snapshot_id,
-           _with_id(thresholds.rows_table(thresholds.read_rows(store.engine)), snapshot_id))
-    _write(lake, SNAPSHOTS, month, snapshot_id, pa.Table.from_pylist([{
-        "snapshot_id": snapshot_id, "run_id": run_id, "taken_at": taken_at,
-        "as_recorded_at": snapshot.as_recorded_at, "as_of": snapshot.as_of,
-        "store": store.engine.dialect.name, "customers": tables["customers"].num_rows,
-        "subscriptions": tables["subscriptions"].num_rows}], schema=STATE_SNAPSHOTS))
-    return LakeSnapshot(snapshot_id, month, run_id, taken_at, tables)
+           _with_id(thresholds.rows_table(thresholds.read_rows(store.engine)), snapshot_id),
+           behind=True)
+    taken = LakeSnapshot(snapshot_id, month, run_id, taken_at, tables)
+    try:
+        if meanwhile is not None:
+            meanwhile(taken)
+    finally:  # committed whatever ``meanwhile`` met: the snapshot is whole
+        # written after the tables are on disk (a write waits for those behind it)
+        _write(lake, SNAPSHOTS, month, snapshot_id, pa.Table.from_pylist([{
+            "snapshot_id": snapshot_id, "run_id": run_id, "taken_at": taken_at,
+            "as_recorded_at": snapshot.as_recorded_at, "as_of": snapshot.as_of,
+            "store": store.engine.dialect.name, "customers": tables["customers"].num_rows,
+            "subscriptions": tables["subscriptions"].num_rows}], schema=STATE_SNAPSHOTS))
+    return taken
 
 
 def find(lake: Lake, month: date, run_id: str | None = None) -> str:
@@ -216,10 +226,14 @@ def _path(lake: Lake, table: str, month: date, snapshot_id: str) -> str:
     return str(lake.table_dir(table) / f"{BILLING_MONTH}={month}" / f"{snapshot_id}.parquet")
 
 
-def _write(lake: Lake, table: str, month: date, snapshot_id: str, rows: pa.Table) -> pa.Table:
+def _write(lake: Lake, table: str, month: date, snapshot_id: str, rows: pa.Table, *,
+           behind: bool = False) -> pa.Table:
     """``rows`` written as the snapshot's part of ``table``, in its schema, as written; kept
     in memory, for the run's catalog to be built without reading it back (``read``)."""
     written = rows.cast(TABLES[table].schema)
-    lake.write_file(table, TABLES[table].key, month, f"{snapshot_id}.parquet", written,
-                    keep=True)
+    key, name = TABLES[table].key, f"{snapshot_id}.parquet"
+    if behind:
+        lake.write_behind(table, key, month, written, name=name)
+    else:
+        lake.write_file(table, key, month, name, written, keep=True)
     return written

@@ -97,10 +97,18 @@ class Lake:
         keep one file per batch in each partition); with ``keep``, ``rows`` are kept in
         memory for ``read_file`` (a later step of the same run reads them back).
         ``parquet_options`` go to
-        ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries. Every
-        write of a lake file goes through here (tests/killed_run.py kills runs at one),
+        ``pyarrow.parquet.write_table``, e.g. which columns get dictionaries. Written
         after the writes handed over to ``write_behind`` before it."""
         _writer().wait()
+        return self.write_file_now(table, key, value, name, rows, keep=keep,
+                                   **parquet_options)
+
+    def write_file_now(self, table: str, key: str, value: object, name: str,
+                       rows: pa.Table, *, keep: bool = False,
+                       **parquet_options: object) -> Path:
+        """``write_file`` without waiting for the writes behind: the one place, on
+        whichever thread, where a lake file reaches the disk (tests/killed_run.py kills
+        runs at one)."""
         written: list[tuple[int, int, int]] = []
 
         def write(scratch: Path) -> None:
@@ -115,14 +123,15 @@ class Lake:
             _WRITTEN.keep(path, written[0], rows)
         return path
 
-    def write_behind(self, table: str, key: str, value: object, rows: pa.Table) -> Path:
-        """``write_partition`` with ``keep``, on the process's writer thread after the
-        writes handed over before it, while the caller goes on (storage/write_behind.py);
-        until it is on disk, ``read_partition`` and ``read_file`` give ``rows`` from memory
-        and the lake's listings and ``partition_file`` wait for it."""
-        path = self._partition_path(table, key, value)
-        _writer().submit(path, rows, lambda: self.write_file(
-            table, key, value, PARTITION_FILE, rows, keep=True))
+    def write_behind(self, table: str, key: str, value: object, rows: pa.Table, *,
+                     name: str = PARTITION_FILE) -> Path:
+        """``write_file`` with ``keep``, on the process's writer thread after the writes
+        handed over before it, while the caller goes on (storage/write_behind.py); until
+        it is on disk, ``read_partition`` and ``read_file`` give ``rows`` from memory and
+        the lake's listings and ``partition_file`` wait for it."""
+        path = self.table_dir(table) / f"{key}={value}" / name
+        _writer().submit(path, rows, lambda: self.write_file_now(
+            table, key, value, name, rows, keep=True))
         return path
 
     def wait_for_writes(self) -> None:

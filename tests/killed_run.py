@@ -5,7 +5,7 @@
 ``PLAN.json``: ``{"args": [...], "runs": [{"kill_at": N, "data_dir": D, "writes": W}]}``.
 This process imports the ``orb`` command once, then for each run forks a child that runs
 ``orb <args>`` (``{data_dir}`` in an argument stands for D) and appends the table of
-each lake file it is about to write (``Lake.write_file``, which every table write goes
+each lake file it is about to write (``Lake.write_file_now``, which every table write goes
 through) to the file W. At write N (counted from 0) the child ends with
 ``os._exit(KILLED)``, as ``kill -9`` would end it: no ``finally``, no ``atexit``,
 nothing flushed. N = -1 runs the command whole: that is how a test finds every write
@@ -27,7 +27,7 @@ KILLED = 137  # the status a shell reports for a process killed by SIGKILL
 
 def _child(args: list[str], kill_at: int, writes: str) -> int:
     """Run ``orb args`` with writes counted; its exit status (if not killed)."""
-    write_file = Lake.write_file
+    write_file = Lake.write_file_now
     count = 0
 
     def killable_write(self: Lake, table: str, *rest: object, **options: object) -> Path:
@@ -39,7 +39,7 @@ def _child(args: list[str], kill_at: int, writes: str) -> int:
             log.write(table + "\n")
         return write_file(self, table, *rest, **options)  # type: ignore[arg-type]
 
-    Lake.write_file = killable_write  # type: ignore[method-assign]
+    Lake.write_file_now = killable_write  # type: ignore[method-assign]
     from cli.main import main as orb
 
     try:

@@ -30,7 +30,7 @@ def test_a_crash_mid_issue_leaves_nothing_and_the_rerun_issues_once(tmp_path, mo
     monkeypatch.setattr(documents, "issue_all", real_issue)
     expected = [d.head.invoice_id for d in drafts(con, lake, OCTOBER)]
     assert len(expected) == 3
-    write = Lake.write_file
+    write = Lake.write_file_now
     for crash_after in (0, 1, 2):
         writes: list[str] = []
 
@@ -40,10 +40,10 @@ def test_a_crash_mid_issue_leaves_nothing_and_the_rerun_issues_once(tmp_path, mo
             writes.append(table)
             return write(self, table, *args, **kwargs)
 
-        monkeypatch.setattr(Lake, "write_file", crashing)
+        monkeypatch.setattr(Lake, "write_file_now", crashing)
         with pytest.raises(RuntimeError, match="killed"):
             issue_month(con, lake, OCTOBER, ISSUED)
-        monkeypatch.setattr(Lake, "write_file", write)
+        monkeypatch.setattr(Lake, "write_file_now", write)
         assert documents.issued_documents(lake) == []
         assert documents.statuses(con, lake) == {}
         assert documents.issued_lines(lake, ["INV-000001"]).num_rows == 0

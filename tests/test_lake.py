@@ -94,12 +94,12 @@ def test_a_partition_replaced_as_soon_as_this_process_wrote_it_is_read_from_its_
 
 
 class GatedWrites:
-    """Lake.write_file held until ``open()``: the writes a test hands over stay pending.
+    """Lake.write_file_now held until ``open()``: the writes a test hands over stay pending.
     Records each write's table and the thread that wrote it."""
 
     def __init__(self, monkeypatch, fail: str | None = None):
         self.gate, self.done = threading.Event(), []
-        write_file = Lake.write_file
+        write_file = Lake.write_file_now
 
         def gated(lake, table, *args, **kwargs):
             if threading.current_thread() is not threading.main_thread():
@@ -110,7 +110,7 @@ class GatedWrites:
             self.done.append((table, threading.current_thread().name))
             return path
 
-        monkeypatch.setattr(Lake, "write_file", gated)
+        monkeypatch.setattr(Lake, "write_file_now", gated)
 
     def open(self):
         self.gate.set()

@@ -193,13 +193,13 @@ def test_the_rating_tables_are_written_behind_only_when_the_run_goes_on_to_invoi
     them in the steps themselves."""
     store, defs, instance = billed
     writers: dict[str, set[str]] = {}
-    write_file = Lake.write_file
+    write_file = Lake.write_file_now
 
     def recorded(lake, table, *args, **kwargs):
         writers.setdefault(table, set()).add(threading.current_thread().name.split("_")[0])
         return write_file(lake, table, *args, **kwargs)
 
-    monkeypatch.setattr(Lake, "write_file", recorded)
+    monkeypatch.setattr(Lake, "write_file_now", recorded)
     runner.bill_month(defs, OCTOBER, instance)
     rating = ("usage", "rating_exclusions", "line_items", "sub_line_items")
     assert {table: writers[table] for table in (*rating, "invoices")} == {

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from decimal import Decimal
@@ -825,3 +826,39 @@ def test_a_runs_snapshot_is_found_among_the_months_newest_first(tmp_path, clock)
     assert lake_snapshot.find(lake, october, "run-1") == taken["run-1"]
     assert lake_snapshot.find(lake, october) == taken["run-3"]
     assert lake_snapshot.find(lake, october, "run-never") == taken["run-3"]
+
+
+def test_a_snapshot_is_committed_after_its_tables_whatever_the_build_meanwhile_met(
+        store, tmp_path, monkeypatch):
+    """``take`` hands the snapshot's tables to the lake's writer thread and calls
+    ``meanwhile`` (the run's catalog build) while they are written; its row in
+    state_snapshots, which commits it, is written last, on the caller's thread, even when
+    ``meanwhile`` fails."""
+    store.apply([acme()], REFERENCES)
+    lake, october = Lake(tmp_path / "data"), date(2026, 10, 1)
+    writes: list[tuple[str, str]] = []
+    write_file_now = Lake.write_file_now
+
+    def recorded(lake, table, *args, **kwargs):
+        writes.append((table, threading.current_thread().name.split("_")[0]))
+        return write_file_now(lake, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "write_file_now", recorded)
+    seen = []
+
+    def build(taken):
+        seen.append(taken.tables["customers"].column("customer_id").to_pylist())
+        with pytest.raises(lake_snapshot.SnapshotMissing):  # not committed yet
+            lake_snapshot.find(lake, october)
+        raise RuntimeError("the build failed")
+
+    with pytest.raises(RuntimeError, match="the build failed"):
+        lake_snapshot.take(store, lake, october, "run-1", meanwhile=build)
+    assert seen == [["c1"]]
+    assert writes == [
+        *((f"state_{name}", "lake-writer") for name in (
+            "customers", "customer_versions", "subscriptions", "subscription_phases",
+            "subscription_changes", "invoicing_thresholds")),
+        ("state_snapshots", "MainThread")]
+    committed = lake_snapshot.find(lake, october, "run-1")
+    assert lake_snapshot.read(lake, october, committed).tables["customers"].num_rows == 1
