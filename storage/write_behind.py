@@ -48,10 +48,17 @@ class WriteBehind:
             future.add_done_callback(lambda done: self._written(path, done))
 
     def rows(self, path: Path) -> pa.Table | None:
-        """The rows handed over for ``path`` while they are not on disk yet."""
+        """The rows handed over for ``path`` while they are not on disk yet; if their
+        write failed, its error (until it is waited for), not a missing file."""
         with self._lock:
             pending = self._pending.get(path)
-        return None if pending is None else pending[0]
+        if pending is None:
+            return None
+        rows, future = pending
+        error = future.exception() if future.done() else None
+        if error is not None:
+            raise error
+        return rows
 
     def wait(self, wanted: Callable[[Path], bool] | None = None) -> None:
         """Wait for the pending writes of the files ``wanted`` picks (None: every one)
@@ -70,6 +77,11 @@ class WriteBehind:
             waited, self._writes = self._writes[:last], self._writes[last:]
         errors = [error for error in (future.exception() for future in waited) if error]
         if errors:
+            with self._lock:  # told once: a failed write's file is missing from now on
+                done = {id(future) for future in waited}
+                for path in [path for path, (_, future) in self._pending.items()
+                             if id(future) in done]:
+                    del self._pending[path]
             raise errors[0]
 
     def _run(self, write: Callable[[], object]) -> object:
@@ -83,9 +95,10 @@ class WriteBehind:
     def _written(self, path: Path, done: Future[object]) -> None:
         with self._lock:
             pending = self._pending.get(path)
-            if pending is not None and pending[1] is done:
-                del self._pending[path]
-            if not self._pending and self._switch_interval is not None:
+            if pending is not None and pending[1] is done and done.exception() is None:
+                del self._pending[path]  # a failed one stays, for ``rows`` to tell
+            running = any(not future.done() for future in self._writes)
+            if not running and self._switch_interval is not None:
                 sys.setswitchinterval(self._switch_interval)
                 self._switch_interval = None
 

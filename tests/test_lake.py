@@ -1,5 +1,6 @@
 import os
 import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -157,3 +158,31 @@ def test_a_write_behind_that_failed_fails_who_waits_for_it(tmp_path, monkeypatch
     with pytest.raises(FileNotFoundError, match="usage"):
         lake.read_partition("usage", "billing_month", "2026-10-01")
     lake.write_partition("invoices", "billing_month", "2026-10-01", rows([3]))  # told once
+
+
+def test_a_failed_write_behind_is_its_readers_error_until_it_is_waited_for(
+        tmp_path, monkeypatch):
+    lake, writes = Lake(tmp_path), GatedWrites(monkeypatch, fail="usage")
+    lake.write_behind("usage", "billing_month", "2026-10-01", rows([1]))
+    lake.write_behind("line_items", "billing_month", "2026-10-01", rows([2]))
+    writes.open()
+    # the writer's writes run one after the other: once line_items is written, usage failed
+    give_up = time.monotonic() + 10
+    while not writes.done and time.monotonic() < give_up:
+        time.sleep(0.01)
+    assert [table for table, _ in writes.done] == ["line_items"]
+    # a reader of the failed file is told why it is missing: by the read, by a listing
+    # of its table, by partition_file
+    for read in (lambda: lake.read_partition("usage", "billing_month", "2026-10-01"),
+                 lambda: lake.read_file(lake.table_dir("usage") / "billing_month=2026-10-01"
+                                        / "data.parquet"),
+                 lambda: lake.all_files("usage")):
+        with pytest.raises(OSError, match="No space left"):
+            read()
+    # the listing waited for it, and so told the error: the file is missing from now on
+    assert not lake.partition_file("usage", "billing_month", "2026-10-01").exists()
+    with pytest.raises(FileNotFoundError, match="usage"):
+        lake.read_partition("usage", "billing_month", "2026-10-01")
+    lake.wait_for_writes()  # nothing more to tell
+    assert lake.read_partition("line_items", "billing_month", "2026-10-01")[
+        "x"].to_pylist() == [2]

@@ -16,6 +16,7 @@ Tokyo (Asia/Tokyo, plan jp, JPY), subscription from 2026-10-15 local:
 """
 
 import hashlib
+import logging
 import threading
 from datetime import date
 from decimal import Decimal
@@ -214,3 +215,36 @@ def test_the_rating_tables_are_written_behind_only_when_the_run_goes_on_to_invoi
     assert done.success
     assert {table: writers[table] for table in rating} == {
         table: {"MainThread"} for table in rating}
+
+
+def test_a_failed_write_behind_fails_its_run_and_not_the_next(billed, monkeypatch):
+    """The disk refuses the line items the price step handed to the writer thread: the
+    step that reads them fails with that error, not with a missing file; the next run in
+    the process is not failed by it, only warned."""
+    store, defs, instance = billed
+    write_file = Lake.write_file_now
+
+    def full_disk(lake, table, *args, **kwargs):
+        if table == "line_items":
+            raise OSError(28, "No space left on device")
+        return write_file(lake, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "write_file_now", full_disk)
+    job = defs.resolve_job_def("monthly_billing")
+    failed = job.execute_in_process(instance=instance, partition_key=OCTOBER.isoformat(),
+                                    raise_on_error=False)
+    failures = {event.step_key: event.event_specific_data.error.cause.message
+                for event in failed.all_events if event.event_type_value == "STEP_FAILURE"}
+    # the first reader of the line items: the check on them, before invoices
+    assert failures == {"line_items_line_items_match_usage":
+                        "OSError: [Errno 28] No space left on device\n"}
+
+    monkeypatch.setattr(Lake, "write_file_now", write_file)
+    again = job.execute_in_process(instance=instance, partition_key=OCTOBER.isoformat())
+    assert again.success
+    assert billing_runs.read_month(store.lake, OCTOBER, billing_runs.RUN_TABLES).run_id == \
+        again.run_id
+    warned = [log.user_message for log in instance.all_logs(again.run_id)
+              if not log.is_dagster_event and log.level == logging.WARNING]
+    assert warned == ["a write an earlier billing run left behind failed: [Errno 28] No "
+                      "space left on device"]
