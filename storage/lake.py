@@ -141,10 +141,7 @@ class Lake:
 
     def read_partition(self, table: str, key: str, value: object) -> pa.Table:
         path = self._partition_path(table, key, value)
-        pending = _writer().rows(path)
-        if pending is not None:
-            return pending
-        if not path.exists():
+        if _writer().rows(path) is None and not path.exists():
             raise FileNotFoundError(f"partition {key}={value} of table {table!r} is missing: "
                                     f"{path} (materialize the upstream asset first)")
         return self.read_file(path)

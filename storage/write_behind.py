@@ -35,6 +35,7 @@ class WriteBehind:
         # the newest rows handed over for each file, and the write that puts them there
         self._pending: dict[Path, tuple[pa.Table, Future[object]]] = {}
         self._writes: list[Future[object]] = []  # in the order handed over, not yet waited on
+        self._running = 0  # writes handed over and not finished
         self._switch_interval: float | None = None  # the interval to restore when idle
         self._writer_thread: threading.Thread | None = None
 
@@ -43,6 +44,7 @@ class WriteBehind:
         the writes handed over before it."""
         with self._lock:
             future = self._executor.submit(self._run, write)
+            self._running += 1
             self._pending[path] = (rows, future)
             self._writes.append(future)
             future.add_done_callback(lambda done: self._written(path, done))
@@ -70,18 +72,15 @@ class WriteBehind:
             if wanted is None:
                 last = len(self._writes)
             else:
-                mine = {id(future) for path, (_, future) in self._pending.items()
-                        if wanted(path)}
-                last = max((i + 1 for i, f in enumerate(self._writes) if id(f) in mine),
-                           default=0)
+                mine = {future for path, (_, future) in self._pending.items() if wanted(path)}
+                last = max((i + 1 for i, f in enumerate(self._writes) if f in mine), default=0)
             waited, self._writes = self._writes[:last], self._writes[last:]
         errors = [error for error in (future.exception() for future in waited) if error]
         if errors:
             with self._lock:  # told once: a failed write's file is missing from now on
-                done = {id(future) for future in waited}
-                for path in [path for path, (_, future) in self._pending.items()
-                             if id(future) in done]:
-                    del self._pending[path]
+                told = set(waited)
+                self._pending = {path: pending for path, pending in self._pending.items()
+                                 if pending[1] not in told}
             raise errors[0]
 
     def _run(self, write: Callable[[], object]) -> object:
@@ -97,8 +96,8 @@ class WriteBehind:
             pending = self._pending.get(path)
             if pending is not None and pending[1] is done and done.exception() is None:
                 del self._pending[path]  # a failed one stays, for ``rows`` to tell
-            running = any(not future.done() for future in self._writes)
-            if not running and self._switch_interval is not None:
+            self._running -= 1
+            if not self._running and self._switch_interval is not None:
                 sys.setswitchinterval(self._switch_interval)
                 self._switch_interval = None
 
