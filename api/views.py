@@ -73,7 +73,7 @@ class View:
         return self._plans.get(plan_id)
 
     def today(self, customer: Customer) -> date:
-        return self.now.astimezone(periods.zone(customer.timezone)).date()
+        return periods.local_day(self.now, customer.timezone)
 
 
 def read(deployment: Settings, now: datetime) -> View:

@@ -37,6 +37,12 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown IANA time zone {name!r}") from exc
 
 
+def local_day(instant: datetime, tz: str) -> date:
+    """The day ``instant`` falls on in time zone ``tz``: a customer's today, the day of
+    their calendar an invoice or grant date is."""
+    return instant.astimezone(zone(tz)).date()
+
+
 def local_midnight(day: date, tz: str) -> datetime:
     """The UTC instant at which ``day`` begins in time zone ``tz``."""
     return datetime.combine(day, time(0), tzinfo=zone(tz)).astimezone(UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from billing.catalog import CatalogError
+from billing.catalog import CatalogError, Customer
 from cli.options import DATA_DIR, existing_data_dir
 from cli.output import console
 from invoicing import credit_notes, invoice_metadata, one_off
@@ -109,13 +109,7 @@ def invoices_create(customer_id: str, currency: str, invoice_date: datetime,
                     will_auto_issue: bool, data_dir: Path) -> None:
     """A one-off invoice (Orb's POST /invoices): a draft, or issued at once with --issue."""
     settings = _settings(data_dir)
-    try:
-        customer = next((c for c in current_catalog(settings).customers
-                         if c.id == customer_id), None)
-    except CatalogError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if customer is None:
-        raise click.ClickException(f"unknown customer {customer_id!r} in {settings.data_dir}")
+    customer = _customer(settings, customer_id)
     pairs = [item.partition("=") for item in metadata]
     if any(not sep or not key for key, sep, _ in pairs):
         raise click.BadParameter("--metadata: expected KEY=VALUE")
@@ -126,7 +120,8 @@ def invoices_create(customer_id: str, currency: str, invoice_date: datetime,
             settings.lake, customer.id, currency, invoice_date.date(),
             [_one_off_line(text, first, (end.date() if end else first)) for text in lines],
             customer.net_terms if net_terms is None else net_terms, at, memo,
-            {key: value for key, _, value in pairs} or None, will_auto_issue)
+            {key: value for key, _, value in pairs} or None, will_auto_issue,
+            timezone=customer.timezone)
     except (one_off.OneOffRefused, invoice_metadata.MetadataRefused) as exc:
         raise click.ClickException(f"one-off invoice refused: {exc}") from exc
     if number:
@@ -141,12 +136,16 @@ def invoices_issue_one_off(invoice_id: str, data_dir: Path) -> None:
     """Issue a one-off draft (its id, oneoff_...): numbered, HTML and PDF."""
     settings = _settings(data_dir)
     at = datetime.now(UTC)
+    found = one_off.read(settings.lake).get(invoice_id)
+    if found is None:
+        raise click.ClickException(f"no one-off invoice {invoice_id!r}")
+    head = found.draft.head
     try:
-        number = one_off.issue(settings.lake, invoice_id, at)
+        number = one_off.issue(settings.lake, invoice_id, at,
+                               _customer(settings, head.customer_id).timezone)
     except one_off.OneOffRefused as exc:
         raise click.ClickException(str(exc)) from exc
-    draft = one_off.read(settings.lake)[invoice_id].draft
-    _issued(settings, {draft.head.billing_month}, at)
+    _issued(settings, {head.billing_month}, at)
     console.print(f"{invoice_id} issued as {number}")
 
 
@@ -172,3 +171,15 @@ def invoices_auto_issue(grace_days: int | None, data_dir: Path) -> None:
         console.print(f"{number}  {draft.head.reference}  {draft.head.total} "
                       f"{draft.head.currency}")
     console.print(f"Auto-issued {len(done.issued)} drafts dated {grace} days or more ago")
+
+
+def _customer(settings: Settings, customer_id: str) -> Customer:
+    """The customer as the state store holds it now."""
+    try:
+        customer = next((c for c in current_catalog(settings).customers
+                         if c.id == customer_id), None)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if customer is None:
+        raise click.ClickException(f"unknown customer {customer_id!r} in {settings.data_dir}")
+    return customer

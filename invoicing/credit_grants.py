@@ -352,7 +352,7 @@ def balances_in_effect(lake: Lake, wanted: Collection[tuple[str, str]],
         customer = customers.get(grant.customer_id)
         if (grant.customer_id, grant.currency) not in wanted or customer is None:
             continue
-        today = now.astimezone(periods.zone(customer.timezone)).date()
+        today = periods.local_day(now, customer.timezone)
         if grant.effective_date <= today and (grant.expiry_date is None
                                               or today < grant.expiry_date):
             totals[(grant.customer_id, grant.currency)] += left.get(grant.grant_id,

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from billing import money
+from billing import money, periods
 from invoicing import documents, invoice_metadata
 from invoicing.document_model import DocumentDetails, DocumentHead, DocumentLine, Draft
 from storage.lake import PARTITION_FILE, Lake
@@ -88,9 +88,10 @@ def _lines(currency: str, lines: list[OneOffLine], problems: list[str]) -> list[
 def create(lake: Lake, customer_id: str, currency: str, invoice_date: date,
            lines: list[OneOffLine], net_terms: int, at: datetime, memo: str | None = None,
            metadata: dict[str, str | None] | None = None, will_auto_issue: bool = False,
-           due_date: date | None = None) -> tuple[str, str | None]:
+           due_date: date | None = None, *, timezone: str) -> tuple[str, str | None]:
     """Record a one-off invoice (every problem reported at once) and, with
-    ``will_auto_issue``, issue it. Returns its id and its number once issued."""
+    ``will_auto_issue``, issue it. Returns its id and its number once issued.
+    ``invoice_date`` is a day of the customer's calendar, in ``timezone``."""
     problems: list[str] = []
     try:
         currency = money.currency_code(currency)
@@ -102,7 +103,7 @@ def create(lake: Lake, customer_id: str, currency: str, invoice_date: date,
     due = due_date or invoice_date + timedelta(days=max(net_terms, 0))
     if due < invoice_date:
         problems.append(f"due_date: {due} is before invoice_date {invoice_date}")
-    if invoice_date > at.date() + timedelta(days=366):
+    if invoice_date > periods.local_day(at, timezone) + timedelta(days=366):
         problems.append(f"invoice_date: {invoice_date} is more than one year in the future")
     if problems:
         raise OneOffRefused("; ".join(problems))
@@ -114,7 +115,7 @@ def create(lake: Lake, customer_id: str, currency: str, invoice_date: date,
             "will_auto_issue": will_auto_issue, "created_at": at}
     lake.write_file("one_off_invoices", KEY, invoice_id, PARTITION_FILE, pa.Table.from_pylist(
         [{**head, **row} for row in rows], schema=SCHEMA))
-    return invoice_id, issue(lake, invoice_id, at) if will_auto_issue else None
+    return invoice_id, issue(lake, invoice_id, at, timezone) if will_auto_issue else None
 
 
 def read(lake: Lake) -> dict[str, OneOff]:
@@ -150,9 +151,10 @@ def drafts(lake: Lake) -> list[Draft]:
     return [o.draft for invoice_id, o in sorted(read(lake).items()) if invoice_id not in issued]
 
 
-def issue(lake: Lake, invoice_id: str, at: datetime) -> str:
+def issue(lake: Lake, invoice_id: str, at: datetime, timezone: str) -> str:
     """Issue the one-off draft ``invoice_id`` (refused when it is not one, is issued
-    already, or is dated after ``at``); its custom fields are its metadata now."""
+    already, or is dated after ``at``'s day in the customer's ``timezone``); its custom
+    fields are its metadata now."""
     with lake.lock("issue"):
         found = read(lake).get(invoice_id)
         if found is None:
@@ -163,10 +165,11 @@ def issue(lake: Lake, invoice_id: str, at: datetime) -> str:
             raise OneOffRefused(f"one-off invoice {invoice_id} is issued already, as "
                                 f"{numbers[0]}")
         draft = found.draft
-        if draft.head.invoice_date > at.date():
+        if draft.head.invoice_date > periods.local_day(at, timezone):
             raise OneOffRefused(f"one-off invoice {invoice_id} is dated "
                                 f"{draft.head.invoice_date}: it can be issued from that day on")
         fields = invoice_metadata.custom_fields(lake, [invoice_id]).get(invoice_id, ())
         [(number, _)] = documents.issue_all(
             lake, [replace(draft, details=replace(draft.details, custom_fields=fields))], at)
     return number
+

@@ -199,7 +199,7 @@ def _candidates(catalog: Catalog, month: date, thresholds: dict[str, Decimal],
                                                                   w.invoice_id)):
         period = list(group)
         timezone = timezones[customers[sub_id]]
-        day = as_of.astimezone(periods.zone(timezone)).date()
+        day = periods.local_day(as_of, timezone)
         cutoff = periods.local_midnight(day, timezone)
         before = latest.get((sub_id, final_id))
         if (final_id in final_issued or not in_run(day, month)

@@ -119,7 +119,7 @@ def _complete(deployment: Deployment, catalog: Catalog, customer: Customer, top_
     """Write the fired trigger's grant and purchase invoice, each unless it exists."""
     assert trigger.grant_id is not None
     lake = deployment.lake
-    today = now.astimezone(periods.zone(customer.timezone)).date()
+    today = periods.local_day(now, customer.timezone)
     key = TABLES["credit_grants"].key
     if not lake.partition_file("credit_grants", key, trigger.grant_id).exists():
         credit_grants.record_grant(
@@ -134,7 +134,7 @@ def _complete(deployment: Deployment, catalog: Catalog, customer: Customer, top_
             [one_off.OneOffLine(f"Credit top-up: {top_up.amount} credits", top_up.amount,
                                 top_up.per_unit_cost_basis, today, today)],
             int(settings.get("net_terms") or 0), now, settings.get("memo"),
-            will_auto_issue=True)
+            will_auto_issue=True, timezone=customer.timezone)
         stored.record_invoice(engine, trigger, invoice_id, ACTOR, now)
 
 

@@ -228,7 +228,7 @@ def _plan(change: Change) -> str:
 def local_day(instant: datetime, timezone: str) -> date:
     """The customer's day a change at ``instant`` takes effect on: the first local
     midnight at or after it (billing counts whole local days)."""
-    day = instant.astimezone(periods.zone(timezone)).date()
+    day = periods.local_day(instant, timezone)
     return day if instant <= periods.local_midnight(day, timezone) else day + timedelta(days=1)
 
 

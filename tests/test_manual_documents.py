@@ -39,7 +39,8 @@ CUSTOMERS = Catalog.model_validate({"customers": [
 
 def one_line(lake: Lake, name: str, quantity: str, unit: str, **options) -> tuple[str, str | None]:
     return one_off.create(lake, "acme", "USD", NOV, [one_off.OneOffLine(
-        name, Decimal(quantity), Decimal(unit), NOV, date(2026, 11, 30))], 15, AT, **options)
+        name, Decimal(quantity), Decimal(unit), NOV, date(2026, 11, 30))], 15, AT,
+        timezone="UTC", **options)
 
 
 def test_one_off_invoice_is_a_draft_then_issued_once_and_numbered(tmp_path):
@@ -52,15 +53,34 @@ def test_one_off_invoice_is_a_draft_then_issued_once_and_numbered(tmp_path):
         ("Onboarding", Decimal("3"), Decimal("37.50"))]
     assert (draft.head.invoice_id, draft.head.total, draft.head.due_date) == (
         invoice_id, Decimal("37.50"), date(2026, 11, 16))  # Nov 1 + net 15
-    assert one_off.issue(lake, invoice_id, AT) == "INV-000001"
+    assert one_off.issue(lake, invoice_id, AT, "UTC") == "INV-000001"
     assert one_off.drafts(lake) == []
     with pytest.raises(one_off.OneOffRefused, match="issued already, as INV-000001"):
-        one_off.issue(lake, invoice_id, AT)
+        one_off.issue(lake, invoice_id, AT, "UTC")
     # the next invoice, issued on creation, takes the next number of the INV series
     assert one_line(lake, "Setup", "1", "5.00", will_auto_issue=True)[1] == "INV-000002"
     (head,) = [h for h in documents.issued_documents(lake) if h.invoice_id == invoice_id]
     assert (head.document_type, head.subtotal, head.total) == (
         "invoice", Decimal("37.50"), Decimal("37.50"))
+
+
+def test_a_one_off_invoice_is_due_from_its_day_on_the_customers_calendar(tmp_path):
+    """An invoice date is a day of the customer's calendar. 23:30 UTC on 30 November is
+    00:30 on 1 December in Berlin and 15:30 on 30 November in Los Angeles."""
+    lake, at = Lake(tmp_path), datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+    december = date(2026, 12, 1)
+
+    def dated(day: date, timezone: str) -> str:
+        return one_off.create(lake, "acme", "USD", day, [one_off.OneOffLine(
+            "Fee", Decimal(1), Decimal(1), day, day)], 0, at, timezone=timezone)[0]
+
+    assert one_off.issue(lake, dated(december, "Europe/Berlin"), at,
+                         "Europe/Berlin") == "INV-000001"
+    for day, timezone in ((date(2026, 12, 2), "Europe/Berlin"),
+                          (december, "America/Los_Angeles")):
+        with pytest.raises(one_off.OneOffRefused, match=f"is dated {day}: it can be issued "
+                           "from that day on"):
+            one_off.issue(lake, dated(day, timezone), at, timezone)
 
 
 def test_one_off_refusals_name_the_field(tmp_path):
@@ -69,7 +89,7 @@ def test_one_off_refusals_name_the_field(tmp_path):
         one_off.create(lake, "acme", "USD", NOV, [
             one_off.OneOffLine("Fee", Decimal("-1"), Decimal("1"), NOV, NOV),
             one_off.OneOffLine("Fee", Decimal("1"), Decimal("1"), NOV, date(2026, 10, 1))],
-            15, AT)
+            15, AT, timezone="UTC")
     assert "line_items[0]: quantity" in str(refused.value)
     assert "line_items[1].end_date: 2026-10-01 is before start_date 2026-11-01" in str(
         refused.value)
@@ -84,7 +104,7 @@ def test_one_off_total_is_the_sum_of_lines_rounded_once(tmp_path_factory, lines)
     lake = Lake(tmp_path_factory.mktemp("one_off"))
     items = [one_off.OneOffLine("x", Decimal(q) / 100, Decimal(u) / 10000, NOV, NOV)
              for q, u in lines]
-    one_off.create(lake, "acme", "USD", NOV, items, 0, AT)
+    one_off.create(lake, "acme", "USD", NOV, items, 0, AT, timezone="UTC")
     (draft,) = one_off.drafts(lake)
     expected = [(i.quantity * i.unit_amount).quantize(Decimal("0.01"), "ROUND_HALF_UP")
                 for i in items]
@@ -144,7 +164,7 @@ def test_memo_and_custom_field_on_the_page_fixed_at_issue(tmp_path):
     lake = Lake(tmp_path)
     invoice_id, _ = one_line(lake, "Platform", "1", "100.00", memo="Thank you for your order",
                              metadata={"PO number": "PO-1234"})
-    number = one_off.issue(lake, invoice_id, AT)
+    number = one_off.issue(lake, invoice_id, AT, "UTC")
     # metadata changed after issue: the API shows it, the document keeps what it printed
     assert invoice_metadata.record_update(lake, invoice_id, {"PO number": None}, AT) == {}
     credit_notes.issue_credit_note(lake, number, [CreditLine(f"{invoice_id}:0",

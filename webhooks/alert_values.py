@@ -83,7 +83,7 @@ def subscription_periods(lake: Lake, catalog: Catalog,
     spans: dict[str, tuple[Customer, list[BillingWindow]]] = {}
     own = _own_catalogs(catalog, {c.id for c in wanted.values()})
     for index, ((subscription_id, currency), customer) in enumerate(wanted.items()):
-        today = now.astimezone(periods.zone(customer.timezone)).date()
+        today = periods.local_day(now, customer.timezone)
         windows = [w for w in covering(own[customer.id], subscription_id, today)
                    if currency is None or w.currency == currency]
         if not windows:

@@ -345,6 +345,15 @@ class Issue(BaseModel):
     synchronous: bool = True  # issuing here is always synchronous
 
 
+def _timezone(current: View, customer_id: str) -> str:
+    """The time zone of the calendar an invoice's date is a day of: its customer's."""
+    customer = current.customer(customer_id)
+    if customer is None:
+        raise bad_request([f"path.invoice_id: the invoice's customer {customer_id!r} is "
+                           "not in the state store"])
+    return customer.timezone
+
+
 @router.post("/{invoice_id}/issue")
 def issue_invoice(invoice_id: str, request: Request, caller: Authorized,
                   body: Issue | None = None) -> dict[str, Any]:
@@ -360,7 +369,9 @@ def issue_invoice(invoice_id: str, request: Request, caller: Authorized,
                            "only a draft can be issued"])
     at = config(request).clock()
     try:
-        issued = ([one_off.issue(caller.deployment.lake, invoice.id, at)] if invoice.one_off
+        issued = ([one_off.issue(caller.deployment.lake, invoice.id, at,
+                                 _timezone(current, invoice.head.customer_id))]
+                  if invoice.one_off
                   else [number for number, _ in issuing.issue_month(
                       connect(), caller.deployment.lake, invoice.head.billing_month, at,
                       references={invoice.head.reference})])
@@ -430,7 +441,7 @@ def create_invoice(body: CreateInvoice, request: Request, caller: Authorized,
                         "customer_id: customer_id or external_customer_id is required")
     if problems or customer is None:
         raise bad_request(problems)
-    day = (body.invoice_date.astimezone(periods.zone(customer.timezone)).date()
+    day = (periods.local_day(body.invoice_date, customer.timezone)
            if isinstance(body.invoice_date, datetime) else body.invoice_date)
     at = config(request).clock()
     try:
@@ -440,7 +451,8 @@ def create_invoice(body: CreateInvoice, request: Request, caller: Authorized,
                                 line.start_date, line.end_date, line.item_id)
              for line in body.line_items],
             customer.net_terms if body.net_terms is None else body.net_terms, at,
-            body.memo, body.metadata, body.will_auto_issue, body.due_date)
+            body.memo, body.metadata, body.will_auto_issue, body.due_date,
+            timezone=customer.timezone)
     except (one_off.OneOffRefused, invoice_metadata.MetadataRefused) as exc:
         raise bad_request([str(exc)]) from exc
     if number:

@@ -103,7 +103,7 @@ def local_day(text: str, customer: Customer, field: str) -> date:
     """A day, or the customer's local day of an instant."""
     value = local_instant(text, customer, field)
     if isinstance(value, datetime):
-        return value.astimezone(periods.zone(customer.timezone)).date()
+        return periods.local_day(value, customer.timezone)
     return value
 
 
