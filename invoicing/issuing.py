@@ -11,9 +11,9 @@ and issuing checks again that their totals add up, on the very rows it freezes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from billing import periods
 from billing.catalog import Catalog
 from invoicing import credit_grants as credits
 from invoicing import documents, invoice_metadata, thresholds
@@ -35,6 +36,7 @@ from invoicing.document_model import (
     LineKind,
 )
 from invoicing.sql import load_sql
+from state import lake_snapshot
 from storage.billing_runs import MonthTables, read_month
 from storage.lake import Lake
 from storage.tables import INVOICE_CORRECTIONS as CORRECTIONS
@@ -193,7 +195,8 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
     by ``references``: the API issues one) dated on or before ``at`` as one issuing run:
     numbers in draft order, frozen heads and lines and an 'issued' event each, in one
     file per table (``documents.issue_all``). A draft dated later (its period has not
-    closed) stays a draft. Returns (number, draft) pairs.
+    closed: its date has not begun in the customer's time zone, ``customers_today``)
+    stays a draft. Returns (number, draft) pairs.
 
     Refused, with nothing issued, when the month's tables are not all from its newest
     completed billing run (``MixedBillingRun``), or when the invoice totals check fails
@@ -212,11 +215,28 @@ def issue_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: date, at: dat
                 f"the drafts of {month:%Y-%m} do not add up, nothing was issued: "
                 + "; ".join(f"{invoice}: {problem}" for invoice, problem in failures[:10])
                 + f"; re-run the month with `orb bill --period {month:%Y-%m}`")
+        today = customers_today(lake, run, at)
         due = [draft for draft in drafts(con, lake, month, run)
-               if draft.head.invoice_date <= at.date()
+               if draft.head.invoice_date <= today(draft.head.customer_id)
                and (customers is None or draft.head.customer_id in customers)
                and (references is None or draft.head.reference in references)]
         return documents.issue_all(lake, with_custom_fields(lake, due), at)
+
+
+def customers_today(lake: Lake, run: MonthTables, at: datetime) -> Callable[[str], date]:
+    """Each customer's day at ``at``, on the calendar the run dated their invoices on:
+    the time zone in the run's state snapshot. A draft dated D is due once D has begun
+    there; by UTC's day, a customer west of UTC would be issued up to their offset early.
+    A month billed before runs kept snapshots, or a customer its snapshot does not hold,
+    has only UTC's day."""
+    utc_day = at.astimezone(UTC).date()
+    try:
+        zones = lake_snapshot.time_zones(
+            lake, run.month, lake_snapshot.find(lake, run.month, run.run_id))
+    except lake_snapshot.SnapshotMissing:
+        return lambda _customer: utc_day
+    days = {zone: periods.local_day(at, zone) for zone in set(zones.values())}
+    return lambda customer: days[zones[customer]] if customer in zones else utc_day
 
 
 def with_custom_fields(lake: Lake, due: list[Draft]) -> list[Draft]:

@@ -135,6 +135,14 @@ def read(lake: Lake, month: date, snapshot_id: str) -> LakeSnapshot:
     return LakeSnapshot(snapshot_id, month, head["run_id"], head["taken_at"], tables)
 
 
+def time_zones(lake: Lake, month: date, snapshot_id: str) -> dict[str, str]:
+    """Each customer's time zone in a committed snapshot: the calendar its run dated
+    the customer's invoices on."""
+    table = lake.read_file(_path(lake, lake_table("customers"), month, snapshot_id))
+    return dict(zip(table["customer_id"].to_pylist(), table["timezone"].to_pylist(),
+                    strict=True))
+
+
 def invoicing_thresholds(lake: Lake, month: date, snapshot_id: str,
                          ) -> list[thresholds.ThresholdRow]:
     """The invoicing-threshold rows a committed snapshot kept; none for a snapshot taken

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from assets.resources import OrbStore
 from billing.catalog import Catalog
 from invoicing import documents
+from invoicing.auto_issue import auto_issue
 from invoicing.issuing import compute_corrections, drafts, issue_month
 from invoicing.rerate import preview
 from pipelines import runner
@@ -211,6 +212,58 @@ def test_a_draft_is_not_issued_before_its_date(pipeline):
     # The invoice is dated Nov 1: on Oct 31 its usage is not complete yet.
     assert issue_month(con, lake, OCTOBER, datetime(2026, 10, 31, 23, tzinfo=UTC)) == []
     assert len(drafts(con, lake, OCTOBER)) == 1
+
+
+ZONED = {**CATALOG,
+         "customers": [{"id": "berlin", "name": "Berlin", "timezone": "Europe/Berlin"},
+                       {"id": "la", "name": "LA", "timezone": "America/Los_Angeles"}],
+         "subscriptions": [{"id": f"sub-{c}", "customer_id": c, "plan_id": "volume",
+                            "start_date": "2026-01-01"} for c in ("berlin", "la")]}
+
+
+@pytest.fixture
+def zoned(tmp_path):
+    """October billed for a customer in Berlin and one in Los Angeles: each draft is dated
+    1 November on its customer's calendar, which begins at 23:00 UTC on 31 October in
+    Berlin (UTC+1 since 25 October) and at 07:00 UTC on 1 November in Los Angeles (UTC-7
+    until 02:00 that day); 2 November begins there at 08:00 UTC (UTC-8)."""
+    write_data_dir(tmp_path, ZONED)
+    (tmp_path / "landing").mkdir()
+    batch(tmp_path / "landing" / "october.jsonl", *calls("b", 1, 10, "berlin"),
+          *calls("l", 1, 10, "la"))
+    store = OrbStore(data_dir=str(tmp_path), max_event_age_days=36500)
+    runner.bill_months(build_definitions(store), [OCTOBER], dg.DagsterInstance.ephemeral())
+    return store.lake
+
+
+def utc(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 10 + (day < 10), day, hour, minute, tzinfo=UTC)
+
+
+def test_a_draft_is_issued_from_its_date_on_the_customers_calendar(zoned):
+    con = connect()
+    assert {d.head.customer_id: d.head.invoice_date for d in drafts(con, zoned, OCTOBER)} == {
+        "berlin": date(2026, 11, 1), "la": date(2026, 11, 1)}
+
+    def issued(at: datetime) -> list[str]:
+        return [draft.head.customer_id for _, draft in issue_month(con, zoned, OCTOBER, at)]
+
+    assert issued(utc(31, 22, 59)) == []
+    assert issued(utc(31, 23)) == ["berlin"]  # UTC's day is still 31 October
+    assert issued(utc(1, 6, 59)) == []  # UTC's day is 1 November, LA's is not yet
+    assert issued(utc(1, 7)) == ["la"]
+
+
+def test_auto_issue_counts_the_grace_days_on_the_customers_calendar(zoned):
+    con = connect()
+
+    def issued(at: datetime) -> list[str]:
+        return [draft.head.customer_id for _, draft in auto_issue(con, zoned, 1, at).issued]
+
+    assert issued(utc(1, 22, 59)) == []
+    assert issued(utc(1, 23)) == ["berlin"]  # 2 November in Berlin, not yet in UTC
+    assert issued(utc(2, 7, 59)) == []  # UTC's day is 2 November, LA's is not yet
+    assert issued(utc(2, 8)) == ["la"]
 
 
 def test_issue_job_issues_from_dagster(pipeline):
