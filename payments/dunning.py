@@ -33,13 +33,14 @@ from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from billing import periods
 from billing.catalog import Catalog
 from billing.catalog.parties import Seller
 from billing.money import quantize
 from payments import notice_records
 from payments.dunning_schedule import DEFAULT_STEPS, NoticeKind, Step, parse_steps
 from payments.ledger import Ledger
-from payments.receivables import Receivable, customer_today, open_receivables
+from payments.receivables import Receivable, open_receivables
 from payments.run import retry_applies
 from payments.smtp import MailError, SmtpMailer, SmtpSettings
 from storage.lake import Lake
@@ -139,7 +140,7 @@ class _Run:
                 f"customer {receivable.customer_id!r} is not in the state store")
             return
         step = step_to_send(self.steps, receivable.due_date,
-                            customer_today(self.now, customer.timezone),
+                            periods.local_day(self.now, customer.timezone),
                             {r["days_from_due"] for r in records.values()},
                             {r["days_from_due"] for (_, phase), r in records.items()
                              if phase == "sent"})
@@ -156,7 +157,7 @@ class _Run:
                 step.kind, step, receivable.number, customer.id, customer.name,
                 customer.email, self.seller.name, receivable.currency,
                 quantize(receivable.remaining, receivable.currency), receivable.due_date,
-                retry_at, customer_today(retry_at, customer.timezone) if retry_at else None,
+                retry_at, periods.local_day(retry_at, customer.timezone) if retry_at else None,
                 self.seller.pay_url(receivable.number), self.seller.payment_instructions,
                 f"<{self.prefix}.{receivable.number}.{step.name}@{self.smtp.domain}>")
             mail = self._mail(notice)
@@ -174,7 +175,7 @@ class _Run:
                 step.kind, step, receivable.number, customer.id, customer.name,
                 intent["recipient"], self.seller.name, intent["currency"],
                 quantize(intent["remaining"], intent["currency"]), intent["due_date"],
-                retry_at, customer_today(retry_at, customer.timezone) if retry_at else None,
+                retry_at, periods.local_day(retry_at, customer.timezone) if retry_at else None,
                 self.seller.pay_url(receivable.number), self.seller.payment_instructions,
                 intent["message_id"])
             mail = self._mail(notice)

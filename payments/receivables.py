@@ -4,16 +4,15 @@ For dunning, the aging of accounts receivable, the payment run and the API. The 
 are those of ``invoicing.amounts_due`` (amount due after the balance applied and credit
 notes, paid net of refunds and overpayments). ``past_due``: the invoice is still open
 after its due date, i.e. ``as_of`` is later than ``due_date``; ``as_of`` is the day in
-the customer's time zone (``customer_today``), since due dates are the customer's
+the customer's time zone (``billing.periods.local_day``), since due dates are the customer's
 calendar days. A derived state: the document's status stays ``issued`` (docs/payments.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from invoicing import amounts_due, documents
 from storage.duck import connect
@@ -31,11 +30,6 @@ class Receivable:
     paid: Decimal  # net of refunds
     remaining: Decimal  # amount_due - paid, > 0
     past_due: bool
-
-
-def customer_today(now: datetime, time_zone: str) -> date:
-    """The customer's calendar day at the instant ``now``."""
-    return now.astimezone(ZoneInfo(time_zone)).date()
 
 
 def is_past_due(due_date: date, as_of: date) -> bool:

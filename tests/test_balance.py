@@ -16,11 +16,12 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing.periods import local_day
 from invoicing import balance, documents
 from invoicing.amounts_due import amounts_due
 from invoicing.document_model import DocumentHead, DocumentLine, DocumentType, Draft
 from payments.manual import ManualProcessor
-from payments.receivables import customer_today, open_receivables
+from payments.receivables import open_receivables
 from payments.received import PaymentRefused, movements, record_payment, record_refund
 from payments.run import run_payments
 from storage.duck import connect
@@ -162,8 +163,8 @@ def test_past_due_after_the_due_date_not_before(tmp_path):
     assert [r.past_due for r in open_receivables(lake, date(2026, 12, 1))] == [True]
     # Dec 1 05:00 UTC is still Nov 30 in New York (UTC-5): not past due there yet
     instant = datetime(2026, 12, 1, 5, 0, tzinfo=UTC) - timedelta(minutes=1)
-    assert customer_today(instant, "America/New_York") == date(2026, 11, 30)
-    assert customer_today(instant, "Asia/Tokyo") == date(2026, 12, 1)
+    assert local_day(instant, "America/New_York") == date(2026, 11, 30)
+    assert local_day(instant, "Asia/Tokyo") == date(2026, 12, 1)
 
 
 def test_manual_file_partial_and_over_payments(tmp_path):
