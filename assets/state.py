@@ -19,10 +19,11 @@ def state_snapshot(context: dg.AssetExecutionContext, store: OrbStore) -> dg.Mat
     billable now (months in order: assets/billing_order.py), and the scratch files of
     billing runs killed mid-write are removed."""
     check_start(context, store)
-    try:  # what an earlier run of this process left failed: that run did not commit
-        store.lake.wait_for_writes()
-    except OSError as error:
-        context.log.warning(f"a write an earlier billing run left behind failed: {error}")
+    try:  # what an earlier run of this process left failed: that run did not commit,
+        store.lake.wait_for_writes()  # whatever the error, and this one starts afresh
+    except Exception as error:
+        context.log.warning(f"a write an earlier billing run left behind failed: "
+                            f"{type(error).__name__}: {error}")
     removed = remove_stale_scratch(store.lake)
     if removed:
         context.log.info(f"removed {len(removed)} scratch files left by killed runs: "
