@@ -32,7 +32,7 @@ def run_thresholds(deployment: Deployment, month: date, as_of: datetime,
             lake_facts.publish(lake, state.engine, now)
     if issued:
         write_issued(lake, catalog, deployment.issuer, month,
-                     [(i.number, i.draft) for i in issued], now.date())
+                     [(i.number, i.draft) for i in issued], now)
     return issued
 
 

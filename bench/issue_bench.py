@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/issue_bench.py [--invoices 10000] [--dir /tmp/issue_bench]
 
-The drafts come from the pipeline itself: the sample generator's catalog with N
-customers and a few events each, billed for one month through Dagster (as the demo
-does). That lake is built once into ``<dir>/template-<N>`` and copied for every run, so
-each run issues the same N drafts into an empty ``issued_*`` and ``reports/documents/``.
+The drafts come from the pipeline itself: the sample generator's catalog with the
+customers whose first month gives N invoices (11,111 customers for 10,000) and a few events
+each, billed for one month through Dagster (as the demo does). That lake is built once into
+``<dir>/template-<customers>`` and copied for every run, so each run issues the same N
+drafts into an empty ``issued_*`` and ``reports/documents/``.
 
 Printed: seconds for numbering and recording, seconds for rendering, documents/s per
 successive thousand (from the PDFs' modification times: flat, or slowing as the folder
@@ -55,6 +56,12 @@ def build_template(folder: Path, invoices: int, events: int) -> None:
           f"({settings.lake.root})")
 
 
+def customers_for(invoices: int) -> int:
+    """The sample customers whose first month gives ``invoices`` invoices: every tenth
+    sample customer starts a month later (``sample_data/generate.py``)."""
+    return next(c for c in range(invoices, 2 * invoices + 10) if c - c // 10 >= invoices)
+
+
 def per_thousand(paths: list[Path], start: float) -> list[float]:
     """Documents/s over each successive thousand files, by modification time."""
     times = sorted(p.stat().st_mtime for p in paths)
@@ -94,8 +101,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write a cProfile of issuing here")
     args = parser.parse_args()
 
-    template = args.dir / f"template-{args.invoices}"
-    build_template(template, args.invoices, args.events or 5 * args.invoices)
+    customers = customers_for(args.invoices)
+    template = args.dir / f"template-{customers}"
+    build_template(template, customers, args.events or 5 * customers)
     run = args.dir / "run"
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(template, run)
@@ -127,7 +135,7 @@ def main() -> None:
     sampler.start()
     t1 = time.perf_counter()
     # Renders the documents just issued (the step `orb invoices issue` runs after issuing).
-    folder = reports.write_issued(lake, catalog, settings.issuer, MONTH, issued, NOW.date())
+    folder = reports.write_issued(lake, catalog, settings.issuer, MONTH, issued, NOW)
     rendering = time.perf_counter() - t1
     stop.set()
     sampler.join()

@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing import money
+from billing import money, periods
 from billing.catalog import Catalog, parties
 from billing.catalog.parties import Seller
 from invoicing import balance, document_model, documents, issuing
@@ -63,10 +63,10 @@ def seller_of(catalog: Catalog, issuer: str) -> Seller:
     return catalog.seller or Seller(name=issuer)
 
 
-def render_document(draft: Draft, breakdowns: Breakdowns, catalog: Catalog, issuer: str,
-                    number: str | None = None, issued_on: date | None = None) -> str:
+def render_document(draft: Draft, breakdowns: Breakdowns, catalog: Catalog, issuer: str) -> str:
+    """A draft's HTML."""
     return render_html(draft, breakdowns, catalog.customer(draft.head.customer_id),
-                       seller_of(catalog, issuer), number, issued_on)
+                       seller_of(catalog, issuer))
 
 
 def _breakdowns(lake: Lake, month: date) -> Breakdowns:
@@ -147,12 +147,12 @@ def _renderer_version(seller: str) -> str:
     return digest.hexdigest()
 
 
-def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draft, date]],
+def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draft, datetime]],
            statuses: Mapping[str, DocumentStatus] | None = None) -> list[Page]:
-    """The pages of those ``(number, draft, issued on)`` whose HTML or PDF is missing,
+    """The pages of those ``(number, draft, issued at)`` whose HTML or PDF is missing,
     each with the breakdowns of its own lines from its run's ``sub_line_items`` and its
-    status (in ``statuses``, else issued). The folder is listed once, never per
-    document."""
+    status (in ``statuses``, else issued), and the day it was issued on the customer's
+    calendar, as every date it prints. The folder is listed once, never per document."""
     seller = seller_of(catalog, issuer)
     folder = lake.reports / "documents"
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draf
     applied = balance.applied_to(balance.read(lake))  # at issue: before the first render
     details: dict[date, Breakdowns] = {}
     pages = []
-    for number, draft, issued_on in docs:
+    for number, draft, issued_at in docs:
         if f"{number}.pdf" in present and f"{number}.html" in present:
             continue
         month = draft.head.billing_month
@@ -169,10 +169,11 @@ def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draf
                 "sub_line_items", "billing_month", month).exists() else {})
         html = ((folder / f"{number}.html").read_text(encoding="utf-8")
                 if f"{number}.html" in present else None)
+        customer = catalog.customer(draft.head.customer_id)
         pages.append(Page(folder, number, draft,
                           {line.line_key: details[month][line.line_key] for line in draft.lines
                            if line.line_key in details[month]},
-                          catalog.customer(draft.head.customer_id), seller, issued_on, html,
+                          customer, seller, periods.local_day(issued_at, customer.timezone), html,
                           (statuses or {}).get(number, "issued"),
                           applied.get(number, Decimal(0))))
     return pages
@@ -197,12 +198,12 @@ def _write_pages(pages: list[Page]) -> None:
 
 
 def write_issued(lake: Lake, catalog: Catalog, issuer: str, month: date,
-                 issued: list[tuple[str, Draft]], issued_on: date) -> Path:
+                 issued: list[tuple[str, Draft]], issued_at: datetime) -> Path:
     """HTML and PDF of documents just issued from ``month``'s drafts, named by number
     (only those missing: never rewritten), with the tier and group breakdown of the run
     they came from."""
     _write_pages(_pages(lake, catalog, issuer,
-                        [(number, draft, issued_on) for number, draft in issued]))
+                        [(number, draft, issued_at) for number, draft in issued]))
     return lake.reports / "documents"
 
 
@@ -251,7 +252,7 @@ def render_issued(lake: Lake, catalog: Catalog, issuer: str, month: date | None 
         todo.append((head.number, Draft(DocumentHead.from_row(head.to_row()),
                                         tuple(draft_lines),
                                         printed.get(head.number, NO_DETAILS)),
-                     head.issued_at.date()))
+                     head.issued_at))
     pages = _pages(lake, catalog, issuer, todo,
                    documents.statuses(connect(), lake, [number for number, _, _ in todo]))
     _write_pages(pages)
@@ -268,7 +269,7 @@ def issue_and_render(deployment: Deployment, month: date, customers: set[str] | 
     issued = issue_month(connect(), lake, month, now, customers)
     # the customers the month was billed to: the snapshot of the run just issued
     catalog = billing_catalog(deployment, month, next(iter(completed_runs(lake, month)), None))
-    folder = write_issued(lake, catalog, deployment.issuer, month, issued, now.date())
+    folder = write_issued(lake, catalog, deployment.issuer, month, issued, now)
     render_issued(lake, catalog, deployment.issuer, month)
     return issued, folder
 

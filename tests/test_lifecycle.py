@@ -233,7 +233,7 @@ def zoned(tmp_path):
           *calls("l", 1, 10, "la"))
     store = OrbStore(data_dir=str(tmp_path), max_event_age_days=36500)
     runner.bill_months(build_definitions(store), [OCTOBER], dg.DagsterInstance.ephemeral())
-    return store.lake
+    return store
 
 
 def utc(day: int, hour: int, minute: int = 0) -> datetime:
@@ -241,12 +241,12 @@ def utc(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def test_a_draft_is_issued_from_its_date_on_the_customers_calendar(zoned):
-    con = connect()
-    assert {d.head.customer_id: d.head.invoice_date for d in drafts(con, zoned, OCTOBER)} == {
+    con, lake = connect(), zoned.lake
+    assert {d.head.customer_id: d.head.invoice_date for d in drafts(con, lake, OCTOBER)} == {
         "berlin": date(2026, 11, 1), "la": date(2026, 11, 1)}
 
     def issued(at: datetime) -> list[str]:
-        return [draft.head.customer_id for _, draft in issue_month(con, zoned, OCTOBER, at)]
+        return [draft.head.customer_id for _, draft in issue_month(con, lake, OCTOBER, at)]
 
     assert issued(utc(31, 22, 59)) == []
     assert issued(utc(31, 23)) == ["berlin"]  # UTC's day is still 31 October
@@ -258,12 +258,25 @@ def test_auto_issue_counts_the_grace_days_on_the_customers_calendar(zoned):
     con = connect()
 
     def issued(at: datetime) -> list[str]:
-        return [draft.head.customer_id for _, draft in auto_issue(con, zoned, 1, at).issued]
+        return [draft.head.customer_id for _, draft in auto_issue(con, zoned.lake, 1,
+                                                                  at).issued]
 
     assert issued(utc(1, 22, 59)) == []
     assert issued(utc(1, 23)) == ["berlin"]  # 2 November in Berlin, not yet in UTC
     assert issued(utc(2, 7, 59)) == []  # UTC's day is 2 November, LA's is not yet
     assert issued(utc(2, 8)) == ["la"]
+
+
+def test_a_document_prints_the_day_it_was_issued_on_the_customers_calendar(zoned):
+    """Issued at 03:00 UTC on 2 November: 04:00 that day in Berlin, still 19:00 on
+    1 November in Los Angeles, the calendar the LA invoice prints its dates in."""
+    at = utc(2, 3)
+    numbers = {draft.head.customer_id: number
+               for number, draft in issue_month(connect(), zoned.lake, OCTOBER, at)}
+    folder, _ = render_issued(zoned.lake, current_catalog(zoned), zoned.issuer, OCTOBER)
+    for customer, day in (("berlin", "Nov 2, 2026"), ("la", "Nov 1, 2026")):
+        html = (folder / f"{numbers[customer]}.html").read_text(encoding="utf-8")
+        assert f"Invoice date: Nov 1, 2026 · Issued: {day} ·" in html
 
 
 def test_issue_job_issues_from_dagster(pipeline):
