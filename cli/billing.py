@@ -12,11 +12,15 @@ from rich.table import Table
 
 from assets.resources import OrbStore
 from assets.thresholds import run_thresholds
-from billing import money
-from billing.catalog import CatalogError
+from billing import money, periods
 from billing.credits import CreditsError
 from billing.credits import Entry as CreditEntry
-from cli.documents import invoices_auto_issue, invoices_create, invoices_issue_one_off
+from cli.documents import (
+    invoices_auto_issue,
+    invoices_create,
+    invoices_issue_one_off,
+    known_customer,
+)
 from cli.options import DATA_DIR, FORMAT, default_actor, existing_data_dir, period_option
 from cli.output import console, emit
 from cli.top_ups import top_up_group
@@ -43,14 +47,8 @@ def _settings(data_dir: Path) -> Settings:
 
 def _known_customer(settings: Settings, customer_id: str | None) -> None:
     """An unknown --customer is an error, not an empty listing that looks like 'nothing'."""
-    if customer_id is None:
-        return
-    try:
-        known = {c.id for c in current_catalog(settings).customers}
-    except CatalogError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if customer_id not in known:
-        raise click.ClickException(f"unknown customer {customer_id!r} in {settings.data_dir}")
+    if customer_id is not None:
+        known_customer(settings, customer_id)
 
 
 def _billed_months(lake: Lake) -> list[date]:
@@ -289,17 +287,19 @@ def credits_ledger(customer_id: str, output_format: str, data_dir: Path) -> None
 
 # what ``orb credits decrement|amend|expire|void`` have in common: who and when
 ENTRY_DATE = click.option("--date", "day", callback=_day,
-                          help="YYYY-MM-DD, customer's date [default: today, UTC].")
+                          help="YYYY-MM-DD, customer's date [default: the customer's today].")
 ACTOR = click.option("--actor", help="Who makes the change [default: the OS user, else cli].")
 
 
 def _entry(settings: Settings, customer_id: str, day: date | None, actor: str | None,
            write: Callable[[date, str, datetime], list[CreditEntry]]) -> None:
-    """Write an entry by hand for a known customer; a refusal exits 1 naming why."""
-    _known_customer(settings, customer_id)
+    """Write an entry by hand for a known customer, dated ``day`` or the customer's today
+    (as the API dates it); a refusal exits 1 naming why."""
+    customer = known_customer(settings, customer_id)
     now = datetime.now(UTC)
     try:
-        entries = write(day or now.date(), actor or default_actor(), now)
+        entries = write(day or periods.local_day(now, customer.timezone),
+                        actor or default_actor(), now)
     except CreditsError as exc:
         raise click.ClickException(str(exc)) from exc
     for entry in entries:

@@ -109,7 +109,7 @@ def invoices_create(customer_id: str, currency: str, invoice_date: datetime,
                     will_auto_issue: bool, data_dir: Path) -> None:
     """A one-off invoice (Orb's POST /invoices): a draft, or issued at once with --issue."""
     settings = _settings(data_dir)
-    customer = _customer(settings, customer_id)
+    customer = known_customer(settings, customer_id)
     pairs = [item.partition("=") for item in metadata]
     if any(not sep or not key for key, sep, _ in pairs):
         raise click.BadParameter("--metadata: expected KEY=VALUE")
@@ -142,7 +142,7 @@ def invoices_issue_one_off(invoice_id: str, data_dir: Path) -> None:
     head = found.draft.head
     try:
         number = one_off.issue(settings.lake, invoice_id, at,
-                               _customer(settings, head.customer_id).timezone)
+                               known_customer(settings, head.customer_id).timezone)
     except one_off.OneOffRefused as exc:
         raise click.ClickException(str(exc)) from exc
     _issued(settings, {head.billing_month}, at)
@@ -173,7 +173,7 @@ def invoices_auto_issue(grace_days: int | None, data_dir: Path) -> None:
     console.print(f"Auto-issued {len(done.issued)} drafts dated {grace} days or more ago")
 
 
-def _customer(settings: Settings, customer_id: str) -> Customer:
+def known_customer(settings: Settings, customer_id: str) -> Customer:
     """The customer as the state store holds it now."""
     try:
         customer = next((c for c in current_catalog(settings).customers

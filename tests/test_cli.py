@@ -5,9 +5,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 import pytest
@@ -208,6 +210,28 @@ def test_a_grant_takes_its_currency_in_any_case(tmp_path, monkeypatch):
     assert [(r[0], r[1], r[4]) for r in ledger] == [("2026-10-01", "grant", "$4.00")]
     (grant,) = read_grants(Lake(tmp_path))
     assert (grant.currency, grant.amount) == ("USD", Decimal("4.00"))
+
+
+def test_a_ledger_entry_is_dated_the_customers_today_by_default(tmp_path, monkeypatch):
+    """As the API dates it. The customer's zone is picked so that its day is not UTC's
+    and does not change during the test: UTC+14 from 10:00 UTC on (its day began at
+    10:00 UTC), else UTC-11 (its day begins at 11:00 UTC)."""
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    now = datetime.now(UTC)
+    zone = "Pacific/Kiritimati" if now.hour >= 10 else "Pacific/Pago_Pago"
+    assert run("customers", "add", "c2", "--name", "Two", "--timezone", zone,
+               *data).exit_code == 0
+    assert run("subscriptions", "create", "s2", "--customer", "c2", "--plan", "p",
+               "--start", "2026-01-01", *data).exit_code == 0
+    assert run("credits", "grant", "--customer", "c2", "--amount", "4", "--currency", "USD",
+               "--effective", "2026-01-01", *data).exit_code == 0
+    assert run("credits", "decrement", "--customer", "c2", "--amount", "1", "--currency",
+               "USD", *data).exit_code == 0
+    day = now.astimezone(ZoneInfo(zone)).date()
+    assert day != now.date()  # which the entry was dated before
+    ledger = rows(run("credits", "ledger", "--customer", "c2", *data).output)
+    assert [(r[0], r[1]) for r in ledger] == [("2026-01-01", "grant"),
+                                              (day.isoformat(), "decrement")]
 
 
 # -- the CLI for scripts: one lake for the CLI and Dagster, --format, clear errors ----------
