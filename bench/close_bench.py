@@ -239,6 +239,8 @@ def main() -> None:
 
 def report(customers: int, events: int, folder: Path, reuse: bool, repeat: int = 1) -> None:
     print(f"close of {MONTH:%Y-%m}: {customers:,} customers, {events:,} events, in {folder}")
+    # its build moves the Python parts' seconds (docs/capacity.md, "The interpreter")
+    print(f"  Python {sys.version.split()[0]}: {sys.executable}")
     if reuse:
         ingested = {"ingest_s": float("nan"), "accepted": 0, "rejected": 0,
                     "rss_mib": float("nan")}

@@ -23,6 +23,7 @@ import argparse
 import os
 import resource
 import shutil
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime
@@ -144,6 +145,8 @@ def main() -> None:
     pdfs = sorted(folder.glob("*.pdf"))
     htmls = sorted(folder.glob("*.html"))
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # its build moves the seconds of a page (docs/capacity.md, "The interpreter")
+    print(f"Python {sys.version.split()[0]}: {sys.executable}")
     print(f"documents issued: {len(issued)}; HTML {len(htmls)}, PDF {len(pdfs)}")
     print(f"numbering + recording: {numbering:.2f} s "
           f"({len(issued) / max(numbering, 1e-9):.0f} documents/s)")
