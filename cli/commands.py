@@ -68,7 +68,8 @@ def demo(data_dir: Path, customers: int, events: int, months: int, seed: int) ->
     """Generate a sample catalog and events, bill the last complete months, and issue
     the oldest of them."""
     started = time.perf_counter()
-    last = runner.last_complete_month(date.today())
+    # the month before UTC's, as every date the pipeline takes: never the machine's zone
+    last = runner.last_complete_month(datetime.now(UTC).date())
     billed = [periods.add_months(last, -i) for i in reversed(range(months))]
     for name in GENERATED:
         path = data_dir / name
