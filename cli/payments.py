@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
 
-from billing import money
+from billing import money, periods
+from billing.catalog import CatalogError
 from cli.options import DATA_DIR, existing_data_dir
 from cli.output import console
 from invoicing import balance
@@ -18,6 +20,7 @@ from payments.processor import PaymentError
 from payments.receivables import open_receivables
 from payments.received import PaymentRefused
 from payments.refunds import refund
+from pricing_sql.run_catalog import current_catalog
 from storage.settings import Settings
 from webhooks.publish import after_lake_write
 
@@ -56,17 +59,27 @@ def payments_refund(number: str, amount: str, reference: str, data_dir: Path) ->
 
 @payments.command("open")
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="The day to judge past due by; default today (UTC).")
+              help="The day to judge past due by; default each customer's today.")
 @DATA_DIR
 def payments_open(as_of: datetime | None, data_dir: Path) -> None:
     """Open receivables: issued invoices not paid in full, past due or not."""
     settings = Settings.from_env(existing_data_dir(data_dir))
-    day = (as_of or datetime.now(UTC)).date()
-    for r in open_receivables(settings.lake, day):
+    for r in open_receivables(settings.lake, as_of.date() if as_of else _today(settings)):
         console.print(f"{r.number}  {r.customer_id:<20} due {r.due_date}  "
                       f"{money.format_money(r.amount_due, r.currency):>14} due, "
                       f"{money.format_money(r.remaining, r.currency):>14} open"
                       + ("  past due" if r.past_due else ""))
+
+
+def _today(settings: Settings) -> Callable[[str], date]:
+    """Each customer's today, on their calendar as due dates are (UTC's for a customer
+    the store no longer holds)."""
+    now = datetime.now(UTC)
+    try:
+        zones = {c.id: c.timezone for c in current_catalog(settings).customers}
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return lambda customer: periods.local_day(now, zones.get(customer, "UTC"))
 
 
 @click.group("balance")

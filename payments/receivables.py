@@ -10,6 +10,7 @@ calendar days. A derived state: the document's status stays ``issued`` (docs/pay
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -37,13 +38,16 @@ def is_past_due(due_date: date, as_of: date) -> bool:
     return as_of > due_date
 
 
-def open_receivables(lake: Lake, as_of: date) -> list[Receivable]:
-    """Every open receivable, in number order, past due as of the day ``as_of``."""
+def open_receivables(lake: Lake, as_of: date | Callable[[str], date]) -> list[Receivable]:
+    """Every open receivable, in number order, past due as of the day ``as_of``, or of
+    each customer's day (``as_of(customer_id)``: their today on their calendar)."""
+    day_of = as_of if callable(as_of) else lambda _customer: as_of
     heads = documents.issued_documents(lake)
     status = documents.statuses(connect(), lake)
     amounts = amounts_due.read_amounts_due(lake, heads, status)
     return [Receivable(h.number, h.customer_id, h.currency, h.invoice_date, h.due_date,
-                       a.amount_due, a.paid, a.remaining, is_past_due(h.due_date, as_of))
+                       a.amount_due, a.paid, a.remaining,
+                       is_past_due(h.due_date, day_of(h.customer_id)))
             for h in sorted(heads, key=lambda h: h.number)
             if (a := amounts.get(h.number)) is not None and status.get(h.number) == "issued"
             and a.remaining > 0]

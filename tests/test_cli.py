@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
@@ -232,6 +232,30 @@ def test_a_ledger_entry_is_dated_the_customers_today_by_default(tmp_path, monkey
     ledger = rows(run("credits", "ledger", "--customer", "c2", *data).output)
     assert [(r[0], r[1]) for r in ledger] == [("2026-01-01", "grant"),
                                               (day.isoformat(), "decrement")]
+
+
+def test_open_receivables_are_past_due_by_the_customers_today(tmp_path, monkeypatch):
+    """A due date is a day of the customer's calendar; zones as in the test above. East
+    of UTC (UTC+14) the customer's today is UTC's tomorrow, so an invoice due UTC's today
+    is past due there; west (UTC-11) it is UTC's yesterday, and one due then is not yet."""
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    now = datetime.now(UTC)
+    east = now.hour >= 10
+    zone = "Pacific/Kiritimati" if east else "Pacific/Pago_Pago"
+    assert run("customers", "add", "c2", "--name", "Two", "--timezone", zone,
+               *data).exit_code == 0
+    due = now.date() if east else now.astimezone(ZoneInfo(zone)).date()
+    created = run("invoices", "create", "--customer", "c2", "--currency", "USD", "--date",
+                  due.isoformat(), "--line", "Setup,1,5.00", "--net-terms", "0", "--issue",
+                  *data)
+    assert created.exit_code == 0, created.output
+    (listed,) = run("payments", "open", *data).output.splitlines()
+    assert listed.split()[:4] == ["INV-000001", "c2", "due", due.isoformat()]
+    assert listed.endswith("past due") == east
+    # a day given is every customer's
+    (listed,) = run("payments", "open", "--as-of", str(due + timedelta(days=1)),
+                    *data).output.splitlines()
+    assert listed.endswith("past due")
 
 
 # -- the CLI for scripts: one lake for the CLI and Dagster, --format, clear errors ----------
