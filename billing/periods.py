@@ -7,6 +7,7 @@ assigned to a period by comparing their UTC timestamp with these bounds.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +42,13 @@ def local_day(instant: datetime, tz: str) -> date:
     """The day ``instant`` falls on in time zone ``tz``: a customer's today, the day of
     their calendar an invoice or grant date is."""
     return instant.astimezone(zone(tz)).date()
+
+
+def local_days(instant: datetime, zones: Mapping[str, str]) -> Callable[[str], date]:
+    """Each customer's day at ``instant``: ``zones`` maps customer ids to their time
+    zones; a customer it does not hold has UTC's day."""
+    days = {tz: local_day(instant, tz) for tz in set(zones.values()) | {"UTC"}}
+    return lambda customer: days[zones.get(customer, "UTC")]
 
 
 def local_midnight(day: date, tz: str) -> datetime:

@@ -176,10 +176,9 @@ def invoices_auto_issue(grace_days: int | None, data_dir: Path) -> None:
 def known_customer(settings: Settings, customer_id: str) -> Customer:
     """The customer as the state store holds it now."""
     try:
-        customer = next((c for c in current_catalog(settings).customers
-                         if c.id == customer_id), None)
+        return current_catalog(settings).customer(customer_id)
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from exc
-    if customer is None:
-        raise click.ClickException(f"unknown customer {customer_id!r} in {settings.data_dir}")
-    return customer
+    except KeyError:
+        raise click.ClickException(
+            f"unknown customer {customer_id!r} in {settings.data_dir}") from None

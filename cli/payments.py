@@ -74,12 +74,11 @@ def payments_open(as_of: datetime | None, data_dir: Path) -> None:
 def _today(settings: Settings) -> Callable[[str], date]:
     """Each customer's today, on their calendar as due dates are (UTC's for a customer
     the store no longer holds)."""
-    now = datetime.now(UTC)
     try:
         zones = {c.id: c.timezone for c in current_catalog(settings).customers}
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from exc
-    return lambda customer: periods.local_day(now, zones.get(customer, "UTC"))
+    return periods.local_days(datetime.now(UTC), zones)
 
 
 @click.group("balance")

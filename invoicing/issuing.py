@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -229,14 +229,12 @@ def customers_today(lake: Lake, run: MonthTables, at: datetime) -> Callable[[str
     there; by UTC's day, a customer west of UTC would be issued up to their offset early.
     A month billed before runs kept snapshots, or a customer its snapshot does not hold,
     has only UTC's day."""
-    utc_day = at.astimezone(UTC).date()
     try:
         zones = lake_snapshot.time_zones(
             lake, run.month, lake_snapshot.find(lake, run.month, run.run_id))
     except lake_snapshot.SnapshotMissing:
-        return lambda _customer: utc_day
-    days = {zone: periods.local_day(at, zone) for zone in set(zones.values())}
-    return lambda customer: days[zones[customer]] if customer in zones else utc_day
+        zones = {}
+    return periods.local_days(at, zones)
 
 
 def with_custom_fields(lake: Lake, due: list[Draft]) -> list[Draft]:

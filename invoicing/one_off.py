@@ -172,4 +172,3 @@ def issue(lake: Lake, invoice_id: str, at: datetime, timezone: str) -> str:
         [(number, _)] = documents.issue_all(
             lake, [replace(draft, details=replace(draft.details, custom_fields=fields))], at)
     return number
-

@@ -73,8 +73,9 @@ class Lake:
         _writer().wait(lambda pending: pending == path)
         return path
 
-    def _partition_path(self, table: str, key: str, value: object) -> Path:
-        return self.table_dir(table) / f"{key}={value}" / PARTITION_FILE
+    def _partition_path(self, table: str, key: str, value: object,
+                        name: str = PARTITION_FILE) -> Path:
+        return self.table_dir(table) / f"{key}={value}" / name
 
     @property
     def raw(self) -> Path:
@@ -118,7 +119,7 @@ class Lake:
             if keep:
                 written.append(_identity(scratch))  # the rename keeps it
 
-        path = write_atomically(self.table_dir(table) / f"{key}={value}" / name, write)
+        path = write_atomically(self._partition_path(table, key, value, name), write)
         if keep:
             _WRITTEN.keep(path, written[0], rows)
         return path
@@ -129,7 +130,7 @@ class Lake:
         handed over before it, while the caller goes on (storage/write_behind.py); until
         it is on disk, ``read_partition`` and ``read_file`` give ``rows`` from memory and
         the lake's listings and ``partition_file`` wait for it."""
-        path = self.table_dir(table) / f"{key}={value}" / name
+        path = self._partition_path(table, key, value, name)
         _writer().submit(path, rows, lambda: self.write_file_now(
             table, key, value, name, rows, keep=True))
         return path

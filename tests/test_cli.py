@@ -212,15 +212,22 @@ def test_a_grant_takes_its_currency_in_any_case(tmp_path, monkeypatch):
     assert (grant.currency, grant.amount) == ("USD", Decimal("4.00"))
 
 
-def test_a_ledger_entry_is_dated_the_customers_today_by_default(tmp_path, monkeypatch):
-    """As the API dates it. The customer's zone is picked so that its day is not UTC's
-    and does not change during the test: UTC+14 from 10:00 UTC on (its day began at
-    10:00 UTC), else UTC-11 (its day begins at 11:00 UTC)."""
-    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+def customer_off_utc(data: list[str]) -> tuple[datetime, str, bool]:
+    """Customer c2 in a zone whose day is not UTC's now and does not change during a test:
+    UTC+14 from 10:00 UTC on (its day began at 10:00 UTC), else UTC-11 (its day begins at
+    11:00 UTC). Returns now, the zone, and whether it is east of UTC."""
     now = datetime.now(UTC)
-    zone = "Pacific/Kiritimati" if now.hour >= 10 else "Pacific/Pago_Pago"
+    east = now.hour >= 10
+    zone = "Pacific/Kiritimati" if east else "Pacific/Pago_Pago"
     assert run("customers", "add", "c2", "--name", "Two", "--timezone", zone,
                *data).exit_code == 0
+    return now, zone, east
+
+
+def test_a_ledger_entry_is_dated_the_customers_today_by_default(tmp_path, monkeypatch):
+    """As the API dates it (customer_off_utc)."""
+    data = data_folder(tmp_path, monkeypatch, PLAN_P)
+    now, zone, _ = customer_off_utc(data)
     assert run("subscriptions", "create", "s2", "--customer", "c2", "--plan", "p",
                "--start", "2026-01-01", *data).exit_code == 0
     assert run("credits", "grant", "--customer", "c2", "--amount", "4", "--currency", "USD",
@@ -235,15 +242,11 @@ def test_a_ledger_entry_is_dated_the_customers_today_by_default(tmp_path, monkey
 
 
 def test_open_receivables_are_past_due_by_the_customers_today(tmp_path, monkeypatch):
-    """A due date is a day of the customer's calendar; zones as in the test above. East
-    of UTC (UTC+14) the customer's today is UTC's tomorrow, so an invoice due UTC's today
-    is past due there; west (UTC-11) it is UTC's yesterday, and one due then is not yet."""
+    """A due date is a day of the customer's calendar (customer_off_utc). East of UTC
+    (UTC+14) the customer's today is UTC's tomorrow, so an invoice due UTC's today is past
+    due there; west (UTC-11) it is UTC's yesterday, and one due then is not yet."""
     data = data_folder(tmp_path, monkeypatch, PLAN_P)
-    now = datetime.now(UTC)
-    east = now.hour >= 10
-    zone = "Pacific/Kiritimati" if east else "Pacific/Pago_Pago"
-    assert run("customers", "add", "c2", "--name", "Two", "--timezone", zone,
-               *data).exit_code == 0
+    now, zone, east = customer_off_utc(data)
     due = now.date() if east else now.astimezone(ZoneInfo(zone)).date()
     created = run("invoices", "create", "--customer", "c2", "--currency", "USD", "--date",
                   due.isoformat(), "--line", "Setup,1,5.00", "--net-terms", "0", "--issue",
