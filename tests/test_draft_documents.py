@@ -83,8 +83,9 @@ def test_a_customers_new_billing_address_rewrites_only_its_drafts(billed):
     assert after[TOKYO_15] == before[TOKYO_15] and after[TOKYO_1] == before[TOKYO_1]
     assert after[NY][0] != before[NY][0]
     html = (folder / f"{NY}.html").read_text()
-    assert "1 Broadway<br>" in html and "New York, NY 10004<br>" in html
-    assert "EIN 98-7654321<br>" in html and '<body class="letter">' in html
+    lines = [line.strip() for line in html.splitlines()]  # a line each on the page
+    assert "1 Broadway" in lines and "New York, NY 10004" in lines
+    assert "EIN 98-7654321" in lines and '<body class="letter">' in html
 
 
 def test_an_issued_invoices_draft_is_removed(billed):
