@@ -128,6 +128,14 @@ def test_the_parties_the_number_the_banner_and_how_to_pay_are_on_the_page():
     on_page = " ".join(" ".join(page) for page in pages)
     for text in shown:
         assert text in on_page, text
+    # each line of a party, the dates and how to pay is a line of its own on the page
+    for line in ("From", "Example Cloud, Inc.", "500 Howard St", "Suite 300",
+                 "San Francisco, CA 94105", "United States", "EIN 12-3456789",
+                 "billing@example.test", "Bill to", "Bonjour SAS", "8 rue de Rivoli",
+                 "Paris 75004", "France", "VAT FR40303265045",
+                 "Invoice date: Nov 1, 2026 · Issued: Nov 2, 2026 · Due: Dec 1, 2026",
+                 "How to pay", "Wire to First Bank", "Account 000123, routing 021000021"):
+        assert line in pages[0], line
     assert pages[0][-2:] == ["INV-000007", "Page 1 of 1"]  # the footer: number, page x of y
     # the ids billing keeps for itself are nowhere on it
     for internal in ("acme-20261101-USD", "bonjour", "Customer "):
