@@ -30,6 +30,7 @@ from storage.duck import connect
 from storage.lake import SCRATCH_NAME
 from tests.killed_render import render
 from tests.killed_run import KILLED
+from tests.pdf_pages import page_texts
 from tests.scenario import OCTOBER, event
 
 NY, TOKYO_15, TOKYO_1 = "ny-20261101-USD", "tokyo-20261015-JPY", "tokyo-20261101-JPY"
@@ -83,9 +84,9 @@ def test_a_customers_new_billing_address_rewrites_only_its_drafts(billed):
     assert after[TOKYO_15] == before[TOKYO_15] and after[TOKYO_1] == before[TOKYO_1]
     assert after[NY][0] != before[NY][0]
     html = (folder / f"{NY}.html").read_text()
-    lines = [line.strip() for line in html.splitlines()]  # a line each on the page
-    assert "1 Broadway" in lines and "New York, NY 10004" in lines
-    assert "EIN 98-7654321" in lines and '<body class="letter">' in html
+    (page,) = page_texts(html)  # each a line of its own on the page
+    assert "1 Broadway" in page and "New York, NY 10004" in page
+    assert "EIN 98-7654321" in page and '<body class="letter">' in html
 
 
 def test_an_issued_invoices_draft_is_removed(billed):
