@@ -13,6 +13,7 @@ changes, and the monthly job runs its steps in one process (``pipelines/jobs.py`
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -47,16 +48,20 @@ def take_snapshot(deployment: Deployment, month: date, run_id: str, *,
     process keeps its tables in memory too: ``Lake.read_file``). With ``with_catalog``,
     the run's catalog is built from it while its tables are written, for the run's next
     steps in this process (``billing_catalog``): building it took as long as writing
-    them, and the two share the machine's two cores (docs/capacity.md)."""
+    them, and the two share the machine's two cores (docs/capacity.md). The catalog
+    folder is checked on a thread while the store is read: the check's trial runs in
+    DuckDB and the read in SQLite, both outside the GIL."""
     lake = deployment.lake
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-check") as pool:
+        plans = pool.submit(plans_and_metrics, deployment) if with_catalog else None
 
-    def build(snapshot: LakeSnapshot) -> None:
-        _composed(plans_and_metrics(deployment), lake.root, month, snapshot.snapshot_id,
-                  snapshot.tables)
+        def build(snapshot: LakeSnapshot) -> None:
+            assert plans is not None
+            _composed(plans.result(), lake.root, month, snapshot.snapshot_id, snapshot.tables)
 
-    with StateStore.open(deployment.state_store_url) as store:
-        return lake_snapshot.take(store, lake, month, run_id,
-                                  meanwhile=build if with_catalog else None)
+        with StateStore.open(deployment.state_store_url) as store:
+            return lake_snapshot.take(store, lake, month, run_id,
+                                      meanwhile=build if plans else None)
 
 
 def billing_catalog(deployment: Deployment, month: date, run_id: str | None = None) -> Catalog:
