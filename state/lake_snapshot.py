@@ -231,8 +231,8 @@ def subscriptions(table: pa.Table, phases: pa.Table,
 
 
 def _with_id(table: pa.Table, snapshot_id: str) -> pa.Table:
-    return table.add_column(0, "snapshot_id", pa.array([snapshot_id] * table.num_rows,
-                                                       pa.string()))
+    return table.add_column(0, "snapshot_id",
+                            pa.repeat(pa.scalar(snapshot_id, pa.string()), table.num_rows))
 
 
 def _path(lake: Lake, table: str, month: date, snapshot_id: str) -> str:
