@@ -311,17 +311,20 @@ def adjustment_terms(catalog: Catalog, windows: Sequence[BillingWindow]) -> list
     """Each plan, subscription and coupon adjustment on each invoice it can touch."""
     subs = {sub.id: sub for sub in catalog.subscriptions}
     terms: dict[tuple[str, str, str, str], AdjustmentTerm] = {}
-    plan_adjustments: dict[tuple[str, int], Sequence[Adjustment]] = {}
-    # The terms depend on the invoice, subscription and plan version only: each such
-    # set of windows (an invoice's several prices and cycles) is looked at once.
+    plan_adjustments = {(plan.id, number): plan.version(number).adjustments
+                        for plan in catalog.plans
+                        for number in range(1, len(plan.versions) + 2)}
+    # Most invoices have nothing to look at: only the windows of a plan version with
+    # adjustments, or of a subscription with its own or coupons, are (a loop over every
+    # invoice cost as much as the terms). The terms depend on the invoice, subscription
+    # and plan version only: each such set of windows (an invoice's several prices and
+    # cycles) is looked at once.
+    adjusted = {key for key, adjustments in plan_adjustments.items() if adjustments}
+    own = {sub.id for sub in catalog.subscriptions if sub.adjustments or sub.coupons}
     for invoice_id, sub_id, plan_id, plan_version in {
-            (w.invoice_id, w.subscription_id, w.plan_id, w.plan_version) for w in windows}:
+            (w.invoice_id, w.subscription_id, w.plan_id, w.plan_version) for w in windows
+            if w.subscription_id in own or (w.plan_id, w.plan_version) in adjusted}:
         sub = subs[sub_id]
-        if (plan_id, plan_version) not in plan_adjustments:
-            plan_adjustments[plan_id, plan_version] = catalog.plan(plan_id).version(
-                plan_version).adjustments
-        if not (plan_adjustments[plan_id, plan_version] or sub.adjustments or sub.coupons):
-            continue  # most invoices: nothing to look at
         candidates = [AdjustmentTerm(invoice_id, sub.id, f"plan {plan_id} v{plan_version}",
                                      a, plan_id, plan_version)
                       for a in plan_adjustments[plan_id, plan_version]]

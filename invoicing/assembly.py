@@ -200,8 +200,9 @@ def carried_to_balance(con: duckdb.DuckDBPyConnection, heads: pa.Table) -> pa.Ta
 def invoice_heads(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
     """The invoices, from ``invoice_totals``, ``credit_entries`` and ``invoice_taxes``
     (invoices.sql)."""
-    con.register("customer_terms", pa.Table.from_pylist(
-        [{"customer_id": c.id, "net_terms": c.net_terms} for c in catalog.customers],
+    con.register("customer_terms", pa.Table.from_arrays(
+        [pa.array([c.id for c in catalog.customers], pa.string()),
+         pa.array([c.net_terms for c in catalog.customers], TERMS.field("net_terms").type)],
         schema=TERMS))
     return con.sql(load_sql("invoices")).to_arrow_table()
 

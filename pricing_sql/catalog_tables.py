@@ -6,7 +6,8 @@ thousands of rows), never one per event, so building them in Python is cheap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import pyarrow as pa
 
@@ -129,9 +130,19 @@ def customers_table(catalog: Catalog) -> pa.Table:
 
 def billing_windows_table(windows: Sequence[BillingWindow]) -> pa.Table:
     columns = zip(*windows, strict=True) if windows else [[] for _ in BILLING_WINDOWS]
-    return pa.Table.from_arrays([pa.array(list(values), field.type) for values, field in
-                                 zip(columns, BILLING_WINDOWS, strict=True)],
+    return pa.Table.from_arrays([instants(values) if field.type == INSTANT
+                                 else pa.array(list(values), field.type)
+                                 for values, field in zip(columns, BILLING_WINDOWS, strict=True)],
                                 schema=BILLING_WINDOWS)
+
+
+def instants(values: Iterable[datetime]) -> pa.Array:
+    """Aware datetimes as INSTANT, each distinct one converted once: Arrow asks every
+    value for its UTC offset, and a run's windows share a few dozen bounds (a calendar's
+    datetimes are the same objects, so their hashes are computed once too)."""
+    distinct: dict[datetime, int] = {}
+    indices = [distinct.setdefault(value, len(distinct)) for value in values]
+    return pa.array(list(distinct), INSTANT).take(pa.array(indices, pa.int32()))
 
 
 def plan_prices_table(catalog: Catalog) -> pa.Table:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import TypedDict
+from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -25,6 +24,7 @@ from billing.catalog import Catalog
 from billing.charges import BillingWindow, billing_windows
 from pricing_sql.catalog_tables import (
     billing_windows_table,
+    instants,
     plan_prices_table,
     price_cells_table,
     price_terms_table,
@@ -55,22 +55,14 @@ WINDOWS = pa.schema([
 ])
 
 
-class _UsageWindow(TypedDict):
-    window_id: str
-    customer_id: str
-    period_start: datetime
-    period_end: datetime
-
-
 def usage_windows(windows: Sequence[BillingWindow]) -> pa.Table:
     """The distinct windows billed in arrears, where usage is counted (a fixed fee's
     piece, ``price_id`` set, counts none)."""
-    rows: dict[str, _UsageWindow] = {
-        w.window_id: {"window_id": w.window_id, "customer_id": w.customer_id,
-                      "period_start": w.period_start, "period_end": w.period_end}
-        for w in windows if not w.in_advance and w.price_id is None}
-    return pa.Table.from_pylist(sorted(rows.values(), key=lambda r: r["window_id"]),
-                                schema=WINDOWS)
+    rows = sorted({w.window_id: (w.window_id, w.customer_id, w.period_start, w.period_end)
+                   for w in windows if not w.in_advance and w.price_id is None}.values())
+    ids, customers, starts, ends = zip(*rows, strict=True) if rows else ((), (), (), ())
+    return pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(customers, pa.string()),
+                                 instants(starts), instants(ends)], schema=WINDOWS)
 
 
 def event_days(windows: pa.Table) -> list[date]:
