@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.billing_order import check_commit, check_start
 from assets.metadata import money_totals, table_metadata
-from assets.partitions import MONTHLY, billing_month, billing_run_id
+from assets.partitions import MONTHLY, billing_month, billing_run_id, goes_on_to
 from assets.resources import OrbStore
 from billing.gc_pause import gc_paused
 from invoicing.issuing import compute_corrections, invoice_run
@@ -46,11 +46,14 @@ def invoices(context: dg.AssetExecutionContext, store: OrbStore):
     line_items = billing_runs.read_month(lake, month, ["line_items"], run_id)["line_items"]
     with gc_paused():  # as in usage (assets/rating.py)
         invoiced = invoice_run(con, lake, store.billing_catalog(context), month, line_items)
+    # written behind, as the rating tables are (assets/rating.py), if the run's commit,
+    # which waits for them, follows in this process; its next steps read them from memory
+    behind = goes_on_to(context, "billing_run")
     for table, rows in (("invoices", invoiced.invoices),
                         ("invoice_adjustments", invoiced.adjustments),
                         ("credit_ledger", invoiced.ledger),
                         ("invoice_taxes", invoiced.taxes)):
-        path = billing_runs.write(lake, table, month, run_id, rows)
+        path = billing_runs.write(lake, table, month, run_id, rows, behind=behind)
         yield dg.MaterializeResult(asset_key=table, metadata={
             **table_metadata(table, rows, path),
             **(money_totals(rows, {"billed": "total", "amount_due": "amount_due"})

@@ -188,10 +188,11 @@ def test_landing_sensor_requests_a_run_for_waiting_files(tmp_path):
         str(tmp_path.resolve() / "landing" / "a.jsonl")]
 
 
-def test_the_rating_tables_are_written_behind_only_when_the_run_goes_on_to_invoices(
+def test_a_steps_tables_are_written_behind_only_when_the_run_goes_on_to_what_waits_for_them(
         billed, monkeypatch):
     """The rating steps hand their tables to the lake's writer thread when the run goes on
-    to the invoices step (whose writes wait for them); a run that stops before it writes
+    to the invoices step (whose writes wait for them), the invoices step its tables when
+    the run goes on to its commit (which waits for them); a run that stops before writes
     them in the steps themselves."""
     store, defs, instance = billed
     writers: dict[str, set[str]] = {}
@@ -204,18 +205,21 @@ def test_the_rating_tables_are_written_behind_only_when_the_run_goes_on_to_invoi
     monkeypatch.setattr(Lake, "write_file_now", recorded)
     runner.bill_month(defs, OCTOBER, instance)
     rating = ("usage", "rating_exclusions", "line_items", "sub_line_items")
-    assert {table: writers[table] for table in (*rating, "invoices")} == {
-        **{table: {"lake-writer"} for table in rating}, "invoices": {"MainThread"}}
+    invoicing = ("invoices", "invoice_adjustments", "credit_ledger", "invoice_taxes")
+    assert {table: writers[table] for table in (*rating, *invoicing)} == {
+        table: {"lake-writer"} for table in (*rating, *invoicing)}
     assert billing_runs.read_month(store.lake, OCTOBER, billing_runs.RUN_TABLES).run_id
 
-    writers.clear()
     job = defs.resolve_job_def("monthly_billing")
-    done = job.execute_in_process(
-        instance=instance, partition_key=OCTOBER.isoformat(), asset_selection=[
-            dg.AssetKey(key) for key in ("state_snapshot", *rating[:1], *rating[2:])])
-    assert done.success
-    assert {table: writers[table] for table in rating} == {
-        table: {"MainThread"} for table in rating}
+    for stop_after, in_steps in ((rating[2:], rating), (invoicing, invoicing)):
+        writers.clear()
+        done = job.execute_in_process(
+            instance=instance, partition_key=OCTOBER.isoformat(), asset_selection=[
+                dg.AssetKey(key) for key in ("state_snapshot", *rating[:1], *rating[2:],
+                                             *stop_after)])
+        assert done.success
+        assert {table: writers[table] for table in in_steps} == {
+            table: {"MainThread"} for table in in_steps}
 
 
 @pytest.mark.parametrize(("error", "told"), [
