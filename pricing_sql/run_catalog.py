@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from billing.catalog import Catalog, CatalogError
+from billing.charges import billing_windows
 from billing.gc_pause import gc_paused
 from pricing_sql.catalog_files import load_checked_catalog
 from state import StateStore, lake_snapshot
@@ -50,14 +51,17 @@ def take_snapshot(deployment: Deployment, month: date, run_id: str, *,
     steps in this process (``billing_catalog``): building it took as long as writing
     them, and the two share the machine's two cores (docs/capacity.md). The catalog
     folder is checked on a thread while the store is read: the check's trial runs in
-    DuckDB and the read in SQLite, both outside the GIL."""
+    DuckDB and the read in SQLite, both outside the GIL. The month's billing windows are
+    computed from the catalog as well, while the last tables are written."""
     lake = deployment.lake
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-check") as pool:
         plans = pool.submit(plans_and_metrics, deployment) if with_catalog else None
 
         def build(snapshot: LakeSnapshot) -> None:
             assert plans is not None
-            _composed(plans.result(), lake.root, month, snapshot.snapshot_id, snapshot.tables)
+            catalog = _composed(plans.result(), lake.root, month, snapshot.snapshot_id,
+                                snapshot.tables)
+            billing_windows(catalog, month)  # the usage step's first need; kept on it
 
         with StateStore.open(deployment.state_store_url) as store:
             return lake_snapshot.take(store, lake, month, run_id,
