@@ -314,11 +314,11 @@ def adjustment_terms(catalog: Catalog, windows: Sequence[BillingWindow]) -> list
     plan_adjustments = {(plan.id, number): plan.version(number).adjustments
                         for plan in catalog.plans
                         for number in range(1, len(plan.versions) + 2)}
-    # Most invoices have nothing to look at: only the windows of a plan version with
-    # adjustments, or of a subscription with its own or coupons, are (a loop over every
-    # invoice cost as much as the terms). The terms depend on the invoice, subscription
-    # and plan version only: each such set of windows (an invoice's several prices and
-    # cycles) is looked at once.
+    # Most invoices have nothing to look at, so only the windows of a plan version with
+    # adjustments, or of a subscription with adjustments or coupons of its own, are
+    # looked at: a loop over every invoice cost as much as making the terms. The terms
+    # depend on the invoice, subscription and plan version only: each such set of
+    # windows (an invoice's several prices and cycles) is looked at once.
     adjusted = {key for key, adjustments in plan_adjustments.items() if adjustments}
     own = {sub.id for sub in catalog.subscriptions if sub.adjustments or sub.coupons}
     for invoice_id, sub_id, plan_id, plan_version in {

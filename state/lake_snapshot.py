@@ -213,8 +213,8 @@ def subscriptions(table: pa.Table, phases: pa.Table,
     ids = table["subscription_id"].to_pylist()
     plans = [by_subscription[sub_id] for sub_id in ids]
     # one phase: its plan, version and start on the subscription; more: ``phases``
-    single = [(plan_id, version, start) if len(held) == 1 else (None, None, None)
-              for held in plans for plan_id, start, version in held[:1]]
+    single = [(held[0][0], held[0][2], held[0][1]) if len(held) == 1 else (None, None, None)
+              for held in plans]
     return _built(Subscription, SUBSCRIPTION_FIELDS, zip(
         ids, table["customer_id"].to_pylist(), *zip(*single, strict=True),
         [[] if len(held) == 1 else _built(Phase, ("plan_id", "start_date", "plan_version"),
