@@ -119,7 +119,7 @@ def _phase_spans(phases: _Phases, end_date: date | None,
 def _versions(plan: Plan, pinned: int | None) -> list[PlanVersion]:
     if pinned is not None:
         return [plan.version(pinned)]
-    return [plan.version(n) for n in range(1, len(plan.versions) + 2)]
+    return plan.all_versions()
 
 
 def _billings(version: PlanVersion) -> list[tuple[Cycle, bool]]:
@@ -285,11 +285,10 @@ def billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]:
 
 def _billing_windows(catalog: Catalog, month: date) -> tuple[BillingWindow, ...]:
     first, through = run_span(month)
-    numbers = [(plan, number) for plan in catalog.plans
-               for number in range(1, len(plan.versions) + 2)]
-    billings = {(plan.id, number): _billings(plan.version(number)) for plan, number in numbers}
+    billings = {(plan.id, version.version): _billings(version) for plan in catalog.plans
+                for version in plan.all_versions()}
     versions = {(plan.id, pinned): _versions(plan, pinned) for plan in catalog.plans
-                for pinned in (None, *range(1, len(plan.versions) + 2))}
+                for pinned in (None, *(version.version for version in plan.all_versions()))}
     timezones = {c.id: c.timezone for c in catalog.customers}
     plans = {p.id: p for p in catalog.plans}
     calendars: dict[tuple[object, ...], tuple[_Entry, ...]] = {}
@@ -311,9 +310,8 @@ def adjustment_terms(catalog: Catalog, windows: Sequence[BillingWindow]) -> list
     """Each plan, subscription and coupon adjustment on each invoice it can touch."""
     subs = {sub.id: sub for sub in catalog.subscriptions}
     terms: dict[tuple[str, str, str, str], AdjustmentTerm] = {}
-    plan_adjustments = {(plan.id, number): plan.version(number).adjustments
-                        for plan in catalog.plans
-                        for number in range(1, len(plan.versions) + 2)}
+    plan_adjustments = {(plan.id, version.version): version.adjustments
+                        for plan in catalog.plans for version in plan.all_versions()}
     # Most invoices have nothing to look at, so only the windows of a plan version with
     # adjustments, or of a subscription with adjustments or coupons of its own, are
     # looked at: a loop over every invoice cost as much as making the terms. The terms

@@ -163,7 +163,7 @@ def plan_prices_table(catalog: Catalog) -> pa.Table:
             "invoice_grouping_key": price.invoice_grouping_key,
         }
         for plan in catalog.plans
-        for version in (plan.version(n) for n in range(1, len(plan.versions) + 2))
+        for version in plan.all_versions()
         for price in version.prices
     ]
     return pa.Table.from_pylist(rows, schema=PLAN_PRICES)
@@ -178,7 +178,7 @@ def _components(catalog: Catalog) -> dict[str, list[str]]:
     return {
         price.id: price.components(version.prices)
         for plan in catalog.plans
-        for version in (plan.version(n) for n in range(1, len(plan.versions) + 2))
+        for version in plan.all_versions()
         for price in version.prices if isinstance(price, CompositePrice)
     }
 

@@ -103,6 +103,10 @@ class Plan(Strict):
             raise KeyError(f"plan {self.id!r} has no version {number}")
         return self.versions[number - 2]
 
+    def all_versions(self) -> list[PlanVersion]:
+        """Every version, version 1 (the plan's own prices and adjustments) first."""
+        return [self._first, *self.versions]
+
     def version_on(self, day: date) -> PlanVersion:
         """The version in effect on ``day``."""
         number = 1 + sum(1 for v in self.versions if v.effective_from <= day)
