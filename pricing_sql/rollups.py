@@ -32,10 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property, partial
+from itertools import pairwise
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
@@ -58,8 +60,9 @@ FORMAT = "2"
 TABLE = "event_rollups"
 HOUR, DAY, MONTH = "hour", "day", "month"  # MONTH: rollup_compaction.py
 LOCK = "rollups"  # held by rating while it writes missing rollups
-# Small enough that few row groups hold two requests' rows (a day file of 10,000
-# customers holds 10,000-150,000 rows a request), big enough to read quickly.
+# A request's rows are cut into row groups of this many (a day file of 10,000 customers
+# holds 10,000-150,000 rows a request): small enough that reading a few customers' rows
+# decodes few others', big enough to read quickly.
 ROW_GROUP_ROWS = 16_384
 HOUR_US = 3_600_000_000
 EPOCH = date(1970, 1, 1)  # a day bucket is the days since it
@@ -244,9 +247,9 @@ def slotted_hour_query(spec: RollupSpec, source: str, slots: int = 24) -> exp.Qu
 
 
 def _order(spec: RollupSpec) -> list[str]:
-    # By request first, so that each row group holds one request's rows and rating, which
-    # reads each request on its own, skips the others' groups (ROW_GROUP_ROWS); then a
-    # total order, so that the same events give the same file.
+    # By request first, so that each request's rows are row groups of their own and
+    # rating, which reads each request on its own, skips the others' groups
+    # (``write_rows``); then a total order, so that the same events give the same file.
     return ["request", "customer_id", "bucket", "group_values",
             *(p.column for p in spec.columns if p.distinct)]
 
@@ -304,13 +307,29 @@ def write_rollups(lake: Lake, spec: RollupSpec, event_file: str | Path,
 
 
 def write_rows(rows: pa.Table, path: Path) -> None:
+    """``rows``, in request order, with each request's rows in row groups of their own:
+    a rating query reads one request, and skips the groups of the others by their
+    statistics. Cut only by size, the few thousand rows of a day's small requests shared
+    groups, and each request's read decoded the others' slots as well (docs/capacity.md)."""
     # Text in dictionaries: a count DISTINCT's values repeat within each customer's rows,
     # and reading them from dictionary pages took a third off its read (docs/capacity.md).
     text = [field.name if pa.types.is_string(field.type) else f"{field.name}.list.element"
             for field in rows.schema
             if pa.types.is_string(field.type) or pa.types.is_list(field.type)]
-    pq.write_table(rows, path, compression="zstd", compression_level=1,
-                   use_dictionary=text, row_group_size=ROW_GROUP_ROWS)
+    with pq.ParquetWriter(path, rows.schema, compression="zstd", compression_level=1,
+                          use_dictionary=text) as writer:
+        for part in _request_runs(rows):
+            writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+
+
+def _request_runs(rows: pa.Table) -> list[pa.Table]:
+    """``rows`` cut where ``request`` changes (all of them, when none are)."""
+    requests = rows["request"].combine_chunks()
+    if len(requests) < 2:
+        return [rows]
+    changed = pc.not_equal(requests.slice(1), requests.slice(0, len(requests) - 1))
+    cuts = [0, *(index + 1 for index in pc.indices_nonzero(changed).to_pylist()), len(rows)]
+    return [rows.slice(start, end - start) for start, end in pairwise(cuts)]
 
 
 def ensure_rollups(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec,

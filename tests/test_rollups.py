@@ -169,6 +169,28 @@ def test_an_edge_day_is_read_from_its_hour_slots(tmp_path):
     assert usage_by_customer(lake)[("ny", "api")] == 6
 
 
+def test_each_request_s_rows_are_row_groups_of_their_own(tmp_path):
+    # rating reads one request at a time and skips the row groups of the others by their
+    # statistics: a group shared by two requests would be decoded for both
+    lake = ingested(tmp_path)
+    spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
+    oct1 = next(f for f in lake.all_files("events") if "event_date=2026-10-01" in f)
+    (october,) = [p for p in compactions(lake) if "2026-10" in p.parent.name]
+    for path in (*rollup_files(lake, spec, oct1), october):
+        metadata = pq.ParquetFile(path).metadata
+        column = metadata.schema.to_arrow_schema().get_field_index("request")
+        groups = [metadata.row_group(g) for g in range(metadata.num_row_groups)]
+        requests = [(g.column(column).statistics.min, g.column(column).statistics.max)
+                    for g in groups]
+        # Oct 1 holds New York's api calls (request 0) and tokens (3), both customers'
+        # api calls in the month (0), New York's tokens, storage and seats (3, 1, 2)
+        assert requests == {"hour": [(0, 0), (3, 3)], "day": [(0, 0), (3, 3)]}.get(
+            path.parent.parent.name, [(0, 0), (1, 1), (2, 2), (3, 3)]), path
+        assert [g.num_rows for g in groups] == [
+            len([r for r in pq.read_table(path).column("request").to_pylist() if r == lo])
+            for lo, _ in requests]
+
+
 def test_empty_rollups_and_compactions_have_the_schemas_of_real_ones(tmp_path):
     lake = ingested(tmp_path)
     spec, _ = split_requests([(m, sql, ()) for m, sql in METRICS.items()])
