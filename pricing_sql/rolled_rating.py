@@ -53,6 +53,7 @@ def rolled_usage_query(engine: DuckDBEngine, lake: Lake, requests: list[Request]
     split = engine.query("SELECT * FROM split_windows ORDER BY window_id")
     if not pc.any(split["rolled"]).as_py():
         return None
+    engine.run_script(load_sql("window_edges"))
     _register_rollups(engine, lake, spec, files)
     engine.run_script(sliced_rows(spec, "rolled_month_rows"))
     engine.run_script(sliced_rows(spec, "rolled_hour_rows"))
