@@ -182,6 +182,10 @@ def _pages(lake: Lake, catalog: Catalog, issuer: str, docs: list[tuple[str, Draf
 def _write_pages(pages: list[Page]) -> None:
     """Render in this process when there are few, else in chunks over every core; the
     workers are replaced now and then, so none grows with the number of documents."""
+    if pages and issued_pages.subsets_fonts_slowly():
+        log.warning("PDFs are rendered with fonts subset by fontTools, about six times the "
+                    "CPU a document: install HarfBuzz's subsetter (Debian: "
+                    "libharfbuzz-subset0) for WeasyPrint to use it")
     if len(pages) < PARALLEL_FROM:
         write_pages(pages)
         return

@@ -21,6 +21,7 @@ from typing import Any
 
 import weasyprint
 from markupsafe import Markup
+from weasyprint.pdf import fonts as pdf_fonts  # type: ignore[import-untyped]
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 
 from billing.catalog.models import Customer
@@ -72,6 +73,16 @@ def render_html(draft: Draft, breakdowns: Mapping[str, list[dict[str, Any]]], cu
         reason=REASON_LABELS.get(draft.details.reason or "", draft.details.reason),
         balance_applied=balance_applied,
         **document_view(head, customer, seller, number, shown).context())
+
+
+def subsets_fonts_slowly() -> bool:
+    """Whether WeasyPrint subsets each PDF's fonts with fontTools, in Python, as it does
+    where the system lacks HarfBuzz's subsetter (Debian: ``libharfbuzz-subset0``; the
+    condition is WeasyPrint's own, in ``weasyprint/pdf/fonts.py``). A PDF then costs
+    about six times the CPU: 392 against 65 ms a document here, with DejaVu Sans, whose
+    layout tables fontTools decodes whole (docs/capacity.md)."""
+    subsetter = getattr(pdf_fonts, "harfbuzz_subset", True)  # gone: HarfBuzz required
+    return not (subsetter and pdf_fonts.harfbuzz.hb_version_atleast(4, 1, 0))
 
 
 @functools.cache

@@ -5,16 +5,18 @@ byte for byte those of WeasyPrint's own."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
 import weasyprint
+from weasyprint.pdf import fonts as pdf_fonts  # type: ignore[import-untyped]
 
 from billing.catalog.models import Customer
 from billing.catalog.parties import Address, Seller
 from invoicing.document_model import CorrectionLine, DocumentHead, DocumentLine, Draft
-from reports import issued_pages
+from reports import documents, issued_pages
 from reports.issued_pages import Page, render_html, write_pages
 from tests.pdf_pages import page_sizes, page_texts
 
@@ -101,6 +103,25 @@ def test_pages_are_written_once_each(tmp_path):
         "INV-000001.html", "INV-000001.pdf", "INV-000002.pdf"]
     assert "INV-000001" in (tmp_path / "INV-000001.html").read_text()
     assert (tmp_path / "INV-000002.pdf").read_bytes() == issued_pages._pdf(old)
+
+
+def test_fonts_are_subset_by_harfbuzz_where_make_test_installed_it():
+    # make test installs libharfbuzz-subset0: without it every PDF costs six times the CPU
+    assert not issued_pages.subsets_fonts_slowly()
+
+
+def test_without_harfbuzz_subsetting_issuing_warns_and_still_writes_the_pdf(
+        tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(pdf_fonts, "harfbuzz_subset", None)  # as WeasyPrint finds no library
+    assert issued_pages.subsets_fonts_slowly()
+    with caplog.at_level(logging.WARNING, logger="reports.documents"):
+        documents._write_pages([
+            Page(tmp_path, "INV-000001", INVOICE, TIERS, CUSTOMER, ISSUER, date(2026, 11, 2))])
+    assert [r.getMessage() for r in caplog.records if "libharfbuzz-subset0" in r.getMessage()]
+    pdf = (tmp_path / "INV-000001.pdf").read_bytes()
+    # a whole PDF, its fonts embedded as subsets: a whole DejaVu Sans is some 700 kB
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    assert len(pdf) < 100_000
 
 
 def test_a_us_customers_pdf_is_letter_and_a_french_customers_a4():
