@@ -35,12 +35,18 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 # What the tests need from the system: Chromium and its driver (tests/test_ui.py), a Java
 # runtime for Spark (tests/test_engine_parity.py), PostgreSQL's server binaries on PATH or
-# in Debian's /usr/lib/postgresql/<version>/bin (tests/postgres.py). As root (CI) the
-# missing ones are installed with apt-get; anyone else is told what to install.
+# in Debian's /usr/lib/postgresql/<version>/bin (tests/postgres.py), HarfBuzz's subsetter
+# for WeasyPrint (without it each PDF costs six times the CPU) and Liberation Sans, the
+# Helvetica and Arial of the documents' CSS, whose metrics the page tests lay out with
+# (tests/test_issued_pages.py).
+# As root (CI) the missing ones are installed with apt-get; anyone else is told what to
+# install.
 MISSING := $(strip \
 	$(if $(shell command -v chromedriver),,chromium chromium-driver) \
 	$(if $(shell command -v java),,default-jre-headless) \
-	$(if $(shell command -v initdb || ls -d /usr/lib/postgresql/*/bin 2>/dev/null),,postgresql))
+	$(if $(shell command -v initdb || ls -d /usr/lib/postgresql/*/bin 2>/dev/null),,postgresql) \
+	$(if $(wildcard /usr/lib/*/libharfbuzz-subset.so.0 /usr/lib64/libharfbuzz-subset.so.0),,libharfbuzz-subset0) \
+	$(if $(wildcard /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf),,fonts-liberation))
 
 system-packages:
 	@if [ -n "$(MISSING)" ]; then \
