@@ -36,7 +36,7 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # What the tests need from the system: Chromium and its driver (tests/test_ui.py), a Java
 # runtime for Spark (tests/test_engine_parity.py), PostgreSQL's server binaries on PATH or
 # in Debian's /usr/lib/postgresql/<version>/bin (tests/postgres.py), HarfBuzz's subsetter
-# for WeasyPrint (without it each PDF costs six times the CPU) and Liberation Sans, the
+# for WeasyPrint (without it a PDF costs 2.5 to 6 times the CPU) and Liberation Sans, the
 # Helvetica and Arial of the documents' CSS, whose metrics the page tests lay out with
 # (tests/test_issued_pages.py).
 # As root (CI) the missing ones are installed with apt-get; anyone else is told what to

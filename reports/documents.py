@@ -183,7 +183,7 @@ def _write_pages(pages: list[Page]) -> None:
     """Render in this process when there are few, else in chunks over every core; the
     workers are replaced now and then, so none grows with the number of documents."""
     if pages and issued_pages.subsets_fonts_slowly():
-        log.warning("PDFs are rendered with fonts subset by fontTools, about six times the "
+        log.warning("PDFs are rendered with fonts subset by fontTools, 2.5 to 6 times the "
                     "CPU a document: install HarfBuzz's subsetter (Debian: "
                     "libharfbuzz-subset0) for WeasyPrint to use it")
     if len(pages) < PARALLEL_FROM:
