@@ -323,13 +323,12 @@ def write_rows(rows: pa.Table, path: Path) -> None:
 
 
 def _request_runs(rows: pa.Table) -> list[pa.Table]:
-    """``rows`` cut where ``request`` changes (all of them, when none are)."""
-    requests = rows["request"].combine_chunks()
-    if len(requests) < 2:
+    """``rows`` cut where ``request`` changes (all of them, when none are): where
+    Arrow's run-end encoding of the column ends its runs."""
+    if rows.num_rows == 0:
         return [rows]
-    changed = pc.not_equal(requests.slice(1), requests.slice(0, len(requests) - 1))
-    cuts = [0, *(index + 1 for index in pc.indices_nonzero(changed).to_pylist()), len(rows)]
-    return [rows.slice(start, end - start) for start, end in pairwise(cuts)]
+    ends = pc.run_end_encode(rows["request"].combine_chunks()).run_ends.to_pylist()
+    return [rows.slice(start, end - start) for start, end in pairwise([0, *ends])]
 
 
 def ensure_rollups(con: duckdb.DuckDBPyConnection, lake: Lake, spec: RollupSpec,
