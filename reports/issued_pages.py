@@ -1,13 +1,12 @@
 """The render workers of issued documents: HTML and PDF of a chunk of documents.
 
 Kept apart from ``reports/documents.py`` so a worker process imports only what a page
-needs (the templates, WeasyPrint, the document types), and receives only what its own
+needs (the templates, ReportLab, the document types), and receives only what its own
 documents need: their heads, lines, the tier breakdowns of their lines and their
 customers, never the catalog or the lake.
 
-A page's cost is WeasyPrint's: styles, layout and drawing, per box. The documents'
-stylesheet (``templates/document.css.j2``) is written to keep layout cheap, and each process
-parses it and looks fonts up once, not per page (docs/capacity.md has the figures)."""
+A document's PDF is its HTML printed by ``reports/document_pdf.py``; each process
+registers the fonts once, not per page (docs/capacity.md has the figures)."""
 
 from __future__ import annotations
 
@@ -19,14 +18,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import weasyprint
 from markupsafe import Markup
-from weasyprint.pdf import fonts as pdf_fonts  # type: ignore[import-untyped]
-from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 
 from billing.catalog.models import Customer
 from billing.catalog.parties import Seller
 from invoicing.document_model import REASON_LABELS, DocumentStatus, DocumentType, Draft
+from reports.document_pdf import document_pdf
 from reports.document_view import document_view
 from reports.render import environment
 from storage.lake import write_atomically
@@ -75,50 +72,6 @@ def render_html(draft: Draft, breakdowns: Mapping[str, list[dict[str, Any]]], cu
         **document_view(head, customer, seller, number, shown).context())
 
 
-def subsets_fonts_slowly() -> bool:
-    """Whether WeasyPrint subsets each PDF's fonts with fontTools, in Python, as it does
-    where the system lacks HarfBuzz's subsetter (Debian: ``libharfbuzz-subset0``; the
-    condition is WeasyPrint's own, in ``weasyprint/pdf/fonts.py``). A PDF then costs
-    2.5 to 6 times the CPU: 150 against 59 ms a document here with Liberation Sans, 392
-    against 65 ms with DejaVu Sans alone, whose layout tables fontTools decodes whole
-    (docs/capacity.md)."""
-    subsetter = getattr(pdf_fonts, "harfbuzz_subset", True)  # gone: HarfBuzz required
-    return not (subsetter and pdf_fonts.harfbuzz.hb_version_atleast(4, 1, 0))
-
-
-@functools.cache
-def _pdf_setup() -> tuple[FontConfiguration, list[weasyprint.CSS], str]:
-    """Once per process: the fonts, the parsed stylesheet, and the ``<style>`` element
-    that embeds it in the HTML (the template's), cut before WeasyPrint parses a page."""
-    fonts = FontConfiguration()
-    return (fonts, [weasyprint.CSS(string=stylesheet(), font_config=fonts)],
-            f"<style>\n{stylesheet()}</style>")
-
-
-@functools.cache
-def _user_agent_stylesheet() -> weasyprint.CSS:
-    return weasyprint.CSS(string=environment().get_template("document_ua.css.j2").render())
-
-
-class _DocumentHTML(weasyprint.HTML):
-    """A document page for WeasyPrint, with a user-agent stylesheet cut down to the
-    elements documents use (some 15% less CPU a page: each element is matched against
-    fewer rules). WeasyPrint has no option for it, hence its private hook; were the hook
-    renamed, pages would be laid out with the whole stylesheet again, as before."""
-
-    def _ua_stylesheets(self, forms: bool = False) -> list[weasyprint.CSS]:
-        return [_user_agent_stylesheet()]
-
-
-def _pdf(html: str) -> bytes:
-    fonts, stylesheets, style = _pdf_setup()
-    if style in html:
-        return _DocumentHTML(string=html.replace(style, "", 1)).write_pdf(
-            font_config=fonts, stylesheets=stylesheets)
-    # An HTML file written with an earlier stylesheet: laid out as it was then.
-    return weasyprint.HTML(string=html).write_pdf(font_config=fonts)
-
-
 def _write_text(text: str, path: Path) -> None:
     path.write_text(text, encoding="utf-8")
 
@@ -139,5 +92,5 @@ def write_pages(pages: list[Page]) -> int:
             write_atomically(page.folder / f"{page.number}.html",
                              functools.partial(_write_text, html))
         write_atomically(page.folder / f"{page.number}.pdf",
-                         functools.partial(_write_bytes, _pdf(html)))
+                         functools.partial(_write_bytes, document_pdf(html)))
     return len(pages)

@@ -1,41 +1,23 @@
-"""What a PDF document shows, for the document tests: each page's size, read from the
-PDF itself, and each page's text as WeasyPrint lays it out for that PDF (no PDF
-rasterizer is installed; the layout is what WeasyPrint draws)."""
+"""What a PDF document shows, for the document tests, read back from the PDF itself with
+pypdf: each page's size and each page's lines of text."""
 
 from __future__ import annotations
 
-import re
-import zlib
+import io
 
-from weasyprint.formatting_structure import boxes
+from pypdf import PdfReader
 
-from reports import issued_pages
+from reports.document_pdf import document_pdf
 
 
 def page_sizes(pdf: bytes) -> list[tuple[float, float]]:
-    """Each page's MediaBox (points), read from the PDF's compressed object streams."""
-    sizes = []
-    for start in re.finditer(rb"stream\r?\n", pdf):
-        try:
-            text = zlib.decompressobj().decompress(pdf[start.end():])
-        except zlib.error:
-            continue
-        sizes += [(float(w), float(h)) for w, h in re.findall(
-            rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", text)]
-    return sizes
+    """Each page's MediaBox, in points, rounded to the hundredth."""
+    return [(round(float(page.mediabox.width), 2), round(float(page.mediabox.height), 2))
+            for page in PdfReader(io.BytesIO(pdf)).pages]
 
 
 def page_texts(html: str) -> list[list[str]]:
-    """The text of each page the PDF is drawn from, margin boxes (the footer) included,
-    laid out as ``issued_pages._pdf`` lays it out."""
-    fonts, stylesheets, style = issued_pages._pdf_setup()
-    document = issued_pages._DocumentHTML(string=html.replace(style, "", 1)).render(
-        font_config=fonts, stylesheets=stylesheets)
-
-    def texts(box: boxes.Box) -> list[str]:
-        found = [box.text] if isinstance(box, boxes.TextBox) else []
-        for child in getattr(box, "children", ()):
-            found += texts(child)
-        return found
-
-    return [texts(page._page_box) for page in document.pages]
+    """The lines of text of each page of the document's PDF, the footer included, each
+    stripped of the spaces pypdf puts between the cells of a row."""
+    return [[line.strip() for line in page.extract_text().splitlines() if line.strip()]
+            for page in PdfReader(io.BytesIO(document_pdf(html))).pages]

@@ -264,7 +264,7 @@ def test_open_receivables_are_past_due_by_the_customers_today(tmp_path, monkeypa
 # -- the CLI for scripts: one lake for the CLI and Dagster, --format, clear errors ----------
 
 ORB = str(Path(sys.executable).with_name("orb"))
-HEAVY = ("dagster", "weasyprint", "duckdb", "matplotlib", "pyspark")
+HEAVY = ("dagster", "reportlab", "duckdb", "matplotlib", "pyspark")
 
 
 def orb_with_env(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:

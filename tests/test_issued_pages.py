@@ -1,22 +1,29 @@
 """Issued documents as HTML and PDF: every line and total on the page, the parties with
 their addresses and tax ids, the due-date banner and how to pay, page x of y, Letter or
-A4 by the buyer's country, and PDFs laid out with the cut-down user-agent stylesheet
-byte for byte those of WeasyPrint's own."""
+A4 by the buyer's country, and a PDF that prints every word of its HTML, read back from
+the PDF with pypdf."""
 
 from __future__ import annotations
 
-import logging
+import io
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
-import weasyprint
-from weasyprint.pdf import fonts as pdf_fonts  # type: ignore[import-untyped]
+import pytest
+from pypdf import PdfReader
 
 from billing.catalog.models import Customer
 from billing.catalog.parties import Address, Seller
-from invoicing.document_model import CorrectionLine, DocumentHead, DocumentLine, Draft
-from reports import documents, issued_pages
+from invoicing.document_model import (
+    CorrectionLine,
+    DocumentDetails,
+    DocumentHead,
+    DocumentLine,
+    Draft,
+)
+from reports import documents, html_tree
+from reports.document_pdf import document_pdf
 from reports.issued_pages import Page, render_html, write_pages
 from tests.pdf_pages import page_sizes, page_texts
 
@@ -83,13 +90,68 @@ def test_a_document_shows_every_line_and_total():
         assert text in html, text
 
 
-def test_pdfs_with_the_cut_down_user_agent_stylesheet_are_weasyprints():
-    assert "_ua_stylesheets" in vars(weasyprint.HTML)  # the hook it replaces exists
-    fonts = weasyprint.text.fonts.FontConfiguration()
-    for draft, customer in ((INVOICE, FRENCH), (CREDIT_NOTE, AMERICAN), (INVOICE, AMERICAN)):
-        html = render_html(draft, TIERS, customer, SELLER, "N-1", date(2026, 11, 2))
-        assert issued_pages._pdf(html) == weasyprint.HTML(string=html).write_pdf(
-            font_config=fonts)
+def _words(text: str) -> list[str]:
+    return sorted(text.casefold().split())
+
+
+def _shown(element: html_tree.Element) -> str:
+    """An element's text as a browser shows it: blocks and cells apart from their
+    neighbours even where the HTML writes them side by side."""
+    return "".join(child if isinstance(child, str) else
+                   f" {_shown(child)} " if child.tag in ("p", "div", "h1", "tr", "td", "th")
+                   or "heading" in child.classes
+                   else _shown(child) for child in element.children)
+
+
+def test_every_word_of_a_documents_html_is_on_its_pdf_and_nothing_else():
+    # the HTML is the document; the PDF prints its body's text, each word once, plus the
+    # footer (number, "Page 1 of 1"); header cells are upper case, hence casefold
+    memo = replace(INVOICE, details=DocumentDetails(
+        memo="Thank you for your business", custom_fields=(("PO number", "PO-4471"),)))
+    for draft, customer, status in ((INVOICE, FRENCH, "issued"), (memo, AMERICAN, "issued"),
+                                    (INVOICE, FRENCH, "paid"), (INVOICE, FRENCH, "void"),
+                                    (CREDIT_NOTE, AMERICAN, "issued")):
+        html = render_html(draft, TIERS, customer, SELLER, "N-000001", date(2026, 11, 2),
+                           status)
+        body = html_tree.parse(html).find("body")
+        assert body is not None
+        printed = " ".join(" ".join(page) for page in page_texts(html))
+        assert _words(printed) == _words(_shown(body) + " N-000001 Page 1 of 1"), status
+    draft_html = render_html(INVOICE, TIERS, FRENCH, SELLER)
+    body = html_tree.parse(draft_html).find("body")
+    assert body is not None
+    assert _words(" ".join(page_texts(draft_html)[0])) == _words(_shown(body) + " Page 1 of 1")
+
+
+def test_the_same_html_prints_the_same_bytes():
+    html = render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007", date(2026, 11, 2))
+    assert document_pdf(html) == document_pdf(html)
+
+
+def test_text_liberation_sans_lacks_is_set_in_dejavu_sans():
+    # Armenian is in DejaVu Sans, not in Liberation Sans: the name prints, in DejaVu
+    armenian = FRENCH.model_copy(update={"name": "Արարատ ՍՊԸ"})
+    html = render_html(INVOICE, TIERS, armenian, SELLER, "INV-000007", date(2026, 11, 2))
+    pdf = document_pdf(html)
+    fonts = {str(font["/BaseFont"]) for font in PdfReader(io.BytesIO(pdf)).pages[0][
+        "/Resources"]["/Font"].values()}
+    assert any("DejaVuSans" in font for font in fonts), fonts
+    assert any("LiberationSans" in font for font in fonts), fonts
+    assert "Արարատ ՍՊԸ" in page_texts(html)[0]
+
+
+def test_an_element_the_printer_does_not_know_is_refused_by_name():
+    html = "<html><body class='a4'><p>Total <em>due</em></p></body></html>"
+    with pytest.raises(ValueError, match='<em class=""> has no place'):
+        document_pdf(html)
+
+
+def test_fonts_are_embedded_as_subsets():
+    pdf = document_pdf(render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007",
+                                   date(2026, 11, 2)))
+    # a whole PDF, its fonts embedded as subsets (Liberation Sans alone is 410 kB)
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    assert len(pdf) < 100_000
 
 
 def test_pages_are_written_once_each(tmp_path):
@@ -102,34 +164,15 @@ def test_pages_are_written_once_each(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "INV-000001.html", "INV-000001.pdf", "INV-000002.pdf"]
     assert "INV-000001" in (tmp_path / "INV-000001.html").read_text()
-    assert (tmp_path / "INV-000002.pdf").read_bytes() == issued_pages._pdf(old)
-
-
-def test_fonts_are_subset_by_harfbuzz_where_make_test_installed_it():
-    # make test installs libharfbuzz-subset0: without it a PDF costs 2.5 to 6 times the CPU
-    assert not issued_pages.subsets_fonts_slowly()
-
-
-def test_without_harfbuzz_subsetting_issuing_warns_and_still_writes_the_pdf(
-        tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(pdf_fonts, "harfbuzz_subset", None)  # as WeasyPrint finds no library
-    assert issued_pages.subsets_fonts_slowly()
-    with caplog.at_level(logging.WARNING, logger="reports.documents"):
-        documents._write_pages([
-            Page(tmp_path, "INV-000001", INVOICE, TIERS, CUSTOMER, ISSUER, date(2026, 11, 2))])
-    assert [r.getMessage() for r in caplog.records if "libharfbuzz-subset0" in r.getMessage()]
-    pdf = (tmp_path / "INV-000001.pdf").read_bytes()
-    # a whole PDF, its fonts embedded as subsets: with whole fonts this one is 420 kB
-    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
-    assert len(pdf) < 100_000
+    assert (tmp_path / "INV-000002.pdf").read_bytes() == document_pdf(old)
 
 
 def test_a_us_customers_pdf_is_letter_and_a_french_customers_a4():
     # Letter is 8.5 x 11 in = 612 x 792 pt; A4 is 210 x 297 mm = 595.28 x 841.89 pt
-    for customer, size in ((AMERICAN, (612, 792)), (FRENCH, (595.275591, 841.889764)),
-                           (CUSTOMER, (595.275591, 841.889764))):  # no address: A4
+    for customer, size in ((AMERICAN, (612, 792)), (FRENCH, (595.28, 841.89)),
+                           (CUSTOMER, (595.28, 841.89))):  # no address: A4
         html = render_html(INVOICE, TIERS, customer, SELLER, "INV-000007", date(2026, 11, 2))
-        assert page_sizes(issued_pages._pdf(html)) == [size], customer.name
+        assert page_sizes(document_pdf(html)) == [size], customer.name
 
 
 def test_the_parties_the_number_the_banner_and_how_to_pay_are_on_the_page():
@@ -174,7 +217,7 @@ def test_a_two_page_invoice_is_numbered_page_1_of_2_and_2_of_2():
     assert [page[-2:] for page in pages] == [["INV-000008", "Page 1 of 2"],
                                              ["INV-000008", "Page 2 of 2"]]
     assert "Charge 0" in pages[0] and "Charge 29" in pages[1]
-    assert page_sizes(issued_pages._pdf(html)) == [(612, 792), (612, 792)]
+    assert page_sizes(document_pdf(html)) == [(612, 792), (612, 792)]
 
 
 def test_rates_keep_the_precision_they_were_given_in():
@@ -215,3 +258,15 @@ def test_the_banner_follows_the_status_and_a_draft_has_no_number():
     assert "Draft of acme-20261101-USD: numbered when issued" in draft
     assert "Due 1 December 2026" in draft and "pay.example.test" not in draft
     assert "Wire to First Bank" in draft
+
+
+def test_many_documents_are_written_by_worker_processes(tmp_path, monkeypatch):
+    # past PARALLEL_FROM, chunks of CHUNK documents go to spawned workers: every one of
+    # them is written, whole
+    monkeypatch.setattr(documents, "PARALLEL_FROM", 3)
+    monkeypatch.setattr(documents, "CHUNK", 2)
+    documents._write_pages([Page(tmp_path, f"INV-{n:06d}", INVOICE, TIERS, CUSTOMER, ISSUER,
+                                 date(2026, 11, 2)) for n in range(1, 6)])
+    for n in range(1, 6):
+        pages = PdfReader(tmp_path / f"INV-{n:06d}.pdf").pages
+        assert pages[0].extract_text().splitlines()[-2:] == [f"INV-{n:06d}", "Page 1 of 1"]
