@@ -35,18 +35,17 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 # What the tests need from the system: Chromium and its driver (tests/test_ui.py), a Java
 # runtime for Spark (tests/test_engine_parity.py), PostgreSQL's server binaries on PATH or
-# in Debian's /usr/lib/postgresql/<version>/bin (tests/postgres.py), HarfBuzz's subsetter
-# for WeasyPrint (without it a PDF costs 2.5 to 6 times the CPU) and Liberation Sans, the
-# Helvetica and Arial of the documents' CSS, whose metrics the page tests lay out with
-# (tests/test_issued_pages.py).
+# in Debian's /usr/lib/postgresql/<version>/bin (tests/postgres.py), and the fonts the
+# documents' PDFs are set in: Liberation Sans, and DejaVu Sans for the characters it lacks
+# (reports/document_pdf.py, tests/test_issued_pages.py).
 # As root (CI) the missing ones are installed with apt-get; anyone else is told what to
 # install.
 MISSING := $(strip \
 	$(if $(shell command -v chromedriver),,chromium chromium-driver) \
 	$(if $(shell command -v java),,default-jre-headless) \
 	$(if $(shell command -v initdb || ls -d /usr/lib/postgresql/*/bin 2>/dev/null),,postgresql) \
-	$(if $(wildcard /usr/lib/*/libharfbuzz-subset.so.0 /usr/lib64/libharfbuzz-subset.so.0),,libharfbuzz-subset0) \
-	$(if $(wildcard /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf),,fonts-liberation))
+	$(if $(wildcard /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf),,fonts-liberation) \
+	$(if $(wildcard /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf),,fonts-dejavu-core))
 
 system-packages:
 	@if [ -n "$(MISSING)" ]; then \
