@@ -1,6 +1,6 @@
 """The ``orb`` command line: a group that imports a command's module only when that
 command runs. Each command's short help is kept here, so ``orb --help`` and
-``orb --version`` import click alone, not Dagster, DuckDB, WeasyPrint or matplotlib
+``orb --version`` import click alone, not Dagster, DuckDB, ReportLab or matplotlib
 (``bench/cli_startup.py`` times them)."""
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from invoicing.document_model import (
     DocumentLine,
     Draft,
 )
-from reports import documents, html_tree
-from reports.document_pdf import document_pdf
+from reports import documents, html_tree, issued_pages
+from reports.document_pdf import COLUMNS, document_pdf
 from reports.issued_pages import Page, render_html, write_pages
 from tests.pdf_pages import page_sizes, page_texts
 
@@ -270,3 +270,9 @@ def test_many_documents_are_written_by_worker_processes(tmp_path, monkeypatch):
     for n in range(1, 6):
         pages = PdfReader(tmp_path / f"INV-{n:06d}.pdf").pages
         assert pages[0].extract_text().splitlines()[-2:] == [f"INV-{n:06d}", "Page 1 of 1"]
+
+
+def test_the_pdfs_columns_are_the_stylesheets():
+    css = issued_pages.stylesheet()
+    for name, share in COLUMNS.items():
+        assert f"th.{name} {{ width: {share * 100:g}%; }}" in css, name
