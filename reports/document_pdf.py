@@ -181,6 +181,8 @@ class _Printer:
             if pre_line:
                 return "\n".join(_markup(_SPACES.sub(" ", part)) for part in text.split("\n"))
             return _markup(_SPACES.sub(" ", text))
+        if node.tag == "br":  # the templates before the sixth session's broke lines so
+            return "<br/>"
         inner = self.content(node, pre_line, upper)
         if node.tag == "strong":
             return f"<b>{inner}</b>"
@@ -243,9 +245,12 @@ class _Printer:
         return table
 
     def _rows(self, element: Element) -> Flowable:
-        """A table of lines: the header row (repeated on each page the table runs onto),
-        then each row, styled by its class: breakdown (``sub``), ``total`` or plain."""
+        """A table of lines: the header's rows (again on each page the table runs onto),
+        then each row, styled by its class: breakdown (``sub``), ``total`` or plain; the
+        columns as wide as the first row's classes say."""
         rows = _rows_of(element)
+        head = {id(row) for group in element.elements() if group.tag == "thead"
+                for row in group.elements()}
         classes = [_width_class(th) for th in rows[0].elements()]
         left = 1 - sum(COLUMNS[c] for c in classes if c)
         widths = [self.width * (COLUMNS[c] if c else left / classes.count(None))
@@ -256,7 +261,7 @@ class _Printer:
             ("LEFTPADDING", (0, 0), (-1, -1), 6), ("RIGHTPADDING", (0, 0), (-1, -1), 6),
             ("TOPPADDING", (0, 0), (-1, -1), 5.4), ("BOTTOMPADDING", (0, 0), (-1, -1), 5.4)]
         for y, row in enumerate(rows):
-            kind = "th" if y == 0 else next(
+            kind = "th" if id(row) in head else next(
                 (c for c in row.classes if c in ("sub", "total")), "td")
             cells: list[Paragraph | str] = []
             for cell in row.elements():
@@ -271,7 +276,7 @@ class _Printer:
                 style.append(("LINEBELOW", (0, y), (-1, y), 0.75, RULE))
             if kind == "total":
                 style.append(("LINEABOVE", (0, y), (-1, y), 1.5, TEXT))
-        table = Table(data, colWidths=widths, repeatRows=1)
+        table = Table(data, colWidths=widths, repeatRows=len(head))
         table.setStyle(TableStyle(style))
         table.spaceBefore = table.spaceAfter = 12
         return table

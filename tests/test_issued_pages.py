@@ -276,3 +276,23 @@ def test_the_pdfs_columns_are_the_stylesheets():
     css = issued_pages.stylesheet()
     for name, share in COLUMNS.items():
         assert f"th.{name} {{ width: {share * 100:g}%; }}" in css, name
+
+
+def test_html_written_by_an_earlier_template_prints_every_word():
+    # a PDF missing beside an HTML file of an earlier template (lines broken with <br>,
+    # the parties as nested blocks) is printed from that file
+    old = ("<!doctype html><html><head><title>Invoice INV-000002</title></head><body>"
+           "<h1>Invoice <span class='number'>INV-000002</span></h1>"
+           "<div class='grid'><div class='party'><strong>Bill to</strong><br>Acme Corp<br>"
+           "ap@acme.test</div></div><p>Invoice date: Oct 1, 2026<br>"
+           "<span class='muted'>(America/New_York)</span><br></p><table><thead><tr>"
+           "<th>Description</th><th class='num'>Amount</th></tr></thead><tbody><tr>"
+           "<td>Seats<br>Oct 1 – Oct 31</td><td class='num'>$10.00</td></tr></tbody></table>"
+           "<div class='payment'><strong>How to pay</strong><br>"
+           "<div>Pay online: <a href='https://pay.example.test/2'>the link</a></div></div>"
+           "</body></html>")
+    printed = " ".join(page_texts(old)[0])
+    assert _words(printed) == _words(
+        "Invoice INV-000002 Bill to Acme Corp ap@acme.test Invoice date: Oct 1, 2026 "
+        "(America/New_York) DESCRIPTION AMOUNT Seats Oct 1 – Oct 31 $10.00 How to pay "
+        "Pay online: the link INV-000002 Page 1 of 1")
