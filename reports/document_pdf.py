@@ -2,11 +2,11 @@
 
 The HTML the template wrote is the one source of what a document says; this module
 prints its elements with the look of ``templates/document.css.j2`` (sizes in points: the
-stylesheet's 1rem of 16px is 12pt). It knows the elements and classes the template uses
-and refuses any other, so a template change that it cannot print fails the tests rather
-than dropping text. It replaced WeasyPrint, which costs about four times the CPU a
-document (docs/capacity.md, "Twelfth session"): a browser-grade CSS engine for a page
-whose layout is fixed.
+stylesheet's 1rem of 16px is 12pt). It knows the elements the templates write, and
+refuses any other, so a template change that it cannot print fails the tests rather than
+dropping text; a class only chooses a style. It replaced WeasyPrint, a browser-grade CSS
+engine for a page whose layout is fixed, at about a third of the CPU a document
+(docs/capacity.md, "Twelfth session").
 
 Fonts: Liberation Sans (Debian's ``fonts-liberation``, the stylesheet's Helvetica and
 Arial), embedded as subsets; characters it lacks are set in DejaVu Sans when the system
@@ -56,7 +56,6 @@ FAMILIES = (("Liberation Sans", "LiberationSans-Regular.ttf", "LiberationSans-Bo
             ("DejaVu Sans", "DejaVuSans.ttf", "DejaVuSans-Bold.ttf"))
 TEXT, MUTED, RULE = colors.HexColor("#1f2328"), colors.HexColor("#656d76"), colors.HexColor(
     "#d0d7de")
-LINK = colors.HexColor("#0000ee")
 BANNERS = {  # background, left border: .banner, .banner.paid, .banner.void
     "paid": ("#dafbe1", "#1a7f37"), "void": ("#eaeef2", "#656d76")}
 BANNER = ("#fff8c5", "#d4a72c")
@@ -80,7 +79,7 @@ def _fonts() -> _Fonts:
     """The fonts, registered once per process: the first of ``FAMILIES`` installed, the
     next one for the characters it lacks. With neither, the PDF standard Helvetica, which
     is not embedded and has the Latin-1 characters alone (others print as "?")."""
-    found = [(face, regular, bold) for face, regular_file, bold_file in FAMILIES
+    found = [(regular, bold) for _, regular_file, bold_file in FAMILIES
              if (regular := _font_file(regular_file)) and (bold := _font_file(bold_file))]
     if not found:
         log.warning("neither Liberation Sans nor DejaVu Sans is installed under %s (Debian: "
@@ -88,8 +87,8 @@ def _fonts() -> _Fonts:
                     "Helvetica, Latin-1 characters only", " or ".join(FONT_DIRS))
         latin = bytes(range(32, 256)).decode("cp1252", errors="ignore")
         return _Fonts("Helvetica", frozenset(map(ord, latin)), None)
-    family = _register("Doc", *found[0][1:])
-    fallback = _register("DocFallback", *found[1][1:]) if len(found) > 1 else None
+    family = _register("Doc", *found[0])
+    fallback = _register("DocFallback", *found[1]) if len(found) > 1 else None
     face = pdfmetrics.getFont(family).face
     return _Fonts(family, frozenset(face.charToGlyph), fallback)
 
@@ -332,7 +331,7 @@ class _FooterCanvas(Canvas):
         super().save()
 
 
-def document_pdf(html: str) -> bytes:
+def print_pdf(html: str) -> bytes:
     """The PDF of a document's HTML, on the paper its body's class names (``a4`` or
     ``letter``). Deterministic: the same HTML gives the same bytes (ReportLab's
     ``invariant``), so a document rendered again is the document it was."""

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from billing.catalog.models import Customer
 from billing.catalog.parties import Seller
 from invoicing.document_model import REASON_LABELS, DocumentStatus, DocumentType, Draft
-from reports.document_pdf import document_pdf
+from reports.document_pdf import print_pdf
 from reports.document_view import document_view
 from reports.render import environment
 from storage.lake import write_atomically
@@ -92,5 +92,5 @@ def write_pages(pages: list[Page]) -> int:
             write_atomically(page.folder / f"{page.number}.html",
                              functools.partial(_write_text, html))
         write_atomically(page.folder / f"{page.number}.pdf",
-                         functools.partial(_write_bytes, document_pdf(html)))
+                         functools.partial(_write_bytes, print_pdf(html)))
     return len(pages)

@@ -7,7 +7,7 @@ import io
 
 from pypdf import PdfReader
 
-from reports.document_pdf import document_pdf
+from reports.document_pdf import print_pdf
 
 
 def page_sizes(pdf: bytes) -> list[tuple[float, float]]:
@@ -20,4 +20,4 @@ def page_texts(html: str) -> list[list[str]]:
     """The lines of text of each page of the document's PDF, the footer included, each
     stripped of the spaces pypdf puts between the cells of a row."""
     return [[line.strip() for line in page.extract_text().splitlines() if line.strip()]
-            for page in PdfReader(io.BytesIO(document_pdf(html))).pages]
+            for page in PdfReader(io.BytesIO(print_pdf(html))).pages]

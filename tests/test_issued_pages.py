@@ -6,6 +6,7 @@ the PDF with pypdf."""
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -22,8 +23,7 @@ from invoicing.document_model import (
     DocumentLine,
     Draft,
 )
-from reports import documents, html_tree, issued_pages
-from reports.document_pdf import COLUMNS, document_pdf
+from reports import document_pdf, documents, html_tree, issued_pages
 from reports.issued_pages import Page, render_html, write_pages
 from tests.pdf_pages import page_sizes, page_texts
 
@@ -125,14 +125,14 @@ def test_every_word_of_a_documents_html_is_on_its_pdf_and_nothing_else():
 
 def test_the_same_html_prints_the_same_bytes():
     html = render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007", date(2026, 11, 2))
-    assert document_pdf(html) == document_pdf(html)
+    assert document_pdf.print_pdf(html) == document_pdf.print_pdf(html)
 
 
 def test_text_liberation_sans_lacks_is_set_in_dejavu_sans():
     # Armenian is in DejaVu Sans, not in Liberation Sans: the name prints, in DejaVu
     armenian = FRENCH.model_copy(update={"name": "Արարատ ՍՊԸ"})
     html = render_html(INVOICE, TIERS, armenian, SELLER, "INV-000007", date(2026, 11, 2))
-    pdf = document_pdf(html)
+    pdf = document_pdf.print_pdf(html)
     fonts = {str(font["/BaseFont"]) for font in PdfReader(io.BytesIO(pdf)).pages[0][
         "/Resources"]["/Font"].values()}
     assert any("DejaVuSans" in font for font in fonts), fonts
@@ -143,11 +143,11 @@ def test_text_liberation_sans_lacks_is_set_in_dejavu_sans():
 def test_an_element_the_printer_does_not_know_is_refused_by_name():
     html = "<html><body class='a4'><p>Total <em>due</em></p></body></html>"
     with pytest.raises(ValueError, match='<em class=""> has no place'):
-        document_pdf(html)
+        document_pdf.print_pdf(html)
 
 
 def test_fonts_are_embedded_as_subsets():
-    pdf = document_pdf(render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007",
+    pdf = document_pdf.print_pdf(render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007",
                                    date(2026, 11, 2)))
     # a whole PDF, its fonts embedded as subsets (Liberation Sans alone is 410 kB)
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
@@ -164,7 +164,7 @@ def test_pages_are_written_once_each(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "INV-000001.html", "INV-000001.pdf", "INV-000002.pdf"]
     assert "INV-000001" in (tmp_path / "INV-000001.html").read_text()
-    assert (tmp_path / "INV-000002.pdf").read_bytes() == document_pdf(old)
+    assert (tmp_path / "INV-000002.pdf").read_bytes() == document_pdf.print_pdf(old)
 
 
 def test_a_us_customers_pdf_is_letter_and_a_french_customers_a4():
@@ -172,7 +172,7 @@ def test_a_us_customers_pdf_is_letter_and_a_french_customers_a4():
     for customer, size in ((AMERICAN, (612, 792)), (FRENCH, (595.28, 841.89)),
                            (CUSTOMER, (595.28, 841.89))):  # no address: A4
         html = render_html(INVOICE, TIERS, customer, SELLER, "INV-000007", date(2026, 11, 2))
-        assert page_sizes(document_pdf(html)) == [size], customer.name
+        assert page_sizes(document_pdf.print_pdf(html)) == [size], customer.name
 
 
 def test_the_parties_the_number_the_banner_and_how_to_pay_are_on_the_page():
@@ -217,7 +217,7 @@ def test_a_two_page_invoice_is_numbered_page_1_of_2_and_2_of_2():
     assert [page[-2:] for page in pages] == [["INV-000008", "Page 1 of 2"],
                                              ["INV-000008", "Page 2 of 2"]]
     assert "Charge 0" in pages[0] and "Charge 29" in pages[1]
-    assert page_sizes(document_pdf(html)) == [(612, 792), (612, 792)]
+    assert page_sizes(document_pdf.print_pdf(html)) == [(612, 792), (612, 792)]
 
 
 def test_rates_keep_the_precision_they_were_given_in():
@@ -274,7 +274,7 @@ def test_many_documents_are_written_by_worker_processes(tmp_path, monkeypatch):
 
 def test_the_pdfs_columns_are_the_stylesheets():
     css = issued_pages.stylesheet()
-    for name, share in COLUMNS.items():
+    for name, share in document_pdf.COLUMNS.items():
         assert f"th.{name} {{ width: {share * 100:g}%; }}" in css, name
 
 
@@ -296,3 +296,25 @@ def test_html_written_by_an_earlier_template_prints_every_word():
         "Invoice INV-000002 Bill to Acme Corp ap@acme.test Invoice date: Oct 1, 2026 "
         "(America/New_York) DESCRIPTION AMOUNT Seats Oct 1 – Oct 31 $10.00 How to pay "
         "Pay online: the link INV-000002 Page 1 of 1")
+
+
+def test_without_liberation_or_dejavu_a_pdf_is_set_in_helvetica_and_says_so(
+        tmp_path, monkeypatch, caplog):
+    # a machine with no fonts installed (make demo needs Python alone): the standard
+    # Helvetica, not embedded, Latin-1 only; a warning names the packages
+    monkeypatch.setattr(document_pdf, "FONT_DIRS", (str(tmp_path),))
+    document_pdf._fonts.cache_clear()
+    document_pdf._style.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="reports.document_pdf"):
+            html = render_html(INVOICE, TIERS, FRENCH, SELLER, "INV-000007",
+                               date(2026, 11, 2))
+            pdf = document_pdf.print_pdf(html)
+        fonts = {str(font["/BaseFont"]) for font in PdfReader(io.BytesIO(pdf)).pages[0][
+            "/Resources"]["/Font"].values()}
+        assert fonts == {"/Helvetica", "/Helvetica-Bold"}, fonts
+        assert "fonts-liberation" in caplog.text
+        assert "Bonjour SAS" in page_texts(html)[0]
+    finally:
+        document_pdf._fonts.cache_clear()
+        document_pdf._style.cache_clear()
