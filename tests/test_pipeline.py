@@ -246,9 +246,12 @@ def test_a_failed_write_behind_fails_its_run_and_not_the_next(billed, monkeypatc
                                     raise_on_error=False)
     failures = {event.step_key: event.event_specific_data.error.cause.message
                 for event in failed.all_events if event.event_type_value == "STEP_FAILURE"}
-    # the first reader of the line items: the check on them, before invoices
-    assert {step: message.removeprefix("pyarrow.lib.") for step, message in
-            failures.items()} == {"line_items_line_items_match_usage": f"{told}\n"}
+    # one step fails, with the writer's error: the first to read the line items after
+    # their write failed, the check on them, or, when the check read them from memory
+    # while the write was still queued behind the run's other tables, the invoices step
+    ((step, message),) = failures.items()
+    assert step in ("line_items_line_items_match_usage", "invoices")
+    assert message.removeprefix("pyarrow.lib.") == f"{told}\n"
 
     monkeypatch.setattr(Lake, "write_file_now", write_file)
     again = job.execute_in_process(instance=instance, partition_key=OCTOBER.isoformat())
