@@ -54,11 +54,11 @@ FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
 # has the characters it lacks (Armenian, Georgian, many symbols), and stands in for it.
 FAMILIES = (("Liberation Sans", "LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf"),
             ("DejaVu Sans", "DejaVuSans.ttf", "DejaVuSans-Bold.ttf"))
-TEXT, MUTED, RULE = colors.HexColor("#1f2328"), colors.HexColor("#656d76"), colors.HexColor(
-    "#d0d7de")
+INK, MUTED, RULE = "#1f2328", "#656d76", "#d0d7de"  # the stylesheet's text, .muted, borders
 BANNERS = {  # background, left border: .banner, .banner.paid, .banner.void
-    "paid": ("#dafbe1", "#1a7f37"), "void": ("#eaeef2", "#656d76")}
-BANNER = ("#fff8c5", "#d4a72c")
+    "paid": ("#dafbe1", "#1a7f37"), "void": ("#eaeef2", MUTED)}
+BANNER = ("#fff8c5", "#d4a72c")  # .banner, and the DRAFT .badge's background
+LINK = "#0000ee"  # a link's colour in the user agent's stylesheet
 # Column widths of the lines tables by their header's class (the stylesheet's); a column
 # whose header has none takes what is left.
 COLUMNS = {"text": 0.19, "period": 0.33, "quantity": 0.15, "rate": 0.14, "money": 0.16}
@@ -129,7 +129,7 @@ def _markup(text: str) -> str:
 
 
 @functools.cache
-def _style(name: str, size: float = BODY, bold: bool = False, color: str = "#1f2328",
+def _style(name: str, size: float = BODY, bold: bool = False, color: str = INK,
            align: int = 0, before: float = 0, after: float = 0) -> ParagraphStyle:
     family = _fonts().family
     return ParagraphStyle(name, fontName=f"{family}-Bold" if bold else family, fontSize=size,
@@ -187,11 +187,11 @@ class _Printer:
             return f"<b>{inner}</b>"
         if node.tag == "a":
             href = escape(node.attributes.get("href", ""), {'"': "&quot;"})
-            return f'<a href="{href}" color="#0000ee"><u>{inner}</u></a>'
+            return f'<a href="{href}" color="{LINK}"><u>{inner}</u></a>'
         if node.tag == "span" and "muted" in node.classes:
-            return f'<font color="#656d76">{inner}</font>'
+            return f'<font color="{MUTED}">{inner}</font>'
         if node.tag == "span" and "badge" in node.classes:
-            return f'<font size="9.6" backColor="#fff8c5">&nbsp;{inner}&nbsp;</font>'
+            return f'<font size="9.6" backColor="{BANNER[0]}">&nbsp;{inner}&nbsp;</font>'
         if node.tag == "span":
             return inner
         raise ValueError(f"<{node.tag} class=\"{' '.join(node.classes)}\"> has no place in "
@@ -207,7 +207,7 @@ class _Printer:
         muted = "muted" in element.classes
         yield Spacer(0, 6)
         yield from self.blocks(element, _style("muted" if muted else "p-block",
-                                               color="#656d76" if muted else "#1f2328",
+                                               color=MUTED if muted else INK,
                                                after=6), "lines" in element.classes)
 
     def _div(self, element: Element) -> Iterator[Flowable]:
@@ -272,9 +272,9 @@ class _Printer:
             if kind == "sub":
                 style.append(("TOPPADDING", (0, y), (-1, y), 1.2))
             else:
-                style.append(("LINEBELOW", (0, y), (-1, y), 0.75, RULE))
+                style.append(("LINEBELOW", (0, y), (-1, y), 0.75, colors.HexColor(RULE)))
             if kind == "total":
-                style.append(("LINEABOVE", (0, y), (-1, y), 1.5, TEXT))
+                style.append(("LINEABOVE", (0, y), (-1, y), 1.5, colors.HexColor(INK)))
         table = Table(data, colWidths=widths, repeatRows=len(head))
         table.setStyle(TableStyle(style))
         table.spaceBefore = table.spaceAfter = 12
@@ -284,8 +284,8 @@ class _Printer:
         align = TA_RIGHT if "num" in cell.classes else 0
         if kind == "th":
             return Paragraph(self.content(cell, upper=True),
-                             _style("th", HEADER, True, "#656d76", align))
-        size, color = (SMALL, "#656d76") if kind == "sub" else (BODY, "#1f2328")
+                             _style("th", HEADER, True, MUTED, align))
+        size, color = (SMALL, MUTED) if kind == "sub" else (BODY, INK)
         return Paragraph(self.content(cell), _style(f"td-{kind}", size, kind == "total",
                                                     color, align))
 
@@ -322,7 +322,7 @@ class _FooterCanvas(Canvas):
             self.__dict__.update(state)
             width, _ = self._pagesize
             self.setFont(family, 8)
-            self.setFillColor(MUTED)
+            self.setFillColor(colors.HexColor(MUTED))
             y = MARGINS["bottom"] / 2 - 3
             self.drawString(MARGINS["left"], y, self._number)
             self.drawRightString(width - MARGINS["right"], y,
