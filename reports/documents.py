@@ -52,7 +52,7 @@ from storage.settings import Deployment
 
 log = logging.getLogger(__name__)
 # documents: fewer are quicker in this process (~20 ms each) than in workers, each of
-# which takes ~1.3 s of CPU to start
+# which takes 1.3–1.6 s of CPU to start
 PARALLEL_FROM = 150
 CHUNK = 50  # documents a worker renders per task (~1 s)
 # A line's tier and group breakdown: its rows of sub_line_items, by line item id.
