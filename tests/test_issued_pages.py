@@ -266,6 +266,11 @@ def test_many_documents_are_written_by_worker_processes(tmp_path, monkeypatch):
     # them is written, whole
     monkeypatch.setattr(documents, "PARALLEL_FROM", 3)
     monkeypatch.setattr(documents, "CHUNK", 2)
+
+    def not_here(html):  # a spawned worker imports the real one; this process must not print
+        raise AssertionError("printed in the issuing process, not in a worker")
+
+    monkeypatch.setattr(issued_pages, "print_pdf", not_here)
     documents._write_pages([Page(tmp_path, f"INV-{n:06d}", INVOICE, TIERS, CUSTOMER, ISSUER,
                                  date(2026, 11, 2)) for n in range(1, 6)])
     for n in range(1, 6):
